@@ -1,0 +1,57 @@
+"""The nightly pipeline: the three extracts concurrently, then transform, then publish."""
+
+from __future__ import annotations
+
+import logging
+
+from prefect import flow, task
+from prefect.states import Failed
+
+from flows.extract_case_system import extract_case_system
+from flows.extract_police import extract_police
+from flows.extract_ss12000 import extract_ss12000
+from flows.publish import publish
+from flows.transform import transform
+from samverkan import steps
+from samverkan.config import load_settings
+from samverkan.extract import BatchResult, ExtractResult
+from samverkan.publish import PublicationResult, new_version
+
+EXTRACT_FLOWS = {"ss12000": extract_ss12000, "case_system": extract_case_system,
+                 "police": extract_police}
+log = logging.getLogger(__name__)
+
+
+@task(name="run-extract-flow")
+def run_extract_flow(source: str) -> ExtractResult:
+    return EXTRACT_FLOWS[source]()
+
+
+@flow(name="pipeline")
+def pipeline(reference_date: str | None = None) -> PublicationResult:
+    """Extract all sources concurrently, build the models, then gate and publish."""
+    settings = load_settings()
+    ref = steps.reference_date(settings, reference_date).isoformat()
+    version = new_version()
+    futures = {source: run_extract_flow.submit(source) for source in steps.SOURCES}
+    results: list[ExtractResult] = []
+    for source, future in futures.items():
+        state = future.wait() or future.state
+        if state.is_completed():
+            results.append(future.result())
+        else:
+            # The source could not be extracted: record it as a failed batch so the gate
+            # blocks publication; the other sources' batches stay loaded.
+            results.append(ExtractResult(source, [BatchResult(
+                f"{source}-failed", source, 0, 0, 0, False, ("extract failed",))]))
+    dbt_success, dbt_detail = transform(version=version, reference_date=ref)
+    publication = publish(version=version, reference_date=ref, extract_results=results,
+                          dbt_success=dbt_success, dbt_detail=dbt_detail)
+    if not publication.published:
+        return Failed(message="publication gate failed: "
+                      + ", ".join(c.name for c in publication.failed), data=publication)
+    return publication
+
+
+if __name__ == "__main__":
+    pipeline()

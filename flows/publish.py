@@ -1,0 +1,33 @@
+"""Publish flow: the publication gate, then an atomic switch of published/current."""
+
+from __future__ import annotations
+
+from prefect import flow, task
+
+from samverkan import steps
+from samverkan.config import load_settings
+from samverkan.extract import ExtractResult
+from samverkan.publish import PublicationResult, new_version
+
+
+@task(name="gate-and-publish")
+def publish_task(version: str, reference_date: str, extract_results: list[ExtractResult],
+                 dbt_success: bool, dbt_detail: str) -> PublicationResult:
+    import datetime as dt
+
+    return steps.publish(load_settings(), version, dt.date.fromisoformat(reference_date),
+                         extract_results, dbt_success, dbt_detail)
+
+
+@flow(name="publish")
+def publish(version: str | None = None, reference_date: str | None = None,
+            extract_results: list[ExtractResult] | None = None, dbt_success: bool = True,
+            dbt_detail: str = "") -> PublicationResult:
+    """Publish what the warehouse holds, if every check passes."""
+    ref = steps.reference_date(load_settings(), reference_date)
+    return publish_task(version or new_version(), ref.isoformat(), extract_results or [],
+                        dbt_success, dbt_detail)
+
+
+if __name__ == "__main__":
+    publish()

@@ -1,0 +1,55 @@
+"""Set-up and entry for a fresh machine that has only Python 3.11 (standard library only).
+
+    python3 -m samverkan.bootstrap demo [demo options]   # install, then run the demo
+    python3 -m samverkan.bootstrap test [pytest options] # install, then run the test suite
+
+Installs ``uv`` into ``.tools/`` if it is not on PATH, syncs ``.venv`` from the committed
+``uv.lock`` (exactly, with this interpreter; uv never downloads a Python), then runs the
+command inside the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+UV_VERSION = "0.13.8"
+COMMANDS = {"demo": ["samverkan", "demo"], "test": ["pytest"], "samverkan": ["samverkan"]}
+
+
+def _uv() -> str:
+    found = shutil.which("uv")
+    if found:
+        return found
+    tools = ROOT / ".tools"
+    uv = tools / "bin" / "uv"
+    if not uv.exists():
+        print(f"samverkan: installing uv {UV_VERSION} into {tools}", flush=True)
+        venv.EnvBuilder(with_pip=True, clear=True).create(tools)
+        subprocess.run([str(tools / "bin" / "python"), "-m", "pip", "install", "--quiet",
+                        "--disable-pip-version-check", f"uv=={UV_VERSION}"], check=True)
+    return str(uv)
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in COMMANDS:
+        print(__doc__, file=sys.stderr)
+        return 2
+    if sys.version_info < (3, 11):  # noqa: UP036 - runs on any python3 before install
+        print("samverkan needs Python 3.11 or newer", file=sys.stderr)
+        return 2
+    env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
+    subprocess.run([_uv(), "sync", "--locked", "--quiet", "--python", sys.executable],
+                   cwd=ROOT, env=env, check=True)
+    command = COMMANDS[argv[0]]
+    executable = ROOT / ".venv" / "bin" / command[0]
+    return subprocess.call([str(executable), *command[1:], *argv[1:]], cwd=ROOT, env=env)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,113 @@
+"""The ``samverkan`` command."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+
+from samverkan.config import ConfigError, Paths, paths
+from samverkan.runtime import apply_environment_defaults, configure_logging
+
+
+def _summary(p: Paths, publication: object | None) -> None:
+    print()
+    print("Samverkan – summary")
+    current = p.current_publication / "manifest.json"
+    if publication is not None:
+        for check in getattr(publication, "checks", []):
+            mark = "ok  " if check.success else "FAIL"
+            print(f"  [{mark}] {check.name}: {check.detail}")
+    if publication is not None and getattr(publication, "published", False):
+        manifest = json.loads(current.read_text(encoding="utf-8"))
+        for source, r in manifest.get("load_report", {}).items():
+            reasons = ", ".join(f"{k} {v}" for k, v in r.get("quarantined_by_reason", {}).items())
+            print(f"  {source:12s} received {r['received']:>9,d}  loaded {r['loaded']:>9,d}  "
+                  f"quarantined {r['quarantined']:>6,d}{f' ({reasons})' if reasons else ''}")
+        print(f"  Published version {manifest['version']}")
+        print(f"  Report: {(p.current_publication / 'report.html').resolve()}")
+    else:
+        print("  Nothing was published; the previous publication (if any) is unchanged.")
+        print(f"  Why: see the gate reports under {p.validation}")
+
+
+def run_pipeline(p: Paths, reference_date: str | None) -> int:
+    from flows.pipeline import pipeline
+
+    state = pipeline(reference_date=reference_date, return_state=True)
+    publication = state.result(raise_on_failure=False)
+    if isinstance(publication, BaseException):
+        print(f"The pipeline failed: {type(publication).__name__}: {publication}", file=sys.stderr)
+        publication = None
+    _summary(p, publication)
+    return 0 if state.is_completed() else 1
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from samverkan.demo import run_demo
+
+    return run_demo(paths().ensure(), args.seed, args.pupils)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    return run_pipeline(paths().ensure(), args.reference_date)
+
+
+def cmd_pseudonym(args: argparse.Namespace) -> int:
+    from samverkan.pseudonymisation import PseudonymKeyError, load_key, pseudonymise
+
+    try:
+        key = load_key()
+    except PseudonymKeyError as exc:
+        print(f"samverkan pseudonym: {exc}", file=sys.stderr)
+        return 2
+    ref = dt.date.fromisoformat(args.reference_date) if args.reference_date else dt.date.today()
+    lines = [line.rstrip("\r\n") for line in sys.stdin]
+    for number, pseudonym in enumerate(pseudonymise(lines, key, ref), start=1):
+        if pseudonym is None:
+            print(f"samverkan pseudonym: line {number}: not a valid personnummer or "
+                  "samordningsnummer", file=sys.stderr)
+        print(pseudonym or "")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="samverkan", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="simulate a municipality and run the whole pipeline on it")
+    demo.add_argument("--seed", type=int, default=20260612)
+    demo.add_argument("--pupils", type=int, default=5000)
+    demo.set_defaults(func=cmd_demo)
+
+    run = sub.add_parser("run", help="run the pipeline against the configured sources")
+    run.add_argument("--reference-date", help="data date (YYYY-MM-DD); default from config/today")
+    run.set_defaults(func=cmd_run)
+
+    pseudo = sub.add_parser(
+        "pseudonym", help="print the pseudonym of each identifier read on stdin (one per line)")
+    pseudo.add_argument("--reference-date",
+                        help="date that resolves the century of 10-digit numbers (default today)")
+    pseudo.set_defaults(func=cmd_pseudonym)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    apply_environment_defaults()
+    args = build_parser().parse_args(argv)
+    if args.command != "pseudonym":
+        configure_logging(paths().logs, args.verbose)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"samverkan: configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+

@@ -1,0 +1,87 @@
+"""The demo: a simulated municipality served on loopback, then the real pipeline over it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from samverkan.config import Paths
+from samverkan.pseudonymisation import KEY_FILE_ENV, create_key_file, default_key_file, key_configured
+
+log = logging.getLogger(__name__)
+TOKEN_ENV = "SAMVERKAN_SS12000_TOKEN"  # noqa: S105 - the name of a variable
+
+
+@dataclass
+class SimulatedSources:
+    reference_date: dt.date
+    case_system_url: str
+    police_inbox: Path
+    ground_truth: Path
+
+
+def ensure_key(p: Paths) -> None:
+    """Use the configured key; otherwise create a random demo key file (mode 0600)."""
+    if key_configured():
+        return
+    key_file = default_key_file()
+    create_key_file(key_file)
+    os.environ[KEY_FILE_ENV] = str(key_file)
+    print(f"Created a random pseudonym key in {key_file} (mode 0600)")
+
+
+def write_demo_config(p: Paths, base_url: str, sources: SimulatedSources) -> Path:
+    cfg = p.home / "samverkan.toml"
+    cfg.write_text(
+        "# Written by `samverkan demo`: the simulator's endpoints. For real sources see README.\n"
+        "[general]\n"
+        f'reference_date = "{sources.reference_date.isoformat()}"\n\n'
+        "[ss12000]\n"
+        f'base_url = "{base_url}"\n'
+        f'token_env = "{TOKEN_ENV}"\n\n'
+        "[case_system]\n"
+        f'url = "{sources.case_system_url}"\n\n'
+        "[police]\n"
+        f'inbox = "{sources.police_inbox}"\n',
+        encoding="utf-8",
+    )
+    return cfg
+
+
+def simulate(p: Paths, seed: int, pupils: int):  # noqa: ANN201 - returns (Population, sources)
+    from samverkan.simulator.case_system_db import write_case_system
+    from samverkan.simulator.ground_truth import compute_ground_truth, write_ground_truth
+    from samverkan.simulator.police_files import write_police_files
+    from samverkan.simulator.population import generate
+
+    p.simulator.mkdir(parents=True, exist_ok=True)
+    pop = generate(seed=seed, pupils=pupils)
+    url = f"sqlite:///{p.simulator / 'case_system.sqlite'}"
+    write_case_system(pop, url)
+    inbox = p.simulator / "police_inbox"
+    write_police_files(pop, inbox)
+    truth = p.simulator / "ground_truth.csv"
+    write_ground_truth(compute_ground_truth(pop), truth)
+    return pop, SimulatedSources(pop.reference_date, url, inbox, truth)
+
+
+def run_demo(p: Paths, seed: int, pupils: int) -> int:
+    from samverkan.simulator.ss12000_server import SS12000Data, serve
+
+    p.ensure()
+    ensure_key(p)
+    print(f"Simulating a municipality (seed {seed}, about {pupils} pupils) …", flush=True)
+    pop, sources = simulate(p, seed, pupils)
+    token = secrets.token_urlsafe(24)
+    os.environ[TOKEN_ENV] = token
+    data = SS12000Data.from_population(pop)
+    with serve(data, token) as server:
+        write_demo_config(p, server.base_url, sources)
+        print("Running the pipeline: extract ×3 → dbt build → gate → publish …", flush=True)
+        from samverkan.cli import run_pipeline
+
+        return run_pipeline(p, sources.reference_date.isoformat())

@@ -1,0 +1,244 @@
+"""The extract procedure every source shares: recover, pull, land, validate, load.
+
+A source supplies an :class:`Extractor` (how to pull new rows since its watermarks, and how to
+load a landed batch into its raw tables). This module owns the order of events, which is what
+makes a run safe to kill and re-run:
+
+1. batches landed by an earlier, interrupted run are validated and loaded first;
+2. new rows are pulled since the stored watermarks and written as one immutable batch;
+3. the batch is validated (Great Expectations suite of the source);
+4. a valid batch is loaded into the restricted warehouse in one transaction together with
+   its load records and the new watermarks. A batch that fails validation is not loaded
+   and the watermark does not move, so nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import duckdb
+import pyarrow as pa
+
+from samverkan.config import Paths
+from samverkan.landing import BatchManifest, list_batches, remove_stale_temporaries, write_batch
+from samverkan.warehouse import (
+    EntityCounts,
+    batch_loaded,
+    get_watermarks,
+    record_load,
+    restricted_connection,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Pull:
+    """What one pull from a source returned."""
+
+    tables: dict[str, pa.Table]
+    # entity -> (watermark the pull started from (exclusive), highest value seen (inclusive))
+    watermarks: dict[str, tuple[str | None, str | None]]
+    content_checksums: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def row_count(self) -> int:
+        return sum(t.num_rows for t in self.tables.values())
+
+
+@dataclass(frozen=True)
+class SourceState:
+    """What the warehouse knows about a source before a pull."""
+
+    watermarks: dict[str, str]  # entity -> highest value loaded (exclusive lower bound next time)
+    seen_files: frozenset[tuple[str, str]] = frozenset()  # (file name, sha256) already loaded
+
+
+class Extractor(Protocol):
+    source: str
+
+    def pull(self, state: SourceState) -> Pull:
+        """Rows changed since ``state``; no side effects on the warehouse."""
+
+    def load(self, conn: duckdb.DuckDBPyConnection, manifest: BatchManifest) -> dict[str, EntityCounts]:
+        """Insert a landed batch into the raw tables (and quarantine) inside the caller's
+        transaction; returns per-entity counts with received = loaded + quarantined."""
+
+
+@dataclass(frozen=True)
+class ValidationOutcome:
+    success: bool
+    failed_checks: tuple[str, ...] = ()
+    report_path: str | None = None
+
+
+Validator = Callable[[BatchManifest], ValidationOutcome]
+
+
+@dataclass
+class BatchResult:
+    batch_id: str
+    source: str
+    received: int
+    loaded: int
+    quarantined: int
+    valid: bool
+    failed_checks: tuple[str, ...] = ()
+    report_path: str | None = None
+    recovered: bool = False
+    quarantined_by_reason: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class ExtractResult:
+    source: str
+    batches: list[BatchResult] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(b.valid for b in self.batches)
+
+    @property
+    def batch_ids(self) -> list[str]:
+        return [b.batch_id for b in self.batches]
+
+    def totals(self) -> dict[str, int]:
+        return {
+            "received": sum(b.received for b in self.batches),
+            "loaded": sum(b.loaded for b in self.batches),
+            "quarantined": sum(b.quarantined for b in self.batches),
+        }
+
+
+@contextmanager
+def source_lock(p: Paths, source: str) -> Iterator[None]:
+    """One extract per source at a time (a second one waits)."""
+    p.run_state.mkdir(parents=True, exist_ok=True)
+    with open(p.run_state / f"extract-{source}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _rejected_batches(conn: duckdb.DuckDBPyConnection, source: str) -> set[str]:
+    rows = conn.execute(
+        """
+        select batch_id from load_meta.batch_validations
+        where source = ? and not success
+          and batch_id not in (select batch_id from load_meta.batch_validations where success)
+        """,
+        [source],
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
+def _record_validation(conn: duckdb.DuckDBPyConnection, manifest: BatchManifest,
+                       outcome: ValidationOutcome) -> None:
+    conn.execute(
+        "insert into load_meta.batch_validations values (?, ?, ?, ?, ?, ?)",
+        [
+            manifest.batch_id,
+            manifest.source,
+            dt.datetime.now(dt.UTC),
+            outcome.success,
+            ", ".join(outcome.failed_checks) or None,
+            outcome.report_path,
+        ],
+    )
+
+
+def _quarantine_by_reason(conn: duckdb.DuckDBPyConnection, batch_id: str) -> dict[str, int]:
+    rows = conn.execute(
+        "select reason, count(*) from load_meta.quarantine where batch_id = ? group by reason",
+        [batch_id],
+    ).fetchall()
+    return {reason: n for reason, n in rows}
+
+
+def _validate_and_load(p: Paths, extractor: Extractor, manifest: BatchManifest,
+                       validate: Validator | None, recovered: bool) -> BatchResult:
+    outcome = validate(manifest) if validate else ValidationOutcome(success=True)
+    with restricted_connection(p) as conn:
+        if batch_loaded(conn, manifest.batch_id):
+            # Loaded by the interrupted run after all: report what was recorded.
+            received, loaded, quarantined = conn.execute(
+                "select rows_received, rows_loaded, rows_quarantined from load_meta.batches "
+                "where batch_id = ?", [manifest.batch_id]).fetchone()
+            return BatchResult(manifest.batch_id, manifest.source, received, loaded, quarantined,
+                               True, recovered=recovered,
+                               quarantined_by_reason=_quarantine_by_reason(conn, manifest.batch_id))
+        conn.execute("begin transaction")
+        try:
+            _record_validation(conn, manifest, outcome)
+            if not outcome.success:
+                conn.execute("commit")
+                log.warning("batch %s (%s) failed validation: %s; not loaded",
+                            manifest.batch_id, manifest.source, ", ".join(outcome.failed_checks))
+                return BatchResult(manifest.batch_id, manifest.source, manifest.row_count, 0, 0,
+                                   False, outcome.failed_checks, outcome.report_path, recovered)
+            counts = extractor.load(conn, manifest)
+            assert manifest.directory is not None
+            record_load(conn, manifest, counts, manifest.directory / "manifest.json")
+            conn.execute("commit")
+        except BaseException:
+            conn.execute("rollback")
+            raise
+        by_reason = _quarantine_by_reason(conn, manifest.batch_id)
+    result = BatchResult(
+        manifest.batch_id,
+        manifest.source,
+        received=sum(c.received for c in counts.values()),
+        loaded=sum(c.loaded for c in counts.values()),
+        quarantined=sum(c.quarantined for c in counts.values()),
+        valid=True,
+        report_path=outcome.report_path,
+        recovered=recovered,
+        quarantined_by_reason=by_reason,
+    )
+    log.info("batch %s (%s) loaded: %d received, %d loaded, %d quarantined", result.batch_id,
+             result.source, result.received, result.loaded, result.quarantined)
+    return result
+
+
+def run_extract(p: Paths, extractor: Extractor, validate: Validator | None = None) -> ExtractResult:
+    """Recover unfinished batches, pull what is new, land it, validate it, load it."""
+    source = extractor.source
+    result = ExtractResult(source)
+    with source_lock(p, source):
+        remove_stale_temporaries(p.landing, source)
+        with restricted_connection(p) as conn:
+            rejected = _rejected_batches(conn, source)
+            pending = [b for b in list_batches(p.landing, source)
+                       if not batch_loaded(conn, b.batch_id) and b.batch_id not in rejected]
+        for manifest in pending:
+            log.info("recovering landed batch %s (%s)", manifest.batch_id, source)
+            result.batches.append(_validate_and_load(p, extractor, manifest, validate, True))
+        if not result.ok:
+            return result  # the watermark did not move; do not pull past unloaded data
+        with restricted_connection(p) as conn:
+            state = SourceState(
+                watermarks=get_watermarks(conn, source),
+                seen_files=frozenset(conn.execute(
+                    "select file_name, sha256 from load_meta.source_files where source = ?", [source]
+                ).fetchall()),
+            )
+        pull = extractor.pull(state)
+        if pull.row_count == 0:
+            log.info("%s: nothing new since the last extract", source)
+            return result
+        manifest = write_batch(
+            p.landing, source, pull.tables, watermarks=pull.watermarks,
+            content_checksums=pull.content_checksums, extra=pull.extra,
+        )
+        log.info("%s: landed batch %s with %d rows", source, manifest.batch_id, manifest.row_count)
+        result.batches.append(_validate_and_load(p, extractor, manifest, validate, False))
+    return result

@@ -1,0 +1,174 @@
+"""The landing zone: immutable extract batches exactly as received.
+
+A batch is a directory ``landing/<source>/<batch_id>/`` holding one Parquet file per entity
+and a ``manifest.json`` (batch id, source, extracted-at, watermark range per entity, row
+counts, file and content checksums). It is written to a temporary directory and renamed into
+place, so a batch either exists whole or not at all.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import secrets
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class EntityStats:
+    file: str
+    rows: int
+    file_sha256: str
+    content_checksum: str | None
+    watermark_from: str | None
+    watermark_to: str | None
+
+
+@dataclass(frozen=True)
+class BatchManifest:
+    batch_id: str
+    source: str
+    extracted_at: str
+    row_count: int
+    checksum: str
+    entities: dict[str, EntityStats]
+    extra: dict[str, Any] = field(default_factory=dict)
+    directory: Path | None = None
+
+    @property
+    def watermark_from(self) -> dict[str, str | None]:
+        return {name: e.watermark_from for name, e in self.entities.items()}
+
+    @property
+    def watermark_to(self) -> dict[str, str | None]:
+        return {name: e.watermark_to for name, e in self.entities.items()}
+
+    def entity_path(self, entity: str) -> Path:
+        assert self.directory is not None
+        return self.directory / self.entities[entity].file
+
+    def to_json(self) -> dict[str, Any]:
+        doc = asdict(self)
+        doc.pop("directory")
+        doc["watermark_range"] = {
+            name: {"from": e.watermark_from, "to": e.watermark_to} for name, e in self.entities.items()
+        }
+        return doc
+
+    @classmethod
+    def read(cls, directory: Path) -> BatchManifest:
+        doc = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
+        doc.pop("watermark_range", None)
+        entities = {name: EntityStats(**e) for name, e in doc.pop("entities").items()}
+        return cls(entities=entities, directory=directory, **doc)
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def new_batch_id(source: str, at: dt.datetime) -> str:
+    return f"{source}-{at.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
+
+
+def write_batch(
+    landing_root: Path,
+    source: str,
+    tables: dict[str, pa.Table],
+    *,
+    watermarks: dict[str, tuple[str | None, str | None]],
+    content_checksums: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
+    extracted_at: dt.datetime | None = None,
+) -> BatchManifest:
+    """Write one immutable batch; ``watermarks[entity] = (from_exclusive, to_inclusive)``."""
+    at = extracted_at or dt.datetime.now(dt.UTC)
+    batch_id = new_batch_id(source, at)
+    source_dir = landing_root / source
+    source_dir.mkdir(parents=True, exist_ok=True)
+    tmp = source_dir / f".tmp-{batch_id}"
+    tmp.mkdir()
+    try:
+        entities: dict[str, EntityStats] = {}
+        for name, table in tables.items():
+            file_name = f"{name}.parquet"
+            pq.write_table(table, tmp / file_name, compression="zstd")
+            wm_from, wm_to = watermarks.get(name, (None, None))
+            entities[name] = EntityStats(
+                file=file_name,
+                rows=table.num_rows,
+                file_sha256=file_sha256(tmp / file_name),
+                content_checksum=(content_checksums or {}).get(name),
+                watermark_from=wm_from,
+                watermark_to=wm_to,
+            )
+        overall = hashlib.sha256(
+            "\n".join(f"{n}:{e.file_sha256}" for n, e in sorted(entities.items())).encode()
+        ).hexdigest()
+        manifest = BatchManifest(
+            batch_id=batch_id,
+            source=source,
+            extracted_at=at.isoformat(),
+            row_count=sum(e.rows for e in entities.values()),
+            checksum=overall,
+            entities=entities,
+            extra=extra or {},
+        )
+        manifest_path = tmp / MANIFEST
+        manifest_path.write_text(json.dumps(manifest.to_json(), indent=2, ensure_ascii=False),
+                                 encoding="utf-8")
+        for path in tmp.iterdir():
+            _fsync(path)
+        final = source_dir / batch_id
+        os.rename(tmp, final)
+        _fsync(source_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return BatchManifest(**{**manifest.__dict__, "directory": final})
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def list_batches(landing_root: Path, source: str) -> list[BatchManifest]:
+    """Complete batches of a source, oldest first (half-written temporary dirs are ignored)."""
+    source_dir = landing_root / source
+    if not source_dir.exists():
+        return []
+    batches = [
+        BatchManifest.read(d)
+        for d in source_dir.iterdir()
+        if d.is_dir() and not d.name.startswith(".") and (d / MANIFEST).exists()
+    ]
+    return sorted(batches, key=lambda b: (b.extracted_at, b.batch_id))
+
+
+def remove_stale_temporaries(landing_root: Path, source: str) -> int:
+    """Delete temporary directories left by a killed run; returns how many."""
+    source_dir = landing_root / source
+    if not source_dir.exists():
+        return 0
+    stale = [d for d in source_dir.iterdir() if d.is_dir() and d.name.startswith(".tmp-")]
+    for d in stale:
+        shutil.rmtree(d, ignore_errors=True)
+    return len(stale)
