@@ -1,0 +1,29 @@
+"""Smoke: every flow imports and is a Prefect flow; the CLI answers."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import subprocess
+import sys
+
+from prefect import Flow
+
+import flows
+
+
+def test_every_flow_module_imports_and_defines_a_flow():
+    names = [m.name for m in pkgutil.iter_modules(flows.__path__) if not m.name.startswith("_")]
+    assert {"pipeline", "transform", "publish", "extract_ss12000", "extract_case_system",
+            "extract_police"} <= set(names)
+    for name in names:
+        module = importlib.import_module(f"flows.{name}")
+        assert any(isinstance(v, Flow) for v in vars(module).values()), name
+
+
+def test_cli_help():
+    result = subprocess.run([sys.executable, "-m", "samverkan.cli", "--help"], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0
+    for command in ("demo", "run", "pseudonym"):
+        assert command in result.stdout
