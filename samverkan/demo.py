@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import os
 import secrets
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +54,21 @@ def write_demo_config(p: Paths, base_url: str, sources: SimulatedSources) -> Pat
     return cfg
 
 
+def reset_if_other_municipality(p: Paths, seed: int, pupils: int) -> None:
+    """A demo with another seed or size is another municipality: start from empty zones
+    (the key is kept) instead of mixing two simulated populations in one warehouse."""
+    marker = p.simulator / "simulator.json"
+    wanted = {"seed": seed, "pupils": pupils}
+    if marker.exists() and json.loads(marker.read_text(encoding="utf-8")) == wanted:
+        return
+    for zone in (p.landing, p.warehouse, p.published, p.validation, p.simulator, p.run_state):
+        if zone.exists():
+            shutil.rmtree(zone)
+    p.ensure()
+    p.simulator.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps(wanted), encoding="utf-8")
+
+
 def simulate(p: Paths, seed: int, pupils: int):  # noqa: ANN201 - returns (Population, sources)
     from samverkan.simulator.case_system_db import write_case_system
     from samverkan.simulator.ground_truth import compute_ground_truth, write_ground_truth
@@ -73,6 +90,7 @@ def run_demo(p: Paths, seed: int, pupils: int) -> int:
     from samverkan.simulator.ss12000_server import SS12000Data, serve
 
     p.ensure()
+    reset_if_other_municipality(p, seed, pupils)
     ensure_key(p)
     print(f"Simulating a municipality (seed {seed}, about {pupils} pupils) …", flush=True)
     pop, sources = simulate(p, seed, pupils)

@@ -52,6 +52,11 @@ class Pull:
     def row_count(self) -> int:
         return sum(t.num_rows for t in self.tables.values())
 
+    @property
+    def has_news(self) -> bool:
+        """Rows, or new deliveries without rows (an empty file is recorded as received)."""
+        return self.row_count > 0 or bool(self.extra.get("files"))
+
 
 @dataclass(frozen=True)
 class SourceState:
@@ -232,7 +237,7 @@ def run_extract(p: Paths, extractor: Extractor, validate: Validator | None = Non
                 ).fetchall()),
             )
         pull = extractor.pull(state)
-        if pull.row_count == 0:
+        if not pull.has_news:
             log.info("%s: nothing new since the last extract", source)
             return result
         manifest = write_batch(

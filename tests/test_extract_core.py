@@ -114,7 +114,8 @@ def test_a_rejected_batch_is_not_loaded_and_the_watermark_stays(setup):
     write_rows(src, rows + [{"id": "c", "modified": "2026-01-03T10:00:00", "minutes": "-7"}])
 
     def reject_negative(manifest: BatchManifest) -> ValidationOutcome:
-        t = duckdb.sql(f"select min(try_cast(minutes as int)) from read_parquet('{manifest.entity_path('items')}')")
+        path = manifest.entity_path("items")
+        t = duckdb.sql(f"select min(try_cast(minutes as int)) from read_parquet('{path}')")
         return ValidationOutcome(success=t.fetchone()[0] >= 0, failed_checks=("minutes_non_negative",))
 
     result = run_extract(p, extractor, reject_negative)

@@ -1,0 +1,262 @@
+"""The independent disclosure check on the final published indicator file.
+
+This module re-derives the rules of ``privacy.md`` from the published rows alone. It does not
+import or reuse the dbt suppression SQL: the gate must catch a bug in the code that
+suppressed, so it shares no code with it.
+
+Primary suppression (``min_cell`` default 5), for every row not marked suppressed:
+
+* ``antal``: the count (``value``, = ``numerator``) is at least ``min_cell``;
+* ``andel``: ``denominator`` ≥ ``min_cell``, ``numerator`` not in 1..min_cell−1 and
+  ``denominator − numerator`` not in 1..min_cell−1, and ``value`` = numerator / denominator
+  (otherwise the published value reveals a different cell than the one checked);
+
+and every suppressed row is marked ``primär`` or ``sekundär`` and carries no numerator,
+denominator or value.
+
+A problem names the cell (indicator, period, area, breakdown) and the rule it breaks, never
+the small number itself. The module is organised as independent rule functions over one
+normalised frame, so the secondary-suppression audit (a later issue) is one more function
+added to :data:`AUDITS`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+PUBLISHED_COLUMNS = (
+    "indicator_id", "indicator_name", "period_type", "period_start", "period_end", "area_level",
+    "area_code", "area_name", "breakdown", "breakdown_value", "numerator", "denominator", "value",
+    "unit", "suppressed", "target", "status", "data_version",
+)
+CELL_COLUMNS = ("indicator_id", "period_type", "period_start", "area_level", "area_code",
+                "breakdown", "breakdown_value")
+REQUIRED_COLUMNS = (*CELL_COLUMNS, "numerator", "denominator", "value", "unit", "suppressed")
+SUPPRESSION_MARKERS = ("primär", "sekundär")
+UNITS = ("andel", "antal")
+RATIO_TOLERANCE = 1e-9
+
+# Rule codes and what they mean (the text shown in a problem).
+RULES: dict[str, str] = {
+    "missing_column": "a column the check needs is missing from the file",
+    "unreadable_number": "numerator, denominator or value is not a number",
+    "unknown_unit": "unit is neither 'andel' nor 'antal': the cell cannot be assessed",
+    "unknown_suppression_marker": "suppressed is neither empty, 'primär' nor 'sekundär'",
+    "suppressed_row_has_numbers": "a suppressed row publishes a numerator, denominator or value",
+    "antal_without_count": "an unsuppressed count publishes no value",
+    "antal_below_min_cell": "an unsuppressed count is below min_cell",
+    "antal_numerator_differs": "an unsuppressed count publishes a numerator different from its value",
+    "andel_incomplete": "an unsuppressed share lacks its numerator or denominator",
+    "andel_denominator_below_min_cell": "an unsuppressed share has a denominator below min_cell",
+    "andel_numerator_small": "an unsuppressed share has a numerator between 1 and min_cell - 1",
+    "andel_complement_small": "an unsuppressed share has denominator - numerator between 1 and min_cell - 1",
+    "andel_value_not_ratio": "an unsuppressed share publishes a value other than numerator / denominator",
+}
+
+
+@dataclass(frozen=True)
+class CellProblem:
+    """One cell that breaks a rule; the description holds no data value of the cell."""
+
+    rule: str
+    indicator_id: str
+    period_type: str
+    period_start: str
+    area_level: str
+    area_code: str
+    breakdown: str
+    breakdown_value: str
+
+    @property
+    def description(self) -> str:
+        return (f"{self.indicator_id} {self.period_type} {self.period_start}, "
+                f"{self.area_level} {self.area_code}, {self.breakdown}={self.breakdown_value}: "
+                f"{RULES.get(self.rule, self.rule)} [{self.rule}]")
+
+    def __str__(self) -> str:
+        return self.description
+
+
+@dataclass
+class DisclosureReport:
+    """Outcome of the disclosure check on one published table."""
+
+    ok: bool
+    problems: list[str]
+    cells: list[CellProblem] = field(default_factory=list)
+    rows_checked: int = 0
+    min_cell: int = 5
+    checks: tuple[str, ...] = ()
+
+    def counts_by_rule(self) -> dict[str, int]:
+        counts = Counter(c.rule for c in self.cells)
+        for p in self.problems:
+            if p.startswith("missing_column:"):
+                counts["missing_column"] += 1
+        return dict(sorted(counts.items()))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "min_cell": self.min_cell,
+            "rows_checked": self.rows_checked,
+            "checks": list(self.checks),
+            "problems_by_rule": self.counts_by_rule(),
+            "problems": self.problems,
+        }
+
+
+def read_published(df_or_path: pd.DataFrame | Path | str) -> pd.DataFrame:
+    """The published table as a frame; CSV is read as text so nothing is guessed."""
+    if isinstance(df_or_path, pd.DataFrame):
+        return df_or_path.copy()
+    path = Path(df_or_path)
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        return pq.read_table(path).to_pandas()
+    if suffix == ".csv":
+        table = pacsv.read_csv(
+            path,
+            convert_options=pacsv.ConvertOptions(
+                column_types={c: "string" for c in PUBLISHED_COLUMNS},
+                strings_can_be_null=True,
+                null_values=[""],
+            ),
+        )
+        return table.to_pandas()
+    raise ValueError(f"{path.name}: expected a .csv or .parquet file")
+
+
+@dataclass
+class _Frame:
+    """Normalised columns shared by every rule function."""
+
+    df: pd.DataFrame
+    numerator: pd.Series
+    denominator: pd.Series
+    value: pd.Series
+    unit: pd.Series
+    suppressed: pd.Series
+    bad_number: pd.Series
+
+
+def _text(series: pd.Series) -> pd.Series:
+    """Trimmed text with blanks as missing (CSV writes an empty field for null)."""
+    s = series.astype("string").str.strip()
+    return s.mask(s == "")
+
+
+def _number(series: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Numbers as float64 (missing = NaN), and a mask of non-blank fields that are not numbers."""
+    if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
+        return series.astype("float64"), pd.Series(False, index=series.index)
+    text = _text(series)
+    nums = pd.to_numeric(text, errors="coerce").astype("float64")
+    return nums, nums.isna() & text.notna()
+
+
+def _normalise(df: pd.DataFrame) -> _Frame:
+    numerator, bad_n = _number(df["numerator"])
+    denominator, bad_d = _number(df["denominator"])
+    value, bad_v = _number(df["value"])
+    return _Frame(
+        df=df,
+        numerator=numerator,
+        denominator=denominator,
+        value=value,
+        unit=_text(df["unit"]),
+        suppressed=_text(df["suppressed"]),
+        bad_number=(bad_n | bad_d | bad_v),
+    )
+
+
+def _small(x: pd.Series, min_cell: int) -> pd.Series:
+    return (x >= 1) & (x <= min_cell - 1)
+
+
+RuleFn = Callable[[_Frame, int], dict[str, pd.Series]]
+
+
+def primary_rules(f: _Frame, min_cell: int) -> dict[str, pd.Series]:
+    """Masks (row → breaks the rule) of the primary-suppression rules."""
+    n, d, v = f.numerator, f.denominator, f.value
+    marked = f.suppressed.notna()
+    open_ = ~marked
+    antal = open_ & (f.unit == "antal")
+    andel = open_ & (f.unit == "andel")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = n / d
+    return {
+        "unreadable_number": f.bad_number,
+        "unknown_unit": ~f.unit.isin(UNITS),
+        "unknown_suppression_marker": marked & ~f.suppressed.isin(SUPPRESSION_MARKERS),
+        "suppressed_row_has_numbers": marked & (n.notna() | d.notna() | v.notna()),
+        "antal_without_count": antal & v.isna(),
+        "antal_below_min_cell": antal & ((v < min_cell) | (n.notna() & (n < min_cell))),
+        "antal_numerator_differs": antal & n.notna() & v.notna() & (n != v),
+        "andel_incomplete": andel & (n.isna() | d.isna()),
+        "andel_denominator_below_min_cell": andel & (d < min_cell),
+        "andel_numerator_small": andel & _small(n, min_cell),
+        "andel_complement_small": andel & _small(d - n, min_cell),
+        "andel_value_not_ratio": andel & n.notna() & d.notna() & (d > 0)
+        & (v.isna() | ((v - ratio).abs() > RATIO_TOLERANCE)),
+    }
+
+
+# Audits run by check_disclosure, in order. The secondary-suppression audit joins here.
+AUDITS: dict[str, RuleFn] = {"primary_suppression": primary_rules}
+
+
+def _cell_value(value: Any) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    if isinstance(value, pd.Timestamp):
+        return value.date().isoformat()
+    return str(value)
+
+
+def _run(df_or_path: pd.DataFrame | Path | str, min_cell: int, audits: dict[str, RuleFn]) -> DisclosureReport:
+    if min_cell < 1:
+        raise ValueError("min_cell must be at least 1")
+    df = read_published(df_or_path)
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        return DisclosureReport(False, [f"missing_column: {c}" for c in missing], rows_checked=len(df),
+                                min_cell=min_cell, checks=tuple(audits))
+    df = df.reset_index(drop=True)
+    frame = _normalise(df)
+    keys = df[list(CELL_COLUMNS)].astype("object")
+    cells: list[CellProblem] = []
+    for audit in audits.values():
+        for rule, mask in audit(frame, min_cell).items():
+            hits = np.flatnonzero(mask.astype("boolean").fillna(False).to_numpy(dtype=bool))
+            for i in hits:
+                row = keys.iloc[i]
+                cells.append(CellProblem(rule, *(_cell_value(row[c]) for c in CELL_COLUMNS)))
+    return DisclosureReport(
+        ok=not cells,
+        problems=[c.description for c in cells],
+        cells=cells,
+        rows_checked=len(df),
+        min_cell=min_cell,
+        checks=tuple(audits),
+    )
+
+
+def check_primary_suppression(df_or_path: pd.DataFrame | Path | str, min_cell: int = 5) -> DisclosureReport:
+    """Re-check primary suppression on the published table (frame, CSV or Parquet file)."""
+    return _run(df_or_path, min_cell, {"primary_suppression": primary_rules})
+
+
+def check_disclosure(df_or_path: pd.DataFrame | Path | str, min_cell: int = 5) -> DisclosureReport:
+    """Every disclosure audit of :data:`AUDITS` (today: primary suppression)."""
+    return _run(df_or_path, min_cell, AUDITS)

@@ -1,0 +1,11 @@
+"""The synthetic municipality: a deterministic population and writers for its three sources.
+
+``population.generate`` invents pupils, lessons, attendance, social-services cases and police
+rows; ``case_system_db``, ``police_files`` (and the SS 12000 server) serve them through the same
+interfaces a real municipality has; ``ground_truth`` computes the indicator values directly from
+the population, independently of the pipeline, so that the pipeline's output can be checked.
+"""
+
+from samverkan.simulator.population import Population, generate
+
+__all__ = ["Population", "generate"]

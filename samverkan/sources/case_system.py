@@ -1,0 +1,612 @@
+"""Extractor for the social-services case system: reporting views read through SQLAlchemy.
+
+Contract: ``shared/spec/sources.md`` §2. The same code reads the views on SQL Server,
+PostgreSQL, MariaDB and SQLite. Each view is pulled incrementally on its modification column
+(``andrad_tid``; ``gallring.gallrad_tid``) with a streaming cursor and converted chunk by chunk
+into Arrow record batches, so a big view never sits in memory as Python objects.
+
+Landing (restricted zone) keeps every contract column, names included, typed to the contract
+(integer → int64, boolean → bool, varchar → string, date → date32, timestamp → timestamp[us],
+naive local time). Backends differ in what the driver returns (SQLite gives dates as text,
+MariaDB booleans as 0/1); those representations are normalised, the values themselves are kept
+as received. A value that cannot be typed becomes null in its typed column, and the row carries
+two extra landing columns so nothing is lost:
+
+- ``_type_errors``: ``'<reason>:<column>'`` entries joined by ``,`` (``bad_date`` for dates and
+  timestamps, ``bad_type`` otherwise), null for a clean row;
+- ``_raw_row``: the row as received (JSON object of canonical texts, without the name columns),
+  only for rows with a type error.
+
+``load`` inserts the clean rows into ``raw_case_system.*`` without ``fornamn``/``efternamn`` and
+quarantines rows with a type error or a missing key.
+
+The content checksum of an entity is :func:`rows_checksum` over the rows exactly as the driver
+returned them (computed vectorised per chunk), so it can be recomputed independently from the
+source database.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from samverkan.config import CaseSystemConfig
+from samverkan.extract import Pull, SourceState
+from samverkan.landing import BatchManifest
+from samverkan.warehouse import EntityCounts, quarantine
+
+SOURCE = "case_system"
+LOCAL_TZ = ZoneInfo("Europe/Stockholm")
+DEFAULT_CHUNK_ROWS = 20_000
+
+ARROW_TYPES: dict[str, pa.DataType] = {
+    "int": pa.int64(),
+    "bool": pa.bool_(),
+    "str": pa.string(),
+    "date": pa.date32(),
+    "ts": pa.timestamp("us"),
+}
+
+
+@dataclass(frozen=True)
+class ViewSpec:
+    """One contract view: its columns (name, kind), key, watermark column and landing-only columns."""
+
+    name: str
+    columns: tuple[tuple[str, str], ...]
+    key: tuple[str, ...]
+    watermark_column: str
+    landing_only: tuple[str, ...] = ()
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c for c, _ in self.columns]
+
+    @property
+    def warehouse_columns(self) -> list[str]:
+        return [c for c, _ in self.columns if c not in self.landing_only]
+
+
+VIEWS: tuple[ViewSpec, ...] = (
+    ViewSpec(
+        "klient",
+        (("klient_id", "int"), ("personnummer", "str"), ("fornamn", "str"), ("efternamn", "str"),
+         ("skyddad_identitet", "bool"), ("andrad_tid", "ts")),
+        key=("klient_id",), watermark_column="andrad_tid", landing_only=("fornamn", "efternamn"),
+    ),
+    ViewSpec(
+        "aktualisering",
+        (("aktualisering_id", "int"), ("klient_id", "int"), ("inkom_datum", "date"), ("typ", "str"),
+         ("anmalare_kategori", "str"), ("skyddsbedomning_datum", "date"),
+         ("forhandsbedomning_datum", "date"), ("beslut", "str"), ("stadsdel", "str"),
+         ("andrad_tid", "ts")),
+        key=("aktualisering_id",), watermark_column="andrad_tid",
+    ),
+    ViewSpec(
+        "utredning",
+        (("utredning_id", "int"), ("klient_id", "int"), ("aktualisering_id", "int"),
+         ("startdatum", "date"), ("avslutsdatum", "date"), ("resultat", "str"), ("andrad_tid", "ts")),
+        key=("utredning_id",), watermark_column="andrad_tid",
+    ),
+    ViewSpec(
+        "insats",
+        (("insats_id", "int"), ("klient_id", "int"), ("insatstyp", "str"), ("startdatum", "date"),
+         ("slutdatum", "date"), ("planerat_slutdatum", "date"), ("avslutsorsak", "str"),
+         ("andrad_tid", "ts")),
+        key=("insats_id",), watermark_column="andrad_tid",
+    ),
+    ViewSpec(
+        "gallring",
+        (("tabell", "str"), ("rad_id", "int"), ("gallrad_tid", "ts")),
+        key=("tabell", "rad_id"), watermark_column="gallrad_tid",
+    ),
+)
+VIEW_BY_NAME: dict[str, ViewSpec] = {v.name: v for v in VIEWS}
+
+TYPE_ERRORS_COLUMN = "_type_errors"
+RAW_ROW_COLUMN = "_raw_row"
+
+
+class CaseSystemError(Exception):
+    """The case system could not be read; the message names the view, never credentials."""
+
+
+# --- canonical text and checksums ------------------------------------------------------------
+
+def canonical_text(value: Any) -> str | None:
+    """A stable text for a value as a DB-API driver returns it (None stays None).
+
+    Booleans and 0/1 integers give the same text, so a MariaDB tinyint and a PostgreSQL
+    boolean agree; dates and timestamps are ISO 8601 (space separator)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, decimal.Decimal):
+        return format(value.normalize(), "f")
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    if isinstance(value, dt.datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, bytes | bytearray | memoryview):
+        raw = bytes(value)
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return "\\x" + raw.hex()
+    return str(value)
+
+
+def _field_text(text: str | None) -> str:
+    return "-" if text is None else f"{len(text)}:{text}"
+
+
+def row_text(row: Sequence[Any]) -> str:
+    """Canonical text of one row: each value as ``<length>:<canonical text>``, null as ``-``,
+    concatenated. Self-delimiting for a fixed column count, so no escaping is needed."""
+    return "".join(_field_text(canonical_text(v)) for v in row)
+
+
+def rows_checksum(rows: Iterable[Sequence[Any]]) -> str:
+    """Order-independent content checksum of rows as returned by a DB-API driver.
+
+    sha256 over the sorted canonical row texts (:func:`row_text`) joined by newlines. Select the
+    contract columns of a view in contract order (``ViewSpec.column_names``) and pass the rows
+    here to get the checksum the extractor records for that entity."""
+    return hashlib.sha256("\n".join(sorted(row_text(r) for r in rows)).encode("utf-8")).hexdigest()
+
+
+_NONE = type(None)
+
+
+def canonical_texts(values: list[Any]) -> pa.Array:
+    """:func:`canonical_text` of every value of a column chunk, vectorised for the common
+    homogeneous driver types (str, int, bool, date, naive datetime)."""
+    types = set(map(type, values))
+    types.discard(_NONE)
+    try:
+        if not types:
+            return pa.nulls(len(values), pa.string())
+        if types == {str}:
+            return pa.array(values, pa.string())
+        if types == {int}:
+            return pa.array(values, pa.int64()).cast(pa.string())
+        if types == {bool}:
+            return pc.if_else(pa.array(values, pa.bool_()), "1", "0")
+        if types == {dt.date}:
+            return pa.array(values, pa.date32()).cast(pa.string())
+        if types == {dt.datetime} and all(v.tzinfo is None for v in values if v is not None):
+            ts = pa.array(values, pa.timestamp("us"))
+            seconds = pc.floor_temporal(ts, unit="second")
+            base = pc.strftime(seconds.cast(pa.timestamp("s")), "%Y-%m-%d %H:%M:%S")
+            micros = pc.subtract(ts.cast(pa.int64()), seconds.cast(pa.int64()))
+            suffix = pc.if_else(pc.equal(micros, 0), "",
+                                pc.binary_join_element_wise(
+                                    ".", pc.utf8_lpad(micros.cast(pa.string()), 6, "0"), ""))
+            return pc.binary_join_element_wise(base, suffix, "")
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
+        pass
+    return pa.array([canonical_text(v) for v in values], pa.string())
+
+
+def row_texts(columns: Sequence[list[Any]], n_rows: int) -> pa.Array:
+    """:func:`row_text` of every row of a chunk given column-wise, vectorised."""
+    if n_rows == 0:
+        return pa.array([], pa.string())
+    fields = []
+    for values in columns:
+        text = canonical_texts(values)
+        length = pc.utf8_length(text).cast(pa.string())
+        fields.append(pc.fill_null(pc.binary_join_element_wise(length, text, ":"), "-"))
+    return pc.binary_join_element_wise(*fields, "")
+
+
+def checksum_of_row_texts(chunks: Sequence[pa.Array], slice_rows: int = 200_000) -> str:
+    """sha256 over the sorted row texts joined by newlines (same as :func:`rows_checksum`).
+
+    Arrow sorts strings by their UTF-8 bytes, which is code point order, as Python sorts."""
+    h = hashlib.sha256()
+    if not chunks:
+        return h.hexdigest()
+    texts = pa.concat_arrays([c.cast(pa.large_string()) for c in chunks])
+    texts = texts.take(pc.sort_indices(texts))
+    separator = pa.scalar("\n", pa.large_string())
+    for start in range(0, len(texts), slice_rows):
+        part = texts.slice(start, slice_rows)
+        joined = pc.binary_join(
+            pa.LargeListArray.from_arrays(pa.array([0, len(part)], pa.int64()), part), separator)[0]
+        if start:
+            h.update(b"\n")
+        h.update(joined.as_buffer())
+    return h.hexdigest()
+
+
+# --- typing values to the contract -----------------------------------------------------------
+
+_DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_MIDNIGHT_RE = re.compile(r"(\d{4}-\d{2}-\d{2})[ T]00:00(:00(\.0+)?)?")
+_INT_RE = re.compile(r"[+-]?\d+")
+_TRUE = {"1", "true", "t", "yes", "y"}
+_FALSE = {"0", "false", "f", "no", "n"}
+
+
+class _Untypeable(Exception):
+    pass
+
+
+def _local_naive(value: dt.datetime) -> dt.datetime:
+    if value.tzinfo is None:
+        return value
+    return value.astimezone(LOCAL_TZ).replace(tzinfo=None)
+
+
+def _type_one(value: Any, kind: str) -> Any:
+    """Slow path: type one value or raise _Untypeable."""
+    if value is None:
+        return None
+    if kind == "int":
+        if isinstance(value, bool):
+            raise _Untypeable
+        if isinstance(value, int):
+            return value
+        if isinstance(value, decimal.Decimal | float) and value == int(value):
+            return int(value)
+        if isinstance(value, str) and _INT_RE.fullmatch(value.strip()):
+            return int(value.strip())
+        raise _Untypeable
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int | decimal.Decimal) and value in (0, 1):
+            return bool(value)
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise _Untypeable
+    if kind == "str":
+        if isinstance(value, str):
+            return value
+        if isinstance(value, bytes | bytearray | memoryview):
+            try:
+                return bytes(value).decode("utf-8")
+            except UnicodeDecodeError:
+                raise _Untypeable from None
+        return canonical_text(value)
+    if kind == "date":
+        if isinstance(value, dt.datetime):
+            if value.tzinfo is None and value.time() == dt.time(0):
+                return value.date()
+            raise _Untypeable
+        if isinstance(value, dt.date):
+            return value
+        if isinstance(value, str):
+            text = value.strip()
+            m = _MIDNIGHT_RE.fullmatch(text)
+            if m:
+                text = m.group(1)
+            if _DATE_RE.fullmatch(text):
+                try:
+                    return dt.date.fromisoformat(text)
+                except ValueError:
+                    raise _Untypeable from None
+        raise _Untypeable
+    if kind == "ts":
+        if isinstance(value, dt.datetime):
+            return _local_naive(value)
+        if isinstance(value, dt.date):
+            return dt.datetime.combine(value, dt.time(0))
+        if isinstance(value, str):
+            text = value.strip()
+            if _DATE_RE.match(text):
+                try:
+                    return _local_naive(dt.datetime.fromisoformat(text))
+                except ValueError:
+                    raise _Untypeable from None
+        raise _Untypeable
+    raise ValueError(f"unknown column kind {kind!r}")
+
+
+def _fast_path(values: list[Any], kind: str) -> pa.Array | None:
+    """Vectorised typing for the common case; None when the slow path is needed."""
+    target = ARROW_TYPES[kind]
+    try:
+        if kind in ("int", "str"):
+            return pa.array(values, type=target)
+        inferred = pa.array(values)
+        t = inferred.type
+        if pa.types.is_null(t):
+            return pa.nulls(len(values), target)
+        if kind == "bool":
+            if pa.types.is_boolean(t):
+                return inferred
+            if pa.types.is_integer(t):
+                valid = inferred.drop_null()
+                if pc.all(pc.is_in(valid, value_set=pa.array([0, 1], t))).as_py() is not False:
+                    return pc.not_equal(inferred, pa.scalar(0, t))
+            return None
+        if kind == "date":
+            if pa.types.is_date(t) or pa.types.is_string(t):
+                return inferred.cast(target)
+            if pa.types.is_timestamp(t) and t.tz is None:
+                as_date = inferred.cast(pa.date32())
+                if pc.all(pc.equal(as_date.cast(t), inferred)).as_py() is not False:
+                    return as_date
+            return None
+        if kind == "ts":
+            if (pa.types.is_timestamp(t) and t.tz is None) or pa.types.is_date(t) or pa.types.is_string(t):
+                return inferred.cast(target)
+            return None
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
+        return None
+    return None
+
+
+def type_column(values: list[Any], kind: str) -> tuple[pa.Array, list[int]]:
+    """Type a column chunk to its contract Arrow type; returns the array and the indexes of the
+    values that could not be typed (null in the array)."""
+    fast = _fast_path(values, kind)
+    if fast is not None:
+        return fast, []
+    typed: list[Any] = []
+    bad: list[int] = []
+    for i, value in enumerate(values):
+        try:
+            typed.append(_type_one(value, kind))
+        except _Untypeable:
+            typed.append(None)
+            bad.append(i)
+    return pa.array(typed, type=ARROW_TYPES[kind]), bad
+
+
+def landing_schema(spec: ViewSpec) -> pa.Schema:
+    return pa.schema(
+        [(name, ARROW_TYPES[kind]) for name, kind in spec.columns]
+        + [(TYPE_ERRORS_COLUMN, pa.string()), (RAW_ROW_COLUMN, pa.string())]
+    )
+
+
+def rows_to_batch(spec: ViewSpec, rows: Sequence[Sequence[Any]]) -> tuple[pa.RecordBatch, pa.Array]:
+    """Convert a chunk of driver rows (contract column order) into a typed landing batch, and
+    return it with the canonical row texts of the rows as received (for the checksum)."""
+    n = len(rows)
+    columns = [list(c) for c in zip(*rows, strict=True)] if n else [[] for _ in spec.columns]
+    texts = row_texts(columns, n)
+    arrays: list[pa.Array] = []
+    errors: dict[int, list[str]] = {}
+    for (name, kind), values in zip(spec.columns, columns, strict=True):
+        array, bad = type_column(values, kind)
+        arrays.append(array)
+        reason = "bad_date" if kind in ("date", "ts") else "bad_type"
+        for i in bad:
+            errors.setdefault(i, []).append(f"{reason}:{name}")
+    type_errors: list[str | None] = [None] * n
+    raw_rows: list[str | None] = [None] * n
+    for i, errs in errors.items():
+        type_errors[i] = ",".join(errs)
+        raw_rows[i] = json.dumps(
+            {name: canonical_text(v) for (name, _), v in zip(spec.columns, rows[i], strict=True)
+             if name not in spec.landing_only},
+            ensure_ascii=False,
+        )
+    arrays.append(pa.array(type_errors, pa.string()))
+    arrays.append(pa.array(raw_rows, pa.string()))
+    return pa.RecordBatch.from_arrays(arrays, schema=landing_schema(spec)), texts
+
+
+# --- backend differences (the one place) -----------------------------------------------------
+
+def _watermark_bind(dialect: str, watermark: str) -> sa.BindParameter[Any]:
+    """The lower bound of an incremental pull, bound the way the backend compares it.
+
+    SQLite has no timestamp type: the column holds text and compares as text, so the watermark
+    is the highest value exactly as the source stored it and is bound as text. Servers compare
+    real timestamps and get a datetime."""
+    if dialect == "sqlite":
+        return sa.bindparam("watermark", watermark, type_=sa.String())
+    return sa.bindparam("watermark", dt.datetime.fromisoformat(watermark), type_=sa.DateTime())
+
+
+# --- the extractor ---------------------------------------------------------------------------
+
+@dataclass
+class _EntityPull:
+    table: pa.Table
+    watermark_to: str | None
+    checksum: str
+    type_errors: int
+
+
+class CaseSystemExtractor:
+    """Incremental extractor for the case-system views (``klient``, ``aktualisering``,
+    ``utredning``, ``insats``, ``gallring``)."""
+
+    source = SOURCE
+
+    def __init__(self, config: CaseSystemConfig, *, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> None:
+        self.config = config
+        self.chunk_rows = chunk_rows
+
+    # -- pull --
+    def _safe_url(self) -> str:
+        try:
+            return make_url(self.config.url).render_as_string(hide_password=True)
+        except Exception:  # noqa: BLE001 - an unparsable URL must not be echoed
+            return "<unparsable case-system URL>"
+
+    def _scrub(self, message: str) -> str:
+        try:
+            password = make_url(self.config.url).password
+        except Exception:  # noqa: BLE001
+            password = None
+        if password:
+            message = message.replace(str(password), "***")
+        return message
+
+    def _error_text(self, exc: BaseException) -> str:
+        orig = getattr(exc, "orig", None) or exc
+        text = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+        return self._scrub(text)
+
+    def _diagnose(self, conn: sa.Connection, spec: ViewSpec) -> str | None:
+        """Why a view could not be read, in contract terms (missing view or columns), if known."""
+        try:
+            conn.rollback()
+            inspector = sa.inspect(conn)
+            schema = self.config.schema
+            names = {n.lower() for n in
+                     [*inspector.get_view_names(schema), *inspector.get_table_names(schema)]}
+            if spec.name not in names:
+                return "the view does not exist or is not visible to this user"
+            present = {str(c["name"]).lower() for c in inspector.get_columns(spec.name, schema)}
+            missing = [c for c in spec.column_names if c not in present]
+            if missing:
+                return f"the view lacks the contract column(s) {', '.join(missing)}"
+        except Exception:  # noqa: BLE001 - diagnosis is best effort; the driver's reason is used
+            return None
+        return None
+
+    def _qualified(self, view: str) -> str:
+        return f"{self.config.schema}.{view}" if self.config.schema else view
+
+    def pull(self, state: SourceState) -> Pull:
+        try:
+            engine = sa.create_engine(self.config.url)
+        except Exception as exc:  # noqa: BLE001 - bad URL or missing driver
+            raise CaseSystemError(
+                f"case system: cannot use the configured URL {self._safe_url()}: "
+                f"{self._scrub(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)}"
+            ) from None
+        tables: dict[str, pa.Table] = {}
+        watermarks: dict[str, tuple[str | None, str | None]] = {}
+        checksums: dict[str, str] = {}
+        type_errors: dict[str, int] = {}
+        try:
+            try:
+                conn = engine.connect()
+            except sa.exc.SQLAlchemyError as exc:
+                raise CaseSystemError(
+                    f"case system: cannot connect to {self._safe_url()}: {self._error_text(exc)}"
+                ) from None
+            with conn:
+                for spec in VIEWS:
+                    wm_from = state.watermarks.get(spec.name)
+                    try:
+                        got = self._pull_view(conn, spec, wm_from)
+                    except sa.exc.SQLAlchemyError as exc:
+                        reason = self._diagnose(conn, spec) or self._error_text(exc)
+                        raise CaseSystemError(
+                            f"case system: cannot read view {self._qualified(spec.name)} "
+                            f"({engine.dialect.name}): {reason}"
+                        ) from None
+                    tables[spec.name] = got.table
+                    watermarks[spec.name] = (wm_from, got.watermark_to or wm_from)
+                    checksums[spec.name] = got.checksum
+                    type_errors[spec.name] = got.type_errors
+                    conn.rollback()  # end the read transaction (server-side cursors live in one)
+            dialect = engine.dialect.name
+        finally:
+            engine.dispose()
+        return Pull(
+            tables=tables,
+            watermarks=watermarks,
+            content_checksums=checksums,
+            extra={"backend": dialect, "schema": self.config.schema, "rows_with_type_errors": type_errors},
+        )
+
+    def _pull_view(self, conn: sa.Connection, spec: ViewSpec, wm_from: str | None) -> _EntityPull:
+        view = sa.table(spec.name, *[sa.column(c) for c in spec.column_names], schema=self.config.schema)
+        wm_col = view.c[spec.watermark_column]
+        stmt = sa.select(*[view.c[c] for c in spec.column_names])
+        if wm_from is not None:
+            stmt = stmt.where(wm_col > _watermark_bind(conn.dialect.name, wm_from))
+        stmt = stmt.order_by(wm_col)
+        result = conn.execution_options(stream_results=True, yield_per=self.chunk_rows).execute(stmt)
+        batches: list[pa.RecordBatch] = []
+        texts: list[pa.Array] = []
+        best: Any = None
+        best_text: str | None = None
+        wm_index = spec.column_names.index(spec.watermark_column)
+        n_errors = 0
+        for rows in result.partitions():
+            batch, chunk_texts = rows_to_batch(spec, rows)
+            texts.append(chunk_texts)
+            batches.append(batch)
+            n_errors += batch.num_rows - batch.column(TYPE_ERRORS_COLUMN).null_count
+            wm_array = batch.column(spec.watermark_column)
+            if wm_array.null_count < len(wm_array):
+                chunk_max = pc.max(wm_array)
+                if best is None or chunk_max.as_py() > best:
+                    best = chunk_max.as_py()
+                    idx = pc.index(wm_array, chunk_max).as_py()
+                    best_text = canonical_text(rows[idx][wm_index])
+        table = pa.Table.from_batches(batches, schema=landing_schema(spec))
+        return _EntityPull(table, best_text, checksum_of_row_texts(texts), n_errors)
+
+    # -- load --
+    def load(self, conn: duckdb.DuckDBPyConnection, manifest: BatchManifest) -> dict[str, EntityCounts]:
+        counts: dict[str, EntityCounts] = {}
+        for entity in manifest.entities:
+            spec = VIEW_BY_NAME.get(entity)
+            if spec is None:
+                raise CaseSystemError(f"batch {manifest.batch_id}: unknown case-system entity {entity!r}")
+            counts[entity] = _load_entity(conn, manifest, spec)
+        return counts
+
+
+def _load_entity(conn: duckdb.DuckDBPyConnection, manifest: BatchManifest, spec: ViewSpec) -> EntityCounts:
+    cols = spec.warehouse_columns
+    col_list = ", ".join(cols)
+    key_missing = " or ".join(f"{k} is null" for k in spec.key)
+    missing_detail = ", ".join(f"case when {k} is null then '{k}' end" for k in spec.key)
+    raw_json = "to_json(struct_pack(" + ", ".join(f"{c} := {c}" for c in cols) + "))::varchar"
+    exclude = f" exclude ({', '.join(spec.landing_only)})" if spec.landing_only else ""
+    conn.execute(
+        f"""
+        create or replace temp table _case_system_landed as
+        select *{exclude},
+               file_row_number + 1 as _row_number,
+               case when {TYPE_ERRORS_COLUMN} is not null
+                         then split_part(split_part({TYPE_ERRORS_COLUMN}, ',', 1), ':', 1)
+                    when {key_missing} then 'missing_key' end as _reason
+        from read_parquet(?, file_row_number = true)
+        """,
+        [str(manifest.entity_path(spec.name))],
+    )
+    try:
+        received = conn.execute("select count(*) from _case_system_landed").fetchone()[0]
+        loaded = conn.execute(
+            f"""
+            insert into raw_case_system.{spec.name} (batch_id, {col_list})
+            select ?, {col_list} from _case_system_landed where _reason is null order by _row_number
+            """,
+            [manifest.batch_id],
+        ).fetchone()[0]
+        rejected = conn.execute(
+            f"""
+            select _row_number as row_number, _reason as reason,
+                   coalesce({TYPE_ERRORS_COLUMN}, 'missing ' || concat_ws(', ', {missing_detail}))
+                       as detail,
+                   coalesce({RAW_ROW_COLUMN}, {raw_json}) as raw_row
+            from _case_system_landed where _reason is not null order by _row_number
+            """
+        ).to_arrow_table()
+        quarantined = quarantine(conn, manifest, spec.name, rejected)
+    finally:
+        conn.execute("drop table if exists _case_system_landed")
+    return EntityCounts(received=received, loaded=loaded, quarantined=quarantined)

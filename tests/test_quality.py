@@ -1,0 +1,448 @@
+"""Quality gate: GX suites on landed batches, the indicator checkpoint, the disclosure check.
+
+Real DuckDB files, real Parquet/CSV files, real Great Expectations (imported once).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from samverkan.config import EXPECTATIONS_DIR, Paths
+from samverkan.disclosure import check_disclosure, check_primary_suppression
+from samverkan.extract import Pull, SourceState, run_extract
+from samverkan.landing import BatchManifest, write_batch
+from samverkan.quality import (
+    BATCH_REPORT,
+    available_suites,
+    batch_validator,
+    load_suite,
+    validate_batch,
+    validate_indicators,
+)
+from samverkan.warehouse import EntityCounts
+
+# Skatteverket's published test personnummer: seeded into failing rows, must never be reported.
+TEST_PNR = "189001019802"
+TEST_PNR_2 = "201301012397"
+EXTRACTED_AT = dt.datetime(2025, 3, 3, 6, 0, tzinfo=dt.UTC)
+
+
+def attendance_table(n: int = 2000) -> pa.Table:
+    i = np.arange(n)
+    ts = pd.Timestamp("2025-02-20 08:00", tz="UTC")
+    return pa.table({
+        "id": pa.array([f"att-{k:07d}" for k in i]),
+        "calendar_event_id": pa.array([f"ev-{k % 97:04d}" for k in i]),
+        "student_id": pa.array([f"stu-{k % 311:05d}" for k in i]),
+        "is_reported": pa.array(i % 10 != 0),
+        "attendance_minutes": pa.array((i % 6) * 10, pa.int32()),
+        "valid_absence_minutes": pa.array(i % 5, pa.int32()),
+        "invalid_absence_minutes": pa.array((i % 3) * 5, pa.int32()),
+        "other_attendance_minutes": pa.array(np.zeros(n, dtype=np.int32)),
+        "reported_timestamp": pa.array([ts] * n, pa.timestamp("us", tz="UTC")),
+        "modified_at": pa.array([ts] * n, pa.timestamp("us", tz="UTC")),
+    })
+
+
+class ParquetAttendanceExtractor:
+    """Loads the landed attendances Parquet file into raw_ss12000.attendances with DuckDB SQL."""
+
+    source = "ss12000"
+
+    def __init__(self, table: pa.Table | None = None) -> None:
+        self.table = table
+
+    def pull(self, state: SourceState) -> Pull:
+        assert self.table is not None
+        return Pull(tables={"attendances": self.table},
+                    watermarks={"attendances": (state.watermarks.get("attendances"), "2025-02-20T08:00:00Z")})
+
+    def load(self, conn: duckdb.DuckDBPyConnection, manifest: BatchManifest) -> dict[str, EntityCounts]:
+        path = manifest.entity_path("attendances")
+        inserted = conn.execute(
+            """
+            insert into raw_ss12000.attendances
+            select ?, id, calendar_event_id, student_id, is_reported, attendance_minutes,
+                   valid_absence_minutes, invalid_absence_minutes, other_attendance_minutes,
+                   reported_timestamp, modified_at
+            from read_parquet(?)
+            """,
+            [manifest.batch_id, str(path)],
+        ).fetchone()[0]
+        received = manifest.entities["attendances"].rows
+        return {"attendances": EntityCounts(received, inserted, 0)}
+
+
+def bad_attendance_table() -> pa.Table:
+    df = attendance_table(500).to_pandas()
+    df.loc[3, "attendance_minutes"] = -37
+    df.loc[3, "student_id"] = TEST_PNR
+    df.loc[[10, 11], "id"] = TEST_PNR_2  # a duplicate key, itself personnummer-like
+    return pa.Table.from_pandas(df, schema=attendance_table(1).schema, preserve_index=False)
+
+
+def land(paths: Paths, table: pa.Table) -> BatchManifest:
+    return write_batch(paths.landing, "ss12000", {"attendances": table},
+                       watermarks={"attendances": (None, "2025-02-20T08:00:00Z")},
+                       extracted_at=EXTRACTED_AT)
+
+
+def report_texts(report_path: str) -> dict[str, str]:
+    directory = Path(report_path).parent
+    return {p.name: p.read_text(encoding="utf-8") for p in directory.iterdir() if p.is_file()}
+
+
+@pytest.fixture()
+def paths(tmp_path: Path) -> Paths:
+    return Paths(tmp_path / "home").ensure()
+
+
+def test_every_suite_file_is_well_formed() -> None:
+    names = available_suites()
+    for expected in ("ss12000.attendances", "ss12000.persons", "ss12000.calendar_events",
+                     "ss12000.organisations", "case_system.aktualisering", "case_system.klient",
+                     "case_system.utredning", "case_system.insats", "police.events", "indicators"):
+        assert expected in names
+    for name in names:
+        spec = load_suite(name)
+        assert spec.notes and len(spec.check_names) == len(spec.expectations)
+        doc = json.loads((EXPECTATIONS_DIR / f"{name}.json").read_text(encoding="utf-8"))
+        if name != "indicators":
+            source, table = name.split(".")
+            assert doc["meta"]["table"] == f"raw_{source}.{table}"
+
+
+def test_clean_batch_passes_without_touching_the_warehouse(paths: Paths) -> None:
+    manifest = land(paths, attendance_table())
+    outcome = validate_batch(manifest, ParquetAttendanceExtractor(), paths)
+    assert outcome.success, outcome.failed_checks
+    assert outcome.failed_checks == ()
+    report = json.loads(Path(outcome.report_path).with_suffix(".json").read_text(encoding="utf-8"))
+    assert Path(outcome.report_path).parent == paths.validation / manifest.batch_id
+    [suite] = report["suites"]
+    assert suite["suite"] == "ss12000.attendances" and suite["rows"] == 2000
+    assert suite["table"] == "raw_ss12000.attendances"
+    assert len(suite["expectations"]) == len(load_suite("ss12000.attendances").expectations)
+    assert all(c["success"] for c in suite["expectations"])
+    assert report["load"]["entities"]["attendances"] == {"received": 2000, "loaded": 2000, "quarantined": 0}
+    assert not paths.restricted_db.exists()
+    assert list((paths.validation / "scratch").iterdir()) == []
+
+
+def test_bad_batch_fails_and_reports_counts_never_values(paths: Paths,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    manifest = land(paths, bad_attendance_table())
+    outcome = validate_batch(manifest, ParquetAttendanceExtractor(), paths)
+    assert not outcome.success
+    minutes = "ss12000.attendances:expect_column_values_to_be_between(attendance_minutes)"
+    unique = "ss12000.attendances:expect_column_values_to_be_unique(id)"
+    assert set(outcome.failed_checks) == {minutes, unique}
+    report = json.loads(Path(outcome.report_path).with_suffix(".json").read_text(encoding="utf-8"))
+    checks = {c["name"]: c for c in report["suites"][0]["expectations"]}
+    assert checks["expect_column_values_to_be_between(attendance_minutes)"]["unexpected_count"] == 1
+    assert checks["expect_column_values_to_be_unique(id)"]["unexpected_count"] == 2
+    texts = report_texts(outcome.report_path)
+    assert set(texts) == {f"{BATCH_REPORT}.json", f"{BATCH_REPORT}.html"}
+    assert "expect_column_values_to_be_between(attendance_minutes)" in texts[f"{BATCH_REPORT}.html"]
+    for name, text in texts.items():
+        for secret in (TEST_PNR, TEST_PNR_2, "-37"):
+            assert secret not in text, f"{secret} leaked into {name}"
+        for key in ("partial_unexpected", "unexpected_list", "unexpected_index", "details"):
+            assert key not in text
+    everything_logged = caplog.text + " ".join(outcome.failed_checks)
+    assert TEST_PNR not in everything_logged and TEST_PNR_2 not in everything_logged
+    assert list((paths.validation / "scratch").iterdir()) == []
+
+
+def test_run_extract_loads_valid_batches_and_rejects_bad_ones(paths: Paths) -> None:
+    good = ParquetAttendanceExtractor(attendance_table(300))
+    result = run_extract(paths, good, batch_validator(good, paths))
+    assert result.ok and result.totals()["loaded"] == 300
+
+    bad = ParquetAttendanceExtractor(bad_attendance_table())
+    result = run_extract(paths, bad, batch_validator(bad, paths))
+    assert not result.ok
+    [batch] = result.batches
+    assert not batch.valid and batch.loaded == 0 and batch.report_path
+    conn = duckdb.connect(str(paths.restricted_db), read_only=True)
+    try:
+        assert conn.execute("select count(*) from raw_ss12000.attendances").fetchone()[0] == 300
+        failed = conn.execute("select failed_expectations from load_meta.batch_validations "
+                              "where batch_id = ?", [batch.batch_id]).fetchone()[0]
+    finally:
+        conn.close()
+    assert "attendance_minutes" in failed and TEST_PNR not in failed
+
+
+def test_failing_load_fails_the_batch_without_quoting_the_error(paths: Paths) -> None:
+    class BrokenExtractor(ParquetAttendanceExtractor):
+        def load(self, conn: duckdb.DuckDBPyConnection, manifest: BatchManifest) -> dict[str, EntityCounts]:
+            conn.execute(f"select cast('{TEST_PNR}-x' as integer)")  # the error message quotes the value
+            return {}
+
+    manifest = land(paths, attendance_table(10))
+    outcome = validate_batch(manifest, BrokenExtractor(), paths)
+    assert not outcome.success and outcome.failed_checks == ("ss12000:load_failed",)
+    for text in report_texts(outcome.report_path).values():
+        assert TEST_PNR not in text and "ConversionException" in text
+
+
+# ---------------------------------------------------------------------------------------------
+# Indicator checkpoint
+# ---------------------------------------------------------------------------------------------
+
+INDICATOR_SCHEMA = pa.schema([
+    ("indicator_id", pa.string()), ("indicator_name", pa.string()), ("period_type", pa.string()),
+    ("period_start", pa.date32()), ("period_end", pa.date32()), ("area_level", pa.string()),
+    ("area_code", pa.string()), ("area_name", pa.string()), ("breakdown", pa.string()),
+    ("breakdown_value", pa.string()), ("numerator", pa.int64()), ("denominator", pa.int64()),
+    ("value", pa.float64()), ("unit", pa.string()), ("suppressed", pa.string()),
+    ("target", pa.float64()), ("status", pa.string()), ("data_version", pa.string()),
+])
+
+
+def indicator_rows() -> pd.DataFrame:
+    jan, jan_end = dt.date(2025, 1, 1), dt.date(2025, 1, 31)
+    feb, feb_end = dt.date(2025, 2, 1), dt.date(2025, 2, 28)
+
+    def row(ind: str, name: str, start: dt.date, end: dt.date, level: str, code: str, area: str,
+            num: int | None, den: int | None, value: float | None, unit: str,
+            suppressed: str | None = None, breakdown: tuple[str, str] = ("totalt", "totalt")) -> dict:
+        return dict(indicator_id=ind, indicator_name=name, period_type="manad", period_start=start,
+                    period_end=end, area_level=level, area_code=code, area_name=area,
+                    breakdown=breakdown[0], breakdown_value=breakdown[1], numerator=num,
+                    denominator=den, value=value, unit=unit, suppressed=suppressed, target=None,
+                    status=None, data_version="v2025-03-01T06:00:00Z")
+
+    hf, oa, kf = "Andel elever med hög frånvaro", "Antal orosanmälningar", "Barn kända av flera verksamheter"
+    rows = [
+        row("hog_franvaro", hf, jan, jan_end, "stad", "0180", "Stockholm", 30, 200, 0.15, "andel"),
+        row("hog_franvaro", hf, jan, jan_end, "stadsdelsomrade", "SDO01", "Rinkeby-Kista",
+            None, None, None, "andel", "primär"),
+        row("hog_franvaro", hf, feb, feb_end, "stad", "0180", "Stockholm", 0, 180, 0.0, "andel"),
+        row("hog_franvaro", hf, feb, feb_end, "stadsdelsomrade", "SDO02", "Spånga-Tensta",
+            20, 20, 1.0, "andel"),
+        row("orosanmalningar", oa, jan, jan_end, "stad", "0180", "Stockholm", 12, None, 12.0, "antal"),
+        row("orosanmalningar", oa, jan, jan_end, "stadsdelsomrade", "SDO01", "Rinkeby-Kista",
+            None, None, None, "antal", "primär"),
+        row("kanda_av_flera", kf, jan, jan_end, "stad", "0180", "Stockholm", 7, None, 7.0, "antal",
+            breakdown=("antal_verksamheter", "3")),
+    ]
+    return pd.DataFrame(rows)
+
+
+def write_indicators(df: pd.DataFrame, path: Path) -> Path:
+    pq.write_table(pa.Table.from_pandas(df, schema=INDICATOR_SCHEMA, preserve_index=False), path)
+    return path
+
+
+def test_indicator_checkpoint_passes_on_a_correct_table(paths: Paths, tmp_path: Path) -> None:
+    parquet = write_indicators(indicator_rows(), tmp_path / "indicators.parquet")
+    outcome = validate_indicators(parquet, paths, "run-ok")
+    assert outcome.success, outcome.failed_checks
+    report = json.loads(Path(outcome.report_path).with_suffix(".json").read_text(encoding="utf-8"))
+    assert Path(outcome.report_path).parent == paths.validation / "run-ok"
+    assert report["suites"][0]["rows"] == 7
+    assert len(report["suites"][0]["expectations"]) == len(load_suite("indicators").expectations)
+
+    # the same table from a DuckDB warehouse file (marts.published_indicators) and from CSV
+    db = tmp_path / "analytics.duckdb"
+    conn = duckdb.connect(str(db))
+    conn.execute("create schema marts")
+    conn.execute("create table marts.published_indicators as select * from read_parquet(?)", [str(parquet)])
+    conn.close()
+    assert validate_indicators(db, paths, "run-db").success
+    csv = tmp_path / "indicators.csv"
+    indicator_rows().to_csv(csv, index=False)
+    assert validate_indicators(csv, paths, "run-csv").success
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda df: df.assign(value=df["value"].where(df.index != 0, 1.5)),
+         "indicators:andel_value_between_0_and_1"),
+        (lambda df: df.assign(value=df["value"].where(df.index != 1, 0.2)),
+         "indicators:suppressed_rows_carry_no_numbers"),
+        (lambda df: pd.concat([df, df.iloc[[4]]], ignore_index=True), "indicators:cell_unique"),
+        (lambda df: df.drop(columns=["data_version"]), "indicators:published_columns_in_order"),
+    ],
+    ids=["andel_above_1", "suppressed_with_value", "duplicate_cell", "missing_column"],
+)
+def test_indicator_checkpoint_fails(paths: Paths, tmp_path: Path, mutate, expected: str) -> None:
+    df = mutate(indicator_rows())
+    schema = pa.schema([f for f in INDICATOR_SCHEMA if f.name in df.columns])
+    path = tmp_path / "bad.parquet"
+    pq.write_table(pa.Table.from_pandas(df, schema=schema, preserve_index=False), path)
+    outcome = validate_indicators(path, paths, "run-bad")
+    assert not outcome.success
+    assert expected in outcome.failed_checks
+
+
+def test_indicator_checkpoint_fails_readably_on_a_missing_table(paths: Paths, tmp_path: Path) -> None:
+    db = tmp_path / "empty.duckdb"
+    duckdb.connect(str(db)).close()
+    outcome = validate_indicators(db, paths, "run-missing")
+    assert outcome.failed_checks == ("indicators:table_readable",)
+    assert "CatalogException" in Path(outcome.report_path).read_text(encoding="utf-8")
+
+
+# ---------------------------------------------------------------------------------------------
+# Disclosure check
+# ---------------------------------------------------------------------------------------------
+
+
+def test_disclosure_passes_a_properly_suppressed_table(tmp_path: Path) -> None:
+    df = indicator_rows()
+    report = check_primary_suppression(df)
+    assert report.ok and report.problems == [] and report.rows_checked == 7
+    path = write_indicators(df, tmp_path / "published.parquet")
+    assert check_primary_suppression(path).ok
+    csv = tmp_path / "published.csv"
+    df.to_csv(csv, index=False)
+    assert check_disclosure(csv).ok
+
+
+def _only_rule(report, rule: str) -> None:
+    assert not report.ok
+    assert {c.rule for c in report.cells} == {rule}, report.problems
+
+
+def test_disclosure_flags_an_unsuppressed_count_of_three() -> None:
+    df = indicator_rows()
+    df.loc[4, ["numerator", "value"]] = [3, 3.0]
+    report = check_primary_suppression(df)
+    _only_rule(report, "antal_below_min_cell")
+    # the cell is named, the small count itself is not shown
+    assert report.problems == ["orosanmalningar manad 2025-01-01, stad 0180, totalt=totalt: "
+                               "an unsuppressed count is below min_cell [antal_below_min_cell]"]
+
+
+def test_disclosure_flags_small_numerator_and_small_complement(tmp_path: Path) -> None:
+    df = indicator_rows()
+    df.loc[0, ["numerator", "denominator", "value"]] = [2, 200, 0.01]
+    _only_rule(check_primary_suppression(df), "andel_numerator_small")
+
+    df = indicator_rows()
+    df.loc[0, ["numerator", "denominator", "value"]] = [199, 200, 0.995]
+    _only_rule(check_primary_suppression(df), "andel_complement_small")
+
+    df = indicator_rows()
+    df.loc[0, ["numerator", "denominator", "value"]] = [0, 4, 0.0]
+    report = check_primary_suppression(df)
+    assert {c.rule for c in report.cells} == {"andel_denominator_below_min_cell", "andel_complement_small"}
+
+    # the same through a CSV file as published
+    df = indicator_rows()
+    df.loc[0, ["numerator", "denominator", "value"]] = [199, 200, 0.995]
+    csv = tmp_path / "published.csv"
+    df.to_csv(csv, index=False)
+    _only_rule(check_primary_suppression(csv), "andel_complement_small")
+
+
+def test_disclosure_flags_suppressed_rows_that_carry_numbers_and_bad_markers() -> None:
+    df = indicator_rows()
+    df.loc[1, "value"] = 0.5
+    _only_rule(check_primary_suppression(df), "suppressed_row_has_numbers")
+
+    df = indicator_rows()
+    df.loc[1, "suppressed"] = "ja"
+    _only_rule(check_primary_suppression(df), "unknown_suppression_marker")
+
+    df = indicator_rows()
+    df.loc[0, "value"] = 0.4  # not 30/200: the published share reveals another cell
+    _only_rule(check_primary_suppression(df), "andel_value_not_ratio")
+
+    report = check_primary_suppression(indicator_rows().drop(columns=["suppressed"]))
+    assert not report.ok and report.problems == ["missing_column: suppressed"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Every raw-table suite against the restricted schema (the contract it checks)
+# ---------------------------------------------------------------------------------------------
+
+CLEAN_ROWS = {
+    "raw_ss12000.organisations": "('b', 'org-1', 'Huvudman', 'Huvudman', '212000-0142', null, '0180',"
+                                 " null, null, timestamptz '2025-02-01 10:00:00+00'),"
+                                 "('b', 'org-2', 'Skola', 'Skolenhet', null, '12345678', '0180', ['GR'],"
+                                 " 'org-1', timestamptz '2025-02-01 10:00:00+00')",
+    "raw_ss12000.persons": f"('b', 'p-1', '{TEST_PNR}', date '1890-01-01', 'Kvinna', 'Ingen',"
+                           " timestamptz '2025-02-01 10:00:00+00')",
+    "raw_ss12000.enrolments": "('b', 'p-1', 'org-2', 'GR', 7, date '2024-08-15', null, null),"
+                              "('b', 'p-1', 'org-2', 'GR', 6, date '2023-08-15', date '2024-06-10', null)",
+    "raw_ss12000.calendar_events": "('b', 'ev-1', 'act-1', timestamptz '2025-02-03 08:00:00+01',"
+                                   " timestamptz '2025-02-03 09:00:00+01', null)",
+    "raw_ss12000.attendances": "('b', 'a-1', 'ev-1', 'p-1', true, 50, 10, 0, 0, null, null)",
+    "raw_ss12000.deleted_entities": "('b', 'attendances', 'a-0')",
+    "raw_case_system.klient": "('b', 1, '20130101-2397', false, timestamp '2025-02-01 10:00:00')",
+    "raw_case_system.aktualisering": "('b', 10, 1, date '2025-01-10', 'Anmälan', 'Skola', date '2025-01-10',"
+                                     " date '2025-01-20', 'Inleda utredning', 'Rinkeby', null),"
+                                     "('b', 11, 1, date '2025-02-25', 'Anmälan', 'Anonym', null, null, null,"
+                                     " 'Rinkeby', null)",
+    "raw_case_system.utredning": "('b', 20, 1, 10, date '2025-01-20', null, null, null)",
+    "raw_case_system.insats": "('b', 30, 1, 'SST', date '2025-04-01', null, date '2025-06-01', null, null)",
+    "raw_case_system.gallring": "('b', 'insats', 29, timestamp '2025-02-01 00:00:00')",
+    "raw_police.events": "('b', 'polis_20250301.csv', 2, '5000-K123456-25', date '2025-02-27',"
+                         " date '2025-02-28', '0930', 'Misshandel', 'Stockholm', 'Rinkeby', '20130101-2397',"
+                         " 'Misstänkt', 12, 'Aktiv', timestamp '2025-03-01 07:00:00')",
+}
+BAD_ROWS = {
+    "raw_police.events": ("('b', 'polis_20250301.csv', 3, '5000-K123456-25', date '2025-02-27', null, '93A0',"
+                          " null, null, null, null, 'Vittne', 12, 'Aktiv', null)",
+                          {"brottskod_four_digits", "expect_column_values_to_be_in_set(roll)"}),
+    "raw_case_system.aktualisering": ("('b', 12, 1, date '2025-02-20', 'Anmälan', 'Skola', null,"
+                                      " date '2025-02-19', 'Inleda utredning', null, null)",
+                                      {"decision_not_before_receipt"}),
+    "raw_ss12000.calendar_events": ("('b', 'ev-2', null, timestamptz '2025-02-03 08:00:00+01',"
+                                    " timestamptz '2025-02-03 19:00:00+01', null)",
+                                    {"lesson_at_most_600_minutes"}),
+    "raw_ss12000.persons": ("('b', 'p-2', null, date '2026-01-01', 'Man', 'Hemlig', null)",
+                            {"expect_column_values_to_be_in_set(security_marking)",
+                             "expect_column_values_to_be_between(birth_date)"}),
+}
+
+
+def test_raw_suites_fit_the_restricted_schema(tmp_path: Path) -> None:
+    from samverkan.quality import run_suites
+    from samverkan.warehouse import ensure_restricted_schema
+
+    db = tmp_path / "contract.duckdb"
+    conn = duckdb.connect(str(db))
+    ensure_restricted_schema(conn)
+    targets = []
+    for table, values in CLEAN_ROWS.items():
+        conn.execute(f"insert into {table} values {values}")
+        schema, name = table.split(".")
+        suite = f"{schema.removeprefix('raw_')}.{name}"
+        view = suite.replace(".", "__")
+        conn.execute(f'create view main."{view}" as select * from {table}')
+        targets.append((load_suite(suite), view, 1))
+    conn.close()
+    covered = {s.name for s, _, _ in targets}
+    assert covered == {n for n in available_suites() if n != "indicators"}
+    params = {"latest_plausible_date": "2025-03-04"}
+    for result in run_suites(db, targets, params, "contract-clean"):
+        bad = [(c.name, c.error) for c in result.checks if not c.success]
+        assert not bad, (result.suite, bad)
+
+    conn = duckdb.connect(str(db))
+    for table, (values, _) in BAD_ROWS.items():
+        conn.execute(f"insert into {table} values {values}")
+    conn.close()
+    by_suite = {r.suite: r for r in run_suites(db, targets, params, "contract-bad")}
+    for table, (_, expected) in BAD_ROWS.items():
+        schema, name = table.split(".")
+        result = by_suite[f"{schema.removeprefix('raw_')}.{name}"]
+        assert {c.name for c in result.checks if not c.success} == expected
+        assert not any(c.raised_exception for c in result.checks)
