@@ -20,6 +20,7 @@ import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import duckdb
@@ -82,6 +83,10 @@ class ValidationOutcome:
     success: bool
     failed_checks: tuple[str, ...] = ()
     report_path: str | None = None
+    # A validator may stage the typed rows it checked in a DuckDB file with the restricted
+    # schema; the load then copies exactly those rows (see _load_staged).
+    staged_path: str | None = None
+    staged_counts: dict[str, EntityCounts] | None = None
 
 
 Validator = Callable[[BatchManifest], ValidationOutcome]
@@ -169,10 +174,55 @@ def _quarantine_by_reason(conn: duckdb.DuckDBPyConnection, batch_id: str) -> dic
     return {reason: n for reason, n in rows}
 
 
+# Tables a load writes; the bookkeeping tables are written by record_load, not copied.
+_NOT_COPIED = {("load_meta", "batches"), ("load_meta", "batch_entities"),
+               ("load_meta", "watermarks"), ("load_meta", "batch_validations")}
+
+
+@contextmanager
+def _attached(conn: duckdb.DuckDBPyConnection, staged_path: str | None) -> Iterator[None]:
+    """Attach the staging file (outside any transaction: DuckDB cannot detach inside one)."""
+    if not staged_path:
+        yield
+        return
+    quoted = staged_path.replace("'", "''")
+    conn.execute(f"attach '{quoted}' as staged (read_only)")
+    try:
+        yield
+    finally:
+        conn.execute("detach staged")
+
+
+def _load_staged(conn: duckdb.DuckDBPyConnection) -> None:
+    """Copy the validated rows from the attached staging file (same schema) into the warehouse."""
+    tables = conn.execute(
+        "select schema_name, table_name from duckdb_tables() where database_name = 'staged'"
+    ).fetchall()
+    for schema, table in tables:
+        if (schema, table) in _NOT_COPIED:
+            continue
+        conn.execute(f'insert into "{schema}"."{table}" select * from staged."{schema}"."{table}"')
+
+
+def _discard(staged_path: str | None) -> None:
+    if staged_path:
+        for path in (Path(staged_path), Path(staged_path + ".wal")):
+            path.unlink(missing_ok=True)
+
+
 def _validate_and_load(p: Paths, extractor: Extractor, manifest: BatchManifest,
                        validate: Validator | None, recovered: bool) -> BatchResult:
     outcome = validate(manifest) if validate else ValidationOutcome(success=True)
-    with restricted_connection(p) as conn:
+    try:
+        return _load_validated(p, extractor, manifest, outcome, recovered)
+    finally:
+        _discard(outcome.staged_path)
+
+
+def _load_validated(p: Paths, extractor: Extractor, manifest: BatchManifest,
+                    outcome: ValidationOutcome, recovered: bool) -> BatchResult:
+    staged = outcome.staged_path if outcome.success else None
+    with restricted_connection(p) as conn, _attached(conn, staged):
         if batch_loaded(conn, manifest.batch_id):
             # Loaded by the interrupted run after all: report what was recorded.
             received, loaded, quarantined = conn.execute(
@@ -190,7 +240,11 @@ def _validate_and_load(p: Paths, extractor: Extractor, manifest: BatchManifest,
                             manifest.batch_id, manifest.source, ", ".join(outcome.failed_checks))
                 return BatchResult(manifest.batch_id, manifest.source, manifest.row_count, 0, 0,
                                    False, outcome.failed_checks, outcome.report_path, recovered)
-            counts = extractor.load(conn, manifest)
+            if outcome.staged_path and outcome.staged_counts is not None:
+                counts = outcome.staged_counts
+                _load_staged(conn)
+            else:
+                counts = extractor.load(conn, manifest)
             assert manifest.directory is not None
             record_load(conn, manifest, counts, manifest.directory / "manifest.json")
             conn.execute("commit")

@@ -546,16 +546,23 @@ def _render_html(doc: dict[str, Any]) -> str:
 
 
 @contextmanager
-def _scratch_db(p: Paths, label: str) -> Iterator[Path]:
+def _scratch_db(p: Paths, label: str, keep: Callable[[], bool] = lambda: False) -> Iterator[Path]:
+    """A scratch DuckDB file, removed afterwards unless ``keep()`` says it is still needed."""
     directory = p.validation / "scratch"
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{label}-{secrets.token_hex(4)}.duckdb"
     try:
         yield path
     finally:
-        for leftover in (path, path.with_name(path.name + ".wal")):
-            with suppress(FileNotFoundError):
-                leftover.unlink()
+        if not keep():
+            discard_scratch(path)
+
+
+def discard_scratch(path: Path | str) -> None:
+    path = Path(path)
+    for leftover in (path, path.with_name(path.name + ".wal")):
+        with suppress(FileNotFoundError):
+            leftover.unlink()
 
 
 def _now() -> str:
@@ -579,7 +586,8 @@ INDICATOR_REPORT = "indicator_checkpoint"
 
 
 def validate_batch(manifest: BatchManifest, extractor: Extractor, paths: Paths,
-                   expectations_dir: Path = EXPECTATIONS_DIR) -> ValidationOutcome:
+                   expectations_dir: Path = EXPECTATIONS_DIR, *,
+                   keep_staged: bool = False) -> ValidationOutcome:
     """Validate a landed batch before it is loaded; never touches the warehouse.
 
     The batch is loaded with ``extractor.load`` into a scratch DuckDB file that has the
@@ -587,8 +595,14 @@ def validate_batch(manifest: BatchManifest, extractor: Extractor, paths: Paths,
     source that received rows. A failing load (exception or rows not accounted for) fails the
     batch. The report goes to ``paths.validation/<batch_id>/batch_validation.{json,html}``;
     ``report_path`` is the HTML page.
+
+    With ``keep_staged``, a batch that passes keeps its scratch file: the outcome's
+    ``staged_path`` and ``staged_counts`` let the warehouse load copy exactly the rows that
+    were validated instead of parsing the batch a second time.
     """
     started = time.perf_counter()
+    counts: dict[str, Any] = {}
+    passed = [False]
     source = manifest.source
     schema = f"raw_{source}"
     failed: list[str] = []
@@ -596,7 +610,7 @@ def validate_batch(manifest: BatchManifest, extractor: Extractor, paths: Paths,
     load_doc: dict[str, Any] = {"entities": {}, "quarantined_by_reason": {}}
     suites: list[SuiteResult] = []
     unchecked: dict[str, int] = {}
-    with _scratch_db(paths, manifest.batch_id) as db:
+    with _scratch_db(paths, manifest.batch_id, keep=lambda: keep_staged and passed[0]) as db:
         conn = duckdb.connect(str(db))
         targets: list[tuple[SuiteSpec, str, int]] = []
         try:
@@ -643,9 +657,18 @@ def validate_batch(manifest: BatchManifest, extractor: Extractor, paths: Paths,
         if not failed:
             suites = run_suites(db, targets, _plausibility_parameters(manifest.extracted_at),
                                 checkpoint_name=f"batch-{manifest.batch_id}")
-    for s in suites:
-        s.table = f"{schema}.{s.table.split('__', 1)[1]}"
-        failed.extend(s.failed)
+        for s in suites:
+            s.table = f"{schema}.{s.table.split('__', 1)[1]}"
+            failed.extend(s.failed)
+        passed[0] = not failed
+        if passed[0] and keep_staged:
+            conn = duckdb.connect(str(db))
+            try:
+                for view in conn.execute("select view_name from duckdb_views() "
+                                         "where schema_name = 'main' and not internal").fetchall():
+                    conn.execute(f'drop view main."{view[0]}"')
+            finally:
+                conn.close()
     success = not failed
     doc = {
         "title": f"Batch validation {manifest.batch_id}",
@@ -668,7 +691,10 @@ def validate_batch(manifest: BatchManifest, extractor: Extractor, paths: Paths,
     report = _write_report(paths.validation / manifest.batch_id, BATCH_REPORT, doc)
     log.info("batch %s (%s) validation %s: %d suites, %d failed checks, %.1f s", manifest.batch_id,
              source, "passed" if success else "FAILED", len(suites), len(failed), doc["seconds"])
-    return ValidationOutcome(success=success, failed_checks=tuple(failed), report_path=str(report))
+    staged = success and keep_staged
+    return ValidationOutcome(success=success, failed_checks=tuple(failed), report_path=str(report),
+                             staged_path=str(db) if staged else None,
+                             staged_counts=counts if staged else None)
 
 
 def batch_validator(
@@ -677,7 +703,7 @@ def batch_validator(
     """The validator :func:`samverkan.extract.run_extract` takes for this extractor."""
 
     def validate(manifest: BatchManifest) -> ValidationOutcome:
-        return validate_batch(manifest, extractor, paths, expectations_dir)
+        return validate_batch(manifest, extractor, paths, expectations_dir, keep_staged=True)
 
     return validate
 

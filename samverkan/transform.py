@@ -1,0 +1,260 @@
+"""Run the dbt project (``dbt_project/``) in-process with dbt's programmatic runner.
+
+Plain functions, no orchestration: a flow calls :func:`dbt_build` after the loads and before
+the publication gate. The restricted and analytics warehouse files come from
+:class:`samverkan.config.Paths`; the pseudonym key stays in the process environment
+(``SAMVERKAN_PSEUDONYM_KEY`` / ``SAMVERKAN_PSEUDONYM_KEY_FILE``) where
+``samverkan.dbt_plugin`` reads it, so it never reaches dbt's profile, compiled SQL or logs.
+
+Outcomes carry node names, statuses and counts only: messages are reduced so that no data
+value (an identifier in a database error, a unit-test diff) leaves dbt through them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from itertools import takewhile
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from samverkan.config import DBT_PROJECT_DIR, SQL_DIR, Paths
+from samverkan.config import paths as configured_paths
+from samverkan.pseudonymisation import PseudonymKeyError, load_key
+
+DEFAULT_TARGET_PATH = DBT_PROJECT_DIR / "target"
+RESTRICTED_SCHEMA_SQL = SQL_DIR / "restricted_schema.sql"
+
+# dbt's runner, its adapter registry and os.environ are process-wide: one invocation at a time.
+_DBT_LOCK = threading.Lock()
+
+_FAILED_STATUSES = {"error", "fail", "runtime error"}
+_QUOTED = re.compile(r"'[^']*'")
+_LONG_NUMBER = re.compile(r"\d{6,}")
+_MAX_MESSAGE_LINES = 3
+_MAX_MESSAGE_CHARS = 500
+
+
+@dataclass(frozen=True)
+class DbtFailure:
+    """One failed node (or the invocation itself): what failed and why, without data values."""
+
+    node: str
+    resource_type: str
+    status: str
+    message: str
+
+
+@dataclass
+class DbtOutcome:
+    """The result of one dbt invocation."""
+
+    command: str
+    success: bool
+    failures: list[DbtFailure] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    elapsed_seconds: float = 0.0
+
+    def summary(self) -> str:
+        counts = ", ".join(f"{status}={n}" for status, n in sorted(self.counts.items()))
+        state = "succeeded" if self.success else "failed"
+        return f"dbt {self.command} {state} in {self.elapsed_seconds:.1f}s ({counts or 'no nodes'})"
+
+
+def dbt_log_dir(paths: Paths) -> Path:
+    return paths.logs / "dbt"
+
+
+def dbt_env(paths: Paths) -> dict[str, str]:
+    """Environment variables a dbt invocation needs (never the pseudonym key)."""
+    return {
+        "SAMVERKAN_RESTRICTED_DB": str(paths.restricted_db),
+        "SAMVERKAN_ANALYTICS_DB": str(paths.analytics_db),
+        "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
+        "DBT_PROJECT_DIR": str(DBT_PROJECT_DIR),
+        "DBT_LOG_PATH": str(dbt_log_dir(paths)),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        "DBT_USE_COLORS": "false",
+        "DBT_USE_COLORS_FILE": "false",
+    }
+
+
+def ensure_raw_schema(paths: Paths) -> None:
+    """Create the warehouse directories and the raw tables of the restricted warehouse (an
+    empty warehouse then builds to empty indicator tables)."""
+    paths.ensure()
+    conn = duckdb.connect(str(paths.restricted_db))
+    try:
+        conn.execute(RESTRICTED_SCHEMA_SQL.read_text(encoding="utf-8"))
+    finally:
+        conn.close()
+
+
+def run_dbt(
+    args: list[str],
+    paths: Paths,
+    vars: Mapping[str, Any] | None = None,
+    target_path: Path | None = None,
+) -> DbtOutcome:
+    """Run one dbt command (e.g. ``["build"]``, ``["parse"]``) in-process.
+
+    Adds ``--project-dir``, ``--profiles-dir``, ``--log-path`` (``paths.logs / 'dbt'``),
+    ``--target-path`` (default ``dbt_project/target``) and ``--vars``. Leaves no DuckDB
+    connection open: another process can open the warehouse files as soon as this returns.
+    """
+    from dbt.cli.main import dbtRunner
+
+    command = " ".join(takewhile(lambda a: not a.startswith("-"), args)) or "dbt"
+    started = time.monotonic()
+    if command != "parse":
+        try:
+            load_key()
+        except PseudonymKeyError as exc:
+            return DbtOutcome(
+                command=command,
+                success=False,
+                failures=[DbtFailure("pseudonym_key", "configuration", "error", str(exc))],
+                elapsed_seconds=time.monotonic() - started,
+            )
+
+    if command != "parse":
+        paths.warehouse.mkdir(parents=True, exist_ok=True)  # ATTACH creates the analytics file
+    log_dir = dbt_log_dir(paths)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    cli_args = [
+        *args,
+        "--project-dir", str(DBT_PROJECT_DIR),
+        "--profiles-dir", str(DBT_PROJECT_DIR),
+        "--log-path", str(log_dir),
+        "--target-path", str(target_path or DEFAULT_TARGET_PATH),
+    ]
+    if vars:
+        cli_args += ["--vars", json.dumps(_plain_vars(vars))]
+
+    with _DBT_LOCK, _environment(dbt_env(paths)):
+        try:
+            result = dbtRunner().invoke(cli_args)
+        finally:
+            _close_connections()
+    return _outcome(command, result, time.monotonic() - started)
+
+
+def dbt_build(paths: Paths, vars: Mapping[str, Any] | None = None,
+              target_path: Path | None = None,
+              extra_args: Sequence[str] = ()) -> DbtOutcome:
+    """``dbt build`` (seeds, models, data tests and unit tests) on the raw warehouse;
+    ``extra_args`` such as ``["--select", "..."]`` narrow it."""
+    ensure_raw_schema(paths)
+    return run_dbt(["build", *extra_args], paths, vars, target_path)
+
+
+def dbt_parse(paths: Paths | None = None, target_path: Path | None = None) -> DbtOutcome:
+    """``dbt parse``: checks the project without touching a warehouse."""
+    return run_dbt(["parse"], paths or configured_paths(), None, target_path)
+
+
+def dbt_docs_generate(paths: Paths, vars: Mapping[str, Any] | None = None,
+                      target_path: Path | None = None) -> DbtOutcome:
+    """``dbt docs generate`` (manifest and catalog in the target directory)."""
+    ensure_raw_schema(paths)
+    return run_dbt(["docs", "generate"], paths, vars, target_path)
+
+
+# ---------------------------------------------------------------------------------------------
+
+def _plain_vars(vars: Mapping[str, Any]) -> dict[str, Any]:
+    """JSON-safe vars: dates and other values become their ISO / string form."""
+    out: dict[str, Any] = {}
+    for key, value in vars.items():
+        if value is None or isinstance(value, bool | int | float | str):
+            out[key] = value
+        elif hasattr(value, "isoformat"):
+            out[key] = value.isoformat()
+        else:
+            out[key] = str(value)
+    return out
+
+
+@contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+
+
+def _close_connections() -> None:
+    """Close every adapter connection and the DuckDB database dbt-duckdb keeps per process."""
+    from dbt.adapters.factory import cleanup_connections
+
+    # best effort: the DuckDB environment is closed below either way
+    with suppress(Exception):
+        cleanup_connections()
+    try:
+        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+    except ImportError:  # pragma: no cover - dbt-duckdb is a dependency
+        return
+    with DuckDBConnectionManager._LOCK:
+        env = DuckDBConnectionManager._ENV
+        if env is not None:
+            try:
+                env.close()
+            finally:
+                DuckDBConnectionManager._ENV = None
+
+
+def _clean_message(message: object) -> str:
+    """The first lines of a message with quoted literals and long digit runs removed."""
+    lines = [line.strip() for line in str(message or "").splitlines() if line.strip()]
+    text = " | ".join(lines[:_MAX_MESSAGE_LINES])
+    text = _QUOTED.sub("'…'", text)
+    text = _LONG_NUMBER.sub("…", text)
+    return text[:_MAX_MESSAGE_CHARS]
+
+
+def _status_text(status: object) -> str:
+    return str(getattr(status, "value", status)).lower()
+
+
+def _outcome(command: str, result: Any, elapsed: float) -> DbtOutcome:
+    failures: list[DbtFailure] = []
+    counts: Counter[str] = Counter()
+    run_results = getattr(getattr(result, "result", None), "results", None)
+    if run_results is not None:
+        for node_result in run_results:
+            status = _status_text(node_result.status)
+            counts[status] += 1
+            if status not in _FAILED_STATUSES:
+                continue
+            node = node_result.node
+            resource_type = _status_text(getattr(node, "resource_type", "node"))
+            if resource_type == "unit_test":
+                message = "actual rows differ from the expected rows"
+            elif status == "fail":
+                message = f"{node_result.failures} failing rows"
+            else:
+                message = _clean_message(node_result.message)
+            failures.append(DbtFailure(node.name, resource_type, status, message))
+    exception = getattr(result, "exception", None)
+    if exception is not None:
+        failures.append(DbtFailure(
+            "dbt", "invocation", "error",
+            f"{type(exception).__name__}: {_clean_message(exception)}",
+        ))
+    success = bool(getattr(result, "success", False)) and not failures
+    return DbtOutcome(command, success, failures, dict(counts), elapsed)
