@@ -26,7 +26,7 @@ def _summary(p: Paths, publication: object | None) -> None:
             print(f"  {source:12s} received {r['received']:>9,d}  loaded {r['loaded']:>9,d}  "
                   f"quarantined {r['quarantined']:>6,d}{f' ({reasons})' if reasons else ''}")
         print(f"  Published version {manifest['version']}")
-        print(f"  Report: {(p.current_publication / 'report.html').resolve()}")
+        print(f"  Report: {(p.current_publication / 'report.html').absolute()}")
     else:
         print("  Nothing was published; the previous publication (if any) is unchanged.")
         print(f"  Why: see the gate reports under {p.validation}")

@@ -538,7 +538,10 @@ def test_pseudonyms_equal_python_hmac(built) -> None:
 
 
 HEX_PSEUDONYM = re.compile(r"[0-9a-f]{64}")
-DIGIT_RUN = re.compile(r"(?<!\d)\d{6}(?:\d{2})?[-+ ]?\d{4}(?!\d)")
+# Shaped like a personnummer/samordningsnummer: a plausible month and day (day + 60 for a
+# samordningsnummer), so organisation numbers (month digits 20 and up) do not match.
+DIGIT_RUN = re.compile(r"(?<!\d)(?:\d{2})?\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01]|6[1-9]|[78]\d|9[01])"
+                       r"[-+ ]?\d{4}(?!\d)")
 
 
 def test_analytics_holds_no_identifiers(analytics) -> None:

@@ -26,10 +26,8 @@
 {%- endmacro %}
 
 {#- True when an organisation number equals var('municipality_organisation_number'),
-    ignoring separators. The comparison is by MD5 of the digits so that the number, which
-    has the shape of a personnummer (10 Luhn-valid digits), never appears in compiled SQL
-    or run artifacts that are scanned for personnummer. -#}
+    ignoring separators (a municipal huvudman). -#}
 {% macro is_municipality_organisation_number(column) -%}
     {%- set digits = modules.re.sub('[^0-9]', '', var('municipality_organisation_number') | string) -%}
-    (md5(regexp_replace(coalesce({{ column }}, ''), '[^0-9]', '', 'g')) = '{{ local_md5(digits) }}')
+    (regexp_replace(coalesce({{ column }}, ''), '[^0-9]', '', 'g') = {{ sql_string(digits) }})
 {%- endmacro %}
