@@ -33,6 +33,7 @@ def pipeline(reference_date: str | None = None) -> PublicationResult:
     settings = load_settings()
     ref = steps.reference_date(settings, reference_date).isoformat()
     version = new_version()
+    steps.preload_quality_checks()
     futures = {source: run_extract_flow.submit(source) for source in steps.SOURCES}
     results: list[ExtractResult] = []
     for source, future in futures.items():

@@ -222,6 +222,14 @@ def _gx() -> dict[str, Any]:
         return _gx_modules
 
 
+def preload() -> threading.Thread:
+    """Start importing Great Expectations in the background (it takes seconds), so the first
+    validation does not wait for it; the import lock makes a concurrent caller wait instead."""
+    thread = threading.Thread(target=_gx, name="gx-preload", daemon=True)
+    thread.start()
+    return thread
+
+
 @dataclass
 class CheckResult:
     name: str

@@ -32,6 +32,13 @@ MIN_CELL = 5
 _VALIDATION_LOCK = threading.Lock()
 
 
+def preload_quality_checks() -> None:
+    """Import Great Expectations in the background while the sources are being pulled."""
+    from samverkan.quality import preload
+
+    preload()
+
+
 def build_extractor(settings: Settings, source: str) -> Extractor:
     if source == "ss12000":
         from samverkan.sources.ss12000 import SS12000Extractor

@@ -1,0 +1,88 @@
+"""The flows run against a real Prefect server (started here on loopback), not only ephemeral."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+HEADER = "Diarienummer;Brottsdatum;Anmälningsdatum;Brottskod;Brottsbenämning;Kommun;Stadsdel;" \
+         "Personnummer;Roll;Ålder;Status;Senast ändrad"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _post(url: str, body: dict) -> object:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback only
+        return json.loads(response.read())
+
+
+@pytest.fixture
+def prefect_server(tmp_path):
+    port = _free_port()
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home"),
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_ENABLED": "false"}
+    env.pop("PREFECT_API_URL", None)
+    log = open(tmp_path / "server.log", "w")  # noqa: SIM115 - closed below
+    server = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env, stdout=log, stderr=subprocess.STDOUT)
+    api = f"http://127.0.0.1:{port}/api"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"{api}/health", timeout=5):  # noqa: S310
+                    break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    log.close()
+                    pytest.fail("Prefect server did not start:\n" + (tmp_path / "server.log").read_text()[-3000:])
+                time.sleep(1)
+        yield api
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
+def test_extract_flow_runs_against_a_prefect_server(prefect_server, tmp_path):
+    home = tmp_path / "data"
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    row = "5000-K100001-26;2026-03-02;2026-03-03;0301;Misshandel utomhus;Stockholm;Bredäng;" \
+          "20130101-2397;Misstänkt;13;Aktiv;2026-03-03 10:15"
+    (inbox / "polis_20260303.csv").write_bytes(b"\xef\xbb\xbf" + f"{HEADER}\r\n{row}\r\n".encode())
+    home.mkdir()
+    (home / "samverkan.toml").write_text(f'[police]\ninbox = "{inbox}"\n', encoding="utf-8")
+    env = {**os.environ, "PREFECT_API_URL": prefect_server, "SAMVERKAN_HOME": str(home),
+           "PREFECT_HOME": str(tmp_path / "client-home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    result = subprocess.run(
+        [sys.executable, "-c", "from flows.extract_police import extract_police; "
+         "r = extract_police(); print('loaded', r.totals()['loaded'])"],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    assert "loaded 1" in result.stdout
+    assert "Starting temporary server" not in result.stdout + result.stderr  # not ephemeral
+
+    runs = _post(f"{prefect_server}/flow_runs/filter", {"limit": 20})
+    flows = {f["id"]: f["name"] for f in _post(f"{prefect_server}/flows/filter", {"limit": 50})}
+    completed = {flows[r["flow_id"]] for r in runs if r["state_type"] == "COMPLETED"}
+    assert "extract-police" in completed
