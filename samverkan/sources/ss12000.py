@@ -1,0 +1,977 @@
+"""SS 12000 v2.1 (school platform REST API): the client, the extractor and its loader.
+
+The extractor pulls ``/organisations``, ``/persons``, ``/calendarEvents``, ``/attendances``
+(incrementally by ``meta.modified.after``) and ``/deletedEntities`` (by ``after``), lands every
+record exactly as received (as canonical JSON text, names included: landing may hold them) and
+loads the landed batch into ``raw_ss12000.*`` with set-based DuckDB SQL. Names, addresses and
+other contact data never reach the warehouse, not even its quarantine.
+
+Canonical JSON and the content checksum are defined here and shared with the simulator, so a
+test can compare what the server served with what was landed and loaded.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import gc
+import hashlib
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import requests
+
+try:  # a fast JSON parser; installed with Prefect, optional here
+    import orjson
+except ImportError:  # pragma: no cover - the json module does the same, slower
+    orjson = None  # type: ignore[assignment]
+
+from samverkan.config import ConfigError, SS12000Config
+from samverkan.extract import Pull, SourceState
+from samverkan.landing import BatchManifest
+from samverkan.warehouse import QUARANTINE_SCHEMA, EntityCounts, quarantine
+
+log = logging.getLogger(__name__)
+
+SOURCE = "ss12000"
+
+# entity (landing / warehouse name) -> endpoint
+RECORD_ENDPOINTS: dict[str, str] = {
+    "organisations": "organisations",
+    "persons": "persons",
+    "calendar_events": "calendarEvents",
+    "attendances": "attendances",
+}
+DELETED_ENTITY = "deleted_entities"
+DELETED_ENDPOINT = "deletedEntities"
+ENTITIES: tuple[str, ...] = (*RECORD_ENDPOINTS, DELETED_ENTITY)
+
+# The spec's deletions payload spells this key with three t's; the endpoint is /activities.
+DELETED_KEY_QUIRKS: dict[str, str] = {"activitites": "activities"}
+
+RECORD_SCHEMA = pa.schema([
+    ("id", pa.string()),            # the record's id when it is a string, else null
+    ("modified", pa.string()),      # meta.modified as received, when it is a string
+    ("record", pa.large_string()),  # canonical JSON text of the record exactly as received
+])
+DELETED_SCHEMA = pa.schema([
+    ("entity_type", pa.string()),   # key of the deletions payload as received (e.g. 'attendances')
+    ("id", pa.string()),            # the deleted id when it is a string, else null
+    ("record", pa.large_string()),  # canonical JSON of deletion_record(entity_type, id)
+])
+
+# RFC 3339 date-time with a mandatory offset (DuckDB's cast alone would accept local times).
+RFC3339_RE = r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})"
+DATE_RE = r"\d{4}-\d{2}-\d{2}"
+
+# Keys whose values identify or contact a person: dropped from anything stored past landing.
+PERSONAL_KEYS = frozenset({
+    "givenName", "middleName", "familyName", "addresses", "emails", "phoneNumbers", "photo",
+    "eduPersonPrincipalNames", "responsibles", "displayName", "_embedded",
+})
+
+
+# --- canonical JSON and checksums (shared with the simulator) --------------------------------
+
+def _not_json(value: Any) -> Any:
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+# The C encoder of the json module, built once (json.dumps builds one per call).
+_C_ENCODER = (c_make_encoder(None, _not_json, encode_basestring, None, ":", ",", True, False, False)
+              if c_make_encoder is not None else None)
+
+
+def canonical_json_stdlib(value: Any) -> str:
+    """``json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+    allow_nan=False)``."""
+    if _C_ENCODER is not None:
+        return "".join(_C_ENCODER(value, 0))
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False)
+
+
+def canonical_json(value: Any) -> str:
+    """The canonical text of a JSON value: keys sorted, no whitespace, non-ASCII characters as
+    they are, the escapes of the json module (``canonical_json_stdlib``).
+
+    orjson (installed with Prefect) writes the same text several times faster and is used when
+    present; the two differ only in how they print some small floats (``1e-05`` / ``0.00001``,
+    ``1e-07`` / ``1e-7``), which valid SS 12000 records do not contain (their numbers are
+    integers). Integers beyond 64 bits fall back to the json module.
+    """
+    if orjson is not None:
+        try:
+            return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+        except TypeError:
+            pass
+    return canonical_json_stdlib(value)
+
+
+def parse_json(body: bytes | str) -> Any:
+    """Strict JSON (no NaN/Infinity); uses orjson when it is installed, else the json module."""
+    if orjson is not None:
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass  # e.g. integers beyond 64 bits, which the json module accepts
+    return json.loads(body, parse_constant=_reject_constant)
+
+
+def deletion_record(entity_type: str, entity_id: Any) -> dict[str, Any]:
+    """One deletion as a record (the payload groups ids by entity type)."""
+    return {"entity": entity_type, "id": entity_id}
+
+
+def records_checksum(texts: Iterable[str] | pa.Array | pa.ChunkedArray) -> str:
+    """sha256 over the canonical JSON texts sorted (by UTF-8 bytes), each followed by '\\n'.
+
+    Canonical JSON never contains a raw newline, so the encoding is unambiguous; the order of
+    records does not matter.
+    """
+    if isinstance(texts, pa.Array | pa.ChunkedArray):
+        arr = texts
+    else:
+        arr = pa.array(list(texts), type=pa.large_string())
+    if arr.null_count:
+        raise ValueError("records_checksum: null text")
+    arr = arr.cast(pa.large_string())
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    digest = hashlib.sha256()
+    if len(arr) == 0:
+        return digest.hexdigest()
+    ordered = arr.take(pc.sort_indices(arr))
+    step = 1 << 20
+    newline, empty = pa.scalar("\n", pa.large_string()), pa.scalar("", pa.large_string())
+    for start in range(0, len(ordered), step):
+        piece = pc.binary_join_element_wise(ordered.slice(start, step), newline, empty)
+        _, offsets_buf, data_buf = piece.buffers()
+        offsets = np.frombuffer(offsets_buf, dtype=np.int64, count=len(piece) + 1,
+                                offset=piece.offset * 8)
+        digest.update(memoryview(data_buf)[int(offsets[0]):int(offsets[-1])])
+    return digest.hexdigest()
+
+
+# --- errors and auth -------------------------------------------------------------------------
+
+class SS12000Error(Exception):
+    """A failed SS 12000 request; the message names the endpoint and the cause."""
+
+
+class SS12000AuthError(SS12000Error):
+    """The server rejected the credentials (401) or access (403)."""
+
+
+class SS12000ResponseError(SS12000Error):
+    """The server answered with an error (4xx) or with a body that is not the contract."""
+
+
+class SS12000UnavailableError(SS12000Error):
+    """Rate limits, server errors or timeouts outlasted the retries."""
+
+
+class StaticBearerToken(requests.auth.AuthBase):
+    """``Authorization: Bearer <token>`` with a token from configuration.
+
+    Token sources share this shape: ``__call__`` signs a request, ``refresh()`` obtains a new
+    token after a 401 and says whether it did. A static token cannot be refreshed; an OAuth2
+    client-credentials source (``token_url``) would fetch a new one there.
+    """
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"Bearer {self._token}"
+        return request
+
+    def refresh(self) -> bool:
+        return False
+
+    def secrets(self) -> tuple[str, ...]:
+        return (self._token,)
+
+    def __repr__(self) -> str:
+        return "StaticBearerToken(***)"
+
+
+def auth_from_config(config: SS12000Config) -> StaticBearerToken:
+    if config.token:
+        return StaticBearerToken(config.token)
+    if config.token_url:
+        raise ConfigError("[ss12000] token_url (OAuth2 client credentials) is not supported by this "
+                          "version; configure a static token with token_env")
+    raise ConfigError("[ss12000] no token configured: set token_env to the name of the variable "
+                      "that holds the bearer token")
+
+
+def _redact(text: str, secrets: Iterable[str]) -> str:
+    """Server-provided text for an error message: no secrets, no identifier-like digit runs."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    text = re.sub(r"\d[\d\- +]{8,}\d", "[digits]", text)
+    text = " ".join(text.split())
+    return text[:200]
+
+
+# --- client ----------------------------------------------------------------------------------
+
+@dataclass
+class Page:
+    number: int
+    body: dict[str, Any]
+    server_date: dt.datetime | None
+
+
+class SS12000Client:
+    """GET + paging against an SS 12000 server, with retries for 429, 5xx and timeouts."""
+
+    def __init__(
+        self,
+        config: SS12000Config,
+        *,
+        max_attempts: int = 5,
+        backoff_seconds: float = 1.0,
+        max_backoff_seconds: float = 30.0,
+        max_retry_after_seconds: float = 120.0,
+        sleep: Callable[[float], None] = time.sleep,
+        max_pages: int = 1_000_000,
+    ) -> None:
+        if not config.base_url:
+            raise ConfigError("[ss12000] base_url is empty")
+        self.base_url = config.base_url.rstrip("/")
+        self.page_size = int(config.page_size)
+        if self.page_size < 1:
+            raise ConfigError("[ss12000] page_size must be at least 1")
+        self.timeout = float(config.timeout_seconds)
+        self.max_attempts = max(1, max_attempts)
+        self.backoff_seconds = backoff_seconds
+        self.max_backoff_seconds = max_backoff_seconds
+        self.max_retry_after_seconds = max_retry_after_seconds
+        self.max_pages = max_pages
+        self._sleep = sleep
+        self._auth = auth_from_config(config)
+        self._session = requests.Session()
+        self._session.headers["Accept"] = "application/json"
+        self.requests_made = 0
+        self.retries = 0
+
+    def close(self) -> None:
+        self._session.close()
+
+    def __enter__(self) -> SS12000Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def pages(self, endpoint: str, params: dict[str, str] | None = None) -> Iterator[Page]:
+        """All pages of ``/endpoint``: the first request carries the filters and ``limit``,
+        follow-ups only ``pageToken`` and ``limit`` (the spec forbids combining them)."""
+        query: dict[str, Any] = {**(params or {}), "limit": self.page_size}
+        number = 0
+        seen_tokens: set[str] = set()
+        while True:
+            number += 1
+            if number > self.max_pages:
+                raise SS12000ResponseError(f"GET /{endpoint}: more than {self.max_pages} pages; "
+                                           "the server keeps returning a pageToken")
+            body, server_date = self._get_json(endpoint, query, number)
+            yield Page(number, body, server_date)
+            token = body.get("pageToken")
+            if token is None or token == "":
+                return
+            if not isinstance(token, str):
+                raise SS12000ResponseError(f"GET /{endpoint} page {number}: pageToken is not a string")
+            if token in seen_tokens:
+                raise SS12000ResponseError(f"GET /{endpoint} page {number}: the server repeated a "
+                                           "pageToken (paging would never end)")
+            seen_tokens.add(token)
+            query = {"pageToken": token, "limit": self.page_size}
+
+    def _backoff(self, attempt: int) -> float:
+        return min(self.max_backoff_seconds, self.backoff_seconds * (2 ** (attempt - 1)))
+
+    def _retry_after(self, response: requests.Response, attempt: int) -> float:
+        value = response.headers.get("Retry-After")
+        if value:
+            value = value.strip()
+            seconds: float | None = None
+            if value.isdigit():
+                seconds = float(value)
+            else:
+                try:
+                    when = email.utils.parsedate_to_datetime(value)
+                    seconds = (when - dt.datetime.now(dt.UTC)).total_seconds()
+                except (TypeError, ValueError):
+                    seconds = None
+            if seconds is not None:
+                return min(max(seconds, 0.0), self.max_retry_after_seconds)
+        return self._backoff(attempt)
+
+    def _error_detail(self, response: requests.Response) -> str:
+        try:
+            doc = json.loads(response.content)
+        except ValueError:
+            return ""
+        if not isinstance(doc, dict):
+            return ""
+        parts = [str(doc[k]) for k in ("code", "message") if isinstance(doc.get(k), str | int)]
+        return f" ({_redact(': '.join(parts), self._auth.secrets())})" if parts else ""
+
+    def _get_json(self, endpoint: str, query: dict[str, Any],
+                  number: int) -> tuple[dict[str, Any], dt.datetime | None]:
+        url = f"{self.base_url}/{endpoint}"
+        where = f"GET /{endpoint} page {number}"
+        refreshed = False
+        attempt = 0
+        while True:
+            attempt += 1
+            self.requests_made += 1
+            try:
+                response = self._session.get(url, params=query, auth=self._auth,
+                                             timeout=(self.timeout, self.timeout))
+            except (requests.Timeout, requests.ConnectionError) as exc:
+                cause = "timed out" if isinstance(exc, requests.Timeout) else "connection failed"
+                if attempt >= self.max_attempts:
+                    raise SS12000UnavailableError(
+                        f"{where}: {cause} ({attempt} attempts)") from None
+                delay = self._backoff(attempt)
+                log.warning("%s: %s; retrying in %.1f s", where, cause, delay)
+                self.retries += 1
+                self._sleep(delay)
+                continue
+            status = response.status_code
+            if status == 200:
+                return self._parse(response, where), _server_date(response)
+            if status == 401:
+                if not refreshed and self._auth.refresh():
+                    refreshed = True
+                    continue
+                raise SS12000AuthError(
+                    f"{where}: HTTP 401 Unauthorized: the server rejected the bearer token "
+                    f"(check the [ss12000] token){self._error_detail(response)}")
+            if status == 403:
+                raise SS12000AuthError(f"{where}: HTTP 403 Forbidden: the token is not allowed to "
+                                       f"read this endpoint{self._error_detail(response)}")
+            if status == 429 or status >= 500:
+                if attempt >= self.max_attempts:
+                    raise SS12000UnavailableError(
+                        f"{where}: HTTP {status} {response.reason} ({attempt} attempts)"
+                        f"{self._error_detail(response)}")
+                delay = self._retry_after(response, attempt)
+                log.warning("%s: HTTP %d; retrying in %.1f s", where, status, delay)
+                self.retries += 1
+                self._sleep(delay)
+                continue
+            raise SS12000ResponseError(
+                f"{where}: HTTP {status} {response.reason}{self._error_detail(response)}")
+
+    @staticmethod
+    def _parse(response: requests.Response, where: str) -> dict[str, Any]:
+        try:
+            doc = parse_json(response.content)
+        except (ValueError, RecursionError):
+            raise SS12000ResponseError(f"{where}: the response is not valid JSON") from None
+        if not isinstance(doc, dict) or "data" not in doc:
+            raise SS12000ResponseError(f"{where}: the response is not an object with 'data'")
+        return doc
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"non-standard JSON constant {name}")
+
+
+def _server_date(response: requests.Response) -> dt.datetime | None:
+    value = response.headers.get("Date")
+    if not value:
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
+# --- extractor -------------------------------------------------------------------------------
+
+def _record_batch(data: list[Any]) -> pa.RecordBatch:
+    """One page as landing rows (id, modified, canonical text) with as little per-record Python
+    as possible: comprehensions for the well-formed case, a careful loop otherwise."""
+    texts: list[str] | list[bytes]
+    if orjson is not None:
+        try:
+            texts = [orjson.dumps(rec, option=orjson.OPT_SORT_KEYS) for rec in data]
+        except TypeError:
+            texts = [canonical_json(rec) for rec in data]
+    else:
+        texts = [canonical_json(rec) for rec in data]
+    try:
+        ids = pa.array([rec["id"] for rec in data], pa.string())
+        mods = pa.array([rec["meta"]["modified"] for rec in data], pa.string())
+    except (KeyError, TypeError, IndexError, pa.ArrowInvalid, pa.ArrowTypeError):
+        id_list: list[str | None] = []
+        mod_list: list[str | None] = []
+        for rec in data:
+            rid = rec.get("id") if isinstance(rec, dict) else None
+            meta = rec.get("meta") if isinstance(rec, dict) else None
+            mod = meta.get("modified") if isinstance(meta, dict) else None
+            id_list.append(rid if isinstance(rid, str) else None)
+            mod_list.append(mod if isinstance(mod, str) else None)
+        ids, mods = pa.array(id_list, pa.string()), pa.array(mod_list, pa.string())
+    if texts and isinstance(texts[0], bytes):
+        records = pa.array(texts, pa.large_binary()).cast(pa.large_string())  # UTF-8 validated
+    else:
+        records = pa.array(texts, pa.large_string())
+    return pa.RecordBatch.from_arrays([ids, mods, records], schema=RECORD_SCHEMA)
+
+
+def _deleted_batch(data: dict[str, Any]) -> pa.RecordBatch:
+    types: list[str] = []
+    ids: list[str | None] = []
+    texts: list[str] = []
+    for key, values in data.items():
+        if values is None:
+            continue
+        for value in values if isinstance(values, list) else [values]:
+            types.append(key)
+            ids.append(value if isinstance(value, str) else None)
+            texts.append(canonical_json(deletion_record(key, value)))
+    return pa.RecordBatch.from_arrays(
+        [pa.array(types, pa.string()), pa.array(ids, pa.string()), pa.array(texts, pa.large_string())],
+        schema=DELETED_SCHEMA,
+    )
+
+
+def latest_instant(values: pa.Array | pa.ChunkedArray, start: str | None = None) -> str | None:
+    """The text (as received) of the latest valid RFC 3339 instant among ``values`` and ``start``."""
+    chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
+    table = pa.table({"m": pa.chunked_array(
+        [c.cast(pa.string()) for c in chunks] + [pa.array([start], pa.string())], pa.string())})
+    conn = duckdb.connect()
+    try:
+        conn.register("_wm", table)
+        row = conn.execute(
+            f"""
+            select arg_max(m, ts) from (
+                select m, try_cast(m as timestamptz) as ts from _wm
+                where m is not null and regexp_full_match(m, '{RFC3339_RE}')
+            ) where ts is not null
+            """
+        ).fetchone()
+    finally:
+        conn.close()
+    return row[0] if row else None
+
+
+def _rfc3339(at: dt.datetime) -> str:
+    return at.astimezone(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+class SS12000Extractor:
+    """The SS 12000 source for :func:`samverkan.extract.run_extract`."""
+
+    source = SOURCE
+
+    def __init__(
+        self,
+        config: SS12000Config,
+        *,
+        calendar_window: tuple[str, str] | None = ("1900-01-01T00:00:00Z", "2199-12-31T23:59:59Z"),
+        client_options: dict[str, Any] | None = None,
+    ) -> None:
+        # The spec makes startTime.onOrAfter/onOrBefore required on /calendarEvents; a wide window
+        # keeps strict servers happy while the modification watermark does the selecting.
+        self.config = config
+        self.calendar_window = calendar_window
+        self.client_options = dict(client_options or {})
+        auth_from_config(config)  # fail early on a configuration without credentials
+
+    # pull -------------------------------------------------------------------------------------
+    def pull(self, state: SourceState) -> Pull:
+        gc_was_enabled = gc.isenabled()
+        gc.disable()  # millions of short-lived dicts: collection passes would find nothing
+        try:
+            pull = self._pull(state)
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+        log.info("ss12000 pull: %s", ", ".join(f"{e} {t.num_rows}" for e, t in pull.tables.items()))
+        return pull
+
+    def _pull(self, state: SourceState) -> Pull:
+        tables: dict[str, pa.Table] = {}
+        watermarks: dict[str, tuple[str | None, str | None]] = {}
+        checksums: dict[str, str] = {}
+        pages: dict[str, int] = {}
+        with SS12000Client(self.config, **self.client_options) as client:
+            for entity, endpoint in RECORD_ENDPOINTS.items():
+                after = state.watermarks.get(entity)
+                params: dict[str, str] = {}
+                if after:
+                    params["meta.modified.after"] = after
+                if endpoint == "calendarEvents" and self.calendar_window:
+                    params["startTime.onOrAfter"], params["startTime.onOrBefore"] = self.calendar_window
+                batches: list[pa.RecordBatch] = []
+                for page in client.pages(endpoint, params):
+                    data = page.body["data"]
+                    if not isinstance(data, list):
+                        raise SS12000ResponseError(f"GET /{endpoint} page {page.number}: 'data' is "
+                                                   "not a list")
+                    batches.append(_record_batch(data))
+                    pages[entity] = page.number
+                table = pa.Table.from_batches(batches, schema=RECORD_SCHEMA)
+                tables[entity] = table
+                watermarks[entity] = (after, latest_instant(table["modified"], after) if table.num_rows
+                                      else after)
+                checksums[entity] = records_checksum(table["record"])
+
+            after = state.watermarks.get(DELETED_ENTITY)
+            started = dt.datetime.now(dt.UTC)
+            first_date: dt.datetime | None = None
+            batches = []
+            for page in client.pages(DELETED_ENDPOINT, {"after": after} if after else {}):
+                if page.number == 1:
+                    first_date = page.server_date
+                data = page.body["data"]
+                if data is None:
+                    data = {}
+                if not isinstance(data, dict):
+                    raise SS12000ResponseError(f"GET /{DELETED_ENDPOINT} page {page.number}: 'data' "
+                                               "is not an object")
+                batches.append(_deleted_batch(data))
+                pages[DELETED_ENTITY] = page.number
+            deleted = pa.Table.from_batches(batches, schema=DELETED_SCHEMA)
+            tables[DELETED_ENTITY] = deleted
+            # Deletions carry no timestamp: the next pull starts where this one did, by the
+            # earlier of our clock and the server's (a repeated deletion is harmless, a missed
+            # one is not).
+            snapshot = min(started, first_date) if first_date else started
+            watermarks[DELETED_ENTITY] = (after, _rfc3339(snapshot))
+            checksums[DELETED_ENTITY] = records_checksum(deleted["record"])
+            extra = {"base_url": client.base_url, "pages": pages, "requests": client.requests_made,
+                     "retries": client.retries}
+        return Pull(tables=tables, watermarks=watermarks, content_checksums=checksums, extra=extra)
+
+    # load -------------------------------------------------------------------------------------
+    def load(self, conn: duckdb.DuckDBPyConnection, manifest: BatchManifest) -> dict[str, EntityCounts]:
+        unknown = sorted(set(manifest.entities) - set(ENTITIES))
+        if unknown:
+            raise ValueError(f"batch {manifest.batch_id}: unknown ss12000 entities {unknown}")
+        counts: dict[str, EntityCounts] = {}
+        for entity in ENTITIES:
+            if entity in manifest.entities:
+                counts[entity] = _LOADERS[entity](conn, manifest, entity, str(manifest.entity_path(entity)))
+        return counts
+
+
+# --- load SQL --------------------------------------------------------------------------------
+# A landed record is parsed once (from_json into a struct of its top-level values as JSON);
+# each field's JSON type and text are read off the value's minified text, then an ordered
+# list of checks gives each row its first failure as (reason, detail). Rows without a failure
+# are inserted, the others quarantined (names and contact data removed).
+
+@dataclass(frozen=True)
+class _Check:
+    bad: str      # SQL condition that is true when the row fails
+    reason: str
+    detail: str
+
+
+def _t(name: str) -> str:
+    return f"t_{name}"
+
+
+def _v(name: str) -> str:
+    return f"v_{name}"
+
+
+def _present(name: str) -> str:
+    return f"({_t(name)} is not null and {_t(name)} <> 'NULL')"
+
+
+def _ts_ok(name: str) -> str:
+    return (f"(regexp_full_match({_v(name)}, '{RFC3339_RE}') "
+            f"and try_cast({_v(name)} as timestamptz) is not null)")
+
+
+def _date_ok(name: str) -> str:
+    return f"(regexp_full_match({_v(name)}, '{DATE_RE}') and try_cast({_v(name)} as date) is not null)"
+
+
+def _int_ok(name: str) -> str:
+    return f"({_t(name)} in ('BIGINT', 'UBIGINT') and try_cast({_v(name)} as integer) is not null)"
+
+
+def _required(name: str, path: str, json_type: str) -> list[_Check]:
+    return [_Check(f"not {_present(name)}", "missing_field", path),
+            _Check(f"{_t(name)} <> '{json_type}'", "wrong_type", path)]
+
+
+def _optional(name: str, path: str, json_type: str) -> list[_Check]:
+    return [_Check(f"{_present(name)} and {_t(name)} <> '{json_type}'", "wrong_type", path)]
+
+
+def _required_ts(name: str, path: str) -> list[_Check]:
+    return [*_required(name, path, "VARCHAR"), _Check(f"not {_ts_ok(name)}", "bad_timestamp", path)]
+
+
+def _optional_ts(name: str, path: str) -> list[_Check]:
+    return [*_optional(name, path, "VARCHAR"),
+            _Check(f"{_present(name)} and not {_ts_ok(name)}", "bad_timestamp", path)]
+
+
+def _optional_date(name: str, path: str) -> list[_Check]:
+    return [*_optional(name, path, "VARCHAR"),
+            _Check(f"{_present(name)} and not {_date_ok(name)}", "bad_date", path)]
+
+
+def _optional_int(name: str, path: str) -> list[_Check]:
+    return [_Check(f"{_present(name)} and not {_int_ok(name)}", "wrong_type", path)]
+
+
+def _required_ref(name: str, path: str) -> list[_Check]:
+    """An object reference {id: ...} that must be there."""
+    return [*_required(name, path, "OBJECT"), *_required(f"{name}_id", f"{path}.id", "VARCHAR"),
+            _Check(f"{_v(name + '_id')} = ''", "missing_field", f"{path}.id")]
+
+
+def _optional_ref(name: str, path: str) -> list[_Check]:
+    return [*_optional(name, path, "OBJECT"),
+            _Check(f"{_present(name)} and not {_present(name + '_id')}", "missing_field", f"{path}.id"),
+            *_optional(f"{name}_id", f"{path}.id", "VARCHAR")]
+
+
+_BASE_FIELDS = [("id", "$.id"), ("meta", "$.meta"), ("modified", "$.meta.modified")]
+_BASE_CHECKS = [
+    _Check("not valid", "invalid_json", "record"),
+    _Check("top is distinct from 'OBJECT'", "not_an_object", "record"),
+    _Check(f"not {_present('id')}", "missing_id", "id"),
+    _Check(f"{_t('id')} <> 'VARCHAR'", "wrong_type", "id"),
+    _Check(f"{_v('id')} = ''", "missing_id", "id"),
+    *_required("meta", "meta", "OBJECT"),
+    *_required_ts("modified", "meta.modified"),
+]
+
+
+def _field_expr(path: str) -> tuple[str, str]:
+    """(top-level key, SQL expression of the JSON value at ``path``) over the parsed struct ``s``."""
+    parts = path.removeprefix("$.").split(".", 1)
+    top = parts[0]
+    expr = f's."{top}"'
+    if len(parts) == 2:
+        expr = f"json_extract({expr}, '$.{parts[1]}')"
+    return top, expr
+
+
+def _json_type_sql(column: str) -> str:
+    """json_type() of a JSON value read off its (minified) text: no second parse."""
+    r = f"cast({column} as varchar)"
+    first = f"left({r}, 1)"
+    return (f"(case when {column} is null then null when {first} = '\"' then 'VARCHAR' "
+            f"when {first} = '{{' then 'OBJECT' when {first} = '[' then 'ARRAY' "
+            f"when {first} in ('t', 'f') then 'BOOLEAN' when {first} = 'n' then 'NULL' "
+            f"when contains({r}, '.') or contains({r}, 'e') or contains({r}, 'E') then 'DOUBLE' "
+            f"else 'BIGINT' end)")
+
+
+def _json_text_sql(column: str) -> str:
+    """json_extract_string(value, '$'): a string's content, other values' JSON text."""
+    r = f"cast({column} as varchar)"
+    return (f"(case when left({r}, 1) <> '\"' then {r} "
+            f"when contains({r}, '\\') then json_extract_string({column}, '$') "
+            f"else substr({r}, 2, length({r}) - 2) end)")
+
+
+def _stage_sql(table: str, source_sql: str, fields: list[tuple[str, str]], checks: list[_Check],
+               keep_json: tuple[str, ...] = ()) -> list[str]:
+    """Statements that build ``table``: the source's columns except ``record``, then per field
+    ``v_<name>`` (value as text; for ``keep_json`` fields also ``j_<name>`` and ``t_<name>``, the
+    JSON value and its type), ``reason`` and ``detail`` (null when the row passes). The record
+    is parsed once, by ``from_json`` into a struct of top-level JSON values; nested paths are
+    read from those small values."""
+    exprs = [(name, *_field_expr(path)) for name, path in fields]
+    tops = list(dict.fromkeys(top for _, top, _ in exprs))
+    struct = "{" + ", ".join(f'"{top}": "JSON"' for top in tops) + "}"
+    all_null = " and ".join(f's."{top}" is null' for top in tops)
+    json_cols = ", ".join(f"{expr} as j_{name}" for name, _, expr in exprs)
+    typed = ", ".join(f"{_json_type_sql(f'j_{name}')} as {_t(name)}, "
+                      f"{_json_text_sql(f'j_{name}')} as {_v(name)}" for name, _, _ in exprs)
+    dropped = ", ".join(f"j_{name}" for name, _, _ in exprs if name not in keep_json)
+    # only the values (and the types of kept JSON values) are stored: the table stays narrow
+    not_kept = ", ".join(["valid", "top", *(_t(name) for name, _, _ in exprs if name not in keep_json)])
+    reason = " ".join(f"when {c.bad} then '{c.reason}'" for c in checks)
+    detail = " ".join(f"when {c.bad} then '{c.detail}'" for c in checks)
+    return [f"""
+        create or replace temp table {table} as
+        select * exclude ({not_kept}), case {reason} end as reason, case {detail} end as detail
+        from (
+            select * exclude ({dropped}), {typed}
+            from (
+                select * exclude (s, record), s is not null as valid,
+                       case when s is null then null
+                            when {all_null} then json_type(record)
+                            else 'OBJECT' end as top,
+                       {json_cols}
+                from (select *, try(from_json(record, '{struct}')) as s from ({source_sql}))
+            )
+        )
+        """]
+
+
+def _run(conn: duckdb.DuckDBPyConnection, statements: list[str]) -> None:
+    for statement in statements:
+        conn.execute(statement)
+
+
+def _source(path: str, columns: str = "record") -> str:
+    quoted = path.replace("'", "''")
+    return (f"select file_row_number + 1 as row_number, {columns} "
+            f"from read_parquet('{quoted}', file_row_number = true)")
+
+
+def _scrub(value: Any, top: bool, keep_display_name: bool) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: _scrub(v, False, keep_display_name)
+            for k, v in value.items()
+            if k not in PERSONAL_KEYS or (k == "displayName" and top and keep_display_name)
+        }
+    if isinstance(value, list):
+        return [_scrub(v, False, keep_display_name) for v in value]
+    return value
+
+
+def scrub_raw_row(entity: str, text: str | None) -> str | None:
+    """A rejected record as kept in quarantine: without names, contact data or addresses."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None if entity == "persons" else text
+    if entity == "persons" and not isinstance(value, dict):
+        return None
+    return canonical_json(_scrub(value, True, keep_display_name=entity == "organisations"))
+
+
+def _finish(conn: duckdb.DuckDBPyConnection, manifest: BatchManifest, entity: str, stage: str,
+            insert_sql: str, raw_sql: str) -> EntityCounts:
+    """Insert the passing rows, quarantine the others (with their scrubbed record from
+    ``raw_sql``: row_number, record) and count."""
+    received = conn.execute(f"select count(*) from {stage}").fetchone()[0]
+    loaded = conn.execute(insert_sql, [manifest.batch_id]).fetchone()[0]
+    quarantined = 0
+    failing = conn.execute(f"select count(*) from {stage} where reason is not null").fetchone()[0]
+    if failing:
+        rejected = conn.execute(
+            f"""select q.row_number, q.reason, q.detail, r.record as raw_row
+                from {stage} q left join ({raw_sql}) r using (row_number)
+                where q.reason is not null order by q.row_number"""
+        ).to_arrow_table()
+        raw = [scrub_raw_row(entity, t) for t in rejected.column("raw_row").to_pylist()]
+        rejected = rejected.set_column(3, "raw_row", pa.array(raw, pa.string()))
+        quarantined = quarantine(conn, manifest, entity, rejected.select(QUARANTINE_SCHEMA.names))
+        log.warning("batch %s, %s: %d records quarantined", manifest.batch_id, entity, quarantined)
+    conn.execute(f"drop table if exists {stage}")
+    return EntityCounts(received=received, loaded=loaded, quarantined=quarantined)
+
+
+def _insert(table: str, columns: str, select: str, stage: str) -> str:
+    return f"insert into {table} ({columns}) select {select} from {stage} where reason is null"
+
+
+def _load_organisations(conn: duckdb.DuckDBPyConnection, manifest: BatchManifest, entity: str,
+                        path: str) -> EntityCounts:
+    fields = [*_BASE_FIELDS, ("display_name", "$.displayName"), ("type", "$.organisationType"),
+              ("number", "$.organisationNumber"), ("unit_code", "$.schoolUnitCode"),
+              ("municipality", "$.municipalityCode"), ("school_types", "$.schoolTypes"),
+              ("parent", "$.parentOrganisation"), ("parent_id", "$.parentOrganisation.id")]
+    checks = [*_BASE_CHECKS,
+              *_optional("display_name", "displayName", "VARCHAR"),
+              *_required("type", "organisationType", "VARCHAR"),
+              *_optional("number", "organisationNumber", "VARCHAR"),
+              *_optional("unit_code", "schoolUnitCode", "VARCHAR"),
+              *_optional("municipality", "municipalityCode", "VARCHAR"),
+              *_optional("school_types", "schoolTypes", "ARRAY"),
+              _Check(f"{_present('school_types')} and not coalesce(list_bool_and(list_transform("
+                     "json_type(j_school_types, '$[*]'), x -> x = 'VARCHAR')), true)",
+                     "wrong_type", "schoolTypes[]"),
+              *_optional_ref("parent", "parentOrganisation")]
+    stage = "_ss_organisations"
+    _run(conn, _stage_sql(stage, _source(path), fields, checks, keep_json=("school_types",)))
+    insert = _insert(
+        "raw_ss12000.organisations",
+        "batch_id, id, display_name, organisation_type, organisation_number, school_unit_code, "
+        "municipality_code, school_types, parent_organisation_id, modified_at",
+        f"""$1, v_id, v_display_name, v_type, v_number, v_unit_code, v_municipality,
+            case when {_present('school_types')} then json_extract_string(j_school_types, '$[*]') end,
+            v_parent_id, try_cast(v_modified as timestamptz)""",
+        stage,
+    )
+    return _finish(conn, manifest, entity, stage, insert, _source(path))
+
+
+_ENROLMENT_FIELDS = [("at", "$.enroledAt"), ("at_id", "$.enroledAt.id"), ("school_type", "$.schoolType"),
+                     ("school_year", "$.schoolYear"), ("start", "$.startDate"), ("end", "$.endDate")]
+_ENROLMENT_CHECKS = [
+    _Check("top is distinct from 'OBJECT'", "wrong_type", "enrolments[]"),
+    *_required_ref("at", "enrolments[].enroledAt"),
+    *_required("school_type", "enrolments[].schoolType", "VARCHAR"),
+    *_optional_int("school_year", "enrolments[].schoolYear"),
+    *_required("start", "enrolments[].startDate", "VARCHAR"),
+    _Check(f"not {_date_ok('start')}", "bad_date", "enrolments[].startDate"),
+    *_optional_date("end", "enrolments[].endDate"),
+]
+
+
+def _load_persons(conn: duckdb.DuckDBPyConnection, manifest: BatchManifest, entity: str,
+                  path: str) -> EntityCounts:
+    fields = [*_BASE_FIELDS, ("civic", "$.civicNo"), ("civic_no", "$.civicNo.value"),
+              ("birth_date", "$.birthDate"), ("sex", "$.sex"), ("marking", "$.securityMarking"),
+              ("enrolments", "$.enrolments")]
+    checks = [*_BASE_CHECKS,
+              *_optional("civic", "civicNo", "OBJECT"),
+              *_optional("civic_no", "civicNo.value", "VARCHAR"),
+              *_optional_date("birth_date", "birthDate"),
+              *_optional("sex", "sex", "VARCHAR"),
+              *_optional("marking", "securityMarking", "VARCHAR"),
+              *_optional("enrolments", "enrolments", "ARRAY")]
+    person_stage = "_ss_persons_pre"
+    _run(conn, _stage_sql(person_stage, _source(path), fields, checks, keep_json=("enrolments",)))
+    # Enrolments: one row per array element of persons that passed their own checks.
+    enrol_stage = "_ss_enrolments"
+    _run(conn, _stage_sql(
+        enrol_stage,
+        f"""select row_number, person_modified, person_id, unnest(elements) as record from (
+                select p.row_number, p.v_modified as person_modified, p.v_id as person_id,
+                       from_json(p.j_enrolments, '["JSON"]') as elements
+                from {person_stage} p
+                where p.reason is null and {_present('enrolments')})""",
+        _ENROLMENT_FIELDS, _ENROLMENT_CHECKS,
+    ))
+    stage = "_ss_persons"
+    conn.execute(f"""
+        create or replace temp table {stage} as
+        select p.* exclude (reason, detail, j_enrolments),
+               coalesce(p.reason, e.reason) as reason, coalesce(p.detail, e.detail) as detail
+        from {person_stage} p
+        left join (
+            select row_number, min_by(reason, reason) as reason, min_by(detail, reason) as detail
+            from {enrol_stage} where reason is not null group by row_number
+        ) e using (row_number)
+    """)
+    conn.execute(f"drop table {person_stage}")
+    conn.execute(f"""
+        insert into raw_ss12000.enrolments
+            (batch_id, person_id, school_unit_id, school_type, school_year, start_date, end_date,
+             person_modified_at)
+        select $1, e.person_id, e.v_at_id, e.v_school_type, try_cast(e.v_school_year as integer),
+               try_cast(e.v_start as date), try_cast(e.v_end as date),
+               try_cast(e.person_modified as timestamptz)
+        from {enrol_stage} e join {stage} p using (row_number)
+        where p.reason is null
+    """, [manifest.batch_id])
+    conn.execute(f"drop table {enrol_stage}")
+    insert = _insert(
+        "raw_ss12000.persons",
+        "batch_id, id, civic_no, birth_date, sex, security_marking, modified_at",
+        "$1, v_id, v_civic_no, try_cast(v_birth_date as date), v_sex, v_marking, "
+        "try_cast(v_modified as timestamptz)",
+        stage,
+    )
+    return _finish(conn, manifest, entity, stage, insert, _source(path))
+
+
+def _load_calendar_events(conn: duckdb.DuckDBPyConnection, manifest: BatchManifest, entity: str,
+                          path: str) -> EntityCounts:
+    fields = [*_BASE_FIELDS, ("activity", "$.activity"), ("activity_id", "$.activity.id"),
+              ("start", "$.startTime"), ("end", "$.endTime")]
+    checks = [*_BASE_CHECKS, *_optional_ref("activity", "activity"),
+              *_required_ts("start", "startTime"), *_required_ts("end", "endTime")]
+    stage = "_ss_calendar_events"
+    _run(conn, _stage_sql(stage, _source(path), fields, checks))
+    insert = _insert(
+        "raw_ss12000.calendar_events",
+        "batch_id, id, activity_id, start_time, end_time, modified_at",
+        "$1, v_id, v_activity_id, try_cast(v_start as timestamptz), try_cast(v_end as timestamptz), "
+        "try_cast(v_modified as timestamptz)",
+        stage,
+    )
+    return _finish(conn, manifest, entity, stage, insert, _source(path))
+
+
+_MINUTES = (("attendance", "attendanceMinutes"), ("valid", "validAbsenceMinutes"),
+            ("invalid", "invalidAbsenceMinutes"), ("other", "otherAttendanceMinutes"))
+
+
+def _load_attendances(conn: duckdb.DuckDBPyConnection, manifest: BatchManifest, entity: str,
+                      path: str) -> EntityCounts:
+    fields = [*_BASE_FIELDS, ("event", "$.calendarEvent"), ("event_id", "$.calendarEvent.id"),
+              ("student", "$.student"), ("student_id", "$.student.id"), ("reported", "$.isReported"),
+              *((name, f"$.{key}") for name, key in _MINUTES),
+              ("reported_at", "$.reportedTimestamp")]
+    checks = [*_BASE_CHECKS,
+              *_required_ref("event", "calendarEvent"),
+              *_required_ref("student", "student"),
+              *_required("reported", "isReported", "BOOLEAN"),
+              *(c for name, key in _MINUTES for c in _optional_int(name, key)),
+              *_optional_ts("reported_at", "reportedTimestamp")]
+    stage = "_ss_attendances"
+    _run(conn, _stage_sql(stage, _source(path), fields, checks))
+    # Negative minutes are loaded as they are: the data-quality suite reports them.
+    insert = _insert(
+        "raw_ss12000.attendances",
+        "batch_id, id, calendar_event_id, student_id, is_reported, attendance_minutes, "
+        "valid_absence_minutes, invalid_absence_minutes, other_attendance_minutes, "
+        "reported_timestamp, modified_at",
+        "$1, v_id, v_event_id, v_student_id, v_reported = 'true', "
+        + ", ".join(f"try_cast({_v(name)} as integer)" for name, _ in _MINUTES)
+        + ", try_cast(v_reported_at as timestamptz), try_cast(v_modified as timestamptz)",
+        stage,
+    )
+    return _finish(conn, manifest, entity, stage, insert, _source(path))
+
+
+def _load_deleted_entities(conn: duckdb.DuckDBPyConnection, manifest: BatchManifest, entity: str,
+                           path: str) -> EntityCounts:
+    fields = [("entity", "$.entity"), ("id", "$.id")]
+    checks = [
+        _Check("not valid", "invalid_json", "record"),
+        _Check("top is distinct from 'OBJECT'", "not_an_object", "record"),
+        *_required("entity", "entity", "VARCHAR"),
+        _Check(f"not {_present('id')}", "missing_id", "id"),
+        _Check(f"{_t('id')} <> 'VARCHAR'", "wrong_type", "id"),
+        _Check(f"{_v('id')} = ''", "missing_id", "id"),
+    ]
+    stage = "_ss_deleted_entities"
+    _run(conn, _stage_sql(stage, _source(path), fields, checks))
+    quirks = " ".join(f"when '{k}' then '{v}'" for k, v in DELETED_KEY_QUIRKS.items())
+    insert = _insert(
+        "raw_ss12000.deleted_entities",
+        "batch_id, entity_type, id",
+        f"$1, case v_entity {quirks} else v_entity end, v_id",
+        stage,
+    )
+    return _finish(conn, manifest, entity, stage, insert, _source(path))
+
+
+_LOADERS: dict[str, Callable[[duckdb.DuckDBPyConnection, BatchManifest, str, str], EntityCounts]] = {
+    "organisations": _load_organisations,
+    "persons": _load_persons,
+    "calendar_events": _load_calendar_events,
+    "attendances": _load_attendances,
+    "deleted_entities": _load_deleted_entities,
+}
