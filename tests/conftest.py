@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import uuid
@@ -19,6 +20,10 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+
+# Prefect stops its temporary (ephemeral) server at interpreter exit and logs that line to a
+# console stream pytest has already closed; do not print a logging traceback for it.
+logging.raiseExceptions = False
 
 
 def _reachable(host: str, port: int) -> bool:
