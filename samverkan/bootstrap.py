@@ -43,7 +43,9 @@ def main(argv: list[str]) -> int:
     if sys.version_info < (3, 11):  # noqa: UP036 - runs on any python3 before install
         print("samverkan needs Python 3.11 or newer", file=sys.stderr)
         return 2
-    env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
+    # Never let uv download a Python; trust the platform's certificate store (registries behind a
+    # corporate or local trust root).
+    env = {"UV_SYSTEM_CERTS": "true", **os.environ, "UV_PYTHON_DOWNLOADS": "never"}
     subprocess.run([_uv(), "sync", "--locked", "--quiet", "--python", sys.executable],
                    cwd=ROOT, env=env, check=True)
     command = COMMANDS[argv[0]]
