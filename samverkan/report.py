@@ -16,6 +16,15 @@ SUPPRESSED_MARK = ".."
 PERIOD_TYPES = {"vecka": "Vecka", "manad": "Månad", "termin": "Termin", "ar": "År"}
 AREA_LEVELS = {"stad": "Stad", "stadsdelsomrade": "Stadsdelsområde", "sspf_omrade": "SSPF-område",
                "skolenhet": "Skolenhet"}
+# Sections follow the catalogue of indicators.md: school, social services, police, cross-agency.
+CATALOGUE_ORDER = [
+    "hog_franvaro", "mycket_hog_franvaro", "ogiltig_franvaro_andel", "rapporteringsgrad",
+    "orosanmalningar", "forhandsbedomning_14_dagar", "anmalan_till_utredning",
+    "utredning_4_manader", "placerade_aterforening", "unga_misstankta",
+    "unga_misstankta_upprepat", "unga_brottsoffer", "hog_franvaro_med_orosanmalan",
+    "hog_franvaro_med_misstanke", "misstankta_med_hog_franvaro", "kanda_av_flera", "sst_effekt",
+    "sig_effekt",
+]
 MONTHS_SV = ["januari", "februari", "mars", "april", "maj", "juni", "juli", "augusti",
              "september", "oktober", "november", "december"]
 
@@ -48,8 +57,11 @@ def build_sections(rows: list[dict[str, Any]], catalogue: dict[str, dict[str, st
     for row in rows:
         by_indicator[row["indicator_id"]].append(row)
     sections = []
-    for indicator_id in sorted(by_indicator, key=lambda i: list(catalogue).index(i)
-                               if i in catalogue else len(catalogue)):
+    def position(indicator_id: str) -> tuple[int, str]:
+        known = indicator_id in CATALOGUE_ORDER
+        return (CATALOGUE_ORDER.index(indicator_id) if known else len(CATALOGUE_ORDER), indicator_id)
+
+    for indicator_id in sorted(by_indicator, key=position):
         cells = by_indicator[indicator_id]
         info = catalogue.get(indicator_id, {})
         tables = []
