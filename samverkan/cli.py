@@ -25,6 +25,9 @@ def _summary(p: Paths, publication: object | None) -> None:
             reasons = ", ".join(f"{k} {v}" for k, v in r.get("quarantined_by_reason", {}).items())
             print(f"  {source:12s} received {r['received']:>9,d}  loaded {r['loaded']:>9,d}  "
                   f"quarantined {r['quarantined']:>6,d}{f' ({reasons})' if reasons else ''}")
+        for source, reasons in manifest.get("excluded_from_indicators", {}).items():
+            detail = ", ".join(f"{reason} {n}" for reason, n in reasons.items())
+            print(f"  {source:12s} kept out of the indicators: {detail}")
         print(f"  Published version {manifest['version']}")
         print(f"  Report: {(p.current_publication / 'report.html').absolute()}")
     else:

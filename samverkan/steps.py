@@ -143,6 +143,23 @@ def _loaded_batches(settings: Settings) -> list[dict[str, str]]:
     return [{"batch_id": b, "source": s} for b, s in rows]
 
 
+def _identity_exclusions(settings: Settings) -> dict[str, dict[str, int]]:
+    """Per source: records kept out of the indicators, by reason (from the dbt load report)."""
+    conn = duckdb.connect(str(settings.paths.analytics_db), read_only=True)
+    try:
+        rows = conn.execute(
+            "select source_system, reason, records from marts.rpt_identity_exclusions "
+            "order by source_system, reason").fetchall()
+    except duckdb.CatalogException:
+        return {}
+    finally:
+        conn.close()
+    report: dict[str, dict[str, int]] = {}
+    for source, reason, records in rows:
+        report.setdefault(source, {})[reason] = int(records)
+    return report
+
+
 def _write_gate_report(settings: Settings, version: str, checks: list[GateCheck]) -> str:
     directory = settings.paths.validation / f"gate-{version}"
     directory.mkdir(parents=True, exist_ok=True)
@@ -198,6 +215,7 @@ def publish(settings: Settings, version: str, ref: dt.date, extract_results: lis
         "extract_batches": _loaded_batches(settings),
         "this_run_batches": [b.batch_id for r in extract_results for b in r.batches],
         "load_report": load_report(extract_results),
+        "excluded_from_indicators": _identity_exclusions(settings),
         "min_cell": MIN_CELL,
     }
     html = ""

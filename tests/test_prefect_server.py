@@ -25,8 +25,8 @@ def _free_port() -> int:
 
 
 def _post(url: str, body: dict) -> object:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(  # noqa: S310 - loopback only
+        url, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback only
         return json.loads(response.read())
 
@@ -51,7 +51,8 @@ def prefect_server(tmp_path):
             except OSError:
                 if server.poll() is not None or time.monotonic() > deadline:
                     log.close()
-                    pytest.fail("Prefect server did not start:\n" + (tmp_path / "server.log").read_text()[-3000:])
+                    output = (tmp_path / "server.log").read_text()[-3000:]
+                    pytest.fail("Prefect server did not start:\n" + output)
                 time.sleep(1)
         yield api
     finally:

@@ -31,3 +31,19 @@
     {%- set digits = modules.re.sub('[^0-9]', '', var('municipality_organisation_number') | string) -%}
     (regexp_replace(coalesce({{ column }}, ''), '[^0-9]', '', 'g') = {{ sql_string(digits) }})
 {%- endmacro %}
+
+{#- The rows of a relation with pnr12 and is_protected, joined to int_identities: each row
+    gains the person's pseudonym and birth date; is_protected becomes "protected in any
+    source" and is_linkable says the row has a pseudonym and is not protected. -#}
+{% macro with_identity(relation) -%}
+    select
+        records.* exclude (is_protected),
+        identities.person_pseudonym,
+        identities.birth_date,
+        coalesce(identities.is_protected, records.is_protected) as is_protected,
+        identities.person_pseudonym is not null
+            and not coalesce(identities.is_protected, records.is_protected) as is_linkable
+    from {{ relation }} as records
+    left join {{ ref('int_identities') }} as identities
+        on identities.pnr12 = records.pnr12
+{%- endmacro %}

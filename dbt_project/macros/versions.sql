@@ -20,3 +20,49 @@
 {% macro district_key(column) -%}
     nullif(lower(trim({{ column }})), '')
 {%- endmacro %}
+
+{#- The live rows of an append-only raw table: the newest version of each id (keep_newest)
+    with the loaded_at of its batch, minus the ids that removed_ids (a query with one
+    column `id`) lists as deleted. -#}
+{% macro newest_live_rows(relation, id_column, modified_at, removed_ids) -%}
+    select
+        versions.*,
+        batches.loaded_at
+    from {{ relation }} as versions
+    left join (
+        select batch_id, loaded_at from {{ source('load_meta', 'batches') }}
+    ) as batches using (batch_id)
+    where not exists (
+        select 1
+        from (
+            {%- for line in (removed_ids | string).strip().splitlines() %}
+            {{ line.strip() }}
+            {%- endfor %}
+        ) as removed
+        where removed.id = versions.{{ id_column }}
+    )
+    {{ keep_newest('versions.' ~ id_column, 'versions.' ~ modified_at) }}
+{%- endmacro %}
+
+{#- Live rows of an SS 12000 table: newest version by modified_at of each id, minus the ids
+    /deletedEntities lists for its endpoint (the table name without separators, e.g.
+    calendar_events -> calendarEvents). -#}
+{% macro ss12000_live_rows(table) -%}
+    {%- set deleted -%}
+        select id
+        from {{ source('ss12000', 'deleted_entities') }}
+        where {{ ss12000_entity_type('entity_type') }} = {{ sql_string(modules.re.sub('[^a-z]', '', table.lower())) }}
+    {%- endset -%}
+    {{ newest_live_rows(source('ss12000', table), 'id', 'modified_at', deleted) }}
+{%- endmacro %}
+
+{#- Live rows of a case-system table: newest version by andrad_tid of each <table>_id,
+    minus the rows gallring lists as weeded from that table. -#}
+{% macro case_system_live_rows(table) -%}
+    {%- set weeded -%}
+        select rad_id as id
+        from {{ source('case_system', 'gallring') }}
+        where lower(trim(tabell)) = {{ sql_string(table) }}
+    {%- endset -%}
+    {{ newest_live_rows(source('case_system', table), table ~ '_id', 'andrad_tid', weeded) }}
+{%- endmacro %}

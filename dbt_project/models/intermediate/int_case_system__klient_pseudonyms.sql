@@ -5,29 +5,20 @@ with
 
 clients as (
 
-    select * from {{ ref('stg_case_system__klient') }}
-
-),
-
-identities as (
-
-    select * from {{ ref('int_identities') }}
+    {{ with_identity(ref('stg_case_system__klient')) }}
 
 ),
 
 final as (
 
     select
-        clients.klient_id,
-        identities.person_pseudonym,
-        clients.pnr_problem,
-        identities.birth_date,
-        coalesce(identities.is_protected, clients.is_protected) as is_protected,
-        identities.person_pseudonym is not null
-            and not coalesce(identities.is_protected, clients.is_protected) as is_linkable
+        klient_id,
+        person_pseudonym,
+        pnr_problem,
+        birth_date,
+        is_protected,
+        is_linkable
     from clients
-    left join identities
-        on identities.pnr12 = clients.pnr12
 
 )
 

@@ -5,30 +5,21 @@ with
 
 persons as (
 
-    select * from {{ ref('stg_ss12000__persons') }}
-
-),
-
-identities as (
-
-    select * from {{ ref('int_identities') }}
+    {{ with_identity(ref('stg_ss12000__persons')) }}
 
 ),
 
 final as (
 
     select
-        persons.person_id,
-        identities.person_pseudonym,
-        persons.pnr_problem,
-        identities.birth_date,
-        persons.sex,
-        coalesce(identities.is_protected, persons.is_protected) as is_protected,
-        identities.person_pseudonym is not null
-            and not coalesce(identities.is_protected, persons.is_protected) as is_linkable
+        person_id,
+        person_pseudonym,
+        pnr_problem,
+        birth_date,
+        sex,
+        is_protected,
+        is_linkable
     from persons
-    left join identities
-        on identities.pnr12 = persons.pnr12
 
 )
 

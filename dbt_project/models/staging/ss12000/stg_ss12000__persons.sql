@@ -6,34 +6,9 @@
 
 with
 
-source as (
-
-    select * from {{ source('ss12000', 'persons') }}
-
-),
-
-batches as (
-
-    select batch_id, loaded_at from {{ source('load_meta', 'batches') }}
-
-),
-
-deleted as (
-
-    select distinct id
-    from {{ source('ss12000', 'deleted_entities') }}
-    where {{ ss12000_entity_type('entity_type') }} = 'persons'
-
-),
-
 newest as (
 
-    select
-        source.*,
-        batches.loaded_at
-    from source
-    left join batches using (batch_id)
-    {{ keep_newest('source.id', 'source.modified_at') }}
+    {{ ss12000_live_rows('persons') }}
 
 ),
 
@@ -58,7 +33,6 @@ renamed as (
         batch_id
 
     from newest
-    where not exists (select 1 from deleted where deleted.id = newest.id)
 
 )
 
