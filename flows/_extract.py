@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
-from prefect import Flow, flow, task
+from prefect import Flow, Task, flow, task
+from prefect.client.schemas.objects import TaskRun
+from prefect.states import State
 
 from samverkan import steps
 from samverkan.config import load_settings
 from samverkan.extract import ExtractResult
 
 
-@task(name="recover-pull-land-validate-load")
+def _retry_if_transient(task: Task, task_run: TaskRun, state: State) -> bool:
+    exc = state.result(raise_on_failure=False)
+    return isinstance(exc, BaseException) and steps.is_transient(exc)
+
+
+# The client already retries single requests (429 Retry-After, 5xx, time-outs with backoff);
+# a source that stays down is retried as a whole, which resumes safely from landing.
+@task(name="recover-pull-land-validate-load", retries=2, retry_delay_seconds=[30, 120],
+      retry_condition_fn=_retry_if_transient)
 def extract_task(source: str) -> ExtractResult:
     # One coarse task: the page loop, landing, validation and load all happen inside it.
     return steps.extract(load_settings(), source)

@@ -76,6 +76,21 @@ def extract(settings: Settings, source: str) -> ExtractResult:
     return run_extract(settings.paths, extractor, validate)
 
 
+def is_transient(exc: BaseException) -> bool:
+    """Failures worth retrying a whole extract for (it resumes safely): a source that is down
+    or timing out, a dropped database connection. Configuration, authentication and data
+    errors are not retried."""
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    from samverkan.sources.ss12000 import SS12000UnavailableError
+
+    if isinstance(exc, SS12000UnavailableError | OperationalError):
+        return True
+    if isinstance(exc, DBAPIError):
+        return bool(exc.connection_invalidated)
+    return isinstance(exc, ConnectionError | TimeoutError)
+
+
 def reference_date(settings: Settings, override: str | None = None) -> dt.date:
     value = override or settings.reference_date
     return dt.date.fromisoformat(value) if value else dt.date.today()
