@@ -50,7 +50,7 @@ def run_pipeline(p: Paths, reference_date: str | None) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from samverkan.demo import run_demo
 
-    return run_demo(paths().ensure(), args.seed, args.pupils)
+    return run_demo(paths().ensure(), args.seed, args.pupils, fault_rate=args.fault_rate)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -75,6 +75,16 @@ def cmd_pseudonym(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fault_rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError("must be between 0 and 1")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="samverkan", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -83,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="simulate a municipality and run the whole pipeline on it")
     demo.add_argument("--seed", type=int, default=20260612)
     demo.add_argument("--pupils", type=int, default=5000)
+    demo.add_argument("--fault-rate", type=_fault_rate, default=0.0, metavar="RATE",
+                      help="share (0..1) of SS 12000 requests the simulator fails with 429, 500, "
+                           "503 or a stalled answer (default 0)")
     demo.set_defaults(func=cmd_demo)
 
     run = sub.add_parser("run", help="run the pipeline against the configured sources")

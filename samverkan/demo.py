@@ -36,15 +36,18 @@ def ensure_key(p: Paths) -> None:
     print(f"Created a random pseudonym key in {key_file} (mode 0600)")
 
 
-def write_demo_config(p: Paths, base_url: str, sources: SimulatedSources) -> Path:
+def write_demo_config(p: Paths, base_url: str, sources: SimulatedSources,
+                      timeout_seconds: float | None = None) -> Path:
     cfg = p.home / "samverkan.toml"
+    timeout = f"timeout_seconds = {timeout_seconds}\n" if timeout_seconds is not None else ""
     cfg.write_text(
         "# Written by `samverkan demo`: the simulator's endpoints. For real sources see README.\n"
         "[general]\n"
         f'reference_date = "{sources.reference_date.isoformat()}"\n\n'
         "[ss12000]\n"
         f'base_url = "{base_url}"\n'
-        f'token_env = "{TOKEN_ENV}"\n\n'
+        f'token_env = "{TOKEN_ENV}"\n'
+        f"{timeout}\n"
         "[case_system]\n"
         f'url = "{sources.case_system_url}"\n\n'
         "[police]\n"
@@ -86,19 +89,35 @@ def simulate(p: Paths, seed: int, pupils: int):  # noqa: ANN201 - returns (Popul
     return pop, SimulatedSources(pop.reference_date, url, inbox, truth)
 
 
-def run_demo(p: Paths, seed: int, pupils: int) -> int:
+# With --fault-rate the simulated platform also stalls answers; the demo's client gives up on a
+# stalled answer after this many seconds and retries (the stall lasts one second longer).
+FAULT_CLIENT_TIMEOUT = 3.0
+
+
+def run_demo(p: Paths, seed: int, pupils: int, fault_rate: float = 0.0) -> int:
+    """Simulate a municipality, serve its school platform and run the pipeline over it;
+    ``fault_rate`` (0..1) makes the simulated school platform answer about that share of
+    requests with 429, 500, 503 or a stall the client must time out on and retry."""
     from samverkan.simulator.ss12000_server import SS12000Data, serve
 
     p.ensure()
     reset_if_other_municipality(p, seed, pupils)
     ensure_key(p)
+    if not 0.0 <= fault_rate <= 1.0:
+        raise ValueError("fault_rate must be between 0 and 1")
     print(f"Simulating a municipality (seed {seed}, about {pupils} pupils) …", flush=True)
     pop, sources = simulate(p, seed, pupils)
     token = secrets.token_urlsafe(24)
     os.environ[TOKEN_ENV] = token
     data = SS12000Data.from_population(pop)
-    with serve(data, token) as server:
-        write_demo_config(p, server.base_url, sources)
+    faults = {"fault_rate": fault_rate, "fault_seed": seed, "fault_retry_after": 1,
+              "fault_stall_seconds": FAULT_CLIENT_TIMEOUT + 1.0} if fault_rate > 0 else {}
+    if faults:
+        print(f"The simulated school platform fails about {fault_rate:.0%} of its requests "
+              "(429, 500, 503, stalled answers)", flush=True)
+    with serve(data, token, **faults) as server:
+        write_demo_config(p, server.base_url, sources,
+                          timeout_seconds=FAULT_CLIENT_TIMEOUT if faults else None)
         print("Running the pipeline: extract ×3 → dbt build → gate → publish …", flush=True)
         from samverkan.cli import run_pipeline
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 import datetime as dt
 import fcntl
 import logging
+import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -37,6 +39,30 @@ from samverkan.warehouse import (
 )
 
 log = logging.getLogger(__name__)
+
+PAUSE_AT_ENV = "SAMVERKAN_PAUSE_AT"
+PAUSE_FILE_ENV = "SAMVERKAN_PAUSE_FILE"
+
+
+def pause_point(name: str) -> None:
+    """A named point where a recovery test can kill the process; a no-op in normal runs.
+
+    When the environment variable ``SAMVERKAN_PAUSE_AT`` equals ``name``, write the file named
+    by ``SAMVERKAN_PAUSE_FILE`` (to say the process got here) and sleep until killed. Points:
+    ``after_pull``, ``after_land``, ``after_validate``, ``before_commit`` (rows, load records
+    and watermarks written inside the open warehouse transaction), ``after_commit``, and
+    ``ss12000_after_first_page`` (in the SS 12000 page loop).
+    """
+    if os.environ.get(PAUSE_AT_ENV) != name:
+        return
+    pause_file = os.environ.get(PAUSE_FILE_ENV)
+    if pause_file:
+        tmp = f"{pause_file}.tmp"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(f"{name} {os.getpid()}\n")
+        os.replace(tmp, pause_file)
+    while True:
+        time.sleep(3600)
 
 
 @dataclass
@@ -213,6 +239,7 @@ def _discard(staged_path: str | None) -> None:
 def _validate_and_load(p: Paths, extractor: Extractor, manifest: BatchManifest,
                        validate: Validator | None, recovered: bool) -> BatchResult:
     outcome = validate(manifest) if validate else ValidationOutcome(success=True)
+    pause_point("after_validate")
     try:
         return _load_validated(p, extractor, manifest, outcome, recovered)
     finally:
@@ -247,10 +274,12 @@ def _load_validated(p: Paths, extractor: Extractor, manifest: BatchManifest,
                 counts = extractor.load(conn, manifest)
             assert manifest.directory is not None
             record_load(conn, manifest, counts, manifest.directory / "manifest.json")
+            pause_point("before_commit")
             conn.execute("commit")
         except BaseException:
             conn.execute("rollback")
             raise
+        pause_point("after_commit")
         by_reason = _quarantine_by_reason(conn, manifest.batch_id)
     result = BatchResult(
         manifest.batch_id,
@@ -291,6 +320,7 @@ def run_extract(p: Paths, extractor: Extractor, validate: Validator | None = Non
                 ).fetchall()),
             )
         pull = extractor.pull(state)
+        pause_point("after_pull")
         if not pull.has_news:
             log.info("%s: nothing new since the last extract", source)
             return result
@@ -299,5 +329,6 @@ def run_extract(p: Paths, extractor: Extractor, validate: Validator | None = Non
             content_checksums=pull.content_checksums, extra=pull.extra,
         )
         log.info("%s: landed batch %s with %d rows", source, manifest.batch_id, manifest.row_count)
+        pause_point("after_land")
         result.batches.append(_validate_and_load(p, extractor, manifest, validate, False))
     return result

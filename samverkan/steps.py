@@ -63,9 +63,10 @@ def build_extractor(settings: Settings, source: str) -> Extractor:
 
 def extract(settings: Settings, source: str) -> ExtractResult:
     """Recover, pull, land, validate and load one source."""
-    from samverkan.quality import batch_validator
+    from samverkan.quality import batch_validator, remove_stale_scratch
 
     settings.paths.ensure()
+    remove_stale_scratch(settings.paths)  # left by a run that was killed mid-validation
     extractor = build_extractor(settings, source)
     check = batch_validator(extractor, settings.paths)
 

@@ -20,16 +20,19 @@ import pytest
 import requests
 import yaml
 
-from samverkan.config import PROJECT_ROOT, Paths, SS12000Config
+from samverkan.config import PROJECT_ROOT, ConfigError, Paths, SS12000Config
 from samverkan.extract import SourceState, run_extract
 from samverkan.landing import list_batches
 from samverkan.simulator.ss12000_server import SS12000Data, serve
 from samverkan.sources.ss12000 import (
     ENTITIES,
     SS12000AuthError,
+    SS12000Client,
     SS12000Extractor,
     SS12000ResponseError,
     SS12000UnavailableError,
+    StaticBearerToken,
+    auth_from_config,
     canonical_json,
     records_checksum,
 )
@@ -713,3 +716,156 @@ def test_served_records_can_be_given_as_json(home):
     assert batch.quarantined_by_reason == {"wrong_type": 1}
     manifest = list_batches(home.landing, "ss12000")[0]
     assert manifest.entities["calendar_events"].content_checksum == data.served_checksum("calendar_events")[1]
+
+
+# --- OAuth2 client credentials --------------------------------------------------------------
+
+CLIENT_ID, CLIENT_SECRET = "samverkan-test", "client-secret-7d1e90"  # noqa: S105 - test credentials
+TOKENISH = re.compile(r"[A-Za-z0-9_\-]{30,}")  # an issued access token is 32 such characters
+
+
+@pytest.fixture
+def oauth_served(pop):
+    data = SS12000Data.from_population(pop)
+    with serve(data, client_id=CLIENT_ID, client_secret=CLIENT_SECRET, token_lifetime=600) as server:
+        yield data, server
+
+
+def oauth_config(server, secret: str = CLIENT_SECRET, page_size: int = 7, **kwargs: Any) -> SS12000Config:
+    return SS12000Config(base_url=server.base_url, token_url=server.token_url, client_id=CLIENT_ID,
+                         client_secret=secret, page_size=page_size, timeout_seconds=5, **kwargs)
+
+
+def test_oauth2_token_endpoint_of_the_simulator(oauth_served):
+    data, server = oauth_served
+    url = server.token_url
+    assert get(server, "/organisations", token=None).status_code == 401
+    # HTTP Basic client authentication
+    basic = requests.post(url, data={"grant_type": "client_credentials"},
+                          auth=(CLIENT_ID, CLIENT_SECRET), timeout=5)
+    assert basic.status_code == 200 and basic.headers["Cache-Control"] == "no-store"
+    doc = basic.json()
+    assert doc["token_type"] == "Bearer" and doc["expires_in"] == 600 and doc["access_token"]  # noqa: S105
+    assert get(server, "/organisations", token=doc["access_token"]).status_code == 200
+    # form client authentication
+    form = requests.post(url, data={"grant_type": "client_credentials", "client_id": CLIENT_ID,
+                                    "client_secret": CLIENT_SECRET}, timeout=5)
+    assert form.status_code == 200 and form.json()["access_token"] != doc["access_token"]
+    assert server.tokens_issued == 2
+    # refusals
+    wrong = requests.post(url, data={"grant_type": "client_credentials"}, auth=(CLIENT_ID, "nope"),
+                          timeout=5)
+    assert wrong.status_code == 401 and wrong.json()["error"] == "invalid_client"
+    grant = requests.post(url, data={"grant_type": "password"}, auth=(CLIENT_ID, CLIENT_SECRET), timeout=5)
+    assert grant.status_code == 400 and grant.json()["error"] == "unsupported_grant_type"
+    # revoked and expired tokens are refused
+    assert server.revoke_tokens() == 2
+    assert get(server, "/organisations", token=doc["access_token"]).status_code == 401
+    fresh = requests.post(url, data={"grant_type": "client_credentials"},
+                          auth=(CLIENT_ID, CLIENT_SECRET), timeout=5).json()["access_token"]
+    assert get(server, "/organisations", token=fresh).status_code == 200
+    server.expire_tokens()
+    assert get(server, "/organisations", token=fresh).status_code == 401
+    with pytest.raises(ValueError, match="token or client_id"):
+        serve(data)
+
+
+def test_oauth2_extract_refreshes_once_after_a_401_mid_run(oauth_served, home):
+    data, server = oauth_served
+    with SS12000Client(oauth_config(server, page_size=5)) as client:
+        pages = client.pages("attendances")
+        first = next(pages)
+        assert server.tokens_issued == 1
+        server.revoke_tokens()  # mid-run: the next page is refused once, then served
+        records = [*first.body["data"], *(r for page in pages for r in page.body["data"])]
+    assert len(records) == data.count("attendances")
+    assert server.tokens_issued == 2
+    statuses = [r.status for r in server.requests if r.path == "/attendances"]
+    assert statuses.count(401) == 1 and statuses[1:3] == [401, 200]
+
+    # a whole extract with OAuth2 lands exactly what was served
+    result = run_extract(home, SS12000Extractor(oauth_config(server),
+                                                client_options={"backoff_seconds": 0.01}))
+    assert result.ok and result.batches[0].quarantined == 0
+    manifest = list_batches(home.landing, "ss12000")[0]
+    for entity in ENTITIES:
+        assert (manifest.entities[entity].rows, manifest.entities[entity].content_checksum) == \
+            data.served_checksum(ENDPOINT_OF[entity]), entity
+
+
+def test_oauth2_token_is_renewed_before_it_expires(pop):
+    data = SS12000Data.from_population(pop)
+    with serve(data, client_id=CLIENT_ID, client_secret=CLIENT_SECRET, token_lifetime=1) as server, \
+            SS12000Client(oauth_config(server, page_size=5)) as client:
+        pages = client.pages("attendances")
+        next(pages)
+        time.sleep(1.0)  # the token has (nearly) run out: the client fetches a new one first
+        rest = list(pages)
+    assert rest and server.tokens_issued == 2
+    assert all(r.status == 200 for r in server.requests if r.path == "/attendances")
+
+
+def test_oauth2_second_401_and_bad_credentials_fail_clearly(oauth_served, home):
+    data, server = oauth_served
+    # a 401 even with a fresh token: one refresh, then a clear error naming the endpoint
+    server.fail_next(401, count=2)
+    with pytest.raises(SS12000AuthError) as info:
+        run_extract(home, SS12000Extractor(oauth_config(server)))
+    message = str(info.value)
+    assert "GET /organisations page 1: HTTP 401" in message and "freshly issued token" in message
+    assert CLIENT_SECRET not in message and not TOKENISH.search(message)
+    assert server.tokens_issued == 2
+    assert [r.status for r in server.requests if r.path == "/organisations"] == [401, 401]
+
+    # wrong client secret: the token endpoint refuses, the message names it, not the secret
+    secret = "wrong-secret-zz9"  # noqa: S105
+    with pytest.raises(SS12000AuthError) as info:
+        run_extract(home, SS12000Extractor(oauth_config(server, secret=secret)))
+    message = str(info.value)
+    assert "POST /oauth/token" in message and "401" in message and "client_secret" in message
+    assert secret not in message and CLIENT_SECRET not in message
+    assert list_batches(home.landing, "ss12000") == []
+
+    # configuration: token_url needs the client credentials; static tokens still win
+    with pytest.raises(ConfigError, match="client_secret"):
+        SS12000Extractor(SS12000Config(base_url=server.base_url, token_url=server.token_url,
+                                       client_id=CLIENT_ID))
+    assert isinstance(auth_from_config(SS12000Config(base_url="http://x", token=TOKEN,
+                                                     token_url=server.token_url)), StaticBearerToken)
+    assert CLIENT_SECRET not in repr(auth_from_config(oauth_config(server)))
+
+
+# --- random fault injection -------------------------------------------------------------------
+
+def test_random_faults_still_land_exactly_what_was_served(home):
+    from samverkan.simulator.population import generate
+
+    data = SS12000Data.from_population(generate(pupils=150))
+    data.delete_many("attendances", data.ids("attendances")[:25])
+    data.delete("persons", data.ids("persons")[0])
+    with serve(data, TOKEN, fault_rate=0.2, fault_seed=11, fault_retry_after=1,
+               fault_stall_seconds=1.2) as server:
+        ex = SS12000Extractor(SS12000Config(base_url=server.base_url, token=TOKEN, page_size=3000,
+                                            timeout_seconds=0.8),
+                              client_options={"backoff_seconds": 0.05, "max_attempts": 5})
+        result = run_extract(home, ex)
+        faults = server.faults()
+        log = list(server.requests)
+    assert result.ok and len(result.batches) == 1 and result.batches[0].quarantined == 0
+    manifest = list_batches(home.landing, "ss12000")[0]
+    for entity in ENTITIES:
+        assert (manifest.entities[entity].rows, manifest.entities[entity].content_checksum) == \
+            data.served_checksum(ENDPOINT_OF[entity]), entity
+    assert manifest.entities["deleted_entities"].rows == 26
+    with duckdb.connect(str(home.restricted_db), read_only=True) as conn:
+        for entity, table in RAW_TABLE.items():
+            key = "entity_type, id" if entity == "deleted_entities" else "id"
+            total, distinct = conn.execute(
+                f"select count(*), count(distinct ({key})) from raw_ss12000.{table}").fetchone()
+            assert total == distinct == data.served_checksum(ENDPOINT_OF[entity])[0], entity
+    # faults really happened, of several kinds, and the client retried each of them
+    injected = sum(faults.values())
+    assert injected >= 5 and sum(1 for n in faults.values() if n) >= 3, faults
+    assert 0.08 < injected / len(log) < 0.35, (injected, len(log))
+    assert manifest.extra["retries"] >= injected  # a slow machine may add a real time-out
+    assert {r.status for r in log if r.fault in ("429", "500", "503")} <= {429, 500, 503}

@@ -8,7 +8,11 @@ records of an endpoint are kept sorted by ``(meta.modified, id)`` in one contigu
 
 ``serve`` runs the protocol (bearer token, ``limit`` + opaque ``pageToken`` paging, 400 when a
 ``pageToken`` is combined with a filter, JSON ``Error`` bodies) on ``http.server`` in a daemon
-thread. ``fail_next`` / ``stall_next`` inject rate limits, server errors and slow answers.
+thread. With ``client_id``/``client_secret`` it also runs an OAuth2 token endpoint
+(``POST /oauth/token``, client-credentials grant) whose tokens expire and can be revoked.
+``fail_next`` / ``stall_next`` inject rate limits, server errors and slow answers one by one;
+``fault_rate`` injects them at random (seeded, so a sequential client sees the same faults on
+every run).
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ import datetime as dt
 import email.utils
 import hmac
 import json
+import random
 import re
+import secrets
 import threading
 import time
 import uuid
@@ -28,7 +34,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote_plus, urlsplit
 from zoneinfo import ZoneInfo
 
 import duckdb
@@ -687,6 +693,10 @@ def _error(code: str, message: str) -> bytes:
     return json.dumps({"code": code, "message": message}, ensure_ascii=False).encode()
 
 
+def _oauth_error(error: str, description: str) -> bytes:
+    return json.dumps({"error": error, "error_description": description}).encode()
+
+
 def _encode_token(doc: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(doc, separators=(",", ":")).encode()).decode().rstrip("=")
 
@@ -720,11 +730,19 @@ def _instant_param(params: dict[str, list[str]], name: str) -> int | None:
     return instant
 
 
+TOKEN_PATH = "/oauth/token"  # noqa: S105 - a path
+FAULT_KINDS = ("429", "500", "503", "stall")
+# A random fault never hits more than this many requests in a row: a client that retries a few
+# times always gets through, however long the run (a real outage is fail_next's job).
+MAX_CONSECUTIVE_FAULTS = 2
+
+
 @dataclass
 class RequestLog:
     path: str
     params: dict[str, list[str]]
     status: int
+    fault: str | None = None  # the random fault injected ('429', '500', '503', 'stall'), if any
 
 
 @dataclass
@@ -733,14 +751,28 @@ class _Injection:
     retry_after: int | None = None
     stall_seconds: float = 0.0
     body: bytes | None = None
+    kind: str | None = None  # set for random faults
 
 
 class RunningServer:
     """A served ``SS12000Data``; ``base_url`` for clients, ``stop()`` (or ``with``) to end it."""
 
-    def __init__(self, data: SS12000Data, token: str, host: str, port: int) -> None:
+    def __init__(self, data: SS12000Data, token: str | None, host: str, port: int, *,
+                 client_id: str | None = None, client_secret: str | None = None,
+                 token_lifetime: float = 3600.0, fault_rate: float = 0.0, fault_seed: int = 0,
+                 fault_retry_after: int = 1, fault_stall_seconds: float = 2.0) -> None:
         self.data = data
         self._token = token
+        self._client_id = client_id
+        self._client_secret = client_secret
+        self.token_lifetime = token_lifetime
+        self._issued: dict[str, float] = {}  # access token -> expiry (time.monotonic)
+        self.tokens_issued = 0
+        self.fault_rate = fault_rate
+        self.fault_retry_after = fault_retry_after
+        self.fault_stall_seconds = fault_stall_seconds
+        self._fault_rng = random.Random(fault_seed)
+        self._fault_streak = 0
         self._injections: list[_Injection] = []
         self._lock = threading.Lock()
         self.requests: list[RequestLog] = []
@@ -765,6 +797,33 @@ class RunningServer:
         with self._lock:
             self._injections.extend(_Injection(0, None, seconds) for _ in range(count))
 
+    @property
+    def token_url(self) -> str:
+        return self.base_url + TOKEN_PATH
+
+    def revoke_tokens(self) -> int:
+        """Revoke every access token issued so far (a client must fetch a new one); returns how
+        many were valid."""
+        with self._lock:
+            now = time.monotonic()
+            valid = sum(1 for expiry in self._issued.values() if expiry > now)
+            self._issued.clear()
+        return valid
+
+    def expire_tokens(self) -> None:
+        """Let every issued access token run out now (as if its ``expires_in`` had passed)."""
+        with self._lock:
+            now = time.monotonic()
+            self._issued = {t: min(expiry, now) for t, expiry in self._issued.items()}
+
+    def faults(self) -> dict[str, int]:
+        """How many random faults of each kind were injected so far."""
+        counts = dict.fromkeys(FAULT_KINDS, 0)
+        for entry in list(self.requests):
+            if entry.fault:
+                counts[entry.fault] += 1
+        return counts
+
     def stop(self) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
@@ -784,12 +843,68 @@ class RunningServer:
     def _authorised(self, header: str | None) -> bool:
         if not header or not header.startswith("Bearer "):
             return False
-        return hmac.compare_digest(header[7:].strip().encode(), self._token.encode())
+        given = header[7:].strip()
+        if self._token and hmac.compare_digest(given.encode(), self._token.encode()):
+            return True
+        with self._lock:
+            expiry = self._issued.get(given)
+        return expiry is not None and expiry > time.monotonic()
+
+    def _random_fault(self) -> _Injection | None:
+        if self.fault_rate <= 0:
+            return None
+        with self._lock:
+            draw, kind = self._fault_rng.random(), self._fault_rng.choice(FAULT_KINDS)
+            if draw >= self.fault_rate or self._fault_streak >= MAX_CONSECUTIVE_FAULTS:
+                self._fault_streak = 0
+                return None
+            self._fault_streak += 1
+        if kind == "stall":
+            return _Injection(0, None, self.fault_stall_seconds, kind=kind)
+        return _Injection(int(kind), self.fault_retry_after if kind == "429" else None, kind=kind)
+
+    def issue_token(self, handler: _Handler) -> tuple[int, bytes, dict[str, str]]:
+        """``POST /oauth/token``: the OAuth2 client-credentials grant (RFC 6749 §4.4); the client
+        authenticates by HTTP Basic or by ``client_id``/``client_secret`` form fields."""
+        no_store = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+        if not self._client_id or not self._client_secret:
+            return 404, _error("not_found", "this server has no token endpoint"), {}
+        length = int(handler.headers.get("Content-Length") or 0)
+        form = parse_qs(handler.rfile.read(length).decode("utf-8", "replace") if length else "",
+                        keep_blank_values=True)
+        client_id = (form.get("client_id") or [None])[0]
+        client_secret = (form.get("client_secret") or [None])[0]
+        header = handler.headers.get("Authorization") or ""
+        if header.startswith("Basic "):
+            try:
+                pair = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
+            except (ValueError, binascii.Error):
+                pair = ""
+            if ":" in pair:
+                user, _, password = pair.partition(":")
+                client_id, client_secret = unquote_plus(user), unquote_plus(password)
+        if (form.get("grant_type") or [None])[0] != "client_credentials":
+            return 400, _oauth_error("unsupported_grant_type",
+                                     "grant_type must be client_credentials"), no_store
+        if not (client_id and client_secret
+                and hmac.compare_digest(client_id.encode(), self._client_id.encode())
+                and hmac.compare_digest(client_secret.encode(), self._client_secret.encode())):
+            return 401, _oauth_error("invalid_client", "client authentication failed"), {
+                **no_store, "WWW-Authenticate": 'Basic realm="ss12000"'}
+        token = secrets.token_urlsafe(24)
+        with self._lock:
+            self._issued[token] = time.monotonic() + self.token_lifetime
+            self.tokens_issued += 1
+        lifetime = self.token_lifetime
+        body = json.dumps({"access_token": token, "token_type": "Bearer",
+                           "expires_in": int(lifetime) if float(lifetime).is_integer() else lifetime})
+        return 200, body.encode(), no_store
 
     def respond(self, handler: _Handler) -> tuple[int, bytes, dict[str, str]]:
         url = urlsplit(handler.path)
         params = parse_qs(url.query, keep_blank_values=True)
-        injection = self._next_injection()
+        injection = self._next_injection() or self._random_fault()
+        handler.fault = injection.kind if injection is not None else None
         if injection is not None:
             if injection.stall_seconds:
                 time.sleep(injection.stall_seconds)
@@ -911,6 +1026,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "SamverkanSS12000Simulator/2.1"
     app: RunningServer
     _received_at: float | None = None
+    fault: str | None = None
 
     def do_GET(self) -> None:  # noqa: N802 - http.server naming
         self._received_at = time.time()
@@ -920,20 +1036,34 @@ class _Handler(BaseHTTPRequestHandler):
             status, body, headers = 500, _error("internal", "simulator error"), {}
         # logged before answering, so that a client who has its answer sees its request logged
         self.app.requests.append(RequestLog(urlsplit(self.path).path,
-                                            parse_qs(urlsplit(self.path).query), status))
+                                            parse_qs(urlsplit(self.path).query), status, self.fault))
+        self.fault = None
         try:
             self._send(status, body, headers)
         except (BrokenPipeError, ConnectionResetError):  # the client gave up (e.g. its timeout)
             self.close_connection = True
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server naming
+        if urlsplit(self.path).path != TOKEN_PATH:
+            self._refuse()
+            return
+        self._received_at = time.time()
+        try:
+            status, body, headers = self.app.issue_token(self)
+        except Exception:  # noqa: BLE001 - a simulator bug must still answer with an Error body
+            status, body, headers = 500, _error("internal", "simulator error"), {}
+        self.app.requests.append(RequestLog(TOKEN_PATH, {}, status))
+        self._send(status, body, headers)
 
     def _refuse(self) -> None:
         self._received_at = time.time()
         length = int(self.headers.get("Content-Length") or 0)
         if length:
             self.rfile.read(length)
-        self._send(405, _error("method_not_allowed", "the simulator serves GET only"), {"Allow": "GET"})
+        allow = f"GET (POST {TOKEN_PATH} only)"
+        self._send(405, _error("method_not_allowed", f"the simulator serves {allow}"), {"Allow": "GET, POST"})
 
-    do_POST = do_PUT = do_PATCH = do_DELETE = _refuse  # noqa: N815
+    do_PUT = do_PATCH = do_DELETE = _refuse  # noqa: N815
 
     def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
         self.send_response(status)
@@ -953,12 +1083,41 @@ class _Handler(BaseHTTPRequestHandler):
         return
 
 
-def serve(data: SS12000Data, token: str, host: str = "127.0.0.1", port: int = 0) -> RunningServer:
-    """Serve ``data`` over HTTP in a daemon thread; requests need ``Authorization: Bearer token``."""
-    if not token:
-        raise ValueError("serve: a non-empty token is required")
-    return RunningServer(data, token, host, port)
+def serve(
+    data: SS12000Data,
+    token: str | None = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    client_id: str | None = None,
+    client_secret: str | None = None,
+    token_lifetime: float = 3600.0,
+    fault_rate: float = 0.0,
+    fault_seed: int = 0,
+    fault_retry_after: int = 1,
+    fault_stall_seconds: float = 2.0,
+) -> RunningServer:
+    """Serve ``data`` over HTTP in a daemon thread.
+
+    Requests need ``Authorization: Bearer <token>`` with the static ``token`` or with an access
+    token issued by ``POST /oauth/token`` (client-credentials grant for ``client_id`` /
+    ``client_secret``, valid ``token_lifetime`` seconds). ``fault_rate`` (0..1) answers about
+    that share of GET requests, chosen by a ``random.Random(fault_seed)``, with an even mix of
+    429 (``Retry-After: fault_retry_after``), 500, 503 and a stall of ``fault_stall_seconds``
+    before a normal answer (set it above the client's time-out); at most
+    ``MAX_CONSECUTIVE_FAULTS`` requests in a row fail. The token endpoint gets no random faults.
+    """
+    if not token and not (client_id and client_secret):
+        raise ValueError("serve: a non-empty token or client_id and client_secret are required")
+    if not 0.0 <= fault_rate <= 1.0:
+        raise ValueError("serve: fault_rate must be between 0 and 1")
+    if fault_retry_after < 0 or fault_stall_seconds < 0 or token_lifetime <= 0:
+        raise ValueError("serve: fault_retry_after and fault_stall_seconds must not be negative, "
+                         "token_lifetime must be positive")
+    return RunningServer(data, token, host, port, client_id=client_id, client_secret=client_secret,
+                         token_lifetime=token_lifetime, fault_rate=fault_rate, fault_seed=fault_seed,
+                         fault_retry_after=fault_retry_after, fault_stall_seconds=fault_stall_seconds)
 
 
-__all__ = ["DELETED_ENDPOINT", "RECORD_ENDPOINTS", "Deletion", "RequestLog", "RunningServer",
-           "SS12000Data", "serve"]
+__all__ = ["DELETED_ENDPOINT", "FAULT_KINDS", "RECORD_ENDPOINTS", "TOKEN_PATH", "Deletion",
+           "RequestLog", "RunningServer", "SS12000Data", "serve"]

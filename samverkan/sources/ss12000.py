@@ -20,6 +20,7 @@ import json
 import logging
 import re
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
@@ -37,7 +38,7 @@ except ImportError:  # pragma: no cover - the json module does the same, slower
     orjson = None  # type: ignore[assignment]
 
 from samverkan.config import ConfigError, SS12000Config
-from samverkan.extract import Pull, SourceState
+from samverkan.extract import Pull, SourceState, pause_point
 from samverkan.landing import BatchManifest
 from samverkan.warehouse import QUARANTINE_SCHEMA, EntityCounts, quarantine
 
@@ -186,7 +187,7 @@ class StaticBearerToken(requests.auth.AuthBase):
 
     Token sources share this shape: ``__call__`` signs a request, ``refresh()`` obtains a new
     token after a 401 and says whether it did. A static token cannot be refreshed; an OAuth2
-    client-credentials source (``token_url``) would fetch a new one there.
+    client-credentials source (`OAuth2ClientCredentials`) fetches a new one there.
     """
 
     def __init__(self, token: str) -> None:
@@ -206,14 +207,150 @@ class StaticBearerToken(requests.auth.AuthBase):
         return "StaticBearerToken(***)"
 
 
-def auth_from_config(config: SS12000Config) -> StaticBearerToken:
+class OAuth2ClientCredentials(requests.auth.AuthBase):
+    """``Authorization: Bearer <token>`` with a token from an OAuth2 client-credentials grant.
+
+    The token is fetched on first use by ``POST token_url`` (``grant_type=client_credentials``,
+    client id and secret by HTTP Basic, RFC 6749 §2.3.1), renewed shortly before its
+    ``expires_in`` runs out, and fetched anew by ``refresh()`` after a 401. The token endpoint
+    is retried on 429, 5xx and timeouts like the data endpoints. Neither the secret nor a token
+    ever appears in a message.
+    """
+
+    def __init__(
+        self,
+        token_url: str,
+        client_id: str,
+        client_secret: str,
+        *,
+        timeout: float = 30.0,
+        max_attempts: int = 5,
+        backoff: Callable[[int], float] = lambda attempt: min(30.0, 2.0 ** (attempt - 1)),
+        sleep: Callable[[float], None] = time.sleep,
+        session: requests.Session | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.token_url = token_url
+        self._client_id = client_id
+        self._client_secret = client_secret
+        self._timeout = timeout
+        self._max_attempts = max(1, max_attempts)
+        self._backoff = backoff
+        self._sleep = sleep
+        self._session = session or requests.Session()
+        self._clock = clock
+        self._token: str | None = None
+        self._expires_at: float | None = None
+        self._old_tokens: list[str] = []
+        self.tokens_fetched = 0
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        if self._token is None or (self._expires_at is not None and self._clock() >= self._expires_at):
+            self._fetch()
+        request.headers["Authorization"] = f"Bearer {self._token}"
+        return request
+
+    def refresh(self) -> bool:
+        self._fetch()
+        return True
+
+    def secrets(self) -> tuple[str, ...]:
+        return tuple(t for t in (self._client_secret, self._token, *self._old_tokens) if t)
+
+    def __repr__(self) -> str:
+        return f"OAuth2ClientCredentials({self.token_url!r}, client_id=***, client_secret=***)"
+
+    def _where(self) -> str:
+        return f"POST {urllib.parse.urlsplit(self.token_url).path or '/'} (token_url)"
+
+    def _fetch(self) -> None:
+        where = self._where()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = self._session.post(
+                    self.token_url, data={"grant_type": "client_credentials"},
+                    auth=requests.auth.HTTPBasicAuth(self._client_id, self._client_secret),
+                    headers={"Accept": "application/json"}, timeout=(self._timeout, self._timeout))
+            except (requests.Timeout, requests.ConnectionError) as exc:
+                cause = "timed out" if isinstance(exc, requests.Timeout) else "connection failed"
+                if attempt >= self._max_attempts:
+                    raise SS12000UnavailableError(f"{where}: {cause} ({attempt} attempts)") from None
+                self._sleep(self._backoff(attempt))
+                continue
+            status = response.status_code
+            if status == 429 or status >= 500:
+                if attempt >= self._max_attempts:
+                    raise SS12000UnavailableError(f"{where}: HTTP {status} {response.reason} "
+                                                  f"({attempt} attempts)")
+                self._sleep(self._backoff(attempt))
+                continue
+            if status in (400, 401, 403):
+                raise SS12000AuthError(
+                    f"{where}: HTTP {status} {response.reason}: the token endpoint refused the client "
+                    f"credentials (check the [ss12000] client_id and client_secret)"
+                    f"{self._oauth_error(response)}")
+            if status != 200:
+                raise SS12000AuthError(f"{where}: HTTP {status} {response.reason}"
+                                       f"{self._oauth_error(response)}")
+            try:
+                doc = json.loads(response.content)
+            except ValueError:
+                doc = None
+            token = doc.get("access_token") if isinstance(doc, dict) else None
+            if not isinstance(token, str) or not token:
+                raise SS12000AuthError(f"{where}: the answer has no access_token")
+            token_type = doc.get("token_type", "bearer")
+            if not isinstance(token_type, str) or token_type.lower() != "bearer":
+                raise SS12000AuthError(f"{where}: token_type is not 'bearer'")
+            expires_in = doc.get("expires_in")
+            if self._token:
+                self._old_tokens = [self._token, *self._old_tokens][:4]
+            self._token = token
+            self._expires_at = None
+            if isinstance(expires_in, int | float) and not isinstance(expires_in, bool) and expires_in > 0:
+                # renew a little early: a request must not set out with a token about to expire
+                self._expires_at = self._clock() + float(expires_in) - min(30.0, float(expires_in) / 10)
+            self.tokens_fetched += 1
+            log.info("ss12000: obtained an access token from the token endpoint")
+            return
+
+    def _oauth_error(self, response: requests.Response) -> str:
+        try:
+            doc = json.loads(response.content)
+        except ValueError:
+            return ""
+        if not isinstance(doc, dict):
+            return ""
+        parts = [str(doc[k]) for k in ("error", "error_description", "code", "message")
+                 if isinstance(doc.get(k), str)]
+        return f" ({_redact(': '.join(parts), self.secrets())})" if parts else ""
+
+    def close(self) -> None:
+        self._session.close()
+
+
+Auth = StaticBearerToken | OAuth2ClientCredentials
+
+
+def auth_from_config(config: SS12000Config, **options: Any) -> Auth:
+    """The token source of the configuration: a static ``token``, or the OAuth2 client-credentials
+    grant at ``token_url`` (with ``client_id`` and ``client_secret``); ``options`` go to
+    :class:`OAuth2ClientCredentials`."""
     if config.token:
         return StaticBearerToken(config.token)
     if config.token_url:
-        raise ConfigError("[ss12000] token_url (OAuth2 client credentials) is not supported by this "
-                          "version; configure a static token with token_env")
-    raise ConfigError("[ss12000] no token configured: set token_env to the name of the variable "
-                      "that holds the bearer token")
+        missing = [name for name in ("client_id", "client_secret") if not getattr(config, name)]
+        if missing:
+            raise ConfigError(f"[ss12000] token_url needs {' and '.join(missing)} "
+                              "(client_secret by client_secret_env)")
+        options.setdefault("timeout", float(config.timeout_seconds))
+        return OAuth2ClientCredentials(config.token_url, str(config.client_id),
+                                       str(config.client_secret), **options)
+    raise ConfigError("[ss12000] no credentials configured: set token_env to the name of the "
+                      "variable that holds the bearer token, or token_url, client_id and "
+                      "client_secret_env for OAuth2 client credentials")
 
 
 def _redact(text: str, secrets: Iterable[str]) -> str:
@@ -262,8 +399,9 @@ class SS12000Client:
         self.max_retry_after_seconds = max_retry_after_seconds
         self.max_pages = max_pages
         self._sleep = sleep
-        self._auth = auth_from_config(config)
         self._session = requests.Session()
+        self._auth = auth_from_config(config, max_attempts=self.max_attempts, backoff=self._backoff,
+                                      sleep=sleep, session=self._session)
         self._session.headers["Accept"] = "application/json"
         self.requests_made = 0
         self.retries = 0
@@ -360,9 +498,12 @@ class SS12000Client:
                 if not refreshed and self._auth.refresh():
                     refreshed = True
                     continue
+                hint = ("even with a freshly issued token (check the [ss12000] client "
+                        "credentials and the token endpoint)" if refreshed else
+                        "(check the [ss12000] token)")
                 raise SS12000AuthError(
                     f"{where}: HTTP 401 Unauthorized: the server rejected the bearer token "
-                    f"(check the [ss12000] token){self._error_detail(response)}")
+                    f"{hint}{self._error_detail(response)}")
             if status == 403:
                 raise SS12000AuthError(f"{where}: HTTP 403 Forbidden: the token is not allowed to "
                                        f"read this endpoint{self._error_detail(response)}")
@@ -532,6 +673,7 @@ class SS12000Extractor:
                                                    "not a list")
                     batches.append(_record_batch(data))
                     pages[entity] = page.number
+                    pause_point("ss12000_after_first_page")
                 table = pa.Table.from_batches(batches, schema=RECORD_SCHEMA)
                 tables[entity] = table
                 watermarks[entity] = (after, latest_instant(table["modified"], after) if table.num_rows
