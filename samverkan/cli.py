@@ -26,7 +26,9 @@ def _summary(p: Paths, publication: object | None) -> None:
             print(f"  {source:12s} received {r['received']:>9,d}  loaded {r['loaded']:>9,d}  "
                   f"quarantined {r['quarantined']:>6,d}{f' ({reasons})' if reasons else ''}")
         for source, reasons in manifest.get("excluded_from_indicators", {}).items():
-            detail = ", ".join(f"{reason} {n}" for reason, n in reasons.items())
+            detail = ", ".join(
+                f"{reason} {n['people']} people" if reason == "protected_identity"
+                else f"{reason} {n['records']} records" for reason, n in reasons.items())
             print(f"  {source:12s} kept out of the indicators: {detail}")
         print(f"  Published version {manifest['version']}")
         print(f"  Report: {(p.current_publication / 'report.html').absolute()}")

@@ -159,20 +159,22 @@ def _loaded_batches(settings: Settings) -> list[dict[str, str]]:
     return [{"batch_id": b, "source": s} for b, s in rows]
 
 
-def _identity_exclusions(settings: Settings) -> dict[str, dict[str, int]]:
-    """Per source: records kept out of the indicators, by reason (from the dbt load report)."""
+def _identity_exclusions(settings: Settings) -> dict[str, dict[str, dict[str, int]]]:
+    """Per source and reason: records and people kept out of the indicators (dbt load report).
+    People are counted where they can be identified (protected identities); an unusable
+    identifier is counted by the records that carry it."""
     conn = duckdb.connect(str(settings.paths.analytics_db), read_only=True)
     try:
         rows = conn.execute(
-            "select source_system, reason, records from marts.rpt_identity_exclusions "
+            "select source_system, reason, records, people from marts.rpt_identity_exclusions "
             "order by source_system, reason").fetchall()
     except duckdb.CatalogException:
         return {}
     finally:
         conn.close()
-    report: dict[str, dict[str, int]] = {}
-    for source, reason, records in rows:
-        report.setdefault(source, {})[reason] = int(records)
+    report: dict[str, dict[str, dict[str, int]]] = {}
+    for source, reason, records, people in rows:
+        report.setdefault(source, {})[reason] = {"records": int(records), "people": int(people)}
     return report
 
 

@@ -82,8 +82,8 @@ def test_demo_publishes_and_says_where_the_report_is(demo):
     published = pd.read_csv(current / "indicators.csv", dtype=str)
     assert set(published["data_version"]) == {manifest["version"]}
     excluded = manifest["excluded_from_indicators"]
-    assert excluded["ss12000"]["protected_identity"] > 0
-    assert excluded["police"]["invalid_identifier_bad_checksum"] > 0
+    assert excluded["ss12000"]["protected_identity"]["people"] > 0
+    assert excluded["police"]["invalid_identifier_bad_checksum"]["records"] > 0
     assert "kept out of the indicators" in demo.stdout
     key_file = demo.home / "keys" / "pseudonym.key"
     assert key_file.exists() and (key_file.stat().st_mode & 0o777) == 0o600

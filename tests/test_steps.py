@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
@@ -32,3 +33,39 @@ def test_extract_task_retries_with_backoff():
     assert extract_task.retries == 2
     assert extract_task.retry_delay_seconds == [30, 120]
     assert extract_task.retry_condition_fn is not None
+
+
+def test_a_source_that_stays_down_is_retried_by_the_prefect_task(samverkan_home, monkeypatch):
+    """The client gives up after its own attempts; the Prefect task then retries the whole
+    extract, which lands everything the server serves once it is back."""
+    from prefect import flow
+
+    from samverkan.simulator.population import generate
+    from samverkan.simulator.ss12000_server import SS12000Data, serve
+
+    data = SS12000Data.from_population(generate(seed=3, pupils=40, lessons_per_day=1))
+    monkeypatch.setenv("SAMVERKAN_SS12000_TOKEN", "retry-test-token")
+
+    @flow(name="extract-with-task-retries")
+    def extract_with_retries():
+        return extract_task.with_options(retry_delay_seconds=0)("ss12000")
+
+    @flow(name="extract-without-task-retries")
+    def extract_without_retries():
+        return extract_task.with_options(retries=0)("ss12000")
+
+    with serve(data, "retry-test-token") as server:
+        (samverkan_home / "samverkan.toml").write_text(
+            f'[ss12000]\nbase_url = "{server.base_url}"\ntoken_env = "SAMVERKAN_SS12000_TOKEN"\n',
+            encoding="utf-8")
+        # Without task retries the same outage fails the flow: the client alone gives up.
+        server.fail_next(429, count=5, retry_after=0)  # the client's five attempts all fail
+        with pytest.raises(SS12000UnavailableError):
+            extract_without_retries()
+        server.fail_next(429, count=5, retry_after=0)
+        result = extract_with_retries()
+        assert [entry.status for entry in server.requests][5:10] == [429] * 5
+    assert result.ok and len(result.batches) == 1
+    (batch,) = result.batches
+    assert batch.loaded == sum(data.served_checksum(e)[0] for e in
+                               ("organisations", "persons", "calendarEvents", "attendances"))
