@@ -27,8 +27,8 @@ def _summary(p: Paths, publication: object | None) -> None:
                   f"quarantined {r['quarantined']:>6,d}{f' ({reasons})' if reasons else ''}")
         for source, reasons in manifest.get("excluded_from_indicators", {}).items():
             detail = ", ".join(
-                f"{reason} {n['people']} people" if reason == "protected_identity"
-                else f"{reason} {n['records']} records" for reason, n in reasons.items())
+                f"{reason}: people {n['people']}" if reason == "protected_identity"
+                else f"{reason}: records {n['records']}" for reason, n in reasons.items())
             print(f"  {source:12s} kept out of the indicators: {detail}")
         print(f"  Published version {manifest['version']}")
         print(f"  Report: {(p.current_publication / 'report.html').absolute()}")
