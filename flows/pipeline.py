@@ -27,6 +27,11 @@ def run_extract_flow(source: str) -> ExtractResult:
     return EXTRACT_FLOWS[source]()
 
 
+@task(name="purge-landing")
+def purge_landing_task() -> list[str]:
+    return steps.purge_landing(load_settings())
+
+
 @flow(name="pipeline")
 def pipeline(reference_date: str | None = None) -> PublicationResult:
     """Extract all sources concurrently, build the models, then gate and publish."""
@@ -48,6 +53,7 @@ def pipeline(reference_date: str | None = None) -> PublicationResult:
     dbt_success, dbt_detail = transform(version=version, reference_date=ref)
     publication = publish(version=version, reference_date=ref, extract_results=results,
                           dbt_success=dbt_success, dbt_detail=dbt_detail)
+    purge_landing_task()
     if not publication.published:
         return Failed(message="publication gate failed: "
                       + ", ".join(c.name for c in publication.failed), data=publication)

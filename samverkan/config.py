@@ -178,4 +178,5 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         reference_date=general.get("reference_date"),
         municipality_code=general.get("municipality_code", "0180"),
         municipality_name=general.get("municipality_name", "Stockholm"),
+        extra={k: general[k] for k in ("retention_days",) if k in general},
     )

@@ -92,6 +92,14 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, ConnectionError | TimeoutError)
 
 
+def purge_landing(settings: Settings) -> list[str]:
+    """Landing retention: loaded batches older than ``retention_days`` (default 30) go."""
+    from samverkan.retention import DEFAULT_RETENTION_DAYS
+    from samverkan.retention import purge_landing as purge
+
+    return purge(settings.paths, int(settings.extra.get("retention_days", DEFAULT_RETENTION_DAYS)))
+
+
 def reference_date(settings: Settings, override: str | None = None) -> dt.date:
     value = override or settings.reference_date
     return dt.date.fromisoformat(value) if value else dt.date.today()
