@@ -17,6 +17,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 EXPECTATIONS_DIR = PROJECT_ROOT / "expectations"
 SQL_DIR = Path(__file__).resolve().parent / "sql"
+SOURCES = ("ss12000", "case_system", "police")
 
 
 class ConfigError(Exception):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
 import os
 import secrets
 import shutil
@@ -14,7 +13,6 @@ from pathlib import Path
 from samverkan.config import Paths
 from samverkan.pseudonymisation import KEY_FILE_ENV, create_key_file, default_key_file, key_configured
 
-log = logging.getLogger(__name__)
 TOKEN_ENV = "SAMVERKAN_SS12000_TOKEN"  # noqa: S105 - the name of a variable
 
 

@@ -25,11 +25,8 @@ MIN_KEY_CHARS = 32
 KEY_VARIABLE = "samverkan_pseudonym_key"
 
 
-class KeyError_(Exception):
+class PseudonymKeyError(Exception):
     """The pseudonym key is missing or unusable. The message never contains the key."""
-
-
-PseudonymKeyError = KeyError_
 
 
 def default_key_file(environ: Mapping[str, str] | None = None) -> Path:

@@ -30,7 +30,6 @@ PUBLISHED_COLUMNS = [
     "area_code", "area_name", "breakdown", "breakdown_value", "numerator", "denominator", "value",
     "unit", "suppressed", "target", "status", "data_version",
 ]
-PUBLISHED_FILES = ("indicators.csv", "indicators.parquet", "report.html", "manifest.json")
 
 
 @dataclass
@@ -51,10 +50,6 @@ class PublicationResult:
     @property
     def failed(self) -> list[GateCheck]:
         return [c for c in self.checks if not c.success]
-
-    @property
-    def report_path(self) -> Path | None:
-        return self.path / "report.html" if self.path else None
 
 
 def new_version(now: dt.datetime | None = None) -> str:

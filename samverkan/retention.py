@@ -13,13 +13,12 @@ import shutil
 
 import duckdb
 
-from samverkan.config import Paths
+from samverkan.config import SOURCES, Paths
 from samverkan.landing import list_batches
 from samverkan.warehouse import warehouse_lock
 
 log = logging.getLogger(__name__)
 DEFAULT_RETENTION_DAYS = 30
-SOURCES = ("ss12000", "case_system", "police")
 
 
 def purge_landing(p: Paths, retention_days: int = DEFAULT_RETENTION_DAYS,

@@ -14,7 +14,7 @@ from typing import Any
 
 import duckdb
 
-from samverkan.config import ConfigError, Settings
+from samverkan.config import SOURCES, ConfigError, Settings
 from samverkan.extract import Extractor, ExtractResult, run_extract
 from samverkan.publish import (
     GateCheck,
@@ -26,7 +26,6 @@ from samverkan.publish import (
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("ss12000", "case_system", "police")
 MIN_CELL = 5
 # Great Expectations contexts are not safe to build from several threads at once.
 _VALIDATION_LOCK = threading.Lock()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -161,6 +162,4 @@ def record_load(conn: duckdb.DuckDBPyConnection, manifest: BatchManifest,
 
 
 def _json(value: dict[str, str]) -> str | None:
-    import json
-
     return json.dumps(value, sort_keys=True) if value else None

@@ -34,14 +34,17 @@ def _reachable(host: str, port: int) -> bool:
         return False
 
 
-def require_server(name: str, host: str, port: int) -> None:
-    """Skip locally when a server is down; under CI a missing server is a failure."""
-    if _reachable(host, port):
+def require(available: bool, message: str) -> None:
+    """Skip locally when something a test needs is missing; under CI that is a failure."""
+    if available:
         return
-    message = f"{name} is not reachable on {host}:{port}"
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         pytest.fail(message + " (CI=true: tests must not skip)")
     pytest.skip(message)
+
+
+def require_server(name: str, host: str, port: int) -> None:
+    require(_reachable(host, port), f"{name} is not reachable on {host}:{port}")
 
 
 @pytest.fixture

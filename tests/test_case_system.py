@@ -18,6 +18,7 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
+from conftest import require
 
 from samverkan.config import CaseSystemConfig, Paths
 from samverkan.extract import SourceState, run_extract
@@ -163,9 +164,7 @@ def _server_engine(url: str) -> sa.Engine:
             pass
     except sa.exc.OperationalError:
         engine.dispose()
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"database server for {engine.url.get_backend_name()} is unreachable (CI=true)")
-        pytest.skip(f"database server for {engine.url.get_backend_name()} is unreachable")
+        require(False, f"database server for {engine.url.get_backend_name()} is unreachable")
     return engine
 
 

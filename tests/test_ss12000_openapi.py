@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import os
 import re
 import uuid
 from typing import Any
@@ -20,6 +19,7 @@ import jsonschema
 import pytest
 import requests
 import yaml
+from conftest import require
 
 from samverkan.config import PROJECT_ROOT
 from samverkan.simulator.ss12000_server import SS12000Data, serve
@@ -36,10 +36,7 @@ RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]
 # --- OpenAPI 3.0 -> JSON Schema draft 4 --------------------------------------------------------
 
 def _spec() -> dict[str, Any]:
-    if not OPENAPI.exists():
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"the official SS 12000 OpenAPI file is missing: {OPENAPI}")
-        pytest.skip(f"the official SS 12000 OpenAPI file is not here: {OPENAPI}")
+    require(OPENAPI.exists(), f"the official SS 12000 OpenAPI file is missing: {OPENAPI}")
     raw = OPENAPI.read_bytes()
     assert hashlib.sha256(raw).hexdigest() == OPENAPI_SHA256, "not the OpenAPI file sources.md names"
     return yaml.safe_load(raw)
