@@ -11,7 +11,7 @@ from samverkan.config import load_settings
 from samverkan.extract import ExtractResult
 
 
-def _retry_if_transient(task: Task, task_run: TaskRun, state: State) -> bool:
+def retry_if_transient(task: Task, task_run: TaskRun, state: State) -> bool:
     exc = state.result(raise_on_failure=False)
     return isinstance(exc, BaseException) and steps.is_transient(exc)
 
@@ -19,7 +19,7 @@ def _retry_if_transient(task: Task, task_run: TaskRun, state: State) -> bool:
 # The client already retries single requests (429 Retry-After, 5xx, time-outs with backoff);
 # a source that stays down is retried as a whole, which resumes safely from landing.
 @task(name="recover-pull-land-validate-load", retries=2, retry_delay_seconds=[30, 120],
-      retry_condition_fn=_retry_if_transient)
+      retry_condition_fn=retry_if_transient)
 def extract_task(source: str) -> ExtractResult:
     # One coarse task: the page loop, landing, validation and load all happen inside it.
     return steps.extract(load_settings(), source)

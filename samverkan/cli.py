@@ -49,6 +49,70 @@ def run_pipeline(p: Paths, reference_date: str | None) -> int:
     return 0 if state.is_completed() else 1
 
 
+def _lagesbild_summary(p: Paths, publication: object | None) -> None:
+    from samverkan.publish import lagesbild_publication
+
+    print()
+    print("Samverkan – lägesbild")
+    for check in getattr(publication, "checks", []):
+        mark = "ok  " if check.success else "FAIL"
+        print(f"  [{mark}] {check.name}: {check.detail}")
+    current = lagesbild_publication(p).current
+    if publication is not None and getattr(publication, "published", False):
+        manifest = json.loads((current / "manifest.json").read_text(encoding="utf-8"))
+        week = manifest.get("week", {})
+        print(f"  Week {week.get('iso_week')} ({week.get('week_start')} – {week.get('week_end')}), "
+              f"indicator publication {manifest.get('indicator_version')}")
+        print(f"  Published version {manifest['version']}")
+        print(f"  Lägesbild: {(current / 'lagesbild.html').absolute()}")
+    else:
+        print("  Nothing was published; the previous lägesbild (if any) is unchanged.")
+        print(f"  Why: see the gate reports under {p.validation}")
+
+
+def run_lagesbild(p: Paths, reference_date: str | None) -> int:
+    from flows.lagesbild import lagesbild
+
+    state = lagesbild(reference_date=reference_date, return_state=True)
+    publication = state.result(raise_on_failure=False)
+    if isinstance(publication, BaseException):
+        print(f"The lägesbild failed: {type(publication).__name__}: {publication}", file=sys.stderr)
+        publication = None
+    _lagesbild_summary(p, publication)
+    return 0 if state.is_completed() else 1
+
+
+def cmd_lagesbild(args: argparse.Namespace) -> int:
+    return run_lagesbild(paths().ensure(), args.reference_date)
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from flows.backfill import backfill
+    from samverkan.backfill import BackfillError, days_in_range
+
+    p = paths().ensure()
+    try:
+        days = days_in_range(args.date_from, args.date_to)
+    except BackfillError as exc:
+        print(f"samverkan backfill: {exc}", file=sys.stderr)
+        return 2
+    print(f"Backfilling {len(days)} days ({days[0]} – {days[-1]}): each day's changes from every "
+          "source as its own batch, then one build and one publication …", flush=True)
+    state = backfill(date_from=days[0].isoformat(), date_to=days[-1].isoformat(), return_state=True)
+    outcome = state.result(raise_on_failure=False)
+    if isinstance(outcome, BaseException):
+        print(f"The backfill failed: {type(outcome).__name__}: {outcome}", file=sys.stderr)
+        _summary(p, None)
+        return 1
+    print(f"  Rows loaded over the range: {outcome.loaded:,d}")
+    if outcome.publication is None:
+        print(f"  Nothing new since the last publication for {days[-1]}: version "
+              f"{outcome.unchanged_version} stands; nothing was published.")
+        return 0
+    _summary(p, outcome.publication)
+    return 0 if state.is_completed() else 1
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from samverkan.demo import run_demo
 
@@ -103,6 +167,20 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the pipeline against the configured sources")
     run.add_argument("--reference-date", help="data date (YYYY-MM-DD); default from config/today")
     run.set_defaults(func=cmd_run)
+
+    fill = sub.add_parser(
+        "backfill", help="load a date range day by day from every source, then publish once")
+    fill.add_argument("--from", dest="date_from", type=dt.date.fromisoformat, required=True,
+                      metavar="YYYY-MM-DD", help="first data date of the range")
+    fill.add_argument("--to", dest="date_to", type=dt.date.fromisoformat, required=True,
+                      metavar="YYYY-MM-DD", help="last data date; the publication's reference date")
+    fill.set_defaults(func=cmd_backfill)
+
+    weekly = sub.add_parser(
+        "lagesbild", help="build, check and publish the weekly lägesbild (after the nightly run)")
+    weekly.add_argument("--reference-date",
+                        help="data date (YYYY-MM-DD); default the current publication's")
+    weekly.set_defaults(func=cmd_lagesbild)
 
     pseudo = sub.add_parser(
         "pseudonym", help="print the pseudonym of each identifier read on stdin (one per line)")

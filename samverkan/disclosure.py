@@ -12,7 +12,15 @@ Primary suppression (``min_cell`` default 5), for every row not marked suppresse
   (otherwise the published value reveals a different cell than the one checked);
 
 and every suppressed row is marked ``primär`` or ``sekundär`` and carries no numerator,
-denominator or value.
+denominator, value or status (a status tells on which side of the target the hidden value
+lies). A row suppressed although its numbers pass (the ``contributors`` rule: too few people
+behind a share of minutes or records, which the published file cannot show) is accepted:
+over-suppression never discloses.
+
+The weekly lägesbild (:func:`check_lagesbild`) is checked the same way: every published
+count is 0 or at least ``min_cell``, and so is the total behind every published trailing
+average (average × trailing weeks); suppressed values and averages are not published, and
+``rod_status`` rows publish no numbers.
 
 A problem names the cell (indicator, period, area, breakdown) and the rule it breaks, never
 the small number itself. The module is organised as independent rule functions over one
@@ -52,6 +60,7 @@ RULES: dict[str, str] = {
     "unknown_unit": "unit is neither 'andel' nor 'antal': the cell cannot be assessed",
     "unknown_suppression_marker": "suppressed is neither empty, 'primär' nor 'sekundär'",
     "suppressed_row_has_numbers": "a suppressed row publishes a numerator, denominator or value",
+    "suppressed_row_has_status": "a suppressed row publishes a status (it tells the side of the target)",
     "antal_without_count": "an unsuppressed count publishes no value",
     "antal_below_min_cell": "an unsuppressed count is below min_cell",
     "antal_numerator_differs": "an unsuppressed count publishes a numerator different from its value",
@@ -92,7 +101,7 @@ class DisclosureReport:
 
     ok: bool
     problems: list[str]
-    cells: list[CellProblem] = field(default_factory=list)
+    cells: list[CellProblem | LagesbildProblem] = field(default_factory=list)
     rows_checked: int = 0
     min_cell: int = 5
     checks: tuple[str, ...] = ()
@@ -146,6 +155,7 @@ class _Frame:
     value: pd.Series
     unit: pd.Series
     suppressed: pd.Series
+    status: pd.Series
     bad_number: pd.Series
 
 
@@ -175,6 +185,8 @@ def _normalise(df: pd.DataFrame) -> _Frame:
         value=value,
         unit=_text(df["unit"]),
         suppressed=_text(df["suppressed"]),
+        status=_text(df["status"]) if "status" in df.columns else pd.Series(pd.NA, index=df.index,
+                                                                            dtype="string"),
         bad_number=(bad_n | bad_d | bad_v),
     )
 
@@ -200,6 +212,7 @@ def primary_rules(f: _Frame, min_cell: int) -> dict[str, pd.Series]:
         "unknown_unit": ~f.unit.isin(UNITS),
         "unknown_suppression_marker": marked & ~f.suppressed.isin(SUPPRESSION_MARKERS),
         "suppressed_row_has_numbers": marked & (n.notna() | d.notna() | v.notna()),
+        "suppressed_row_has_status": marked & f.status.notna(),
         "antal_without_count": antal & v.isna(),
         "antal_below_min_cell": antal & ((v < min_cell) | (n.notna() & (n < min_cell))),
         "antal_numerator_differs": antal & n.notna() & v.notna() & (n != v),
@@ -260,3 +273,138 @@ def check_primary_suppression(df_or_path: pd.DataFrame | Path | str, min_cell: i
 def check_disclosure(df_or_path: pd.DataFrame | Path | str, min_cell: int = 5) -> DisclosureReport:
     """Every disclosure audit of :data:`AUDITS` (today: primary suppression)."""
     return _run(df_or_path, min_cell, AUDITS)
+
+
+# --------------------------------------------------------------------------------------------
+# The weekly lägesbild
+# --------------------------------------------------------------------------------------------
+
+LAGESBILD_COLUMNS = (
+    "week_start", "week_end", "iso_week", "area_level", "area_code", "area_name", "measure",
+    "measure_name", "category", "category_name", "value", "trailing_average", "suppressed",
+    "trailing_average_suppressed", "data_version",
+)
+LAGESBILD_CELL_COLUMNS = ("measure", "week_start", "area_level", "area_code", "category")
+LAGESBILD_REQUIRED_COLUMNS = (*LAGESBILD_CELL_COLUMNS, "value", "trailing_average", "suppressed",
+                              "trailing_average_suppressed")
+LAGESBILD_STATUS_MEASURE = "rod_status"
+LAGESBILD_COUNT_MEASURES = ("nya_orosanmalningar", "nya_unga_misstankta", "passerat_hog_franvaro")
+DEFAULT_TRAILING_WEEKS = 4
+
+LAGESBILD_RULES: dict[str, str] = {
+    "missing_column": "a column the check needs is missing from the file",
+    "unreadable_number": "value or trailing_average is not a number",
+    "unknown_measure": "measure is not one of the lägesbild's measures: the row cannot be assessed",
+    "unknown_suppression_marker": "suppressed or trailing_average_suppressed is neither empty nor 'primär'",
+    "suppressed_value_published": "a suppressed count publishes its value",
+    "suppressed_average_published": "a suppressed trailing average is published",
+    "count_without_value": "an unsuppressed count publishes no value",
+    "count_small": "an unsuppressed count is between 1 and min_cell - 1",
+    "count_not_whole": "a count is not a whole number of at least 0",
+    "average_without_value": "an unsuppressed trailing average is not published",
+    "average_total_small": "an unsuppressed trailing average stands for a total between 1 and min_cell - 1",
+    "average_total_not_whole": "a trailing average times the trailing weeks is not a whole number >= 0",
+    "status_row_has_numbers": "a rod_status row publishes a value or an average",
+}
+
+
+@dataclass(frozen=True)
+class LagesbildProblem:
+    """One lägesbild row that breaks a rule; the description holds no data value of the row."""
+
+    rule: str
+    measure: str
+    week_start: str
+    area_level: str
+    area_code: str
+    category: str
+
+    @property
+    def description(self) -> str:
+        return (f"{self.measure} vecka {self.week_start}, {self.area_level} {self.area_code}, "
+                f"kategori={self.category}: {LAGESBILD_RULES.get(self.rule, self.rule)} [{self.rule}]")
+
+    def __str__(self) -> str:
+        return self.description
+
+
+def read_lagesbild(df_or_path: pd.DataFrame | Path | str) -> pd.DataFrame:
+    """The published lägesbild as a frame; CSV is read as text so nothing is guessed."""
+    if isinstance(df_or_path, pd.DataFrame):
+        return df_or_path.copy()
+    path = Path(df_or_path)
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        return pq.read_table(path).to_pandas()
+    if suffix == ".csv":
+        return pacsv.read_csv(
+            path,
+            convert_options=pacsv.ConvertOptions(
+                column_types={c: "string" for c in LAGESBILD_COLUMNS},
+                strings_can_be_null=True,
+                null_values=[""],
+            ),
+        ).to_pandas()
+    raise ValueError(f"{path.name}: expected a .csv or .parquet file")
+
+
+def lagesbild_rules(df: pd.DataFrame, min_cell: int, trailing_weeks: int) -> dict[str, pd.Series]:
+    """Masks (row → breaks the rule) of the lägesbild's primary-suppression rules."""
+    value, bad_value = _number(df["value"])
+    average, bad_average = _number(df["trailing_average"])
+    measure = _text(df["measure"])
+    value_marker = _text(df["suppressed"])
+    average_marker = _text(df["trailing_average_suppressed"])
+    status_row = measure == LAGESBILD_STATUS_MEASURE
+    count_row = measure.isin(LAGESBILD_COUNT_MEASURES)
+    open_value = count_row & value_marker.isna()
+    open_average = count_row & average_marker.isna()
+    total = average * trailing_weeks
+    whole_total = (total - total.round()).abs() <= 1e-6
+    return {
+        "unreadable_number": bad_value | bad_average,
+        "unknown_measure": ~(count_row | status_row),
+        "unknown_suppression_marker": (value_marker.notna() & (value_marker != "primär"))
+        | (average_marker.notna() & (average_marker != "primär")),
+        "suppressed_value_published": value_marker.notna() & value.notna(),
+        "suppressed_average_published": average_marker.notna() & average.notna(),
+        "count_without_value": open_value & value.isna(),
+        "count_small": open_value & _small(value, min_cell),
+        "count_not_whole": value.notna() & ((value < 0) | (value != value.round())),
+        "average_without_value": open_average & average.isna(),
+        "average_total_small": open_average & _small(total.round(), min_cell),
+        "average_total_not_whole": average.notna() & ((average < 0) | ~whole_total),
+        "status_row_has_numbers": status_row & (value.notna() | average.notna()),
+    }
+
+
+def check_lagesbild(df_or_path: pd.DataFrame | Path | str, min_cell: int = 5,
+                    trailing_weeks: int = DEFAULT_TRAILING_WEEKS) -> DisclosureReport:
+    """Re-check primary suppression on the published lägesbild (frame, CSV or Parquet file):
+    no published count, and no total behind a published trailing average, is in
+    1..min_cell − 1. ``trailing_weeks`` is the number of weeks the average is taken over."""
+    if min_cell < 1:
+        raise ValueError("min_cell must be at least 1")
+    if trailing_weeks < 1:
+        raise ValueError("trailing_weeks must be at least 1")
+    df = read_lagesbild(df_or_path)
+    missing = [c for c in LAGESBILD_REQUIRED_COLUMNS if c not in df.columns]
+    checks = ("lagesbild_primary_suppression",)
+    if missing:
+        return DisclosureReport(False, [f"missing_column: {c}" for c in missing], rows_checked=len(df),
+                                min_cell=min_cell, checks=checks)
+    df = df.reset_index(drop=True)
+    keys = df[list(LAGESBILD_CELL_COLUMNS)].astype("object")
+    problems: list[LagesbildProblem] = []
+    for rule, mask in lagesbild_rules(df, min_cell, trailing_weeks).items():
+        for i in np.flatnonzero(mask.astype("boolean").fillna(False).to_numpy(dtype=bool)):
+            row = keys.iloc[i]
+            problems.append(LagesbildProblem(rule, *(_cell_value(row[c]) for c in LAGESBILD_CELL_COLUMNS)))
+    return DisclosureReport(
+        ok=not problems,
+        problems=[p.description for p in problems],
+        cells=list(problems),
+        rows_checked=len(df),
+        min_cell=min_cell,
+        checks=checks,
+    )

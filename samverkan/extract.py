@@ -91,6 +91,9 @@ class SourceState:
 
     watermarks: dict[str, str]  # entity -> highest value loaded (exclusive lower bound next time)
     seen_files: frozenset[tuple[str, str]] = frozenset()  # (file name, sha256) already loaded
+    # A bounded pull (backfill) stops at this data date: only changes made on or before it
+    # (local, Europe/Stockholm) are pulled; None pulls everything new.
+    until: dt.date | None = None
 
 
 class Extractor(Protocol):
@@ -297,8 +300,10 @@ def _load_validated(p: Paths, extractor: Extractor, manifest: BatchManifest,
     return result
 
 
-def run_extract(p: Paths, extractor: Extractor, validate: Validator | None = None) -> ExtractResult:
-    """Recover unfinished batches, pull what is new, land it, validate it, load it."""
+def run_extract(p: Paths, extractor: Extractor, validate: Validator | None = None,
+                until: dt.date | None = None) -> ExtractResult:
+    """Recover unfinished batches, pull what is new (up to the data date ``until`` when given),
+    land it, validate it, load it."""
     source = extractor.source
     result = ExtractResult(source)
     with source_lock(p, source):
@@ -318,6 +323,7 @@ def run_extract(p: Paths, extractor: Extractor, validate: Validator | None = Non
                 seen_files=frozenset(conn.execute(
                     "select file_name, sha256 from load_meta.source_files where source = ?", [source]
                 ).fetchall()),
+                until=until,
             )
         pull = extractor.pull(state)
         pause_point("after_pull")

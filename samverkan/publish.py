@@ -1,10 +1,18 @@
-"""Publication: the gate's last checks and an atomic, versioned switch of ``published/current``.
+"""Publication: the gate's last checks and an atomic, versioned switch of a ``current`` link.
 
-Each publication is a directory ``published/versions/<version>/`` with ``indicators.csv``,
-``indicators.parquet``, ``report.html`` and ``manifest.json``. ``published/current`` is a
+Two publications share this code:
+
+* the nightly indicator publication, ``published/versions/<version>/`` with
+  ``indicators.csv``, ``indicators.parquet``, ``indicators.xlsx``, ``lagesbild.csv``,
+  ``lagesbild.parquet``, ``report.html`` and ``manifest.json``, behind ``published/current``;
+* the weekly lägesbild, ``published/lagesbild/versions/<version>/`` with ``lagesbild.csv``,
+  ``lagesbild.parquet``, ``lagesbild.html`` and ``manifest.json``, behind
+  ``published/lagesbild/current``.
+
+A candidate is written to a staging directory next to ``versions/``; ``current`` is a
 symbolic link that is replaced in one ``rename``: readers see the old version or the new one,
-never a mix. A candidate that fails any check is never moved into ``published/``; the
-previous publication stays exactly as it was.
+never a mix. A candidate that fails any check is never moved into ``versions/``; the previous
+publication stays exactly as it was.
 """
 
 from __future__ import annotations
@@ -30,6 +38,28 @@ PUBLISHED_COLUMNS = [
     "area_code", "area_name", "breakdown", "breakdown_value", "numerator", "denominator", "value",
     "unit", "suppressed", "target", "status", "data_version",
 ]
+LAGESBILD_COLUMNS = [
+    "week_start", "week_end", "iso_week", "area_level", "area_code", "area_name", "measure",
+    "measure_name", "category", "category_name", "value", "trailing_average", "suppressed",
+    "trailing_average_suppressed", "data_version",
+]
+INDICATOR_QUERY = (
+    f"select {', '.join(PUBLISHED_COLUMNS)} from marts.published_indicators order by indicator_id, "
+    "period_type, period_start, area_level, area_code, breakdown, breakdown_value")
+# The city first, then the SSPF areas; measures in the order of indicators.md.
+LAGESBILD_QUERY = (
+    f"select {', '.join(LAGESBILD_COLUMNS)} from marts.published_lagesbild order by "
+    "case area_level when 'stad' then 0 else 1 end, area_code, "
+    "case measure when 'nya_orosanmalningar' then 1 when 'nya_unga_misstankta' then 2 "
+    "when 'passerat_hog_franvaro' then 3 else 4 end, category <> 'totalt', category")
+MANIFEST = "manifest.json"
+# Analysts' access, written with every nightly publication: a read-only copy of the analytics
+# warehouse and the dbt documentation of the models in it.
+ANALYTICS_SNAPSHOT = "analytics.duckdb"
+DBT_DOCS_DIR = "dbt_docs"
+DBT_DOCS_FILES = {"static_index.html": "index.html", "catalog.json": "catalog.json",
+                  "manifest.json": "manifest.json"}
+SNAPSHOTS_KEPT = 3  # versions that keep their snapshot (older ones keep tables and report)
 
 
 @dataclass
@@ -52,44 +82,144 @@ class PublicationResult:
         return [c for c in self.checks if not c.success]
 
 
+@dataclass(frozen=True)
+class PublicationTarget:
+    """Where one kind of publication lives: ``root/versions/<version>/`` and ``root/current``."""
+
+    root: Path
+    name: str
+
+    @property
+    def current(self) -> Path:
+        return self.root / "current"
+
+    @property
+    def versions(self) -> Path:
+        return self.root / "versions"
+
+    def staging(self, version: str) -> Path:
+        return self.root / f".staging-{version}"
+
+
+def indicator_publication(p: Paths) -> PublicationTarget:
+    """The nightly publication: ``published/current``."""
+    return PublicationTarget(p.published, "indicators")
+
+
+def lagesbild_publication(p: Paths) -> PublicationTarget:
+    """The weekly lägesbild: ``published/lagesbild/current``."""
+    return PublicationTarget(p.published / "lagesbild", "lagesbild")
+
+
 def new_version(now: dt.datetime | None = None) -> str:
     """A publication version: the UTC time of the run, sortable and unique per run."""
     return (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%dT%H%M%SZ")
 
 
-def current_version(p: Paths) -> str | None:
-    manifest = p.current_publication / "manifest.json"
+def current_manifest(target: PublicationTarget) -> dict[str, Any] | None:
+    """The manifest of the publication ``current`` points at, if any."""
+    manifest = target.current / MANIFEST
     if not manifest.exists():
         return None
-    return json.loads(manifest.read_text(encoding="utf-8"))["version"]
+    return json.loads(manifest.read_text(encoding="utf-8"))
 
 
-def export_candidate(p: Paths, version: str) -> Path:
-    """Write the indicator table from the analytics warehouse into a staging directory."""
-    staging = p.published / f".staging-{version}"
+def current_version(p: Paths | PublicationTarget) -> str | None:
+    target = p if isinstance(p, PublicationTarget) else indicator_publication(p)
+    manifest = current_manifest(target)
+    return manifest["version"] if manifest else None
+
+
+def _new_staging(target: PublicationTarget, version: str) -> Path:
+    staging = target.staging(version)
     if staging.exists():
         shutil.rmtree(staging)
     staging.mkdir(parents=True)
-    cols = ", ".join(PUBLISHED_COLUMNS)
-    order = ("indicator_id, period_type, period_start, area_level, area_code, breakdown, "
-             "breakdown_value")
+    return staging
+
+
+def _export(conn: duckdb.DuckDBPyConnection, query: str, staging: Path, stem: str) -> None:
+    conn.execute(f"copy ({query}) to '{staging / (stem + '.parquet')}' (format parquet)")
+    conn.execute(f"copy ({query}) to '{staging / (stem + '.csv')}' (format csv, header true)")
+
+
+def export_candidate(p: Paths, version: str) -> Path:
+    """Write the indicator table and the weekly lägesbild from the analytics warehouse into
+    the nightly publication's staging directory."""
+    staging = _new_staging(indicator_publication(p), version)
     conn = duckdb.connect(str(p.analytics_db), read_only=True)
     try:
-        query = f"select {cols} from marts.published_indicators order by {order}"
-        conn.execute(f"copy ({query}) to '{staging / 'indicators.parquet'}' (format parquet)")
-        conn.execute(f"copy ({query}) to '{staging / 'indicators.csv'}' (format csv, header true)")
+        _export(conn, INDICATOR_QUERY, staging, "indicators")
+        _export(conn, LAGESBILD_QUERY, staging, "lagesbild")
     finally:
         conn.close()
     return staging
 
 
-def indicator_catalogue(dbt_project_dir: Path = DBT_PROJECT_DIR) -> dict[str, dict[str, str]]:
-    """Swedish names and definitions from the indicator models' YAML (via dbt's manifest)."""
+def write_analytics_snapshot(p: Paths, staging: Path) -> Path:
+    """A read-only copy of the analytics warehouse (pseudonymised models and reference seeds,
+    no direct identifiers) for analysts, who open it with DuckDB while the next load writes
+    the warehouse itself (DuckDB allows one writer or many readers per file, never both)."""
+    target = staging / ANALYTICS_SNAPSHOT
+    conn = duckdb.connect()
+    try:
+        conn.execute(f"attach '{p.analytics_db}' as warehouse (read_only)")
+        conn.execute(f"attach '{target}' as snapshot")
+        conn.execute("copy from database warehouse to snapshot")
+        conn.execute("detach snapshot")
+        conn.execute("detach warehouse")
+    finally:
+        conn.close()
+    target.chmod(0o444)
+    return target
+
+
+def copy_dbt_docs(target_dir: Path, staging: Path) -> Path:
+    """The output of ``dbt docs generate --static`` (one self-contained page, plus the
+    manifest and catalog for tools) into the candidate's ``dbt_docs/``."""
+    docs = staging / DBT_DOCS_DIR
+    docs.mkdir(exist_ok=True)
+    for source, name in DBT_DOCS_FILES.items():
+        shutil.copyfile(target_dir / source, docs / name)
+    return docs
+
+
+def prune_snapshots(p: Paths, keep: int = SNAPSHOTS_KEPT) -> list[str]:
+    """Remove the analytics snapshot from all but the newest ``keep`` versions (an analyst who
+    still has an old one open keeps reading it: the file lives until closed)."""
+    versions = indicator_publication(p).versions
+    if not versions.is_dir():
+        return []
+    pruned = []
+    for directory in sorted(d for d in versions.iterdir() if d.is_dir())[:-keep or None]:
+        snapshot = directory / ANALYTICS_SNAPSHOT
+        if snapshot.exists():
+            snapshot.unlink()
+            pruned.append(directory.name)
+    if pruned:
+        log.info("analytics snapshots removed from versions %s", ", ".join(pruned))
+    return pruned
+
+
+def export_lagesbild_candidate(p: Paths, version: str) -> Path:
+    """Write the weekly lägesbild from the analytics warehouse into its staging directory."""
+    staging = _new_staging(lagesbild_publication(p), version)
+    conn = duckdb.connect(str(p.analytics_db), read_only=True)
+    try:
+        _export(conn, LAGESBILD_QUERY, staging, "lagesbild")
+    finally:
+        conn.close()
+    return staging
+
+
+def indicator_catalogue(dbt_project_dir: Path = DBT_PROJECT_DIR) -> dict[str, dict[str, Any]]:
+    """Swedish names, definitions, groups and sources from the indicator models' YAML meta (via
+    dbt's manifest)."""
     manifest = dbt_project_dir / "target" / "manifest.json"
     if not manifest.exists():
         return {}
     nodes = json.loads(manifest.read_text(encoding="utf-8")).get("nodes", {})
-    catalogue: dict[str, dict[str, str]] = {}
+    catalogue: dict[str, dict[str, Any]] = {}
     for node in nodes.values():
         name = node.get("name", "")
         if node.get("resource_type") != "model" or not name.startswith("ind_"):
@@ -99,49 +229,54 @@ def indicator_catalogue(dbt_project_dir: Path = DBT_PROJECT_DIR) -> dict[str, di
             "name": str(meta.get("indicator_name", "")),
             "unit": str(meta.get("unit", "")),
             "definition": str(meta.get("definition", node.get("description", ""))),
+            "group": meta.get("group", ""),
+            "sources": meta.get("sources", ""),
         }
     return catalogue
 
 
-def _swap_current(p: Paths, target: Path) -> None:
-    link = p.current_publication
-    tmp_link = p.published / f".current-{os.getpid()}"
+def _swap_current(target: PublicationTarget, final: Path) -> None:
+    link = target.current
+    tmp_link = target.root / f".current-{os.getpid()}"
     if tmp_link.is_symlink() or tmp_link.exists():
         tmp_link.unlink()
-    os.symlink(os.path.relpath(target, p.published), tmp_link)
+    os.symlink(os.path.relpath(final, target.root), tmp_link)
     os.replace(tmp_link, link)  # atomic on POSIX
 
 
+def discard_candidate(staging: Path) -> None:
+    shutil.rmtree(staging, ignore_errors=True)
+
+
 def publish_candidate(
-    p: Paths,
+    target: PublicationTarget,
     version: str,
     staging: Path,
     checks: list[GateCheck],
     manifest_extra: dict[str, Any],
-    report_html: str,
 ) -> PublicationResult:
-    """Move a checked candidate into place, or discard it if any check failed."""
+    """Move a checked candidate (every file in ``staging``) into place and switch ``current``
+    to it, or discard it if any check failed. The manifest lists every file with its
+    SHA-256."""
     if not all(c.success for c in checks):
-        shutil.rmtree(staging, ignore_errors=True)
-        log.warning("gate failed (%s); version %s not published, current stays %s",
-                    ", ".join(c.name for c in checks if not c.success), version, current_version(p))
+        discard_candidate(staging)
+        log.warning("%s gate failed (%s); version %s not published, current stays %s", target.name,
+                    ", ".join(c.name for c in checks if not c.success), version, current_version(target))
         return PublicationResult(version, False, None, checks)
-    (staging / "report.html").write_text(report_html, encoding="utf-8")
+    files = sorted(f.name for f in staging.iterdir() if f.is_file() and f.name != MANIFEST)
     manifest = {
         "version": version,
         "data_version": version,
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         **manifest_extra,
         "validation": {"success": True, "checks": [asdict(c) for c in checks]},
-        "files": {name: file_sha256(staging / name)
-                  for name in ("indicators.csv", "indicators.parquet", "report.html")},
+        "files": {name: file_sha256(staging / name) for name in files},
     }
-    (staging / "manifest.json").write_text(
+    (staging / MANIFEST).write_text(
         json.dumps(manifest, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
-    versions = p.published / "versions"
-    versions.mkdir(parents=True, exist_ok=True)
-    final = versions / version
+    target.versions.mkdir(parents=True, exist_ok=True)
+    final = target.versions / version
     os.rename(staging, final)
-    _swap_current(p, final)
-    log.info("published version %s", version)
-    return PublicationResult(version, True, p.current_publication, checks)
+    _swap_current(target, final)
+    log.info("published %s version %s", target.name, version)
+    return PublicationResult(version, True, target.current, checks)

@@ -3,15 +3,17 @@
 Suites live as JSON files in ``expectations/`` (GX suite format: ``name``, ``expectations``
 with ``type`` + ``kwargs`` and optional ``meta.name`` / ``meta.notes``, plus ``meta.notes`` on
 the suite). A suite named ``<source>.<table>`` checks the raw table ``raw_<source>.<table>``;
-``indicators`` checks the published indicator table.
+``indicators`` checks the published indicator table and ``lagesbild`` the published weekly
+lägesbild.
 
 Validation never touches the warehouse and never copies data out of the database:
 
 * :func:`validate_batch` loads a landed batch with the extractor's own ``load`` into a
   scratch DuckDB file (the same code the warehouse load runs), then runs every suite of the
   source whose raw table received rows, in-database through GX + SQLAlchemy (duckdb-engine).
-* :func:`validate_indicators` copies the candidate indicator table (Parquet, CSV or a DuckDB
-  table) into a scratch DuckDB file and runs the ``indicators`` checkpoint.
+* :func:`validate_indicators` (:func:`validate_lagesbild`) copies the candidate indicator
+  (lägesbild) table (Parquet, CSV or a DuckDB table) into a scratch DuckDB file and runs the
+  ``indicators`` (``lagesbild``) checkpoint.
 
 Reports (JSON + a small self-contained HTML page) list every expectation with pass/fail and
 unexpected *counts* only. Everything GX returns that could hold data values (partial and full
@@ -51,6 +53,11 @@ log = logging.getLogger(__name__)
 INDICATOR_SUITE = "indicators"
 INDICATOR_TABLE = "published_indicators"
 DEFAULT_INDICATOR_SOURCE_TABLE = "marts.published_indicators"
+LAGESBILD_SUITE = "lagesbild"
+LAGESBILD_TABLE = "published_lagesbild"
+DEFAULT_LAGESBILD_SOURCE_TABLE = "marts.published_lagesbild"
+# Suites on published tables (not on raw batches).
+PUBLISHED_SUITES = (INDICATOR_SUITE, LAGESBILD_SUITE)
 # Dates and timestamps may not lie after the extraction; the margin absorbs clock skew
 # between the source system and this platform.
 PLAUSIBLE_DATE_MARGIN = dt.timedelta(days=1)
@@ -591,6 +598,7 @@ def _plausibility_parameters(extracted_at: str) -> dict[str, str]:
 
 BATCH_REPORT = "batch_validation"
 INDICATOR_REPORT = "indicator_checkpoint"
+LAGESBILD_REPORT = "lagesbild_checkpoint"
 
 
 def validate_batch(manifest: BatchManifest, extractor: Extractor, paths: Paths,
@@ -721,23 +729,91 @@ def batch_validator(
 # --------------------------------------------------------------------------------------------
 
 
-def _copy_indicators(conn: duckdb.DuckDBPyConnection, source: Path, table: str) -> None:
+@dataclass(frozen=True)
+class PublishedTable:
+    """A published table the gate checks with one suite: the suite's name, the table's name in
+    the scratch database (the suite's ``meta.table``), its default table in the analytics
+    warehouse and the stem of its report."""
+
+    suite: str
+    table: str
+    default_source_table: str
+    report: str
+    title: str
+
+
+INDICATOR_TABLE_SPEC = PublishedTable(INDICATOR_SUITE, INDICATOR_TABLE, DEFAULT_INDICATOR_SOURCE_TABLE,
+                                      INDICATOR_REPORT, "Indicator checkpoint")
+LAGESBILD_TABLE_SPEC = PublishedTable(LAGESBILD_SUITE, LAGESBILD_TABLE, DEFAULT_LAGESBILD_SOURCE_TABLE,
+                                      LAGESBILD_REPORT, "Lägesbild checkpoint")
+
+
+def _copy_published(conn: duckdb.DuckDBPyConnection, source: Path, table: str, target: str) -> None:
     suffix = source.suffix.lower()
     if suffix == ".parquet":
-        conn.execute(f"create table main.{INDICATOR_TABLE} as select * from read_parquet(?)",
-                     [str(source)])
+        conn.execute(f"create table main.{target} as select * from read_parquet(?)", [str(source)])
     elif suffix == ".csv":
-        conn.execute(f"create table main.{INDICATOR_TABLE} as select * from read_csv(?, header = true)",
+        conn.execute(f"create table main.{target} as select * from read_csv(?, header = true)",
                      [str(source)])
     elif suffix in (".duckdb", ".db"):
         quoted = str(source).replace("'", "''")
-        conn.execute(f"attach '{quoted}' as indicator_source (read_only)")
+        conn.execute(f"attach '{quoted}' as published_source (read_only)")
         try:
-            conn.execute(f"create table main.{INDICATOR_TABLE} as select * from indicator_source.{table}")
+            conn.execute(f"create table main.{target} as select * from published_source.{table}")
         finally:
-            conn.execute("detach indicator_source")
+            conn.execute("detach published_source")
     else:
-        raise ValueError(f"unsupported indicator table file type {suffix!r}")
+        raise ValueError(f"unsupported table file type {suffix!r}")
+
+
+def _validate_published(spec_of: PublishedTable, table_path_or_db: Path | str, paths: Paths, run_id: str,
+                        table: str | None, expectations_dir: Path) -> ValidationOutcome:
+    started = time.perf_counter()
+    source = Path(table_path_or_db)
+    table = table or spec_of.default_source_table
+    if not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)?", table):
+        raise ValueError("table must be a plain [schema.]name")
+    spec = load_suite(spec_of.suite, expectations_dir)
+    failed: list[str] = []
+    problems: list[str] = []
+    suites: list[SuiteResult] = []
+    is_file = source.suffix.lower() in (".parquet", ".csv")
+    with _scratch_db(paths, f"{spec_of.suite}-{run_id}") as db:
+        conn = duckdb.connect(str(db))
+        rows = 0
+        try:
+            _copy_published(conn, source, table, spec_of.table)
+            rows = conn.execute(f"select count(*) from main.{spec_of.table}").fetchone()[0]
+        except (duckdb.Error, ValueError) as exc:
+            failed.append(f"{spec_of.suite}:table_readable")
+            problems.append(f"could not read the table from {source.name}"
+                            f"{'' if is_file else ' (' + table + ')'}: {type(exc).__name__}")
+        finally:
+            conn.close()
+        if not failed:
+            suites = run_suites(db, [(spec, spec_of.table, rows)], {},
+                                checkpoint_name=f"{spec_of.suite}-{run_id}")
+    for s in suites:
+        s.table = source.name if is_file else f"{source.name}:{table}"
+        failed.extend(s.failed)
+    success = not failed
+    doc = {
+        "title": f"{spec_of.title}, run {run_id}",
+        "kind": spec_of.suite,
+        "run_id": run_id,
+        "source": str(source),
+        "generated_at": _now(),
+        "success": success,
+        "failed_checks": failed,
+        "problems": problems,
+        "suites": [s.to_json() for s in suites],
+        "checkpoint_seconds": round(suites[0].checkpoint_seconds, 3) if suites else 0.0,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    report = _write_report(paths.validation / run_id, spec_of.report, doc)
+    log.info("%s checkpoint for run %s %s: %d failed checks, %.1f s", spec_of.suite, run_id,
+             "passed" if success else "FAILED", len(failed), doc["seconds"])
+    return ValidationOutcome(success=success, failed_checks=tuple(failed), report_path=str(report))
 
 
 def validate_indicators(table_path_or_db: Path | str, paths: Paths, run_id: str,
@@ -751,51 +827,18 @@ def validate_indicators(table_path_or_db: Path | str, paths: Paths, run_id: str,
     first, so the source is never held open. The report goes to
     ``paths.validation/<run_id>/indicator_checkpoint.{json,html}``; ``report_path`` is the HTML.
     """
-    started = time.perf_counter()
-    source = Path(table_path_or_db)
-    if not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)?", table):
-        raise ValueError("table must be a plain [schema.]name")
-    spec = load_suite(INDICATOR_SUITE, expectations_dir)
-    failed: list[str] = []
-    problems: list[str] = []
-    suites: list[SuiteResult] = []
-    with _scratch_db(paths, f"indicators-{run_id}") as db:
-        conn = duckdb.connect(str(db))
-        rows = 0
-        try:
-            _copy_indicators(conn, source, table)
-            rows = conn.execute(f"select count(*) from main.{INDICATOR_TABLE}").fetchone()[0]
-        except (duckdb.Error, ValueError) as exc:
-            failed.append(f"{INDICATOR_SUITE}:table_readable")
-            problems.append(f"could not read the indicator table from {source.name}"
-                            f"{'' if source.suffix.lower() in ('.parquet', '.csv') else ' (' + table + ')'}"
-                            f": {type(exc).__name__}")
-        finally:
-            conn.close()
-        if not failed:
-            suites = run_suites(db, [(spec, INDICATOR_TABLE, rows)], {},
-                                checkpoint_name=f"indicators-{run_id}")
-    for s in suites:
-        s.table = source.name if source.suffix.lower() in (".parquet", ".csv") else f"{source.name}:{table}"
-        failed.extend(s.failed)
-    success = not failed
-    doc = {
-        "title": f"Indicator checkpoint, run {run_id}",
-        "kind": "indicators",
-        "run_id": run_id,
-        "source": str(source),
-        "generated_at": _now(),
-        "success": success,
-        "failed_checks": failed,
-        "problems": problems,
-        "suites": [s.to_json() for s in suites],
-        "checkpoint_seconds": round(suites[0].checkpoint_seconds, 3) if suites else 0.0,
-        "seconds": round(time.perf_counter() - started, 3),
-    }
-    report = _write_report(paths.validation / run_id, INDICATOR_REPORT, doc)
-    log.info("indicator checkpoint for run %s %s: %d failed checks, %.1f s", run_id,
-             "passed" if success else "FAILED", len(failed), doc["seconds"])
-    return ValidationOutcome(success=success, failed_checks=tuple(failed), report_path=str(report))
+    return _validate_published(INDICATOR_TABLE_SPEC, table_path_or_db, paths, run_id, table,
+                               expectations_dir)
+
+
+def validate_lagesbild(table_path_or_db: Path | str, paths: Paths, run_id: str,
+                       table: str = DEFAULT_LAGESBILD_SOURCE_TABLE,
+                       expectations_dir: Path = EXPECTATIONS_DIR) -> ValidationOutcome:
+    """Run the ``lagesbild`` checkpoint on a candidate lägesbild table (file or DuckDB file,
+    default table ``marts.published_lagesbild``), like :func:`validate_indicators`; the report
+    goes to ``paths.validation/<run_id>/lagesbild_checkpoint.{json,html}``."""
+    return _validate_published(LAGESBILD_TABLE_SPEC, table_path_or_db, paths, run_id, table,
+                               expectations_dir)
 
 
 def remove_stale_scratch(paths: Paths, older_than: dt.timedelta = dt.timedelta(hours=12)) -> int:

@@ -1,15 +1,19 @@
 """The pipeline's steps as plain functions; the Prefect flows in ``flows/`` only order them.
 
-extract (per source) → transform (dbt build) → publish (gate, then atomic publication).
+Nightly: extract (per source) → transform (dbt build) → publish (gate, then atomic
+publication). Weekly: transform_lagesbild (dbt build of the lägesbild models only) →
+publish_lagesbild (its gate, then atomic publication under published/lagesbild/).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import html
 import json
 import logging
 import threading
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -17,16 +21,28 @@ import duckdb
 from samverkan.config import SOURCES, ConfigError, Settings
 from samverkan.extract import Extractor, ExtractResult, run_extract
 from samverkan.publish import (
+    ANALYTICS_SNAPSHOT,
+    DBT_DOCS_DIR,
     GateCheck,
     PublicationResult,
+    copy_dbt_docs,
+    current_manifest,
     export_candidate,
+    export_lagesbild_candidate,
     indicator_catalogue,
+    indicator_publication,
+    lagesbild_publication,
+    prune_snapshots,
     publish_candidate,
+    write_analytics_snapshot,
 )
 
 log = logging.getLogger(__name__)
 
 MIN_CELL = 5
+# The lägesbild's trailing average (weeks); passed to dbt so the disclosure check knows it.
+LAGESBILD_TRAILING_WEEKS = 4
+LAGESBILD_GATE_TITLE = "Publiceringsgrind lägesbild"
 # Great Expectations contexts are not safe to build from several threads at once.
 _VALIDATION_LOCK = threading.Lock()
 
@@ -60,8 +76,9 @@ def build_extractor(settings: Settings, source: str) -> Extractor:
     raise ConfigError(f"unknown source {source!r}; expected one of {', '.join(SOURCES)}")
 
 
-def extract(settings: Settings, source: str) -> ExtractResult:
-    """Recover, pull, land, validate and load one source."""
+def extract(settings: Settings, source: str, until: dt.date | None = None) -> ExtractResult:
+    """Recover, pull, land, validate and load one source (up to the data date ``until``, for
+    a backfill)."""
     from samverkan.quality import batch_validator, remove_stale_scratch
 
     settings.paths.ensure()
@@ -73,7 +90,7 @@ def extract(settings: Settings, source: str) -> ExtractResult:
         with _VALIDATION_LOCK:
             return check(manifest)
 
-    return run_extract(settings.paths, extractor, validate)
+    return run_extract(settings.paths, extractor, validate, until=until)
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -111,6 +128,7 @@ def dbt_vars(settings: Settings, version: str, ref: dt.date) -> dict[str, Any]:
         "municipality_code": settings.municipality_code,
         "municipality_name": settings.municipality_name,
         "min_cell": MIN_CELL,
+        "lagesbild_trailing_weeks": LAGESBILD_TRAILING_WEEKS,
         **settings.extra.get("dbt_vars", {}),
     }
 
@@ -185,22 +203,55 @@ def _identity_exclusions(settings: Settings) -> dict[str, dict[str, dict[str, in
     return report
 
 
-def _write_gate_report(settings: Settings, version: str, checks: list[GateCheck]) -> str:
-    directory = settings.paths.validation / f"gate-{version}"
+def _write_gate_report(settings: Settings, version: str, checks: list[GateCheck],
+                       kind: str = "gate", title: str = "Publiceringsgrind") -> str:
+    """The readable gate report (validation/<kind>-<version>/gate.{json,html}): every check with
+    its outcome and a detail that holds names and counts only."""
+    directory = settings.paths.validation / f"{kind}-{version}"
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "gate.json").write_text(
         json.dumps({"version": version, "success": all(c.success for c in checks),
                     "checks": [asdict(c) for c in checks]}, indent=2, ensure_ascii=False),
         encoding="utf-8")
+    e = html.escape
     rows = "".join(
-        f"<tr><td>{c.name}</td><td>{'godkänd' if c.success else 'UNDERKÄND'}</td>"
-        f"<td>{c.detail}</td><td>{c.report_path or ''}</td></tr>" for c in checks)
+        f"<tr><td>{e(c.name)}</td><td>{'godkänd' if c.success else 'UNDERKÄND'}</td>"
+        f"<td>{e(c.detail)}</td><td>{e(c.report_path or '')}</td></tr>" for c in checks)
     (directory / "gate.html").write_text(
-        "<!DOCTYPE html><html lang='sv'><head><meta charset='utf-8'><title>Publiceringsgrind "
-        f"{version}</title></head><body><h1>Publiceringsgrind {version}</h1><table border='1'>"
+        f"<!DOCTYPE html><html lang='sv'><head><meta charset='utf-8'><title>{e(title)} "
+        f"{e(version)}</title></head><body><h1>{e(title)} {e(version)}</h1><table border='1'>"
         "<tr><th>Kontroll</th><th>Utfall</th><th>Detalj</th><th>Rapport</th></tr>"
         f"{rows}</table></body></html>", encoding="utf-8")
     return str(directory / "gate.html")
+
+
+def _disclosure_detail(report: Any) -> str:
+    if report.ok:
+        return "ok"
+    by_rule = ", ".join(f"{rule} {n}" for rule, n in report.counts_by_rule().items())
+    return f"{len(report.problems)} cells at risk ({by_rule})"
+
+
+def lagesbild_trailing_weeks(settings: Settings) -> int:
+    """Weeks of the lägesbild's trailing average the models were built with (dbt_vars)."""
+    return int(settings.extra.get("dbt_vars", {}).get("lagesbild_trailing_weeks", LAGESBILD_TRAILING_WEEKS))
+
+
+def _lagesbild_checks(settings: Settings, candidate: Path, run_id: str) -> list[GateCheck]:
+    """The lägesbild's checkpoint (GX suite) and its independent disclosure check."""
+    from samverkan.disclosure import check_lagesbild
+    from samverkan.quality import validate_lagesbild
+
+    p = settings.paths
+    with _VALIDATION_LOCK:
+        gx = validate_lagesbild(candidate, p, run_id)
+    disclosure = check_lagesbild(candidate, min_cell=MIN_CELL,
+                                 trailing_weeks=lagesbild_trailing_weeks(settings))
+    return [
+        GateCheck("lagesbild_checkpoint", gx.success, ", ".join(gx.failed_checks) or "ok",
+                  gx.report_path),
+        GateCheck("lagesbild_disclosure_control", disclosure.ok, _disclosure_detail(disclosure)),
+    ]
 
 
 def publish(settings: Settings, version: str, ref: dt.date, extract_results: list[ExtractResult],
@@ -208,7 +259,7 @@ def publish(settings: Settings, version: str, ref: dt.date, extract_results: lis
     """The publication gate, then an atomic switch of published/current."""
     from samverkan.disclosure import check_primary_suppression
     from samverkan.quality import validate_indicators
-    from samverkan.report import render_report
+    from samverkan.report import render_report, write_indicator_workbook
 
     p = settings.paths.ensure()
     failed_batches = [f"{b.source}:{b.batch_id}" for r in extract_results for b in r.batches
@@ -233,8 +284,8 @@ def publish(settings: Settings, version: str, ref: dt.date, extract_results: lis
     checks.append(GateCheck("indicator_checkpoint", gx.success,
                             ", ".join(gx.failed_checks) or "ok", gx.report_path))
     disclosure = check_primary_suppression(staging / "indicators.csv", min_cell=MIN_CELL)
-    checks.append(GateCheck("disclosure_control", disclosure.ok,
-                            "ok" if disclosure.ok else f"{len(disclosure.problems)} cells at risk"))
+    checks.append(GateCheck("disclosure_control", disclosure.ok, _disclosure_detail(disclosure)))
+    checks.extend(_lagesbild_checks(settings, staging / "lagesbild.parquet", version))
     manifest_extra = {
         "reference_date": ref.isoformat(),
         "extract_batches": _loaded_batches(settings),
@@ -243,13 +294,150 @@ def publish(settings: Settings, version: str, ref: dt.date, extract_results: lis
         "excluded_from_indicators": _identity_exclusions(settings),
         "min_cell": MIN_CELL,
     }
-    html = ""
     if all(c.success for c in checks):
-        html = render_report(staging / "indicators.parquet", version=version, reference_date=ref,
-                             catalogue=indicator_catalogue(), manifest=manifest_extra,
-                             min_cell=MIN_CELL)
+        catalogue = indicator_catalogue()
+        html_report = render_report(
+            staging / "indicators.parquet", lagesbild_parquet=staging / "lagesbild.parquet",
+            version=version, reference_date=ref, catalogue=catalogue, manifest=manifest_extra,
+            min_cell=MIN_CELL)
+        (staging / "report.html").write_text(html_report, encoding="utf-8")
+        write_indicator_workbook(staging / "indicators.parquet", catalogue, staging / "indicators.xlsx",
+                                 min_cell=MIN_CELL)
+        checks.append(_analyst_access(settings, staging, version, ref))
     gate = _write_gate_report(settings, version, checks)
-    result = publish_candidate(p, version, staging, checks, manifest_extra, html)
-    if not result.published:
+    result = publish_candidate(indicator_publication(p), version, staging, checks, manifest_extra)
+    if result.published:
+        prune_snapshots(p)
+    else:
         log.warning("publication blocked: see %s", gate)
+    return result
+
+
+def _analyst_access(settings: Settings, staging: Path, version: str, ref: dt.date) -> GateCheck:
+    """The analysts' read-only snapshot of the analytics warehouse and the dbt docs, written
+    into the candidate: every publication carries both, or it is not published."""
+    from samverkan.transform import DEFAULT_TARGET_PATH, dbt_docs_generate
+
+    try:
+        write_analytics_snapshot(settings.paths, staging)
+    except duckdb.Error as exc:
+        return GateCheck("analyst_access", False, f"analytics snapshot failed ({type(exc).__name__})")
+    docs = dbt_docs_generate(settings.paths, dbt_vars(settings, version, ref), static=True)
+    if not docs.success:
+        return GateCheck("analyst_access", False, "dbt docs generate failed: " + docs.summary())
+    copy_dbt_docs(DEFAULT_TARGET_PATH, staging)
+    return GateCheck("analyst_access", True,
+                     f"{ANALYTICS_SNAPSHOT} (read-only snapshot) and {DBT_DOCS_DIR}/index.html written")
+
+
+# --------------------------------------------------------------------------------------------
+# The weekly lägesbild: built from what the nightly pipeline built and published
+# --------------------------------------------------------------------------------------------
+
+# Only the lägesbild models (and their tests) are built: they read the facts and the
+# published indicator table the nightly pipeline has built.
+LAGESBILD_SELECTION = ("--select", "path:models/marts/lagesbild")
+
+
+def lagesbild_reference_date(settings: Settings, override: str | None = None) -> dt.date:
+    """The lägesbild's reference date: the override, else the reference date of the current
+    indicator publication (the data the warehouse holds), else the configured date/today."""
+    if override:
+        return dt.date.fromisoformat(override)
+    manifest = current_manifest(indicator_publication(settings.paths))
+    if manifest and manifest.get("reference_date"):
+        return dt.date.fromisoformat(manifest["reference_date"])
+    return reference_date(settings)
+
+
+def transform_lagesbild(settings: Settings, version: str, ref: dt.date) -> Any:
+    """dbt build of the lägesbild models only (not a rebuild of the warehouse)."""
+    from samverkan.transform import dbt_build
+
+    settings.paths.ensure()
+    return dbt_build(settings.paths, dbt_vars(settings, version, ref), extra_args=LAGESBILD_SELECTION)
+
+
+def _warehouse_indicator_versions(settings: Settings) -> list[str]:
+    conn = duckdb.connect(str(settings.paths.analytics_db), read_only=True)
+    try:
+        rows = conn.execute(
+            "select distinct data_version from marts.published_indicators order by 1").fetchall()
+    except duckdb.Error:
+        return []
+    finally:
+        conn.close()
+    return [r[0] for r in rows]
+
+
+def _candidate_week(candidate: Path) -> dict[str, str]:
+    conn = duckdb.connect()
+    try:
+        row = conn.execute(
+            "select min(iso_week), min(week_start), max(week_end) from read_parquet(?)",
+            [str(candidate)]).fetchone()
+    finally:
+        conn.close()
+    iso_week, start, end = row
+    if iso_week is None:
+        return {}
+    return {"iso_week": iso_week, "week_start": start.isoformat(), "week_end": end.isoformat()}
+
+
+def _indicator_basis_check(settings: Settings, week: dict[str, str]) -> tuple[GateCheck, str | None]:
+    """The lägesbild reads the facts and the indicator table in the warehouse: they must be
+    the ones of the current indicator publication (built by a run that passed the gate), and
+    that run's reference date must cover the whole week."""
+    manifest = current_manifest(indicator_publication(settings.paths))
+    if manifest is None:
+        return GateCheck("indicator_basis", False, "no indicator publication yet"), None
+    version = manifest["version"]
+    built = _warehouse_indicator_versions(settings)
+    if built != [version]:
+        return GateCheck("indicator_basis", False,
+                         f"the warehouse's indicators ({', '.join(built) or 'none'}) are not those "
+                         f"of the current publication {version}"), version
+    basis_date = manifest.get("reference_date")
+    if not week or not basis_date or week["week_end"] > basis_date:
+        return GateCheck("indicator_basis", False,
+                         f"week {week.get('iso_week', '?')} is not covered by the data of publication "
+                         f"{version} (reference date {basis_date})"), version
+    return GateCheck("indicator_basis", True,
+                     f"publication {version}, reference date {basis_date}"), version
+
+
+def publish_lagesbild(settings: Settings, version: str, ref: dt.date, dbt_success: bool,
+                      dbt_detail: str = "") -> PublicationResult:
+    """The lägesbild's gate (dbt build of its models, its basis, its checkpoint and disclosure
+    check), then an atomic switch of published/lagesbild/current."""
+    from samverkan.report import render_lagesbild
+
+    p = settings.paths.ensure()
+    checks = [GateCheck("dbt_build", dbt_success, dbt_detail or ("ok" if dbt_success else "failed"))]
+    if not dbt_success:
+        gate = _write_gate_report(settings, version, checks, "lagesbild-gate", LAGESBILD_GATE_TITLE)
+        log.warning("lägesbild blocked before export: dbt_build (report %s)", gate)
+        return PublicationResult(version, False, None, checks)
+    target = lagesbild_publication(p)
+    staging = export_lagesbild_candidate(p, version)
+    candidate = staging / "lagesbild.parquet"
+    week = _candidate_week(candidate)
+    basis, basis_version = _indicator_basis_check(settings, week)
+    checks.append(basis)
+    checks.extend(_lagesbild_checks(settings, candidate, f"lagesbild-{version}"))
+    manifest_extra = {
+        "reference_date": ref.isoformat(),
+        "week": week,
+        "indicator_version": basis_version,
+        "min_cell": MIN_CELL,
+        "trailing_weeks": lagesbild_trailing_weeks(settings),
+    }
+    if all(c.success for c in checks):
+        html_page = render_lagesbild(candidate, version=version, reference_date=ref,
+                                     catalogue=indicator_catalogue(), min_cell=MIN_CELL)
+        (staging / "lagesbild.html").write_text(html_page, encoding="utf-8")
+    gate = _write_gate_report(settings, version, checks, "lagesbild-gate", LAGESBILD_GATE_TITLE)
+    result = publish_candidate(target, version, staging, checks, manifest_extra)
+    if not result.published:
+        log.warning("lägesbild blocked: see %s", gate)
     return result

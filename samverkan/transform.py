@@ -163,10 +163,11 @@ def dbt_parse(paths: Paths | None = None, target_path: Path | None = None) -> Db
 
 
 def dbt_docs_generate(paths: Paths, vars: Mapping[str, Any] | None = None,
-                      target_path: Path | None = None) -> DbtOutcome:
-    """``dbt docs generate`` (manifest and catalog in the target directory)."""
+                      target_path: Path | None = None, static: bool = False) -> DbtOutcome:
+    """``dbt docs generate`` (manifest and catalog in the target directory; with ``static``
+    also ``static_index.html``, one page that works without a server)."""
     ensure_raw_schema(paths)
-    return run_dbt(["docs", "generate"], paths, vars, target_path)
+    return run_dbt(["docs", "generate", *(["--static"] if static else [])], paths, vars, target_path)
 
 
 # ---------------------------------------------------------------------------------------------

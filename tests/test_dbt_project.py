@@ -2,8 +2,11 @@
 unit tests) -> concrete indicator cells computed by hand from dbt_project/INDICATOR_RULES.md,
 plus the privacy properties of the analytics warehouse, the target directory and the logs.
 
-Reference date R = 2025-03-20; published months April 2024 .. March 2025.
-Areas: SKH = Skärholmen, EAV = Enskede-Årsta-Vantör, SOD = Södermalm; city = 0180.
+Reference date R = 2025-03-20; report window 2024-04-01 .. R: months April 2024 .. March 2025,
+the ISO weeks from 2024-04-01, the terms vt 2024 .. vt 2025, the years 2024 and 2025.
+Areas: SKH = Skärholmen, EAV = Enskede-Årsta-Vantör, SOD = Södermalm; city = 0180. SSPF areas:
+SKH-BS (Bredäng/Sätra; the school unit 29384011, municipal), SKH-SV (Skärholmen/Vårberg), EAV-RA
+(Rågsved; the school unit 29384031, independent), EAV-OB (Östberga).
 """
 
 from __future__ import annotations
@@ -11,7 +14,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import json
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -24,10 +29,12 @@ from samverkan.config import DBT_PROJECT_DIR, Paths
 from samverkan.transform import (
     DEFAULT_TARGET_PATH,
     dbt_build,
+    dbt_docs_generate,
     dbt_env,
     dbt_log_dir,
     dbt_parse,
     ensure_raw_schema,
+    run_dbt,
 )
 
 TEST_KEY = "samverkan-test-key-7f3a9c1e5b2d8046aa17c3e9"
@@ -89,9 +96,10 @@ K14C, K16C, K20C = pnr("20140404", "985"), pnr("20140505", "986"), pnr("20140606
 K15C, K17C, K18C = pnr("20140707", "988"), pnr("20140808", "989"), pnr("20140909", "981")
 K19C, PROT_CHILD = pnr("20150101", "982"), pnr("20150202", "983")
 INVALID_CHILD = invalid(pnr("20150303", "984"))
+Y1 = pnr("20121224", "985")    # attends lessons without a GR enrolment; has an SST
 ALL_VALID = [P1, ADULT, P2, P3, P4, P5, P6, P7, P8, P9, P10, X1, X3, X4, X5, X6, Q1, Q2, C1,
              C2, C3, C4, C5, C6, C7, C8, C9, C11, K11C, K12C, K13C, K14C, K16C, K20C, K15C,
-             K17C, K18C, K19C, PROT_CHILD]
+             K17C, K18C, K19C, PROT_CHILD, Y1]
 ALL_NUMBERS = ALL_VALID + [X2_INVALID, INVALID_CHILD]
 
 
@@ -146,6 +154,7 @@ def _insert_fixture(conn: duckdb.DuckDBPyConnection) -> None:
         ("pp-x5", X5, "Ingen", [("su-skh", "GY", 1, dt.date(2024, 8, 15), None)]),
         ("pp-q1", Q1, "Ingen", eav),
         ("pp-q2", Q2, "Ingen", eav),
+        ("pp-y1", Y1, "Ingen", []),
     ]
     m1 = ts("2024-08-20T10:00:00")
     person_rows, enrolment_rows = [], []
@@ -169,6 +178,7 @@ def _insert_fixture(conn: duckdb.DuckDBPyConnection) -> None:
         "LDEL": ("2025-02-15T07:00:00", "2025-02-15T12:00:00"),      # deleted event
         "LMAR": ("2025-03-10T07:00:00", "2025-03-10T12:00:00"),      # 300 min
         "LAFTER": ("2025-03-25T07:00:00", "2025-03-25T12:00:00"),    # after R
+        "LNOV": ("2024-11-12T07:00:00", "2024-11-12T12:00:00"),      # 300 min, before two SSTs
     }
     insert("raw_ss12000.calendar_events", [
         ("ss-1", eid, "act-1", ts(start), ts(end), m2) for eid, (start, end) in events.items()
@@ -207,6 +217,10 @@ def _insert_fixture(conn: duckdb.DuckDBPyConnection) -> None:
     record("pp-x4", "L2", 240, 0)                     # 240 < 300 offered: not assessed
     record("pp-q1", "L1", 100, 0)
     record("pp-q2", "L1", 0, 0)
+    # not enrolled in GR (no school indicator), but in the windows of their SSTs (sst_effekt)
+    record("pp-y1", "LNOV", 150, 0)                   # before: 0.5
+    record("pp-y1", "L1", 0, 0)                       # after: 0.0, improved
+    record("pp-x5", "LNOV", 300, 0)                   # before: 1.0; after (L1 above): 1.0
     insert("raw_ss12000.attendances", att)
     insert("raw_ss12000.deleted_entities", [
         ("ss-2", "attendances", "a-p6-del"),
@@ -230,6 +244,7 @@ def _insert_fixture(conn: duckdb.DuckDBPyConnection) -> None:
         (22, fmt(C11, "12"), False), (23, fmt(P3, "dash12"), False),
         (30, fmt(ADULT, "plus10"), False), (31, fmt(PROT_CHILD, "12"), True),
         (32, fmt(INVALID_CHILD, "dash12"), False), (33, None, False),
+        (24, fmt(Y1, "12"), False), (26, fmt(X5, "dash12"), False),
     ]
     insert("raw_case_system.klient", [("cs-1", k, p, s, t1) for k, p, s in clients])
 
@@ -258,7 +273,10 @@ def _insert_fixture(conn: duckdb.DuckDBPyConnection) -> None:
         (126, 20, d(2025, 1, 17), "Anmälan", "Södermalm", d(2025, 1, 31)),
         (127, 33, d(2025, 1, 18), "Anmälan", "Skärholmen", None),           # missing number
     ]
-    rows = [("cs-1", i, k, day, typ, "Skola", None, fb, None, sd, t1)
+    reporter = {113: " Polis ", 120: "", 126: None}   # trimmed; blank and missing: 'Okänd'
+    decision = {110: "Inte inleda utredning", 111: "Inleda utredning",
+                114: "Inleda utredning"}               # 114 decided after R: not yet decided
+    rows = [("cs-1", i, k, day, typ, reporter.get(i, "Skola"), None, fb, decision.get(i), sd, t1)
             for i, k, day, typ, sd, fb in matters]
     # a correction: first delivered as 'Övrigt' in December, corrected to an Anmälan in January
     rows.append(("cs-1", 115, 14, d(2024, 12, 30), "Övrigt", "Skola", None, None, None,
@@ -268,11 +286,22 @@ def _insert_fixture(conn: duckdb.DuckDBPyConnection) -> None:
     insert("raw_case_system.aktualisering", rows)
     insert("raw_case_system.utredning", [
         ("cs-1", 200, 21, None, d(2023, 1, 1), d(2024, 3, 15), "Ingen insats", t1),
+        ("cs-1", 201, 14, 115, d(2024, 10, 31), d(2025, 2, 28), "Ingen insats", t1),  # in time
+        ("cs-1", 202, 13, 113, d(2024, 10, 31), d(2025, 3, 1), "Ingen insats", t1),   # late
+        ("cs-1", 203, 30, None, d(2024, 11, 1), d(2025, 2, 10), "Ingen insats", t1),  # adult
+        ("cs-1", 204, 12, 112, d(2025, 1, 1), d(2025, 3, 25), "Ingen insats", t1),    # after R
     ])
     insert("raw_case_system.insats", [
         ("cs-1", 300, 22, "KP", d(2023, 6, 1), d(2024, 2, 28), None, "Mål uppnått", t1),
         ("cs-1", 301, 23, "SST", d(2025, 2, 1), None, None, None, t1),
         ("cs-1", 302, 22, "SIG", d(2025, 3, 25), None, None, None, t1),     # starts after R
+        ("cs-1", 303, 2, "PLAC_FH", d(2024, 6, 1), None, d(2025, 5, 1), None, t1),
+        ("cs-1", 304, 6, "PLAC_HVB", d(2024, 1, 1), d(2025, 3, 5), None,
+         "Återförening med vårdnadshavare", t1),
+        ("cs-1", 305, 21, "SIG", d(2024, 8, 20), None, None, None, t1),     # F 2025-02-20
+        ("cs-1", 306, 30, "SIG", d(2024, 9, 1), None, None, None, t1),      # F 2025-03-01
+        ("cs-1", 307, 24, "SST", d(2024, 12, 2), d(2024, 12, 20), None, "Mål uppnått", t1),
+        ("cs-1", 308, 26, "SST", d(2024, 12, 2), d(2024, 12, 20), None, "Mål uppnått", t1),
     ])
     insert("raw_case_system.gallring", [
         ("cs-2", "aktualisering", 121, t2),
@@ -302,10 +331,15 @@ def _insert_fixture(conn: duckdb.DuckDBPyConnection) -> None:
         ("5000-K16-24", d(2024, 12, 1), "Rågsved", fmt(P4, "12"), "Misstänkt", "Aktiv", s2),
         ("5000-K17-24", d(2024, 8, 8), "Rågsved", fmt(C9, "12"), "Målsägande", "Aktiv", s1),
         ("5000-K18-24", d(2024, 9, 9), "Rågsved", fmt(C11, "12"), "Misstänkt", "Aktiv", s1),
+        ("5000-K19-25", d(2025, 2, 5), "Rågsved", fmt(P6, "12"), "Misstänkt", "Aktiv", s2),
+        ("5000-K20-25", d(2025, 2, 12), "Rågsved", fmt(P3, "12"), "Misstänkt", "Aktiv", s2),
     ]
+    # offence codes: 0301 (våld) unless listed; matched trimmed; 9999 is not in ref_brottskoder
+    codes = {"5000-K2-24": " 0981", "5000-K11-24": "9999"}
     insert("raw_police.events", [
         ("po-2" if changed == s2 else "po-1", f"polis_{changed:%Y%m%d}.csv", i + 2, dn, bd,
-         bd, "0301", "Misshandel utomhus", "Stockholm", sd, p, roll, None, status, changed)
+         bd, codes.get(dn, "0301"), "Misshandel utomhus", "Stockholm", sd, p, roll, None, status,
+         changed)
         for i, (dn, bd, sd, p, roll, status, changed) in enumerate(police)
     ])
 
@@ -338,16 +372,45 @@ def analytics(built):
     conn.close()
 
 
-def cells(conn: duckdb.DuckDBPyConnection, table: str, indicator: str | None = None) -> dict:
-    where = f"where indicator_id = '{indicator}'" if indicator else ""
+def cells(conn: duckdb.DuckDBPyConnection, table: str, indicator: str | None = None,
+          period_type: str = "manad", levels: tuple[str, ...] = ("stad", "stadsdelsomrade"),
+          breakdowns: tuple[str, ...] = ("totalt",)) -> dict:
+    """The cells of one period type, some area levels and breakdowns, keyed by (period,
+    area_code, breakdown_value); the period is 'YYYY-MM' for months, else its first day."""
+    period = "'%Y-%m'" if period_type == "manad" else "'%Y-%m-%d'"
+    extra = ", suppressed" if table == "published_indicators" else ""
     rows = conn.execute(
-        f"select strftime(period_start, '%Y-%m'), area_code, breakdown_value, numerator,"
-        f" denominator, value, suppressed from marts.{table} {where}"
-    ).fetchall() if table == "published_indicators" else conn.execute(
-        f"select strftime(period_start, '%Y-%m'), area_code, breakdown_value, numerator,"
-        f" denominator, value from marts.{table} {where}"
+        f"select strftime(period_start, {period}), area_code, breakdown_value, numerator,"
+        f" denominator, value{extra} from marts.{table}"
+        " where period_type = ? and list_contains(?, area_level) and list_contains(?, breakdown)"
+        + (" and indicator_id = ?" if indicator else ""),
+        [period_type, list(levels), list(breakdowns), *([indicator] if indicator else [])],
     ).fetchall()
     return {(r[0], r[1], r[2]): tuple(r[3:]) for r in rows}
+
+
+def cell(conn: duckdb.DuckDBPyConnection, indicator: str, period_type: str, period_start: str,
+         area_code: str, breakdown: str = "totalt", breakdown_value: str = "totalt",
+         columns: str = "numerator, denominator, value", table: str = "indicators") -> tuple | None:
+    """One cell of marts.indicators (or an ind_* table); None when it does not exist."""
+    found = conn.execute(
+        f"select {columns} from marts.{table} where indicator_id = ? and period_type = ?"
+        " and period_start = ?::date and area_code = ? and breakdown = ? and breakdown_value = ?",
+        [indicator, period_type, period_start, area_code, breakdown, breakdown_value],
+    ).fetchall()
+    assert len(found) <= 1
+    return found[0] if found else None
+
+
+def copy_of_warehouse(paths: Paths, home: Path, monkeypatch: pytest.MonkeyPatch) -> Paths:
+    """The built warehouse files in another home (the module's read-only connection to the
+    analytics file stays open; DuckDB cannot attach a file this process has open that way)."""
+    other = Paths(home).ensure()
+    shutil.copy(paths.restricted_db, other.restricted_db)
+    shutil.copy(paths.analytics_db, other.analytics_db)
+    monkeypatch.setenv("SAMVERKAN_HOME", str(home))
+    monkeypatch.setenv("SAMVERKAN_PSEUDONYM_KEY", TEST_KEY)
+    return other
 
 
 def andel(num: int, den: int) -> tuple:
@@ -396,12 +459,37 @@ def test_no_connection_left_open(built) -> None:
     assert done.returncode == 0, done.stderr[-500:]
 
 
+def test_every_indicator_of_the_catalogue_is_built(analytics) -> None:
+    rows = dict(analytics.execute(
+        "select indicator_id, list(distinct period_type order by period_type)"
+        " from marts.indicators group by 1").fetchall())
+    assert set(rows) == {
+        "hog_franvaro", "mycket_hog_franvaro", "ogiltig_franvaro_andel", "rapporteringsgrad",
+        "orosanmalningar", "forhandsbedomning_14_dagar", "anmalan_till_utredning",
+        "utredning_4_manader", "placerade_aterforening", "unga_misstankta",
+        "unga_misstankta_upprepat", "unga_brottsoffer", "hog_franvaro_med_orosanmalan",
+        "hog_franvaro_med_misstanke", "misstankta_med_hog_franvaro", "kanda_av_flera",
+        "sst_effekt", "sig_effekt"}
+    assert all(types == ["ar", "manad", "termin", "vecka"] for types in rows.values()), rows
+    periods = analytics.execute(
+        "select period_type, min(period_start), max(period_start) from marts.indicators"
+        " group by 1").fetchall()
+    d = dt.date
+    # the report window is [2024-04-01, R]: every period overlapping it, the running one too
+    assert {p[0]: (p[1], p[2]) for p in periods} == {
+        "vecka": (d(2024, 4, 29), d(2025, 3, 17)),    # first and last week with any cell
+        "manad": (d(2024, 5, 1), d(2025, 3, 1)),
+        "termin": (d(2024, 1, 1), d(2025, 1, 1)),
+        "ar": (d(2024, 1, 1), d(2025, 1, 1)),
+    }
+
+
 def test_hog_franvaro(analytics) -> None:
     # February: SKH pupils P1-P5 high (P2 via the local-date lesson, P4 via the correction,
     # P5 exactly at 0.15), P6-P10 not (P6's deleted record, P7's deleted lesson and P10's
     # unreported record do not count); protected, invalid, case-protected, deleted, GY and
     # under-300-minutes pupils are out. March: P1 0/300 (the lesson after R is ignored).
-    assert cells(analytics, "ind_hog_franvaro") == {
+    assert cells(analytics, "indicators", "hog_franvaro") == {
         ("2025-02", CITY, "totalt"): andel(6, 12),
         ("2025-02", "SKH", "totalt"): andel(5, 10),
         ("2025-02", "EAV", "totalt"): andel(1, 2),
@@ -410,8 +498,74 @@ def test_hog_franvaro(analytics) -> None:
     }
 
 
+def test_hog_franvaro_by_week_term_and_year(analytics) -> None:
+    # ISO week 2025-02-10: L1-L3; P2 has only L2 (240 minutes: not assessed that week; its
+    # 60-minute lesson on Saturday 1 February belongs to the week before). P3's enrolment on
+    # the week's last day is at the Skärholmen school.
+    assert cells(analytics, "indicators", "hog_franvaro", "vecka") == {
+        ("2025-02-10", CITY, "totalt"): andel(5, 11),
+        ("2025-02-10", "SKH", "totalt"): andel(4, 9),
+        ("2025-02-10", "EAV", "totalt"): andel(1, 2),
+        ("2025-03-10", CITY, "totalt"): andel(0, 1),
+        ("2025-03-10", "SKH", "totalt"): andel(0, 1),
+    }
+    # vt 2025 and the year 2025 hold February and March: P1 60 of 600 minutes is no longer
+    # high; P2 (60 of 300) is
+    for period_type in ("termin", "ar"):
+        assert cells(analytics, "indicators", "hog_franvaro", period_type) == {
+            ("2025-01-01", CITY, "totalt"): andel(5, 12),
+            ("2025-01-01", "SKH", "totalt"): andel(4, 10),
+            ("2025-01-01", "EAV", "totalt"): andel(1, 2),
+        }
+
+
+def test_school_areas_and_breakdowns(analytics) -> None:
+    feb = "2025-02-01"
+    # SSPF area and school unit of the enrolment (29384011 -> SKH-BS, 29384031 -> EAV-RA)
+    assert cell(analytics, "hog_franvaro", "manad", feb, "SKH-BS") == andel(5, 10)
+    assert cell(analytics, "hog_franvaro", "manad", feb, "EAV-RA") == andel(1, 2)
+    assert cell(analytics, "hog_franvaro", "manad", feb, "29384011",
+                columns="area_level, area_name, numerator, denominator") == (
+        "skolenhet", "Skola Skärholmen", 5, 10)
+    assert cell(analytics, "hog_franvaro", "manad", feb, "29384031") == andel(1, 2)
+    # huvudman: the Skärholmen school is municipal, the Rågsved school independent
+    assert cell(analytics, "hog_franvaro", "manad", feb, CITY, "huvudman", "kommunal") == andel(5, 10)
+    assert cell(analytics, "hog_franvaro", "manad", feb, CITY, "huvudman", "fristående") == andel(1, 2)
+    assert cell(analytics, "hog_franvaro", "manad", feb, "EAV", "huvudman", "kommunal") is None
+    # arskurs: P3 is in year 7, everyone else in year 6; crossed with the areas
+    assert cell(analytics, "hog_franvaro", "manad", feb, CITY, "arskurs", "6") == andel(5, 11)
+    assert cell(analytics, "hog_franvaro", "manad", feb, CITY, "arskurs", "7") == andel(1, 1)
+    assert cell(analytics, "hog_franvaro", "manad", feb, "SKH", "arskurs", "6") == andel(4, 9)
+    assert cell(analytics, "hog_franvaro", "manad", feb, "29384011", "arskurs", "7") == andel(1, 1)
+    # no skolenhet rows for indicators that are not school indicators
+    assert analytics.execute(
+        "select count(*) from marts.indicators where area_level = 'skolenhet' and indicator_id"
+        " not in ('hog_franvaro', 'mycket_hog_franvaro', 'ogiltig_franvaro_andel',"
+        " 'rapporteringsgrad')").fetchone() == (0,)
+
+
+def test_other_school_indicators(analytics) -> None:
+    feb = "2025-02-01"
+    assert cell(analytics, "mycket_hog_franvaro", "manad", feb, CITY) == andel(0, 12)
+    # invalid minutes of the enrolled pupils (P1 30 and P4 30 after the correction) over
+    # their offered minutes (12 x 300 + X4's 240); contributors: pupils with offered minutes
+    columns = "numerator, denominator, value, contributors"
+    assert cell(analytics, "ogiltig_franvaro_andel", "manad", feb, CITY, columns=columns) == (
+        60, 3840, 60 / 3840, 13)
+    assert cell(analytics, "ogiltig_franvaro_andel", "manad", feb, "EAV", columns=columns) == (
+        0, 600, 0.0, 2)
+    # records of the enrolled pupils: P10's unreported L3 is scheduled, not reported; P6's
+    # deleted record and P7's record of a deleted lesson do not exist
+    assert cell(analytics, "rapporteringsgrad", "manad", feb, CITY, columns=columns) == (
+        14, 15, 14 / 15, 13)
+    assert cell(analytics, "rapporteringsgrad", "manad", feb, "29384031", columns=columns) == (
+        2, 2, 1.0, 2)
+    assert cell(analytics, "hog_franvaro", "manad", feb, CITY,
+                columns="contributors") == (None,)
+
+
 def test_orosanmalningar(analytics) -> None:
-    assert cells(analytics, "ind_orosanmalningar") == {
+    assert cells(analytics, "indicators", "orosanmalningar") == {
         ("2024-06", CITY, "totalt"): antal(1), ("2024-06", "EAV", "totalt"): antal(1),
         ("2024-10", CITY, "totalt"): antal(1), ("2024-10", "EAV", "totalt"): antal(1),
         # 110-115 (115 corrected into January), 120 (blank district), 126 (Södermalm)
@@ -422,8 +576,27 @@ def test_orosanmalningar(analytics) -> None:
     }
 
 
+def test_reports_by_anmalare_and_sspf_area(analytics) -> None:
+    # January: 113 ' Polis ' (trimmed), 120 blank and 126 missing ('Okänd'), the rest Skola
+    assert cells(analytics, "indicators", "orosanmalningar", levels=("stad", "sspf_omrade"),
+                 breakdowns=("anmalare",)) == {
+        ("2024-06", CITY, "Skola"): antal(1), ("2024-06", "EAV-RA", "Skola"): antal(1),
+        ("2024-10", CITY, "Skola"): antal(1), ("2024-10", "EAV-OB", "Skola"): antal(1),
+        ("2025-01", CITY, "Skola"): antal(5), ("2025-01", CITY, "Polis"): antal(1),
+        ("2025-01", CITY, "Okänd"): antal(2),
+        ("2025-01", "SKH-SV", "Skola"): antal(4), ("2025-01", "SKH-BS", "Skola"): antal(1),
+        ("2025-01", "SKH-BS", "Polis"): antal(1),
+        ("2025-02", CITY, "Skola"): antal(1), ("2025-02", "SKH-SV", "Skola"): antal(1),
+        ("2025-03", CITY, "Skola"): antal(3), ("2025-03", "SKH-SV", "Skola"): antal(2),
+        ("2025-03", "SKH-BS", "Skola"): antal(1),
+    }
+    # Södermalm has no SSPF area: a stadsdelsområde row but no SSPF row
+    assert cell(analytics, "orosanmalningar", "manad", "2025-01-01", "SOD", "anmalare",
+                "Okänd") == antal(1)
+
+
 def test_forhandsbedomning_14_dagar(analytics) -> None:
-    assert cells(analytics, "ind_forhandsbedomning_14_dagar") == {
+    assert cells(analytics, "indicators", "forhandsbedomning_14_dagar") == {
         ("2024-06", CITY, "totalt"): andel(1, 1), ("2024-06", "EAV", "totalt"): andel(1, 1),
         ("2024-10", CITY, "totalt"): andel(0, 1), ("2024-10", "EAV", "totalt"): andel(0, 1),
         # day 14 in time, day 15 late, pending late, decided after R late
@@ -433,39 +606,151 @@ def test_forhandsbedomning_14_dagar(analytics) -> None:
         # 102 (day 15) and 124 (pending, due 19 March) late; 125 (due on R) not yet due
         ("2025-03", CITY, "totalt"): andel(0, 2), ("2025-03", "SKH", "totalt"): andel(0, 2),
     }
+    # by reporter: the Polis report 113 was decided in 2 days, the Okänd ones (120: day 14;
+    # 126: day 14) in time
+    assert cell(analytics, "forhandsbedomning_14_dagar", "manad", "2025-01-01", CITY,
+                "anmalare", "Okänd") == andel(2, 2)
+    assert cell(analytics, "forhandsbedomning_14_dagar", "manad", "2025-01-01", CITY,
+                "anmalare", "Skola") == andel(2, 5)
+
+
+def test_anmalan_till_utredning(analytics) -> None:
+    # January: 110 'Inte inleda utredning', 111 and 115 'Inleda utredning'; 114's decision is
+    # dated after R (not decided yet); the others have no beslut
+    assert cells(analytics, "indicators", "anmalan_till_utredning",
+                 levels=("stad", "stadsdelsomrade", "sspf_omrade")) == {
+        ("2025-01", CITY, "totalt"): andel(2, 3), ("2025-01", "SKH", "totalt"): andel(2, 3),
+        ("2025-01", "SKH-SV", "totalt"): andel(2, 3),
+    }
+
+
+def test_utredning_4_manader(analytics) -> None:
+    # 201 (2024-10-31 -> 2025-02-28, deadline 2025-02-28) in time, area of aktualisering 115
+    # (Skärholmen); 202 (-> 2025-03-01) late, area of 113 (' Bredäng ', trimmed); 203 is
+    # about an adult, 204 closes after R; 200 (2023-01-01 -> 2024-03-15, no aktualisering)
+    # counts in the city row of vt 2024 and 2024 only (March 2024 is not published)
+    levels = ("stad", "stadsdelsomrade", "sspf_omrade")
+    assert cells(analytics, "indicators", "utredning_4_manader", levels=levels) == {
+        ("2025-02", CITY, "totalt"): andel(1, 1), ("2025-02", "SKH", "totalt"): andel(1, 1),
+        ("2025-02", "SKH-SV", "totalt"): andel(1, 1),
+        ("2025-03", CITY, "totalt"): andel(0, 1), ("2025-03", "SKH", "totalt"): andel(0, 1),
+        ("2025-03", "SKH-BS", "totalt"): andel(0, 1),
+    }
+    assert cells(analytics, "indicators", "utredning_4_manader", "ar", levels=levels) == {
+        ("2024-01-01", CITY, "totalt"): andel(0, 1),
+        ("2025-01-01", CITY, "totalt"): andel(1, 2), ("2025-01-01", "SKH", "totalt"): andel(1, 2),
+        ("2025-01-01", "SKH-SV", "totalt"): andel(1, 1),
+        ("2025-01-01", "SKH-BS", "totalt"): andel(0, 1),
+    }
+    assert cell(analytics, "utredning_4_manader", "termin", "2024-01-01", CITY) == andel(0, 1)
+
+
+def test_placerade_aterforening(analytics) -> None:
+    # P2 (SKH pupil): placement with planned return 2025-05-01, within 90 days of A from
+    # January (A = 2025-01-31 + 90 = 2025-05-01) on. Q1 (EAV pupil): reunited 2025-03-05.
+    levels = ("stad", "stadsdelsomrade", "sspf_omrade")
+    assert cells(analytics, "indicators", "placerade_aterforening", levels=levels) == {
+        ("2025-01", CITY, "totalt"): antal(1), ("2025-01", "SKH", "totalt"): antal(1),
+        ("2025-01", "SKH-BS", "totalt"): antal(1),
+        ("2025-02", CITY, "totalt"): antal(1), ("2025-02", "SKH", "totalt"): antal(1),
+        ("2025-02", "SKH-BS", "totalt"): antal(1),
+        ("2025-03", CITY, "totalt"): antal(2), ("2025-03", "SKH", "totalt"): antal(1),
+        ("2025-03", "SKH-BS", "totalt"): antal(1), ("2025-03", "EAV", "totalt"): antal(1),
+        ("2025-03", "EAV-RA", "totalt"): antal(1),
+    }
+    # the week 2025-03-03 - 2025-03-09: A = 9 March; Q1 reunited within it
+    assert cell(analytics, "placerade_aterforening", "vecka", "2025-03-03", CITY) == antal(2)
 
 
 def test_unga_misstankta(analytics) -> None:
     # November: C1 (twice), C2 (two areas), C4 (corrected from October), C6 (blank district)
     # and C7 (unknown district); not C3 (cancelled), C5 (victim), the adult, the invalid
     # number, the protected pupil, C8 (18 on the offence date) or the blank number.
-    assert cells(analytics, "ind_unga_misstankta") == {
+    # February 2025: the pupils P6 and P3.
+    assert cells(analytics, "indicators", "unga_misstankta") == {
         ("2024-09", CITY, "totalt"): antal(1), ("2024-09", "EAV", "totalt"): antal(1),
         ("2024-11", CITY, "totalt"): antal(5), ("2024-11", "EAV", "totalt"): antal(3),
         ("2024-11", "SKH", "totalt"): antal(1),
         ("2024-12", CITY, "totalt"): antal(1), ("2024-12", "EAV", "totalt"): antal(1),
+        ("2025-02", CITY, "totalt"): antal(2), ("2025-02", "EAV", "totalt"): antal(2),
+    }
+
+
+def test_police_by_brottskategori_and_week(analytics) -> None:
+    # November: C1 has a våld and a rån (' 0981', trimmed) offence, C6's code 9999 is not in
+    # ref_brottskoder ('okänd'); a person counts once per category
+    assert cells(analytics, "indicators", "unga_misstankta", levels=("stad", "sspf_omrade"),
+                 breakdowns=("brottskategori",)) == {
+        ("2024-09", CITY, "våld"): antal(1), ("2024-09", "EAV-RA", "våld"): antal(1),
+        ("2024-11", CITY, "våld"): antal(4), ("2024-11", CITY, "rån"): antal(1),
+        ("2024-11", CITY, "okänd"): antal(1),
+        ("2024-11", "EAV-RA", "våld"): antal(3), ("2024-11", "EAV-RA", "rån"): antal(1),
+        ("2024-11", "SKH-BS", "våld"): antal(1),
+        ("2024-12", CITY, "våld"): antal(1), ("2024-12", "EAV-RA", "våld"): antal(1),
+        ("2025-02", CITY, "våld"): antal(2), ("2025-02", "EAV-RA", "våld"): antal(2),
+    }
+    assert cell(analytics, "unga_misstankta", "vecka", "2025-02-03", CITY) == antal(1)   # P6
+    assert cell(analytics, "unga_misstankta", "vecka", "2025-02-10", CITY) == antal(1)   # P3
+    # ht 2024: C11 (September), C1, C2, C4, C6, C7 (November), P4 (December)
+    assert cell(analytics, "unga_misstankta", "termin", "2024-07-01", CITY) == antal(7)
+    # victims: P1 (May 2024, Bredäng), C9 (August 2024), C5 (November 2024)
+    assert cells(analytics, "indicators", "unga_brottsoffer") == {
+        ("2024-05", CITY, "totalt"): antal(1), ("2024-05", "SKH", "totalt"): antal(1),
+        ("2024-08", CITY, "totalt"): antal(1), ("2024-08", "EAV", "totalt"): antal(1),
+        ("2024-11", CITY, "totalt"): antal(1), ("2024-11", "EAV", "totalt"): antal(1),
+    }
+    # repeat: C1 and C2 have two incidents each in the trailing window, C4 (corrected, one
+    # incident), C6 and C7 one
+    assert cells(analytics, "indicators", "unga_misstankta_upprepat") == {
+        ("2024-09", CITY, "totalt"): andel(0, 1), ("2024-09", "EAV", "totalt"): andel(0, 1),
+        ("2024-11", CITY, "totalt"): andel(2, 5), ("2024-11", "EAV", "totalt"): andel(2, 3),
+        ("2024-11", "SKH", "totalt"): andel(1, 1),
+        ("2024-12", CITY, "totalt"): andel(0, 1), ("2024-12", "EAV", "totalt"): andel(0, 1),
+        ("2025-02", CITY, "totalt"): andel(0, 2), ("2025-02", "EAV", "totalt"): andel(0, 2),
     }
 
 
 def test_hog_franvaro_med_orosanmalan(analytics) -> None:
     # window (2024-02-28, 2025-02-28]: P2 (on the last day) and P4 in, P1 (on the excluded
     # boundary) and P3 (1 March) out; Q1 in.
-    assert cells(analytics, "ind_hog_franvaro_med_orosanmalan") == {
+    assert cells(analytics, "indicators", "hog_franvaro_med_orosanmalan") == {
         ("2025-02", CITY, "totalt"): andel(3, 6),
         ("2025-02", "SKH", "totalt"): andel(2, 5),
         ("2025-02", "EAV", "totalt"): andel(1, 1),
     }
 
 
+def test_cross_agency_suspicions(analytics) -> None:
+    # high absence in February and suspected in the trailing window: P4 (2024-12-01), P3
+    # (2025-02-12); P1 is a victim only
+    assert cells(analytics, "indicators", "hog_franvaro_med_misstanke") == {
+        ("2025-02", CITY, "totalt"): andel(2, 6),
+        ("2025-02", "SKH", "totalt"): andel(2, 5),
+        ("2025-02", "EAV", "totalt"): andel(0, 1),
+    }
+    # assessed pupils suspected in February: P3 (high), P6 (not high); in the week of
+    # 2025-02-10 only P3 (P6's offence is in the week before, when P6 had no lessons)
+    assert cells(analytics, "indicators", "misstankta_med_hog_franvaro",
+                 levels=("stad", "stadsdelsomrade", "sspf_omrade")) == {
+        ("2025-02", CITY, "totalt"): andel(1, 2), ("2025-02", "SKH", "totalt"): andel(1, 2),
+        ("2025-02", "SKH-BS", "totalt"): andel(1, 2),
+    }
+    assert cells(analytics, "indicators", "misstankta_med_hog_franvaro", "vecka") == {
+        ("2025-02-10", CITY, "totalt"): andel(1, 1), ("2025-02-10", "SKH", "totalt"): andel(1, 1),
+    }
+
+
 def test_kanda_av_flera(analytics) -> None:
     # P1: report of concern 2024-02-28 + victim 2024-05-05 (city only until enrolled in
     # August), then high absence + victim in February and March 2025. C9: investigation open
-    # until 2024-03-15 + victim 2024-08-08. C11: intervention until 2024-02-28 + suspect
-    # 2024-09-09 (gone in February 2025: the window's start is excluded; the intervention
-    # starting after R does not count). P4: report 2024-06-01 + suspect 2024-12-01 (+ school
-    # in February). C1: reports in January 2025 + suspect in November 2024. Q1, P2, P3: high
-    # absence + social services. C9 drops out in March (investigation closed before window).
-    assert cells(analytics, "ind_kanda_av_flera") == {
+    # until 2024-03-15 + victim 2024-08-08, and from March 2025 a SIG (2024-08-20) keeps C9
+    # known to social services. C11: intervention until 2024-02-28 + suspect 2024-09-09
+    # (gone in February 2025: the window's start is excluded; the intervention starting after
+    # R does not count). P4: report 2024-06-01 + suspect 2024-12-01 (+ school in February).
+    # C1: reports in January 2025 + suspect in November 2024. Q1, P2, P3: high absence +
+    # social services; P3 also suspected in February 2025 (all three agencies, like P4).
+    assert cells(analytics, "indicators", "kanda_av_flera",
+                 breakdowns=("totalt", "antal_verksamheter")) == {
         ("2024-05", CITY, "totalt"): antal(1),
         ("2024-06", CITY, "totalt"): antal(1),
         ("2024-07", CITY, "totalt"): antal(1),
@@ -477,11 +762,33 @@ def test_kanda_av_flera(analytics) -> None:
         ("2025-01", CITY, "totalt"): antal(5), ("2025-01", "SKH", "totalt"): antal(2),
         ("2025-02", CITY, "totalt"): antal(7), ("2025-02", "SKH", "totalt"): antal(4),
         ("2025-02", "EAV", "totalt"): antal(1),
-        ("2025-02", CITY, "3"): antal(1), ("2025-02", "SKH", "3"): antal(1),            # P4
-        ("2025-03", CITY, "totalt"): antal(6), ("2025-03", "SKH", "totalt"): antal(4),
+        ("2025-02", CITY, "3"): antal(2), ("2025-02", "SKH", "3"): antal(2),            # P3, P4
+        ("2025-03", CITY, "totalt"): antal(7), ("2025-03", "SKH", "totalt"): antal(4),
         ("2025-03", "EAV", "totalt"): antal(1),
-        ("2025-03", CITY, "3"): antal(1), ("2025-03", "SKH", "3"): antal(1),
+        ("2025-03", CITY, "3"): antal(2), ("2025-03", "SKH", "3"): antal(2),
     }
+    # the year 2024 (window (2023-12-31, 2024-12-31]): P1, C9, C11 and P4; C1's reports
+    # came in 2025
+    assert cell(analytics, "kanda_av_flera", "ar", "2024-01-01", CITY) == antal(4)
+
+
+def test_sst_and_sig_effekt(analytics) -> None:
+    # SSTs of Y1 and X5 (2024-12-02 - 2024-12-20; F = 2025-02-14): Y1 0.5 before, 0.0 after
+    # (improved); X5 1.0 before and after (not). Neither is enrolled in GR: city only.
+    # P3's SST has not ended.
+    levels = ("stad", "stadsdelsomrade", "sspf_omrade")
+    assert cells(analytics, "indicators", "sst_effekt", levels=levels) == {
+        ("2025-02", CITY, "totalt"): andel(1, 2),
+    }
+    assert cell(analytics, "sst_effekt", "vecka", "2025-02-10", CITY) == andel(1, 2)
+    assert cell(analytics, "sst_effekt", "ar", "2025-01-01", CITY) == andel(1, 2)
+    # SIG: C9 (from 2024-08-20, F = 2025-02-20) has no new suspicion; the adult (from
+    # 2024-09-01, F = 2025-03-01) was suspected on 2024-11-09. C11's SIG starts after R.
+    assert cells(analytics, "indicators", "sig_effekt") == {
+        ("2025-02", CITY, "totalt"): andel(1, 1),
+        ("2025-03", CITY, "totalt"): andel(0, 1),
+    }
+    assert cell(analytics, "sig_effekt", "termin", "2025-01-01", CITY) == andel(1, 2)
 
 
 def test_published_indicators_apply_primary_suppression(analytics) -> None:
@@ -499,28 +806,76 @@ def test_published_indicators_apply_primary_suppression(analytics) -> None:
     assert several[("2025-02", CITY, "totalt")] == (7, None, 7.0, None)
     fb = cells(analytics, "published_indicators", "forhandsbedomning_14_dagar")
     assert fb[("2025-01", CITY, "totalt")] == (None, None, None, "primär")  # 8 - 5 = 3
+    # minutes: 0 of 600 is no small count, but only 2 pupils are behind it (contributors)
+    invalid = cells(analytics, "published_indicators", "ogiltig_franvaro_andel")
+    assert invalid[("2025-02", "EAV", "totalt")] == (None, None, None, "primär")
 
     row = analytics.execute(
         "select indicator_name, period_type, period_end, area_level, area_name, breakdown, unit,"
-        " target, status, data_version from marts.published_indicators"
-        " where indicator_id = 'hog_franvaro' and area_code = 'SKH'"
-        " and period_start = date '2025-02-01'"
+        " data_version from marts.published_indicators"
+        " where indicator_id = 'hog_franvaro' and area_code = 'SKH' and period_type = 'manad'"
+        " and period_start = date '2025-02-01' and breakdown = 'totalt'"
     ).fetchone()
     assert row == ("Andel elever med hög frånvaro", "manad", dt.date(2025, 2, 28),
-                   "stadsdelsomrade", "Skärholmen", "totalt", "andel", None, None, "test-1")
+                   "stadsdelsomrade", "Skärholmen", "totalt", "andel", "test-1")
     total = analytics.execute("select count(*) from marts.published_indicators").fetchone()[0]
     parts = analytics.execute("select count(*) from marts.indicators").fetchone()[0]
-    assert total == parts == 62
+    assert total == parts > 500
     assert analytics.execute(
         "select count(*) from marts.published_indicators where suppressed is null"
         " and (numerator is null or value is null)").fetchone()[0] == 0
 
 
-def test_pupil_month_fact_carries_huvudman_kind(analytics) -> None:
+def test_pupil_period_fact_carries_huvudman_kind(analytics) -> None:
     kinds = dict(analytics.execute(
-        "select stadsdelsomrade_code, any_value(huvudman_kind) from marts.fct_pupil_months"
-        " where month_start = date '2025-02-01' and is_enrolled group by 1").fetchall())
+        "select stadsdelsomrade_code, any_value(huvudman_kind) from marts.fct_pupil_periods"
+        " where period_type = 'manad' and period_start = date '2025-02-01' and is_enrolled"
+        " group by 1").fetchall())
     assert kinds == {"SKH": "kommunal", "EAV": "fristående"}
+
+
+def test_threshold_var_changes_the_published_values(built, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stockholm's 20 % or any other threshold is a var: rebuilding the pupil facts and
+    hog_franvaro with high_absence_threshold 0.3 leaves only P3 and Q1 (100 of 300 minutes)
+    high, in February and in the week of 2025-02-10 (the default build: 6 of 12, 5 of 11)."""
+    other = copy_of_warehouse(built[0], tmp_path / "home", monkeypatch)
+    outcome = run_dbt(["run", "--select", "fct_pupil_periods", "ind_hog_franvaro"], other,
+                      {**VARS, "high_absence_threshold": 0.3}, target_path=tmp_path / "target")
+    assert outcome.success, outcome.failures
+    conn = duckdb.connect(str(other.analytics_db), read_only=True)
+    try:
+        assert cells(conn, "ind_hog_franvaro") == {
+            ("2025-02", CITY, "totalt"): andel(2, 12),
+            ("2025-02", "SKH", "totalt"): andel(1, 10),
+            ("2025-02", "EAV", "totalt"): andel(1, 2),
+            ("2025-03", CITY, "totalt"): andel(0, 1),
+            ("2025-03", "SKH", "totalt"): andel(0, 1),
+        }
+        assert cell(conn, "hog_franvaro", "vecka", "2025-02-10", CITY,
+                    table="ind_hog_franvaro") == andel(2, 11)
+    finally:
+        conn.close()
+
+
+def test_docs_generate(built, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    paths = copy_of_warehouse(built[0], tmp_path / "home", monkeypatch)
+    outcome = dbt_docs_generate(paths, VARS, target_path=tmp_path / "docs")
+    assert outcome.success, outcome.failures
+    catalog = json.loads((tmp_path / "docs" / "catalog.json").read_text(encoding="utf-8"))
+    manifest = json.loads((tmp_path / "docs" / "manifest.json").read_text(encoding="utf-8"))
+    built_models = {node.split(".")[-1] for node in catalog["nodes"]}
+    indicator_models = {n["name"] for n in manifest["nodes"].values()
+                        if n["resource_type"] == "model" and n["name"].startswith("ind_")}
+    assert len(indicator_models) == 18 and indicator_models <= built_models
+    for name in indicator_models:
+        node = manifest["nodes"][f"model.samverkan.{name}"]
+        meta = node["config"]["meta"]
+        assert set(meta) >= {"indicator_id", "indicator_name", "unit", "definition", "group",
+                             "sources"}, name
+        assert meta["group"] in {"Skola", "Socialtjänst", "Polis", "Samverkan"}
+        assert all(column.get("description") for column in node["columns"].values()), name
+        assert set(node["columns"]) >= set(catalog["nodes"][f"model.samverkan.{name}"]["columns"])
 
 
 def test_pseudonyms_equal_python_hmac(built) -> None:

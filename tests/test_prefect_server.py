@@ -87,3 +87,48 @@ def test_extract_flow_runs_against_a_prefect_server(prefect_server, tmp_path):
     flows = {f["id"]: f["name"] for f in _post(f"{prefect_server}/flows/filter", {"limit": 50})}
     completed = {flows[r["flow_id"]] for r in runs if r["state_type"] == "COMPLETED"}
     assert "extract-police" in completed
+
+
+def _prefect(args: list[str], api: str, home: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PREFECT_API_URL": api, "PREFECT_HOME": str(home),
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    return subprocess.run([sys.executable, "-m", "prefect", "--no-prompt", *args], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_prefect_deploy_all_registers_both_deployments_with_their_schedules(prefect_server, tmp_path):
+    """The README's commands: create the process work pool, then `prefect deploy --all`."""
+    home = tmp_path / "client-home"
+    created = _prefect(["work-pool", "create", "samverkan-process", "--type", "process"],
+                       prefect_server, home)
+    assert created.returncode == 0, created.stdout[-2000:] + created.stderr[-2000:]
+    deployed = _prefect(["deploy", "--all"], prefect_server, home)
+    assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr[-3000:]
+
+    deployments = _post(f"{prefect_server}/deployments/filter", {"limit": 20})
+    flows = {f["id"]: f["name"] for f in _post(f"{prefect_server}/flows/filter", {"limit": 50})}
+    by_name = {d["name"]: d for d in deployments}
+    assert set(by_name) == {"nightly", "weekly-lagesbild"}
+    expected = {"nightly": ("pipeline", "0 2 * * *"), "weekly-lagesbild": ("lagesbild", "0 6 * * 1")}
+    for name, (flow_name, cron) in expected.items():
+        deployment = by_name[name]
+        assert flows[deployment["flow_id"]] == flow_name
+        assert deployment["work_pool_name"] == "samverkan-process"
+        assert [s["schedule"].get("cron") for s in deployment["schedules"]] == [cron]
+        assert [s["schedule"].get("timezone") for s in deployment["schedules"]] == ["Europe/Stockholm"]
+        assert all(s["active"] for s in deployment["schedules"])
+        # the working directory is this checkout, so a process worker finds the flows
+        steps = deployment["pull_steps"] or []
+        directories = [s["prefect.deployments.steps.set_working_directory"]["directory"]
+                       for s in steps if "prefect.deployments.steps.set_working_directory" in s]
+        assert directories == [str(ROOT)]
+    # the scheduler has planned the next nightly run at 02:00 Stockholm time
+    runs = _post(f"{prefect_server}/flow_runs/filter",
+                 {"deployments": {"id": {"any_": [by_name["nightly"]["id"]]}}, "limit": 5})
+    if runs:  # the scheduler service may not have run yet; when it has, the time is right
+        import datetime as dt
+        from zoneinfo import ZoneInfo
+
+        when = dt.datetime.fromisoformat(runs[0]["expected_start_time"]).astimezone(
+            ZoneInfo("Europe/Stockholm"))
+        assert (when.hour, when.minute) == (2, 0)

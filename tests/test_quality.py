@@ -18,16 +18,18 @@ import pyarrow.parquet as pq
 import pytest
 
 from samverkan.config import EXPECTATIONS_DIR, Paths
-from samverkan.disclosure import check_disclosure, check_primary_suppression
+from samverkan.disclosure import check_disclosure, check_lagesbild, check_primary_suppression
 from samverkan.extract import Pull, SourceState, run_extract
 from samverkan.landing import BatchManifest, write_batch
 from samverkan.quality import (
     BATCH_REPORT,
+    PUBLISHED_SUITES,
     available_suites,
     batch_validator,
     load_suite,
     validate_batch,
     validate_indicators,
+    validate_lagesbild,
 )
 from samverkan.warehouse import EntityCounts
 
@@ -111,13 +113,16 @@ def test_every_suite_file_is_well_formed() -> None:
     names = available_suites()
     for expected in ("ss12000.attendances", "ss12000.persons", "ss12000.calendar_events",
                      "ss12000.organisations", "case_system.aktualisering", "case_system.klient",
-                     "case_system.utredning", "case_system.insats", "police.events", "indicators"):
+                     "case_system.utredning", "case_system.insats", "police.events", "indicators",
+                     "lagesbild"):
         assert expected in names
     for name in names:
         spec = load_suite(name)
         assert spec.notes and len(spec.check_names) == len(spec.expectations)
         doc = json.loads((EXPECTATIONS_DIR / f"{name}.json").read_text(encoding="utf-8"))
-        if name != "indicators":
+        if name in PUBLISHED_SUITES:
+            assert doc["meta"]["table"] == f"published_{name}"
+        else:
             source, table = name.split(".")
             assert doc["meta"]["table"] == f"raw_{source}.{table}"
 
@@ -218,12 +223,13 @@ def indicator_rows() -> pd.DataFrame:
 
     def row(ind: str, name: str, start: dt.date, end: dt.date, level: str, code: str, area: str,
             num: int | None, den: int | None, value: float | None, unit: str,
-            suppressed: str | None = None, breakdown: tuple[str, str] = ("totalt", "totalt")) -> dict:
-        return dict(indicator_id=ind, indicator_name=name, period_type="manad", period_start=start,
+            suppressed: str | None = None, breakdown: tuple[str, str] = ("totalt", "totalt"),
+            period_type: str = "manad", target: float | None = None, status: str | None = None) -> dict:
+        return dict(indicator_id=ind, indicator_name=name, period_type=period_type, period_start=start,
                     period_end=end, area_level=level, area_code=code, area_name=area,
                     breakdown=breakdown[0], breakdown_value=breakdown[1], numerator=num,
-                    denominator=den, value=value, unit=unit, suppressed=suppressed, target=None,
-                    status=None, data_version="v2025-03-01T06:00:00Z")
+                    denominator=den, value=value, unit=unit, suppressed=suppressed, target=target,
+                    status=status, data_version="v2025-03-01T06:00:00Z")
 
     hf, oa, kf = "Andel elever med hög frånvaro", "Antal orosanmälningar", "Barn kända av flera verksamheter"
     rows = [
@@ -238,6 +244,20 @@ def indicator_rows() -> pd.DataFrame:
             None, None, None, "antal", "primär"),
         row("kanda_av_flera", kf, jan, jan_end, "stad", "0180", "Stockholm", 7, None, 7.0, "antal",
             breakdown=("antal_verksamheter", "3")),
+        # the full catalogue's shape: week (spanning new year), term, year; SSPF area, school
+        # unit; breakdowns; targets and status (a suppressed cell keeps its target, no status)
+        row("hog_franvaro", hf, dt.date(2025, 12, 29), dt.date(2026, 1, 4), "stad", "0180", "Stockholm",
+            30, 200, 0.15, "andel", period_type="vecka", target=0.1, status="röd"),
+        row("hog_franvaro", hf, dt.date(2025, 7, 1), dt.date(2025, 12, 31), "sspf_omrade", "SSPF01",
+            "Rinkeby", 10, 100, 0.1, "andel", breakdown=("huvudman", "fristående"), period_type="termin",
+            target=0.1, status="grön"),
+        row("rapporteringsgrad", "Rapporteringsgrad närvaro", dt.date(2025, 1, 1), dt.date(2025, 12, 31),
+            "skolenhet", "12345678", "Skola X", None, None, None, "andel", "primär",
+            breakdown=("arskurs", "7"), period_type="ar", target=0.95),
+        row("unga_misstankta", "Antal unga misstänkta", jan, jan_end, "stad", "0180", "Stockholm",
+            6, None, 6.0, "antal", breakdown=("brottskategori", "våld")),
+        row("orosanmalningar", oa, jan, jan_end, "stad", "0180", "Stockholm", 8, None, 8.0, "antal",
+            breakdown=("anmalare", "Skola")),
     ]
     return pd.DataFrame(rows)
 
@@ -253,7 +273,7 @@ def test_indicator_checkpoint_passes_on_a_correct_table(paths: Paths, tmp_path: 
     assert outcome.success, outcome.failed_checks
     report = json.loads(Path(outcome.report_path).with_suffix(".json").read_text(encoding="utf-8"))
     assert Path(outcome.report_path).parent == paths.validation / "run-ok"
-    assert report["suites"][0]["rows"] == 7
+    assert report["suites"][0]["rows"] == len(indicator_rows()) == 12
     assert len(report["suites"][0]["expectations"]) == len(load_suite("indicators").expectations)
 
     # the same table from a DuckDB warehouse file (marts.published_indicators) and from CSV
@@ -277,8 +297,30 @@ def test_indicator_checkpoint_passes_on_a_correct_table(paths: Paths, tmp_path: 
          "indicators:suppressed_rows_carry_no_numbers"),
         (lambda df: pd.concat([df, df.iloc[[4]]], ignore_index=True), "indicators:cell_unique"),
         (lambda df: df.drop(columns=["data_version"]), "indicators:published_columns_in_order"),
+        (lambda df: df.assign(period_start=df["period_start"].where(df.index != 7, dt.date(2025, 12, 30))),
+         "indicators:week_period_bounds"),
+        (lambda df: df.assign(period_end=df["period_end"].where(df.index != 8, dt.date(2025, 12, 30))),
+         "indicators:term_period_bounds"),
+        (lambda df: df.assign(period_start=df["period_start"].where(df.index != 9, dt.date(2025, 2, 1))),
+         "indicators:year_period_bounds"),
+        (lambda df: df.assign(status=df["status"].where(df.index != 9, "röd")),
+         "indicators:status_follows_target_and_suppression"),
+        (lambda df: df.assign(status=df["status"].where(df.index != 7, None)),
+         "indicators:status_follows_target_and_suppression"),
+        (lambda df: df.assign(status=df["status"].where(df.index != 7, "lila")),
+         "indicators:expect_column_values_to_be_in_set(status)"),
+        (lambda df: df.assign(target=df["target"].where(df.index != 8, 1.5)),
+         "indicators:expect_column_values_to_be_between(target)"),
+        (lambda df: df.assign(area_level=df["area_level"].where(df.index != 4, "skolenhet")),
+         "indicators:skolenhet_only_for_school_indicators"),
+        (lambda df: df.assign(breakdown_value=df["breakdown_value"].where(df.index != 9, "10")),
+         "indicators:breakdown_values"),
+        (lambda df: df.assign(area_level=df["area_level"].where(df.index != 1, "kommun")),
+         "indicators:expect_column_values_to_be_in_set(area_level)"),
     ],
-    ids=["andel_above_1", "suppressed_with_value", "duplicate_cell", "missing_column"],
+    ids=["andel_above_1", "suppressed_with_value", "duplicate_cell", "missing_column", "week_not_monday",
+         "term_bounds", "year_bounds", "status_on_suppressed", "status_missing", "status_unknown",
+         "target_above_1", "skolenhet_for_report_indicator", "arskurs_10", "unknown_area_level"],
 )
 def test_indicator_checkpoint_fails(paths: Paths, tmp_path: Path, mutate, expected: str) -> None:
     df = mutate(indicator_rows())
@@ -306,7 +348,7 @@ def test_indicator_checkpoint_fails_readably_on_a_missing_table(paths: Paths, tm
 def test_disclosure_passes_a_properly_suppressed_table(tmp_path: Path) -> None:
     df = indicator_rows()
     report = check_primary_suppression(df)
-    assert report.ok and report.problems == [] and report.rows_checked == 7
+    assert report.ok and report.problems == [] and report.rows_checked == len(df)
     path = write_indicators(df, tmp_path / "published.parquet")
     assert check_primary_suppression(path).ok
     csv = tmp_path / "published.csv"
@@ -365,6 +407,148 @@ def test_disclosure_flags_suppressed_rows_that_carry_numbers_and_bad_markers() -
     _only_rule(check_primary_suppression(df), "andel_value_not_ratio")
 
     report = check_primary_suppression(indicator_rows().drop(columns=["suppressed"]))
+    assert not report.ok and report.problems == ["missing_column: suppressed"]
+
+
+def test_disclosure_flags_a_status_on_a_suppressed_row_and_accepts_over_suppression() -> None:
+    df = indicator_rows()
+    df.loc[9, "status"] = "röd"  # tells on which side of the target the hidden share lies
+    _only_rule(check_primary_suppression(df), "suppressed_row_has_status")
+
+    # a cell whose numbers would pass but that is suppressed anyway (the contributors rule:
+    # fewer than min_cell pupils behind a share of minutes) is fine
+    df = indicator_rows()
+    over = dict(df.loc[0])
+    over.update(indicator_id="ogiltig_franvaro_andel", indicator_name="Ogiltig frånvaro, andel av "
+                "undervisningstiden", numerator=None, denominator=None, value=None, suppressed="primär",
+                target=0.015, status=None)
+    df = pd.concat([df, pd.DataFrame([over])], ignore_index=True)
+    assert check_primary_suppression(df).ok
+
+
+# ---------------------------------------------------------------------------------------------
+# The weekly lägesbild: checkpoint and disclosure check
+# ---------------------------------------------------------------------------------------------
+
+LAGESBILD_SCHEMA = pa.schema([
+    ("week_start", pa.date32()), ("week_end", pa.date32()), ("iso_week", pa.string()),
+    ("area_level", pa.string()), ("area_code", pa.string()), ("area_name", pa.string()),
+    ("measure", pa.string()), ("measure_name", pa.string()), ("category", pa.string()),
+    ("category_name", pa.string()), ("value", pa.float64()), ("trailing_average", pa.float64()),
+    ("suppressed", pa.string()), ("trailing_average_suppressed", pa.string()), ("data_version", pa.string()),
+])
+MEASURE_NAMES = {"nya_orosanmalningar": "Nya orosanmälningar", "nya_unga_misstankta": "Nya unga misstänkta",
+                 "passerat_hog_franvaro": "Elever som passerat gränsen för hög frånvaro",
+                 "rod_status": "Indikatorer som blivit röda"}
+
+
+def lagesbild_rows() -> pd.DataFrame:
+    """W = 2025-12-29..2026-01-04 (2026-W01), four trailing weeks, min_cell 5."""
+    def row(level: str, code: str, area: str, measure: str, category: str, category_name: str,
+            value: float | None, average: float | None, suppressed: bool = False,
+            average_suppressed: bool = False) -> dict:
+        return dict(week_start=dt.date(2025, 12, 29), week_end=dt.date(2026, 1, 4), iso_week="2026-W01",
+                    area_level=level, area_code=code, area_name=area, measure=measure,
+                    measure_name=MEASURE_NAMES[measure], category=category, category_name=category_name,
+                    value=value, trailing_average=average, suppressed="primär" if suppressed else None,
+                    trailing_average_suppressed="primär" if average_suppressed else None,
+                    data_version="v2026-01-05T06:00:00Z")
+
+    city, area = ("stad", "0180", "Stockholm"), ("sspf_omrade", "SSPF01", "Rinkeby")
+    return pd.DataFrame([
+        row(*city, "nya_orosanmalningar", "totalt", "Totalt", 14.0, 12.5),
+        row(*city, "nya_orosanmalningar", "Skola", "Skola", None, 2.0, suppressed=True),   # total 8
+        row(*city, "nya_unga_misstankta", "totalt", "Totalt", 0.0, None, average_suppressed=True),
+        row(*city, "nya_unga_misstankta", "våld", "Våld", None, 0.0, suppressed=True),
+        row(*city, "passerat_hog_franvaro", "totalt", "Totalt", 9.0, 7.25),                 # total 29
+        row(*area, "nya_orosanmalningar", "totalt", "Totalt", 5.0, 0.0),
+        row(*area, "nya_unga_misstankta", "totalt", "Totalt", 0.0, 0.0),
+        row(*area, "passerat_hog_franvaro", "totalt", "Totalt", None, 1.25, suppressed=True),  # total 5
+        row(*city, "rod_status", "hog_franvaro", "Andel elever med hög frånvaro", None, None),
+    ])
+
+
+def write_lagesbild(df: pd.DataFrame, path: Path) -> Path:
+    schema = pa.schema([f for f in LAGESBILD_SCHEMA if f.name in df.columns])
+    pq.write_table(pa.Table.from_pandas(df, schema=schema, preserve_index=False), path)
+    return path
+
+
+def test_lagesbild_checkpoint_passes_on_a_correct_table(paths: Paths, tmp_path: Path) -> None:
+    parquet = write_lagesbild(lagesbild_rows(), tmp_path / "lagesbild.parquet")
+    outcome = validate_lagesbild(parquet, paths, "run-lb")
+    assert outcome.success, outcome.failed_checks
+    assert Path(outcome.report_path) == paths.validation / "run-lb" / "lagesbild_checkpoint.html"
+    report = json.loads(Path(outcome.report_path).with_suffix(".json").read_text(encoding="utf-8"))
+    assert report["suites"][0]["rows"] == 9
+    assert len(report["suites"][0]["expectations"]) == len(load_suite("lagesbild").expectations)
+    csv = tmp_path / "lagesbild.csv"
+    lagesbild_rows().to_csv(csv, index=False)
+    assert validate_lagesbild(csv, paths, "run-lb-csv").success
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda df: df.assign(week_start=df["week_start"].where(df.index != 3, dt.date(2025, 12, 22)),
+                              week_end=df["week_end"].where(df.index != 3, dt.date(2025, 12, 28))),
+         "lagesbild:one_week"),
+        (lambda df: df.assign(iso_week="2025-W53"), "lagesbild:iso_week_bounds"),
+        (lambda df: df.drop(index=6), "lagesbild:totalt_rows_present"),
+        (lambda df: df.assign(value=df["value"].where(df.index != 1, 3.0)),
+         "lagesbild:suppressed_carry_no_numbers"),
+        (lambda df: df.assign(value=df["value"].where(df.index != 8, 1.0)), "lagesbild:rod_status_shape"),
+        (lambda df: df.assign(measure_name=df["measure_name"].where(df.index != 0, "Orosanmälningar")),
+         "lagesbild:measure_names"),
+        (lambda df: df.assign(value=df["value"].where(df.index != 0, 14.5)),
+         "lagesbild:counts_are_whole_and_not_negative"),
+        (lambda df: pd.concat([df, df.iloc[[0]]], ignore_index=True), "lagesbild:row_unique"),
+        (lambda df: df.drop(columns=["trailing_average_suppressed"]), "lagesbild:published_columns_in_order"),
+    ],
+    ids=["two_weeks", "wrong_iso_week", "missing_totalt", "suppressed_with_value", "rod_status_with_value",
+         "wrong_measure_name", "half_count", "duplicate_row", "missing_column"],
+)
+def test_lagesbild_checkpoint_fails(paths: Paths, tmp_path: Path, mutate, expected: str) -> None:
+    path = write_lagesbild(mutate(lagesbild_rows()), tmp_path / "bad.parquet")
+    outcome = validate_lagesbild(path, paths, "run-lb-bad")
+    assert not outcome.success
+    assert expected in outcome.failed_checks
+
+
+def test_lagesbild_disclosure_passes_and_flags_small_counts_and_averages(tmp_path: Path) -> None:
+    df = lagesbild_rows()
+    report = check_lagesbild(df, min_cell=5, trailing_weeks=4)
+    assert report.ok, report.problems
+    assert report.rows_checked == 9
+    csv = tmp_path / "lagesbild.csv"
+    df.to_csv(csv, index=False)
+    assert check_lagesbild(csv).ok
+    assert check_lagesbild(write_lagesbild(df, tmp_path / "lagesbild.parquet")).ok
+
+    small = lagesbild_rows()
+    small.loc[5, "value"] = 3.0  # a published count of three reports
+    report = check_lagesbild(small)
+    assert {c.rule for c in report.cells} == {"count_small"}
+    # the row is named, the count is not shown
+    assert report.problems == ["nya_orosanmalningar vecka 2025-12-29, sspf_omrade SSPF01, kategori=totalt: "
+                               "an unsuppressed count is between 1 and min_cell - 1 [count_small]"]
+
+    average = lagesbild_rows()
+    average.loc[6, "trailing_average"] = 0.75  # three suspects over four weeks
+    assert {c.rule for c in check_lagesbild(average).cells} == {"average_total_small"}
+    # the same average is safe when it stands for a total of 6 over 8 weeks
+    assert check_lagesbild(average, trailing_weeks=8).ok
+
+    unmarked = lagesbild_rows()
+    unmarked.loc[1, ["value", "suppressed"]] = [2.0, None]
+    assert {c.rule for c in check_lagesbild(unmarked).cells} == {"count_small"}
+
+    leaked = lagesbild_rows()
+    leaked.loc[7, "value"] = 2.0
+    leaked.loc[8, "trailing_average"] = 1.0
+    assert {c.rule for c in check_lagesbild(leaked).cells} == {"suppressed_value_published",
+                                                               "status_row_has_numbers"}
+    report = check_lagesbild(lagesbild_rows().drop(columns=["suppressed"]))
     assert not report.ok and report.problems == ["missing_column: suppressed"]
 
 
@@ -430,7 +614,7 @@ def test_raw_suites_fit_the_restricted_schema(tmp_path: Path) -> None:
         targets.append((load_suite(suite), view, 1))
     conn.close()
     covered = {s.name for s, _, _ in targets}
-    assert covered == {n for n in available_suites() if n != "indicators"}
+    assert covered == {n for n in available_suites() if n not in PUBLISHED_SUITES}
     params = {"latest_plausible_date": "2025-03-04"}
     for result in run_suites(db, targets, params, "contract-clean"):
         bad = [(c.name, c.error) for c in result.checks if not c.success]

@@ -321,6 +321,39 @@ def test_case_system_and_police_plausibility(big: Population) -> None:
     assert max(pr["file_date"]) <= R
 
 
+def test_spring_sst_cohort_closes_its_follow_up_and_mostly_works(big: Population) -> None:
+    """The spring SST cohort: starts 2-13 March, lasts 4-5 weeks, so the 8 weeks after its
+    end close by R; the pupils had high absence and, for most, less absence afterwards."""
+    pop = big
+    R = pd.Timestamp(pop.reference_date)
+    ins = pop.insats[pop.insats["insatstyp"] == "SST"]
+    start = pd.to_datetime(ins["startdatum"])
+    end = pd.to_datetime(ins["slutdatum"])
+    days = (end - start).dt.days
+    cohort = ins[(start >= "2026-03-02") & (start <= "2026-03-13") & days.between(28, 35)]
+    assert 12 <= len(cohort) <= 30  # about 1 % of the 1500 pupils, plus a few regular SSTs
+    assert (pd.to_datetime(cohort["slutdatum"]) + pd.Timedelta(days=56) <= R).all()
+    person = cohort["klient_id"].map(pop.klient.set_index("klient_id")["person_key"])
+    # absence share in the 8 weeks before the start and the 8 weeks after the end
+    a = pop.attendances[pop.attendances["is_reported"]]
+    lesson_day = a["calendar_event_id"].map(
+        pop.calendar_events.set_index("id")["start_time"].dt.tz_convert(TZ).dt.tz_localize(None)
+        .dt.normalize())
+    absent = a["valid_absence_minutes"] + a["invalid_absence_minutes"]
+    improved, before_shares = [], []
+    for key, s, e in zip(person, pd.to_datetime(cohort["startdatum"]),
+                         pd.to_datetime(cohort["slutdatum"]), strict=True):
+        mine = a["person_key"] == key
+        before = mine & (lesson_day >= s - pd.Timedelta(days=56)) & (lesson_day < s)
+        after = mine & (lesson_day > e) & (lesson_day <= e + pd.Timedelta(days=56))
+        share_before = absent[before].sum() / (60 * before.sum())
+        share_after = absent[after].sum() / (60 * after.sum())
+        before_shares.append(share_before)
+        improved.append(share_after < share_before)
+    assert np.median(before_shares) >= 0.10
+    assert 0.6 <= np.mean(improved) <= 0.95, np.mean(improved)
+
+
 # -- case system database ----------------------------------------------------------------------
 
 SERVERS = {

@@ -14,7 +14,7 @@ import flows
 
 def test_every_flow_module_imports_and_defines_a_flow():
     names = [m.name for m in pkgutil.iter_modules(flows.__path__) if not m.name.startswith("_")]
-    assert {"pipeline", "transform", "publish", "extract_ss12000", "extract_case_system",
+    assert {"pipeline", "transform", "publish", "lagesbild", "extract_ss12000", "extract_case_system",
             "extract_police"} <= set(names)
     for name in names:
         module = importlib.import_module(f"flows.{name}")
@@ -25,5 +25,13 @@ def test_cli_help():
     result = subprocess.run([sys.executable, "-m", "samverkan.cli", "--help"], capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 0
-    for command in ("demo", "run", "pseudonym"):
+    for command in ("demo", "run", "lagesbild", "pseudonym"):
         assert command in result.stdout
+
+
+def test_lagesbild_flow_is_named_and_thin():
+    from flows.lagesbild import build_lagesbild_task, lagesbild, publish_lagesbild_task
+
+    assert lagesbild.name == "lagesbild"
+    assert build_lagesbild_task.name == "dbt-build-lagesbild"
+    assert publish_lagesbild_task.name == "gate-and-publish-lagesbild"

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from truth_compare import assert_equals_truth, read_cells
 
 from samverkan.simulator.population import TZ, Population
 
@@ -48,20 +49,12 @@ MAX_TRIES = 25  # candidates tried (against the ground truth) per change
 
 # --- helpers ----------------------------------------------------------------------------------
 
-def _suppressed(numerator: float, denominator: float, unit: str) -> bool:
-    """Primary suppression of INDICATOR_RULES.md on the true counts."""
-    if unit == "antal":
-        return numerator < MIN_CELL
-    n, d = numerator, denominator
-    return d < MIN_CELL or 1 <= n <= MIN_CELL - 1 or 1 <= d - n <= MIN_CELL - 1
-
-
 def _truth_csv(pop: Population, path: Path) -> pd.DataFrame:
     """The ground truth in the published CSV's text form (as the end-to-end test reads it)."""
     from samverkan.simulator.ground_truth import compute_ground_truth, write_ground_truth
 
     write_ground_truth(compute_ground_truth(pop), path)
-    return pd.read_csv(path, dtype={"area_code": str, "breakdown_value": str})
+    return read_cells(path)
 
 
 def _truth(pop: Population) -> pd.DataFrame:
@@ -72,7 +65,9 @@ def _truth(pop: Population) -> pd.DataFrame:
 
 
 def _city_cell(frame: pd.DataFrame, indicator: str, period_start: str) -> pd.Series | None:
-    rows = frame[(frame["indicator_id"] == indicator) & (frame["period_start"] == period_start)
+    """The city's month cell (breakdown totalt) of an indicator."""
+    rows = frame[(frame["indicator_id"] == indicator) & (frame["period_type"] == "manad")
+                 & (frame["period_start"] == period_start)
                  & (frame["area_level"] == "stad") & (frame["area_code"] == CITY)
                  & (frame["breakdown"] == "totalt")]
     assert len(rows) <= 1
@@ -80,16 +75,14 @@ def _city_cell(frame: pd.DataFrame, indicator: str, period_start: str) -> pd.Ser
 
 
 def _shown(cell: pd.Series | None) -> bool:
-    return cell is not None and not _suppressed(cell["numerator"], cell["denominator"],
-                                                cell["unit"])
+    return cell is not None and pd.isna(cell["suppressed"])
 
 
 def _published_cells(frame: pd.DataFrame, indicator: str) -> list[str]:
     """Months whose city cell of ``indicator`` is published (not suppressed)."""
-    rows = frame[(frame["indicator_id"] == indicator) & (frame["area_level"] == "stad")
-                 & (frame["breakdown"] == "totalt")]
-    return [r["period_start"] for _, r in rows.iterrows()
-            if not _suppressed(r["numerator"], r["denominator"], r["unit"])]
+    rows = frame[(frame["indicator_id"] == indicator) & (frame["period_type"] == "manad")
+                 & (frame["area_level"] == "stad") & (frame["breakdown"] == "totalt")]
+    return list(rows.loc[rows["suppressed"].isna(), "period_start"])
 
 
 @dataclass
@@ -145,7 +138,8 @@ def _police_candidates(pop: Population, truth: pd.DataFrame) -> Iterator[Change]
     suspects = suspects.assign(_month=_month(suspects["Brottsdatum"]))
     per_month = suspects.groupby(["person_key", "_month"])["Diarienummer"].transform("size")
     protected = set(pop.persons.loc[pop.persons["protected"].astype(bool), "person_key"])
-    cells = truth[(truth["indicator_id"] == "unga_misstankta") & (truth["area_level"] == "stad")]
+    cells = truth[(truth["indicator_id"] == "unga_misstankta") & (truth["area_level"] == "stad")
+                  & (truth["period_type"] == "manad") & (truth["breakdown"] == "totalt")]
     months = set(cells.loc[cells["numerator"] > MIN_CELL, "period_start"])
     wanted = suspects[(per_month == 1) & (suspects["Ålder"] < 17)
                       & suspects["_month"].isin(months)
@@ -215,7 +209,8 @@ def _decision_candidates(pop: Population, truth: pd.DataFrame) -> Iterator[Chang
     ≥ 6 on time and ≥ 5 late: one more late decision keeps the cell published."""
     r = pd.Timestamp(pop.reference_date)
     cells = truth[(truth["indicator_id"] == "forhandsbedomning_14_dagar")
-                  & (truth["area_level"] == "stad")]
+                  & (truth["area_level"] == "stad") & (truth["period_type"] == "manad")
+                  & (truth["breakdown"] == "totalt")]
     months = set(cells.loc[(cells["numerator"] >= 6)
                            & (cells["denominator"] - cells["numerator"] >= 5), "period_start"])
     a = pop.aktualisering
@@ -263,8 +258,7 @@ def _run_pipeline(settings_loader: Callable[[], Any]) -> Run:
     assert outcome.success, outcome.failures
     publication = steps.publish(settings, version, ref, results, outcome.success)
     assert publication.published, publication.failed
-    published = pd.read_csv(settings.paths.current_publication / "indicators.csv",
-                            dtype={"area_code": str, "breakdown_value": str})
+    published = read_cells(settings.paths.current_publication / "indicators.csv")
     assert set(published["data_version"]) == {version}
     return Run(published, steps.load_report(results), time.monotonic() - started)
 
@@ -350,34 +344,9 @@ def scenario(tmp_path_factory) -> Iterator[Scenario]:
 
 # --- the assertions ---------------------------------------------------------------------------
 
-def _assert_equals_truth(published: pd.DataFrame, truth: pd.DataFrame) -> int:
-    """Every cell on both sides; every non-suppressed published cell equal to the truth and
-    suppressed exactly where the truth's counts say. Returns the number of shown cells."""
-    published = published[published["indicator_id"].isin(set(truth["indicator_id"]))]
-    merged = truth.merge(published, on=KEYS, how="outer", suffixes=("_truth", "_pub"),
-                         indicator=True)
-    missing = merged[merged["_merge"] != "both"]
-    assert missing.empty, f"cells only on one side:\n{missing[KEYS + ['_merge']].head(20)}"
-    should_hide = np.array([_suppressed(n, d, u) for n, d, u in zip(
-        merged["numerator_truth"], merged["denominator_truth"], merged["unit_truth"],
-        strict=True)], dtype=bool)
-    hidden = merged["suppressed"].notna().to_numpy()
-    wrong = merged.loc[should_hide != hidden, KEYS]
-    assert wrong.empty, f"suppression differs from the truth in {len(wrong)} cells:\n{wrong}"
-    shown = merged[~hidden]
-    for column in ("numerator", "denominator", "value"):
-        a = shown[f"{column}_truth"].to_numpy(float)
-        b = shown[f"{column}_pub"].to_numpy(float)
-        close = np.isclose(a, b, rtol=0, atol=1e-9) | (np.isnan(a) & np.isnan(b))
-        bad = shown.loc[~close, KEYS + [f"{column}_truth", f"{column}_pub"]]
-        assert bad.empty, f"{column} differs in {len(bad)} cells:\n{bad.head(20)}"
-    assert merged.loc[hidden, ["numerator_pub", "value_pub"]].isna().all().all()
-    return len(shown)
-
-
 def test_first_run_publishes_the_ground_truth(scenario):
     print(f"run 1 {scenario.run1.seconds:.1f} s, run 2 {scenario.run2.seconds:.1f} s")
-    assert _assert_equals_truth(scenario.run1.published, scenario.truth_before) > 50
+    assert assert_equals_truth(scenario.run1.published, scenario.truth_before) > 50
 
 
 def test_second_run_loads_only_the_changes(scenario):
@@ -406,7 +375,7 @@ def test_each_change_moves_its_published_cell(scenario, which):
 
 
 def test_second_run_publishes_the_recomputed_ground_truth(scenario):
-    assert _assert_equals_truth(scenario.run2.published, scenario.truth_after) > 50
+    assert assert_equals_truth(scenario.run2.published, scenario.truth_after) > 50
     # The changes did move the truth: the two publications differ.
     keyed = [frame.set_index(KEYS)["numerator"].sort_index()
              for frame in (scenario.run1.published, scenario.run2.published)]

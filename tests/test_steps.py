@@ -69,3 +69,29 @@ def test_a_source_that_stays_down_is_retried_by_the_prefect_task(samverkan_home,
     (batch,) = result.batches
     assert batch.loaded == sum(data.served_checksum(e)[0] for e in
                                ("organisations", "persons", "calendarEvents", "attendances"))
+
+
+def test_lagesbild_reference_date_follows_the_current_publication(samverkan_home):
+    """The weekly run reads what the nightly run built: by default its reference date is the
+    current publication's; an explicit date wins; without a publication, config or today."""
+    import datetime as dt
+    import json
+
+    from samverkan.config import load_settings
+    from samverkan.publish import indicator_publication
+
+    (samverkan_home / "samverkan.toml").write_text('[general]\nreference_date = "2026-06-10"\n',
+                                                   encoding="utf-8")
+    settings = load_settings()
+    assert steps.lagesbild_reference_date(settings) == dt.date(2026, 6, 10)
+    target = indicator_publication(settings.paths)
+    version = target.versions / "20260612T020000Z"
+    version.mkdir(parents=True)
+    (version / "manifest.json").write_text(json.dumps(
+        {"version": "20260612T020000Z", "reference_date": "2026-06-12"}), encoding="utf-8")
+    target.current.symlink_to(version.relative_to(target.root))
+    assert steps.lagesbild_reference_date(settings) == dt.date(2026, 6, 12)
+    assert steps.lagesbild_reference_date(settings, "2026-06-08") == dt.date(2026, 6, 8)
+    # the disclosure check uses the trailing weeks the models were built with
+    assert steps.dbt_vars(settings, "v", dt.date(2026, 6, 12))["lagesbild_trailing_weeks"] == \
+        steps.lagesbild_trailing_weeks(settings) == 4

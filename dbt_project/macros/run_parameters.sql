@@ -15,24 +15,36 @@
     date '{{ reference_date_iso() }}'
 {%- endmacro %}
 
-{#- First day of the first published month: month of R minus (report_months - 1). -#}
-{% macro first_report_month() -%}
+{#- First day of the report window: the first day of the month of R minus
+    (report_months - 1) months. A period is published when it overlaps [this day, R]. -#}
+{% macro report_window_start() -%}
     cast(date_trunc('month', {{ reference_date() }}) - to_months({{ report_months() - 1 }}) as date)
 {%- endmacro %}
 
-{#- First month the models compute: the trailing 12-month windows of the first published
-    month reach back to months whose last day lies after (period_end - 12 months); one extra
-    month covers the leap-day case (window of February 2025 contains 29 February 2024). -#}
-{% macro first_history_month() -%}
-    cast(date_trunc('month', {{ reference_date() }}) - to_months({{ report_months() - 1 + 12 }}) as date)
+{% macro report_months() -%}
+    {{- return(var_int('report_months', 1)) -}}
 {%- endmacro %}
 
-{% macro report_months() -%}
-    {%- set value = var('report_months') | int -%}
-    {%- if value < 1 -%}
-        {{ exceptions.raise_compiler_error("var('report_months') must be at least 1") }}
+{#- A var that must be a whole number of at least `minimum` (days, weeks, months, counts),
+    returned as a number so macros can compute with it; anything else stops the run. -#}
+{% macro var_int(name, minimum=0) -%}
+    {%- set value = var(name) | string | trim -%}
+    {%- if not modules.re.match('^[0-9]+$', value) -%}
+        {{ exceptions.raise_compiler_error("var('" ~ name ~ "') must be a whole number, got '" ~ value ~ "'") }}
     {%- endif -%}
-    {{- return(value) -}}
+    {%- if value | int < minimum -%}
+        {{ exceptions.raise_compiler_error("var('" ~ name ~ "') must be at least " ~ minimum ~ ", got " ~ value) }}
+    {%- endif -%}
+    {{- return(value | int) -}}
+{%- endmacro %}
+
+{#- A share threshold (0 < value <= 1) rendered as a SQL double, e.g. high_absence_threshold. -#}
+{% macro var_share(name) -%}
+    {%- set value = var_number(name) -%}
+    {%- if not (0 < (value | float) <= 1) -%}
+        {{ exceptions.raise_compiler_error("var('" ~ name ~ "') must be a share in (0, 1], got " ~ value) }}
+    {%- endif -%}
+    cast({{ value }} as double)
 {%- endmacro %}
 
 {#- A var rendered as a quoted SQL string literal. -#}

@@ -15,10 +15,11 @@
     lower(regexp_replace({{ column }}, '[^A-Za-z]', '', 'g'))
 {%- endmacro %}
 
-{#- Map a district name (aktualisering.stadsdel, police Stadsdel) to ref_stadsdelar;
-    blank or unknown names map to nothing (the event counts at city level only). -#}
+{#- Map a district name (aktualisering.stadsdel, police Stadsdel) to ref_stadsdelar: trimmed
+    and matched exactly (INDICATOR_RULES.md, "Areas"); blank or unknown names map to nothing
+    (the event counts at city level only). -#}
 {% macro district_key(column) -%}
-    nullif(lower(trim({{ column }})), '')
+    nullif(trim({{ column }}), '')
 {%- endmacro %}
 
 {#- The live rows of an append-only raw table: the newest version of each id (keep_newest)

@@ -1,51 +1,175 @@
 """The indicator values the simulator knows to be true, computed straight from its frames.
 
-This is an independent implementation of ``dbt_project/INDICATOR_RULES.md`` (the six
-indicators of the first release). It uses what only the simulator knows: the person behind
-every row (``person_key``), whether a written identifier is valid, true birth dates. It does
-not use the DuckDB identity macros or anything else from the pipeline; from ``dbt_project`` it
-only reads the seed CSVs (school unit / district -> area). The result is one row per
-unsuppressed cell, in the published table's layout (without the suppression and follow-up
-columns), so the pipeline's published values can be compared cell by cell.
+This is an independent implementation of ``dbt_project/INDICATOR_RULES.md`` (all indicators
+of the catalogue, every period type, area level and breakdown the rules list, primary
+suppression and the follow-up columns). It uses what only the simulator knows: the person
+behind every row (``person_key``), whether a written identifier is valid, true birth dates. It
+does not use DuckDB, the identity macros, the dbt models or anything else from the pipeline;
+from ``dbt_project`` it only reads the seed CSVs (areas, school units, districts, offence
+categories, targets). The result has the published table's columns (without
+``data_version``), one row per cell, so a publication can be compared with it cell by cell.
+
+Dates are handled as day numbers (days since 1970-01-01): int64 where a value always exists,
+float64 with NaN where it may be missing (a comparison with NaN is false, like SQL's null).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from samverkan.simulator.population import TZ, Population, load_seeds
+from samverkan.simulator.population import SEEDS_DIR, TZ, Population, load_seeds
 
-INDICATOR_NAMES = {
-    "hog_franvaro": "Andel elever med hög frånvaro",
-    "orosanmalningar": "Antal orosanmälningar",
-    "forhandsbedomning_14_dagar": "Andel förhandsbedömningar inom 14 dagar",
-    "unga_misstankta": "Antal unga misstänkta",
-    "hog_franvaro_med_orosanmalan": "Andel elever med hög frånvaro som också har en orosanmälan",
-    "kanda_av_flera": "Barn kända av flera verksamheter",
+# id -> (Swedish name, unit), in catalogue order
+INDICATORS: dict[str, tuple[str, str]] = {
+    "hog_franvaro": ("Andel elever med hög frånvaro", "andel"),
+    "mycket_hog_franvaro": ("Andel elever med mycket hög frånvaro", "andel"),
+    "ogiltig_franvaro_andel": ("Ogiltig frånvaro, andel av undervisningstiden", "andel"),
+    "rapporteringsgrad": ("Rapporteringsgrad närvaro", "andel"),
+    "orosanmalningar": ("Antal orosanmälningar", "antal"),
+    "forhandsbedomning_14_dagar": ("Andel förhandsbedömningar inom 14 dagar", "andel"),
+    "anmalan_till_utredning": ("Andel anmälningar som leder till utredning", "andel"),
+    "utredning_4_manader": ("Andel utredningar klara inom 4 månader", "andel"),
+    "placerade_aterforening": ("Placerade barn med planerad återförening", "antal"),
+    "unga_misstankta": ("Antal unga misstänkta", "antal"),
+    "unga_misstankta_upprepat": ("Andel unga misstänkta vid upprepade tillfällen", "andel"),
+    "unga_brottsoffer": ("Antal unga brottsoffer", "antal"),
+    "hog_franvaro_med_orosanmalan": (
+        "Andel elever med hög frånvaro som också har en orosanmälan", "andel"),
+    "hog_franvaro_med_misstanke": (
+        "Andel elever med hög frånvaro som också är misstänkta för brott", "andel"),
+    "misstankta_med_hog_franvaro": ("Andel unga misstänkta med hög frånvaro", "andel"),
+    "kanda_av_flera": ("Barn kända av flera verksamheter", "antal"),
+    "sst_effekt": ("Andel elever med förbättrad närvaro efter skolsocialt team", "andel"),
+    "sig_effekt": ("Andel unga utan ny misstanke efter SIG", "andel"),
 }
+INDICATOR_NAMES = {k: v[0] for k, v in INDICATORS.items()}
 OUTPUT_COLUMNS = [
     "indicator_id", "indicator_name", "period_type", "period_start", "period_end", "area_level",
     "area_code", "area_name", "breakdown", "breakdown_value", "numerator", "denominator",
-    "value", "unit",
+    "value", "unit", "suppressed", "target", "status",
 ]
+PERIOD_TYPES = ("vecka", "manad", "termin", "ar")
+AREA_LEVELS = ("stad", "stadsdelsomrade", "sspf_omrade", "skolenhet")
+SCHOOL_LEVELS = AREA_LEVELS[:3]  # "school" areas (and "district" areas: the same three levels)
+BREAKDOWNS = ("totalt", "huvudman", "arskurs", "anmalare", "brottskategori", "antal_verksamheter")
+PRIMARY = "primär"
+SCHOOL_BREAKDOWNS = ("huvudman", "arskurs")
+PKEY = ["ptype", "pstart"]
+_AREA_COLUMN = {"stad": None, "stadsdelsomrade": "sdo", "sspf_omrade": "sspf", "skolenhet": "unit"}
+_EPOCH = np.datetime64("1970-01-01", "D")
 
 
-def _ts(values: pd.Series) -> pd.Series:
-    """Dates (date objects / strings / None) -> naive datetime64 at midnight."""
-    return pd.to_datetime(pd.Series(values, dtype=object), errors="raise").dt.normalize()
+@dataclass(frozen=True)
+class _Params:
+    R: int
+    municipality_code: str
+    municipality_name: str
+    report_months: int
+    high: float
+    very_high: float
+    min_offered: float
+    trailing_months: int
+    fb_days: int
+    investigation_months: int
+    placement_days: int
+    sst_days: int
+    sig_months: int
+    repeat: int
+    min_cell: int
 
 
-def _age(birth: pd.Series, on: pd.Series) -> pd.Series:
-    """Whole years between two datetime Series (element-wise)."""
-    b = pd.DatetimeIndex(birth)
-    o = pd.DatetimeIndex(on)
-    before = (o.month < b.month) | ((o.month == b.month) & (o.day < b.day))
-    return pd.Series(o.year - b.year - before.astype(int), index=birth.index)
+# ---------------------------------------------------------------------------------------------
+# Day numbers
+# ---------------------------------------------------------------------------------------------
 
+def _days(values: object) -> np.ndarray:
+    """Dates (date objects, strings, Timestamps, None) -> float64 day numbers, NaN when missing."""
+    ts = pd.to_datetime(pd.Series(values, dtype=object), errors="raise")
+    arr = ts.to_numpy(dtype="datetime64[D]")
+    out = (arr - _EPOCH).astype("timedelta64[D]").astype(np.int64).astype(np.float64)
+    out[np.isnat(arr)] = np.nan
+    return out
+
+
+def _day(value: dt.date) -> int:
+    return int((np.datetime64(value, "D") - _EPOCH).astype(np.int64))
+
+
+def _to_dates(days: np.ndarray) -> np.ndarray:
+    """Day numbers -> object array of datetime.date."""
+    return (_EPOCH + np.asarray(days, dtype=np.int64).astype("timedelta64[D]")).astype(object)
+
+
+def _ymd(days: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    d = _EPOCH + np.asarray(days, dtype=np.int64).astype("timedelta64[D]")
+    month = d.astype("datetime64[M]")
+    y = month.astype("datetime64[Y]").astype(np.int64) + 1970
+    m = month.astype(np.int64) % 12 + 1
+    dd = (d - month.astype("datetime64[D]")).astype(np.int64) + 1
+    return y, m, dd
+
+
+def _add_months(days: np.ndarray, n: int) -> np.ndarray:
+    """Calendar-month arithmetic clamped to the month's last day; NaN stays NaN."""
+    days = np.asarray(days, dtype=np.float64)
+    ok = ~np.isnan(days)
+    out = np.full(days.shape, np.nan)
+    d = _EPOCH + days[ok].astype(np.int64).astype("timedelta64[D]")
+    month = d.astype("datetime64[M]")
+    offset = (d - month.astype("datetime64[D]")).astype(np.int64)
+    target = month + np.timedelta64(n, "M")
+    length = ((target + np.timedelta64(1, "M")).astype("datetime64[D]")
+              - target.astype("datetime64[D]")).astype(np.int64)
+    res = target.astype("datetime64[D]") + np.minimum(offset, length - 1).astype("timedelta64[D]")
+    out[ok] = (res - _EPOCH).astype(np.int64)
+    return out
+
+
+def _age(birth: np.ndarray, on: np.ndarray) -> np.ndarray:
+    """Whole years between birth day numbers and day numbers (element-wise)."""
+    by, bm, bd = _ymd(birth)
+    oy, om, od = _ymd(on)
+    return oy - by - ((om < bm) | ((om == bm) & (od < bd))).astype(np.int64)
+
+
+def _child(birth: np.ndarray, on: np.ndarray) -> np.ndarray:
+    age = _age(birth, on)
+    return (age >= 0) & (age <= 17)
+
+
+def _period_start(days: np.ndarray, ptype: str) -> np.ndarray:
+    days = np.asarray(days, dtype=np.int64)
+    if ptype == "vecka":
+        return days - (days + 3) % 7  # 1970-01-01 was a Thursday; Monday starts the ISO week
+    d = _EPOCH + days.astype("timedelta64[D]")
+    if ptype == "manad":
+        return (d.astype("datetime64[M]").astype("datetime64[D]") - _EPOCH).astype(np.int64)
+    year = d.astype("datetime64[Y]")
+    jan1 = (year.astype("datetime64[D]") - _EPOCH).astype(np.int64)
+    if ptype == "ar":
+        return jan1
+    jul1 = ((year.astype("datetime64[M]") + np.timedelta64(6, "M")).astype("datetime64[D]")
+            - _EPOCH).astype(np.int64)
+    return np.where(days >= jul1, jul1, jan1)
+
+
+def _period_end(starts: np.ndarray, ptype: str) -> np.ndarray:
+    starts = np.asarray(starts, dtype=np.int64)
+    if ptype == "vecka":
+        return starts + 6
+    months = {"manad": 1, "termin": 6, "ar": 12}[ptype]
+    return _add_months(starts, months).astype(np.int64) - 1
+
+
+# ---------------------------------------------------------------------------------------------
+# The sources as the rules see them
+# ---------------------------------------------------------------------------------------------
 
 def _newest(df: pd.DataFrame, key: str | list[str], stamp: str) -> pd.DataFrame:
     """Newest version per key (ties: the later row wins)."""
@@ -59,345 +183,823 @@ def _not_weeded(df: pd.DataFrame, gallring: pd.DataFrame, table: str, id_col: st
     return df[~df[id_col].astype("int64").isin(gone)]
 
 
-class _Context:
-    def __init__(self, pop: Population, report_months: int) -> None:
-        if report_months < 1:
-            raise ValueError("report_months must be at least 1")
-        self.pop = pop
-        self.R = pd.Timestamp(pop.reference_date)
-        last = self.R.to_period("M")
-        self.months = pd.period_range(end=last, periods=report_months, freq="M")
-        # school months that can fall in a trailing 12-month window of a published month
-        self.school_months = pd.period_range(end=last, periods=report_months + 11, freq="M")
-        seeds = load_seeds()
-        self.area_name = dict(zip(seeds.areas["stadsdelsomrade_code"],
-                                  seeds.areas["stadsdelsomrade_name"], strict=True))
-        self.unit_area = dict(zip(seeds.schools["school_unit_code"],
-                                  seeds.schools["stadsdelsomrade_code"], strict=True))
-        self.district_area = dict(zip(seeds.districts["stadsdel_name"],
-                                      seeds.districts["stadsdelsomrade_code"], strict=True))
-        persons = pop.persons
-        self.birth = pd.Series(_ts(persons["birth_date"]).to_numpy(),
-                               index=persons["person_key"].astype("int64").to_numpy())
+def _text(values: pd.Series) -> pd.Series:
+    """Trimmed text, '' for null."""
+    return values.astype(object).where(values.notna(), "").astype(str).str.strip()
 
-        # protected identity, as the sources show it: SS 12000 marking or klient flag
-        ss = persons[persons["ss12000_id"].notna()]
-        protected = set(ss.loc[ss["security_marking"] != "Ingen", "person_key"].astype("int64"))
+
+class _Sources:
+    """Linkable, unprotected rows of every source, with day numbers and areas."""
+
+    def __init__(self, pop: Population, p: _Params, seeds_dir: Path) -> None:
+        self.pop = pop
+        self.p = p
+        seeds = load_seeds(seeds_dir)
+        self.seeds_dir = seeds_dir
+        self.sdo_name = dict(zip(seeds.areas["stadsdelsomrade_code"],
+                                 seeds.areas["stadsdelsomrade_name"], strict=True))
+        self.sspf_name = dict(zip(seeds.sspf["sspf_omrade_code"], seeds.sspf["sspf_omrade_name"],
+                                  strict=True))
+        self.unit_sspf = dict(zip(seeds.schools["school_unit_code"],
+                                  seeds.schools["sspf_omrade_code"], strict=True))
+        self.sspf_sdo = dict(zip(seeds.sspf["sspf_omrade_code"], seeds.sspf["stadsdelsomrade_code"],
+                                 strict=True))
+        self.district_sdo = dict(zip(seeds.districts["stadsdel_name"],
+                                     seeds.districts["stadsdelsomrade_code"], strict=True))
+        self.district_sspf = {k: v for k, v in zip(seeds.districts["stadsdel_name"],
+                                                   seeds.districts["sspf_omrade_code"], strict=True)
+                              if v}
+        self.offence_category = dict(zip(seeds.offences["brottskod"],
+                                         seeds.offences["brottskategori"], strict=True))
+
+        persons = pop.persons
+        keys = persons["person_key"].astype("int64").to_numpy()
+        self.birth = pd.Series(_days(persons["birth_date"]).astype(np.int64), index=keys)
+        # protected identity: SS 12000 marking, or the klient flag on a valid identifier
+        in_ss = persons["ss12000_id"].notna().to_numpy()
+        marked = in_ss & (persons["security_marking"].astype(str) != "Ingen").to_numpy()
+        protected = set(keys[marked].tolist())
         klient = _not_weeded(_newest(pop.klient, "klient_id", "andrad_tid"), pop.gallring,
                              "klient", "klient_id")
-        valid_klient = klient[klient["identifier_valid"].astype(bool)]
-        protected |= set(valid_klient.loc[valid_klient["skyddad_identitet"].astype(bool),
-                                          "person_key"].astype("int64"))
+        valid = klient[klient["identifier_valid"].astype(bool)]
+        protected |= set(valid.loc[valid["skyddad_identitet"].astype(bool),
+                                   "person_key"].astype("int64").tolist())
         self.protected = protected
-        self.pupil_keys = set(ss["person_key"].astype("int64"))
-        # klient_id -> person for rows that can be linked and may be counted
-        linked = valid_klient[~valid_klient["person_key"].astype("int64").isin(protected)]
+        self.ss_persons = set(keys[in_ss].tolist()) - protected
+        linked = valid[~valid["person_key"].astype("int64").isin(protected)]
         self.klient_person = pd.Series(linked["person_key"].astype("int64").to_numpy(),
                                        index=linked["klient_id"].astype("int64").to_numpy())
+        self._organisations()
 
-    def month_bounds(self, months: pd.PeriodIndex) -> pd.DataFrame:
+    # -- areas --------------------------------------------------------------------------------
+    def _organisations(self) -> None:
+        orgs = self.pop.organisations
+        if len(orgs):
+            orgs = _newest(orgs, "id", "modified_at")
+        units = orgs[orgs["organisation_type"] == "Skolenhet"]
+        self.unit_name = dict(zip(units["school_unit_code"].astype(str),
+                                  units["display_name"].astype(str), strict=True))
+        number = dict(zip(orgs["id"], orgs["organisation_number"], strict=True))
+        municipal = self.pop.municipality_organisation_number
+        self.unit_huvudman = {
+            code: "kommunal" if number.get(parent) == municipal else "fristående"
+            for code, parent in zip(units["school_unit_code"].astype(str),
+                                    units["parent_organisation_id"], strict=True)}
+
+    def district_areas(self, stadsdel: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+        name = _text(stadsdel)
+        return (name.map(self.district_sdo).to_numpy(dtype=object),
+                name.map(self.district_sspf).to_numpy(dtype=object))
+
+    def link(self, klient_id: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+        """(mask of linkable rows, person keys of those rows)."""
+        kid = klient_id.astype("int64")
+        ok = kid.isin(self.klient_person.index).to_numpy()
+        return ok, self.klient_person.loc[kid[ok]].to_numpy()
+
+    # -- case system --------------------------------------------------------------------------
+    def aktualisering(self) -> pd.DataFrame:
+        """Newest, not weeded aktualisering rows (every typ, linkable or not)."""
+        pop = self.pop
+        a = _not_weeded(_newest(pop.aktualisering, "aktualisering_id", "andrad_tid"),
+                        pop.gallring, "aktualisering", "aktualisering_id")
+        sdo, sspf = self.district_areas(a["stadsdel"])
+        reporter = _text(a["anmalare_kategori"])
         return pd.DataFrame({
-            "month": months,
-            "m_start": months.start_time.normalize(),
-            "m_end": months.end_time.normalize(),
+            "aktualisering_id": a["aktualisering_id"].astype("int64").to_numpy(),
+            "klient_id": a["klient_id"].astype("int64").to_numpy(),
+            "typ": a["typ"].astype(object).to_numpy(),
+            "inkom": _days(a["inkom_datum"]),
+            "fb": _days(a["forhandsbedomning_datum"]),
+            "beslut": a["beslut"].astype(object).where(a["beslut"].notna(), None).to_numpy(),
+            "anmalare": reporter.where(reporter != "", "Okänd").to_numpy(dtype=object),
+            "sdo": sdo, "sspf": sspf,
+        })
+
+    def reports(self) -> pd.DataFrame:
+        """Anmälan rows about a linkable, unprotected person, inkom_datum <= R (any age);
+        column ``child``: 0-17 on inkom_datum."""
+        a = self.aktualisering()
+        a = a[(a["typ"] == "Anmälan") & (a["inkom"] <= self.p.R)]
+        ok, person = self.link(a["klient_id"])
+        a = a[ok].assign(person=person)
+        a["inkom"] = a["inkom"].astype(np.int64)
+        a["child"] = _child(self.birth.loc[a["person"]].to_numpy(), a["inkom"].to_numpy())
+        return a.reset_index(drop=True)
+
+    def case_table(self, table: str, id_col: str) -> pd.DataFrame:
+        pop = self.pop
+        df = _not_weeded(_newest(getattr(pop, table), id_col, "andrad_tid"), pop.gallring,
+                         table, id_col)
+        ok, person = self.link(df["klient_id"])
+        return df[ok].assign(person=person).reset_index(drop=True)
+
+    # -- police -------------------------------------------------------------------------------
+    def police(self) -> pd.DataFrame:
+        """Existing police rows (newest version, not Makulerad) of linkable, unprotected persons,
+        Brottsdatum <= R."""
+        pr = self.pop.police_rows.reset_index(drop=True)
+        valid = (pr["identifier_valid"].astype(bool) & pr["person_key"].notna()).to_numpy()
+        identity = np.where(valid, "k" + pr["person_key"].astype("Int64").astype(str),
+                            "raw:" + pr["Personnummer"].astype(object).fillna("").astype(str))
+        pr = pr.assign(_identity=identity, _valid=valid,
+                       _changed=pd.to_datetime(pr["Senast ändrad"]))
+        pr = _newest(pr, ["Diarienummer", "_identity", "Roll"], "_changed")
+        pr = pr[(pr["Status"] != "Makulerad") & pr["_valid"]]
+        sdo, sspf = self.district_areas(pr["Stadsdel"])
+        out = pd.DataFrame({
+            "person": pr["person_key"].astype("int64").to_numpy(),
+            "diarie": pr["Diarienummer"].astype(str).to_numpy(),
+            "roll": pr["Roll"].astype(str).to_numpy(),
+            "day": _days(pr["Brottsdatum"]),
+            "kategori": _text(pr["Brottskod"]).map(self.offence_category).fillna("okänd")
+            .to_numpy(dtype=object),
+            "sdo": sdo, "sspf": sspf,
+        })
+        out = out[(out["day"] <= self.p.R) & ~out["person"].isin(self.protected)]
+        out["day"] = out["day"].astype(np.int64)
+        age = _age(self.birth.loc[out["person"]].to_numpy(), out["day"].to_numpy())
+        out["young"] = (age >= 0) & (age < 18)
+        return out.reset_index(drop=True)
+
+    # -- school -------------------------------------------------------------------------------
+    def enrolments(self) -> pd.DataFrame:
+        e = self.pop.enrolments
+        start = _days(e["start_date"])
+        keep = ((e["school_type"] == "GR") & e["school_year"].between(1, 9)).to_numpy().copy()
+        keep &= e["person_key"].astype("int64").isin(self.ss_persons).to_numpy()
+        keep &= start <= self.p.R
+        e = e[keep]
+        end = _days(e["end_date"])
+        unit = e["school_unit_code"].astype(str)
+        sspf = unit.map(self.unit_sspf)
+        return pd.DataFrame({
+            "person": e["person_key"].astype("int64").to_numpy(),
+            "unit": unit.to_numpy(dtype=object),
+            "year": e["school_year"].astype("int64").astype(str).to_numpy(dtype=object),
+            "huvudman": unit.map(self.unit_huvudman).fillna("fristående").to_numpy(dtype=object),
+            "sspf": sspf.to_numpy(dtype=object),
+            "sdo": sspf.map(self.sspf_sdo).to_numpy(dtype=object),
+            "start": start[keep],
+            "end": np.where(end <= self.p.R, end, np.nan),  # an end after R has not happened
+        })
+
+    def attendance_days(self) -> pd.DataFrame:
+        """Per person and lesson day (<= R): scheduled and reported records, offered, absence and
+        invalid minutes. Newest version of every record and lesson; protected persons left out."""
+        pop = self.pop
+        att = pop.attendances
+        codes, uniques = pd.factorize(att["id"])
+        if len(uniques) < len(att):  # several versions of a record: the newest meta.modified wins
+            modified = pd.to_datetime(att["modified_at"], utc=True).to_numpy()
+            order = np.lexsort((np.arange(len(att)), modified, codes))
+            last = np.ones(len(order), dtype=bool)
+            last[:-1] = codes[order][1:] != codes[order][:-1]
+            att = att.iloc[np.sort(order[last])]
+        ev = pop.calendar_events
+        if len(pd.unique(ev["id"])) < len(ev):
+            ev = _newest(ev, "id", "modified_at")
+        start = pd.DatetimeIndex(pd.to_datetime(ev["start_time"], utc=True)).tz_convert(TZ)
+        end = pd.DatetimeIndex(pd.to_datetime(ev["end_time"], utc=True)).tz_convert(TZ)
+        ev_minutes = ((end - start).total_seconds() / 60).to_numpy(dtype=np.float64)
+        local_day = start.tz_localize(None).normalize().to_numpy(dtype="datetime64[D]")
+        ev_day = (local_day - _EPOCH).astype(np.int64)
+
+        person = att["person_key"].to_numpy(dtype=np.int64)
+        ev_codes, ev_uniques = pd.factorize(att["calendar_event_id"])
+        pos = pd.Index(ev["id"]).get_indexer(pd.Index(ev_uniques))[ev_codes]
+        keep = (pos >= 0) & ~np.isin(person, np.fromiter(self.protected, dtype=np.int64))
+        pos = np.where(pos >= 0, pos, 0)
+        keep &= ev_day[pos] <= self.p.R
+        person, pos = person[keep], pos[keep]
+        reported = att["is_reported"].to_numpy(dtype=bool)[keep]
+        minutes = ev_minutes[pos]
+        invalid = att["invalid_absence_minutes"].to_numpy(dtype=np.float64)[keep]
+        absence = att["valid_absence_minutes"].to_numpy(dtype=np.float64)[keep] + invalid
+        day = ev_day[pos]
+        if person.size == 0:
+            return pd.DataFrame({c: np.array([], dtype=np.int64) for c in ("person", "day")}
+                                | {c: np.array([], dtype=np.float64) for c in
+                                   ("scheduled", "reported", "offered", "absence", "invalid")})
+        d0 = int(day.min())
+        span = int(day.max()) - d0 + 1
+        p_codes, p_uniques = pd.factorize(person)
+        key = p_codes.astype(np.int64) * span + (day - d0)
+        k_codes, k_uniques = pd.factorize(key, sort=True)
+        n = k_uniques.size
+
+        def total(weights: np.ndarray | None) -> np.ndarray:
+            return np.bincount(k_codes, weights=weights, minlength=n)
+
+        rep = reported.astype(np.float64)
+        return pd.DataFrame({
+            "person": p_uniques[k_uniques // span].astype(np.int64),
+            "day": (k_uniques % span + d0).astype(np.int64),
+            "scheduled": total(None).astype(np.float64),
+            "reported": total(rep),
+            "offered": total(rep * minutes),
+            "absence": total(rep * absence),
+            "invalid": total(rep * invalid),
         })
 
 
 # ---------------------------------------------------------------------------------------------
-# School
+# Periods and cells
 # ---------------------------------------------------------------------------------------------
 
-def _enrolment_months(ctx: _Context) -> pd.DataFrame:
-    """(person_key, month, area): the pupil's GR enrolment in each school month."""
-    e = ctx.pop.enrolments
-    e = e[(e["school_type"] == "GR") & e["school_year"].between(1, 9)]
-    e = e[e["person_key"].astype("int64").isin(ctx.pupil_keys)
-          & ~e["person_key"].astype("int64").isin(ctx.protected)]
-    e = pd.DataFrame({"person_key": e["person_key"].astype("int64").to_numpy(),
-                      "unit": e["school_unit_code"].astype(str).to_numpy(),
-                      "start": _ts(e["start_date"]).to_numpy(),
-                      "end": _ts(e["end_date"]).to_numpy()})
-    x = e.merge(ctx.month_bounds(ctx.school_months), how="cross")
-    open_end = x["end"].isna()
-    active = (x["start"] <= x["m_end"]) & (open_end | (x["end"] >= x["m_start"]))
-    x = x[active].copy()
-    x["on_last"] = open_end[active] | (x["end"] >= x["m_end"])
-    x = x.sort_values(["person_key", "month", "on_last", "start"],
-                      ascending=[True, True, False, False], kind="stable")
-    x = x.drop_duplicates(["person_key", "month"], keep="first")
-    x["area"] = x["unit"].map(ctx.unit_area)
-    return x[["person_key", "month", "area"]].reset_index(drop=True)
-
-
-def _offered_absence(ctx: _Context) -> pd.DataFrame:
-    """(person_key, month, offered, absence) from reported attendance records."""
-    pop = ctx.pop
-    att = pop.attendances
-    codes, uniques = pd.factorize(att["id"])
-    if len(uniques) < len(att):  # several versions of a record: the newest meta.modified wins
-        modified = pd.to_datetime(att["modified_at"], utc=True).to_numpy()
-        order = np.lexsort((np.arange(len(att)), modified, codes))
-        last = np.ones(len(order), dtype=bool)
-        last[:-1] = codes[order][1:] != codes[order][:-1]
-        att = att.iloc[np.sort(order[last])]
-    ev = pop.calendar_events
-    if len(pd.unique(ev["id"])) < len(ev):
-        ev = _newest(ev, "id", "modified_at")
-    att = att[["calendar_event_id", "person_key", "is_reported", "valid_absence_minutes",
-               "invalid_absence_minutes"]]
-    keep = att["is_reported"].astype(bool).to_numpy() & ~att["person_key"].astype(
-        "int64").isin(ctx.protected).to_numpy()
-    ev_codes, ev_uniques = pd.factorize(att["calendar_event_id"])
-    pos = pd.Index(ev["id"]).get_indexer(pd.Index(ev_uniques))[ev_codes]
-    keep &= pos >= 0
-    pos = pos[keep]
-    start = pd.DatetimeIndex(pd.to_datetime(ev["start_time"], utc=True)).tz_convert(TZ)
-    end = pd.DatetimeIndex(pd.to_datetime(ev["end_time"], utc=True)).tz_convert(TZ)
-    ev_minutes = ((end - start).total_seconds() / 60).to_numpy()
-    ev_day = start.tz_localize(None).normalize()
-    ev_month = pd.PeriodIndex(ev_day, freq="M").asi8
-    ev_in_range = np.asarray(ev_day <= ctx.R)
-    frame = pd.DataFrame({
-        "person_key": att["person_key"].to_numpy(dtype=np.int64)[keep],
-        "month": ev_month[pos],
-        "offered": ev_minutes[pos],
-        "absence": (att["valid_absence_minutes"].to_numpy(dtype=np.int64)
-                    + att["invalid_absence_minutes"].to_numpy(dtype=np.int64))[keep],
-    })[ev_in_range[pos]]
-    out = frame.groupby(["person_key", "month"], as_index=False)[["offered", "absence"]].sum()
-    out["month"] = pd.PeriodIndex.from_ordinals(out["month"].to_numpy(), freq="M")
-    return out
-
-
-def _pupil_months(ctx: _Context, threshold: float, min_offered: float) -> pd.DataFrame:
-    enrol = _enrolment_months(ctx)
-    offered = _offered_absence(ctx)
-    pm = enrol.merge(offered, on=["person_key", "month"], how="left")
-    pm[["offered", "absence"]] = pm[["offered", "absence"]].fillna(0)
-    pm["assessed"] = pm["offered"] >= min_offered
-    share = pm["absence"] / pm["offered"].where(pm["offered"] > 0)
-    pm["high"] = pm["assessed"] & (share >= threshold)
-    return pm
-
-
-# ---------------------------------------------------------------------------------------------
-# Case system and police
-# ---------------------------------------------------------------------------------------------
-
-def _reports(ctx: _Context) -> pd.DataFrame:
-    """Anmälan rows (existing, dated <= R) about a linkable, unprotected person."""
-    pop = ctx.pop
-    a = _not_weeded(_newest(pop.aktualisering, "aktualisering_id", "andrad_tid"), pop.gallring,
-                    "aktualisering", "aktualisering_id")
-    a = a[a["typ"] == "Anmälan"]
-    kid = a["klient_id"].astype("int64")
-    a = a[kid.isin(ctx.klient_person.index)]
-    out = pd.DataFrame({
-        "aktualisering_id": a["aktualisering_id"].astype("int64").to_numpy(),
-        "person_key": ctx.klient_person.loc[a["klient_id"].astype("int64")].to_numpy(),
-        "inkom": _ts(a["inkom_datum"]).to_numpy(),
-        "fb": _ts(a["forhandsbedomning_datum"]).to_numpy(),
-        "area": a["stadsdel"].fillna("").astype(str).str.strip().map(ctx.district_area).to_numpy(),
-    })
-    return out[out["inkom"] <= ctx.R].reset_index(drop=True)
-
-
-def _open_cases(ctx: _Context) -> pd.DataFrame:
-    """(person_key, start, end) of investigations and interventions (end NaT = open)."""
-    pop = ctx.pop
+def _published_periods(p: _Params) -> pd.DataFrame:
+    first = _add_months(np.array([_period_start(np.array([p.R]), "manad")[0]], dtype=float),
+                        -(p.report_months - 1))[0]
+    days = np.arange(int(first), p.R + 1, dtype=np.int64)
     parts = []
-    for table, id_col, start_col, end_col in (("utredning", "utredning_id", "startdatum",
-                                               "avslutsdatum"),
-                                              ("insats", "insats_id", "startdatum", "slutdatum")):
-        df = _not_weeded(_newest(getattr(pop, table), id_col, "andrad_tid"), pop.gallring,
-                         table, id_col)
-        kid = df["klient_id"].astype("int64")
-        df = df[kid.isin(ctx.klient_person.index)]
-        start = _ts(df[start_col])
-        end = _ts(df[end_col])
-        end = end.where(end <= ctx.R)  # an end after R has not happened yet
-        part = pd.DataFrame({
-            "person_key": ctx.klient_person.loc[df["klient_id"].astype("int64")].to_numpy(),
-            "start": start.to_numpy(), "end": end.to_numpy()})
-        parts.append(part[part["start"] <= ctx.R])
+    for ptype in PERIOD_TYPES:
+        starts = np.unique(_period_start(days, ptype))
+        parts.append(pd.DataFrame({"ptype": ptype, "pstart": starts,
+                                   "pend": _period_end(starts, ptype)}))
     return pd.concat(parts, ignore_index=True)
 
 
-def _police(ctx: _Context) -> pd.DataFrame:
-    """Newest, not cancelled police rows of linkable, unprotected persons, Brottsdatum <= R."""
-    p = ctx.pop.police_rows.reset_index(drop=True)
-    valid = p["identifier_valid"].astype(bool) & p["person_key"].notna()
-    identity = np.where(valid, "k" + p["person_key"].astype("Int64").astype(str),
-                        "raw:" + p["Personnummer"].fillna("").astype(str))
-    p = p.assign(_identity=identity, _valid=valid.to_numpy(),
-                 _changed=pd.to_datetime(p["Senast ändrad"]))
-    p = _newest(p, ["Diarienummer", "_identity", "Roll"], "_changed")
-    p = p[(p["Status"] != "Makulerad") & p["_valid"]]
-    out = pd.DataFrame({
-        "person_key": p["person_key"].astype("int64").to_numpy(),
-        "roll": p["Roll"].astype(str).to_numpy(),
-        "brott": _ts(p["Brottsdatum"]).to_numpy(),
-        "area": p["Stadsdel"].fillna("").astype(str).str.strip().map(ctx.district_area).to_numpy(),
-    })
-    out = out[(out["brott"] <= ctx.R) & ~out["person_key"].isin(ctx.protected)]
-    return out.reset_index(drop=True)
+def _by_period(frame: pd.DataFrame, day_col: str, periods: pd.DataFrame) -> pd.DataFrame:
+    """One copy of every row per published period containing its ``day_col`` day."""
+    parts = []
+    days = frame[day_col].to_numpy(dtype=np.int64)
+    for ptype in PERIOD_TYPES:
+        pp = periods[periods["ptype"] == ptype]
+        start = _period_start(days, ptype)
+        keep = np.isin(start, pp["pstart"].to_numpy())
+        parts.append(frame[keep].assign(ptype=ptype, pstart=start[keep],
+                                        pend=_period_end(start[keep], ptype)))
+    return pd.concat(parts, ignore_index=True)
+
+
+class _Cells:
+    """Collects the cells of every indicator (before suppression and follow-up)."""
+
+    def __init__(self, src: _Sources) -> None:
+        self.src = src
+        self.parts: list[pd.DataFrame] = []
+
+    def add(self, indicator: str, units: pd.DataFrame, levels: tuple[str, ...],
+            breakdowns: tuple[str, ...] = (), *, num: str | None = None, den: str | None = None,
+            contributors: str | None = None, distinct: bool = True) -> None:
+        """units: one row per counted unit and period (``ptype``, ``pstart``, ``id``), with the
+        area columns the levels need (``sdo``, ``sspf``, ``unit``; null: no row at that level)
+        and one column per breakdown (null: no row for that breakdown). ``antal`` counts
+        distinct ids per cell; ``andel`` sums ``num`` and ``den`` (and ``contributors``) per
+        cell, after keeping one row per cell and id when ``distinct``."""
+        andel = INDICATORS[indicator][1] == "andel"
+        measures = {"numerator": num, "denominator": den, "contributors": contributors}
+        n = len(units)
+        if n == 0:
+            return
+        # every key column as integer codes (-1: null), factorised once
+        ptype_code, ptype_uni = pd.factorize(units["ptype"])
+        pstart = units["pstart"].to_numpy(dtype=np.int64)
+        pstart_code = pstart - pstart.min()
+        id_code = pd.factorize(units["id"])[0].astype(np.int64)
+        area = {level: (np.zeros(n, dtype=np.int64), np.array([self.src.p.municipality_code],
+                                                              dtype=object))
+                if _AREA_COLUMN[level] is None else pd.factorize(units[_AREA_COLUMN[level]])
+                for level in levels}
+        values = {name: units[col].to_numpy(dtype=np.float64) for name, col in measures.items()
+                  if andel and col}
+        for breakdown in ("totalt", *breakdowns):  # levels stacked: one aggregation per breakdown
+            b_code, b_uni = ((np.zeros(n, dtype=np.int64), np.array(["totalt"], dtype=object))
+                             if breakdown == "totalt" else pd.factorize(units[breakdown]))
+            rows = [np.flatnonzero((area[lv][0] >= 0) & (b_code >= 0)) for lv in levels]
+            row = np.concatenate(rows)
+            if row.size == 0:
+                continue
+            level = np.concatenate([np.full(r.size, i) for i, r in enumerate(rows)])
+            code = np.concatenate([area[lv][0][r] for lv, r in zip(levels, rows, strict=True)])
+            # one int64 key per cell: period type, period start, level, area code, breakdown value
+            key = np.zeros(row.size, dtype=np.int64)
+            for part in (ptype_code[row], pstart_code[row], level, code, b_code[row]):
+                key = key * (int(part.max()) + 1) + part
+            if distinct:  # one row per cell and counted unit
+                pair = key * (int(id_code.max()) + 1) + id_code[row]
+                first = np.sort(np.unique(pair, return_index=True)[1])
+                row, level, code, key = row[first], level[first], code[first], key[first]
+            cell = pd.factorize(key)[0]
+            n_cells = int(cell.max()) + 1
+            first_of_cell = np.empty(n_cells, dtype=np.int64)
+            first_of_cell[cell[::-1]] = np.arange(cell.size - 1, -1, -1)
+            rep = row[first_of_cell]
+            rep_level = level[first_of_cell]
+            area_code = np.empty(n_cells, dtype=object)
+            for i, lv in enumerate(levels):
+                at = rep_level == i
+                area_code[at] = np.asarray(area[lv][1], dtype=object)[code[first_of_cell][at]]
+            out = pd.DataFrame({
+                "indicator_id": indicator,
+                "ptype": np.asarray(ptype_uni, dtype=object)[ptype_code[rep]],
+                "pstart": pstart[rep],
+                "area_level": np.array(levels, dtype=object)[rep_level],
+                "area_code": area_code, "breakdown": breakdown,
+                "breakdown_value": np.asarray(b_uni, dtype=object)[b_code[rep]]})
+            if andel:
+                for name in measures:
+                    out[name] = (np.bincount(cell, weights=values[name][row], minlength=n_cells)
+                                 if name in values else np.nan)
+            else:
+                out["numerator"] = np.bincount(cell, minlength=n_cells).astype(np.float64)
+                out["denominator"] = np.nan
+                out["contributors"] = np.nan
+            self.parts.append(out)
+
+    def frame(self) -> pd.DataFrame:
+        cells = pd.concat(self.parts, ignore_index=True)
+        count = np.where(cells["denominator"].isna(), cells["numerator"], cells["denominator"])
+        cells = cells[count >= 1].reset_index(drop=True)
+        for col in ("numerator", "denominator", "contributors"):
+            cells[col] = cells[col].astype(np.float64)
+        return cells
 
 
 # ---------------------------------------------------------------------------------------------
-# Cells
+# Helpers over person x period frames
 # ---------------------------------------------------------------------------------------------
 
-def _cells(ctx: _Context, indicator: str, frame: pd.DataFrame, unit: str,
-           breakdown: tuple[str, str] = ("totalt", "totalt")) -> pd.DataFrame:
-    """frame: month, area (code or NaN), id (the counted unit), and for andel a bool ``num``.
+def _flag_events(rows: pd.DataFrame, events: pd.DataFrame, lo: str, hi: str,
+                 *, lo_inclusive: bool = False, distinct: str | None = None) -> np.ndarray:
+    """Per row of ``rows`` (``person`` and the bound columns ``lo``/``hi``): the number of
+    ``events`` (``person``, ``day``) with lo < day <= hi (lo <= day with ``lo_inclusive``),
+    counting distinct values of column ``distinct`` when given."""
+    if rows.empty or events.empty:
+        return np.zeros(len(rows), dtype=np.int64)
+    cols = ["person", "day"] + ([distinct] if distinct else [])
+    r = rows[["person", lo, hi]].reset_index(drop=True).reset_index(names="_row")
+    m = r.merge(events[cols], on="person")
+    low = m["day"] >= m[lo] if lo_inclusive else m["day"] > m[lo]
+    m = m[low & (m["day"] <= m[hi])]
+    counts = (m.groupby("_row")[distinct].nunique() if distinct else m.groupby("_row").size())
+    out = np.zeros(len(rows), dtype=np.int64)
+    out[counts.index.to_numpy()] = counts.to_numpy()
+    return out
 
-    Every id counts once per month in the city cell and once per month and area."""
-    frame = frame[frame["month"].isin(ctx.months)]
-    pieces = []
-    for level, keys in (("stad", ["month"]), ("stadsdelsomrade", ["month", "area"])):
-        f = frame if level == "stad" else frame[frame["area"].notna()]
-        if unit == "antal":
-            g = f.drop_duplicates([*keys, "id"]).groupby(keys).size().rename("numerator")
-            g = g.reset_index()
-            g["denominator"] = np.nan
-            g["value"] = g["numerator"].astype(float)
-        else:
-            d = f.groupby([*keys, "id"], as_index=False)["num"].max()
-            g = d.groupby(keys).agg(numerator=("num", "sum"), denominator=("num", "size"))
-            g = g.reset_index()
-            g["value"] = g["numerator"] / g["denominator"]
-        if level == "stad":
-            g["area_code"] = ctx.pop.municipality_code
-            g["area_name"] = ctx.pop.municipality_name
-        else:
-            g["area_code"] = g["area"]
-            g["area_name"] = g["area"].map(ctx.area_name)
-        g["area_level"] = level
-        pieces.append(g)
-    out = pd.concat(pieces, ignore_index=True)
-    count = out["numerator"] if unit == "antal" else out["denominator"]
-    out = out[count >= 1]
-    months = pd.PeriodIndex(out["month"], freq="M")
-    return pd.DataFrame({
-        "indicator_id": indicator,
-        "indicator_name": INDICATOR_NAMES[indicator],
-        "period_type": "manad",
-        "period_start": [d.date() for d in months.start_time],
-        "period_end": [d.date() for d in months.end_time.normalize()],
-        "area_level": out["area_level"].to_numpy(),
-        "area_code": out["area_code"].to_numpy(),
-        "area_name": out["area_name"].to_numpy(),
-        "breakdown": breakdown[0],
-        "breakdown_value": breakdown[1],
-        "numerator": out["numerator"].astype("int64").to_numpy(),
-        "denominator": out["denominator"].astype(float).to_numpy(),
-        "value": out["value"].astype(float).to_numpy(),
-        "unit": unit,
+
+def _pupil_periods(src: _Sources, periods: pd.DataFrame, att: pd.DataFrame) -> pd.DataFrame:
+    """Per pupil and period (of ``periods``): the enrolment in the period (unit, year, huvudman,
+    areas) and the attendance sums over the period's lesson days."""
+    e = src.enrolments()
+    x = e.merge(periods[["ptype", "pstart", "pend"]], how="cross")
+    active = (x["start"] <= x["pend"]) & (x["end"].isna() | (x["end"] >= x["pstart"]))
+    x = x[active]
+    x = x.assign(on_last=x["end"].isna() | (x["end"] >= x["pend"]))
+    x = x.sort_values(["person", "ptype", "pstart", "on_last", "start", "unit"],
+                      ascending=[True, True, True, False, False, True], kind="stable")
+    x = x.drop_duplicates(["person", "ptype", "pstart"], keep="first")
+    x = x.drop(columns=["start", "end", "on_last"]).reset_index(drop=True)
+
+    sums = []
+    measures = ["scheduled", "reported", "offered", "absence", "invalid"]
+    for ptype in PERIOD_TYPES:
+        pt = periods[periods["ptype"] == ptype]
+        if pt.empty or att.empty:
+            continue
+        start = _period_start(att["day"].to_numpy(), ptype)
+        keep = np.isin(start, pt["pstart"].to_numpy())
+        a = att[keep].assign(ptype=ptype, pstart=start[keep])
+        sums.append(a.groupby(["person", "ptype", "pstart"], as_index=False)[measures].sum())
+    if sums:
+        x = x.merge(pd.concat(sums, ignore_index=True), on=["person", "ptype", "pstart"],
+                    how="left")
+    else:
+        x = x.assign(**{m: np.nan for m in measures})
+    x[measures] = x[measures].fillna(0.0)
+    p = src.p
+    x["assessed"] = x["offered"] >= p.min_offered
+    share = x["absence"] / x["offered"].where(x["offered"] > 0)
+    x["high"] = x["assessed"] & (share >= p.high).to_numpy()
+    x["very_high"] = x["assessed"] & (share >= p.very_high).to_numpy()
+    return x
+
+
+def _window_offered(att: pd.DataFrame, person: np.ndarray, lo: np.ndarray,
+                    hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(offered, absence) of each person over the day range [lo, hi], by prefix sums."""
+    if att.empty or person.size == 0:
+        return np.zeros(person.size), np.zeros(person.size)
+    a = att.sort_values(["person", "day"], kind="stable")
+    key_person = a["person"].to_numpy(dtype=np.int64)
+    key_day = a["day"].to_numpy(dtype=np.int64)
+    span = int(key_day.max()) + 2
+    base = int(key_day.min()) - 1
+    key = key_person * span + (key_day - base)
+    cum_off = np.concatenate([[0.0], np.cumsum(a["offered"].to_numpy())])
+    cum_abs = np.concatenate([[0.0], np.cumsum(a["absence"].to_numpy())])
+    lo_c = np.clip(np.asarray(lo, dtype=np.int64) - base, 0, span - 1)
+    hi_c = np.clip(np.asarray(hi, dtype=np.int64) - base, 0, span - 1)
+    i0 = np.searchsorted(key, person * span + lo_c, side="left")
+    i1 = np.searchsorted(key, person * span + hi_c, side="right")
+    return cum_off[i1] - cum_off[i0], cum_abs[i1] - cum_abs[i0]
+
+
+def _latest_per_period(q: pd.DataFrame) -> pd.DataFrame:
+    """One qualifying insats per person and period: the latest F, then the highest insats_id."""
+    q = q.sort_values(["person", "ptype", "pstart", "F", "insats_id"], kind="stable")
+    return q.drop_duplicates(["person", "ptype", "pstart"], keep="last")
+
+
+def _with_school_area(rows: pd.DataFrame, enrolled: pd.DataFrame) -> pd.DataFrame:
+    """Attach the school area (sdo, sspf) of the person's enrolment in the period; none: city."""
+    areas = enrolled[["person", "ptype", "pstart", "sdo", "sspf"]]
+    return rows.drop(columns=[c for c in ("sdo", "sspf") if c in rows], errors="ignore").merge(
+        areas, on=["person", "ptype", "pstart"], how="left")
+
+
+# ---------------------------------------------------------------------------------------------
+# The computation
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class _Run:
+    """What every indicator group needs: sources, vars, published periods (with the trailing
+    window start ``wstart`` and A = least(period_end, R)), and the pupil x period frames
+    (``pp``: published periods; ``pp_all``: also the months of the trailing windows)."""
+
+    src: _Sources
+    p: _Params
+    cells: _Cells
+    periods: pd.DataFrame
+    pp: pd.DataFrame
+    pp_all: pd.DataFrame
+    att: pd.DataFrame
+
+
+def compute_ground_truth(
+    pop: Population, *,
+    reference_date: dt.date | None = None,
+    report_months: int = 12,
+    high_absence_threshold: float = 0.15,
+    very_high_absence_threshold: float = 0.50,
+    min_offered_minutes: int = 300,
+    trailing_months: int = 12,
+    forhandsbedomning_days: int = 14,
+    investigation_months: int = 4,
+    placement_horizon_days: int = 90,
+    sst_window_weeks: int = 8,
+    sig_followup_months: int = 6,
+    repeat_incidents: int = 2,
+    lagesbild_trailing_weeks: int = 4,
+    municipality_code: str | None = None,
+    municipality_name: str | None = None,
+    min_cell: int = 5,
+    seeds_dir: Path | str = SEEDS_DIR,
+) -> pd.DataFrame:
+    """Every published cell of the catalogue, as the rules define it, straight from ``pop``.
+
+    The keywords are the dbt vars of ``INDICATOR_RULES.md`` with their defaults;
+    ``reference_date``, ``municipality_code`` and ``municipality_name`` default to the
+    population's. ``lagesbild_trailing_weeks`` only shapes the weekly lägesbild, which is not
+    part of this table; it is accepted (and checked) so that a run's vars can be passed as
+    they are. Rows are ordered by indicator (catalogue order), period type, period start, area
+    level, area code and breakdown.
+    """
+    if report_months < 1 or trailing_months < 1 or min_cell < 1 or lagesbild_trailing_weeks < 1:
+        raise ValueError("report_months, trailing_months, min_cell and lagesbild_trailing_weeks "
+                         "must be at least 1")
+    p = _Params(
+        R=_day(reference_date or pop.reference_date),
+        municipality_code=municipality_code or pop.municipality_code,
+        municipality_name=municipality_name or pop.municipality_name,
+        report_months=report_months, high=high_absence_threshold,
+        very_high=very_high_absence_threshold, min_offered=min_offered_minutes,
+        trailing_months=trailing_months, fb_days=forhandsbedomning_days,
+        investigation_months=investigation_months, placement_days=placement_horizon_days,
+        sst_days=7 * sst_window_weeks, sig_months=sig_followup_months, repeat=repeat_incidents,
+        min_cell=min_cell)
+    seeds_dir = Path(seeds_dir)
+    src = _Sources(pop, p, seeds_dir)
+    cells = _Cells(src)
+    R = p.R
+    periods = _published_periods(p)
+    periods["wstart"] = _add_months(periods["pend"].to_numpy(), -p.trailing_months).astype(np.int64)
+    periods["A"] = np.minimum(periods["pend"].to_numpy(), R)
+    # calendar months whose last day can lie in a trailing window of a published period
+    first_month = _period_start(np.array([periods["wstart"].min() + 1]), "manad")[0]
+    month_starts = np.unique(_period_start(np.arange(first_month, R + 1), "manad"))
+    months = pd.DataFrame({"ptype": "manad", "pstart": month_starts,
+                           "pend": _period_end(month_starts, "manad")})
+    all_periods = pd.concat([periods[["ptype", "pstart", "pend"]], months]).drop_duplicates(
+        ["ptype", "pstart"]).reset_index(drop=True)
+
+    att = src.attendance_days()
+    pp_all = _pupil_periods(src, all_periods, att)
+    pp = pp_all.merge(periods[["ptype", "pstart", "wstart"]], on=["ptype", "pstart"])
+    pp["id"] = pp["person"]
+    pp["arskurs"] = pp["year"]
+    run = _Run(src=src, p=p, cells=cells, periods=periods, pp=pp, pp_all=pp_all, att=att)
+
+    _school_indicators(run)
+    reports, cases, ins = _social_services_indicators(run)
+    suspicions, police = _police_indicators(run)
+    _cross_agency_indicators(run, reports, suspicions, police, cases)
+    _intervention_effects(run, ins, suspicions)
+    return _publish(cells.frame(), src, periods)
+
+
+def _school_indicators(run: _Run) -> None:
+    cells, pp = run.cells, run.pp
+    assessed = pp[pp["assessed"]]
+    cells.add("hog_franvaro", assessed.assign(num=assessed["high"].astype(float), den=1.0),
+              AREA_LEVELS, SCHOOL_BREAKDOWNS, num="num", den="den", distinct=False)
+    cells.add("mycket_hog_franvaro",
+              assessed.assign(num=assessed["very_high"].astype(float), den=1.0),
+              AREA_LEVELS, SCHOOL_BREAKDOWNS, num="num", den="den", distinct=False)
+    cells.add("ogiltig_franvaro_andel", pp.assign(c=(pp["offered"] > 0).astype(float)),
+              AREA_LEVELS, SCHOOL_BREAKDOWNS, num="invalid", den="offered", contributors="c",
+              distinct=False)
+    cells.add("rapporteringsgrad", pp.assign(c=(pp["scheduled"] > 0).astype(float)),
+              AREA_LEVELS, SCHOOL_BREAKDOWNS, num="reported", den="scheduled", contributors="c",
+              distinct=False)
+
+
+def _social_services_indicators(run: _Run) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Report, investigation and placement indicators; returns the reports (any age), the
+    investigations and interventions (person, start, end with ends after R as NaN) and the
+    interventions' frame."""
+    src, p, cells, periods = run.src, run.p, run.cells, run.periods
+    R = p.R
+    reports = src.reports()
+    child_reports = _by_period(reports[reports["child"]], "inkom", periods)
+    child_reports["id"] = child_reports["aktualisering_id"]
+    cells.add("orosanmalningar", child_reports, SCHOOL_LEVELS, ("anmalare",))
+    due = child_reports[child_reports["inkom"] + p.fb_days < R]
+    in_time = due["fb"].notna() & (due["fb"] <= R) & (due["fb"] <= due["inkom"] + p.fb_days)
+    cells.add("forhandsbedomning_14_dagar", due.assign(num=in_time.astype(float), den=1.0),
+              SCHOOL_LEVELS, ("anmalare",), num="num", den="den")
+    decided = child_reports[child_reports["beslut"].notna() & (child_reports["fb"] <= R)]
+    cells.add("anmalan_till_utredning",
+              decided.assign(num=(decided["beslut"] == "Inleda utredning").astype(float), den=1.0),
+              SCHOOL_LEVELS, ("anmalare",), num="num", den="den")
+
+    utr = src.case_table("utredning", "utredning_id")
+    u_start = _days(utr["startdatum"])
+    u_end = _days(utr["avslutsdatum"])
+    closed = (u_end <= R) & ~np.isnan(u_start)
+    u_start_i = np.where(np.isnan(u_start), 0, u_start).astype(np.int64)
+    closed &= _child(src.birth.loc[utr["person"]].to_numpy(), u_start_i)
+    akt_area = src.aktualisering().set_index("aktualisering_id")[["sdo", "sspf"]]
+    akt_id = utr["aktualisering_id"].astype("Int64")
+    investigations = pd.DataFrame({
+        "id": utr["utredning_id"].astype("int64").to_numpy(),
+        "day": np.where(closed, u_end, 0).astype(np.int64),
+        "num": (u_end <= _add_months(u_start, p.investigation_months)).astype(float),
+        "den": 1.0,
+        "sdo": akt_id.map(akt_area["sdo"]).to_numpy(dtype=object),
+        "sspf": akt_id.map(akt_area["sspf"]).to_numpy(dtype=object),
+    })[closed]
+    cells.add("utredning_4_manader", _by_period(investigations, "day", periods), SCHOOL_LEVELS,
+              num="num", den="den")
+
+    insats = src.case_table("insats", "insats_id")
+    ins = pd.DataFrame({
+        "insats_id": insats["insats_id"].astype("int64").to_numpy(),
+        "person": insats["person"].to_numpy(),
+        "typ": insats["insatstyp"].astype(str).to_numpy(),
+        "start": _days(insats["startdatum"]),
+        "end": _days(insats["slutdatum"]),
+        "planned": _days(insats["planerat_slutdatum"]),
+        "reason": insats["avslutsorsak"].astype(object).to_numpy(),
     })
+    ins = ins[ins["start"] <= R]
+    ins["end_by_r"] = ins["end"].where(ins["end"] <= R)  # an end after R has not happened
+
+    plac = ins[ins["typ"].str.startswith("PLAC_")].merge(periods[[*PKEY, "pend", "A"]],
+                                                          how="cross")
+    a_day = plac["A"].to_numpy()
+    ongoing = ((plac["start"] <= a_day) & (plac["end"].isna() | (plac["end"] > a_day))
+               & (plac["planned"] > a_day) & (plac["planned"] <= a_day + p.placement_days))
+    reunited = ((plac["end"] >= plac["pstart"]) & (plac["end"] <= a_day)
+                & (plac["reason"] == "Återförening med vårdnadshavare"))
+    plac = plac[(ongoing | reunited).to_numpy()
+                & _child(src.birth.loc[plac["person"]].to_numpy(), a_day)]
+    plac = _with_school_area(plac.assign(id=plac["person"]), run.pp)
+    cells.add("placerade_aterforening", plac, SCHOOL_LEVELS)
+
+    cases = pd.concat([
+        pd.DataFrame({"person": utr["person"].to_numpy(), "start": u_start,
+                      "end": np.where(u_end <= R, u_end, np.nan)}),
+        ins[["person", "start"]].assign(end=ins["end_by_r"].to_numpy()),
+    ], ignore_index=True)
+    return reports, cases[cases["start"] <= R], ins
 
 
-def _window_join(events: pd.DataFrame, months: pd.DataFrame, date_col: str) -> pd.DataFrame:
-    """Pairs (event, month) with period_end - 12 months < date <= period_end."""
-    x = events.merge(months, how="cross")
-    return x[(x[date_col] > x["w_start"]) & (x[date_col] <= x["m_end"])]
+def _police_indicators(run: _Run) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Young suspects (repeat share) and victims; returns the suspicions and all rows."""
+    p, cells, periods = run.p, run.cells, run.periods
+    police = run.src.police()
+    suspicions = police[police["roll"] == "Misstänkt"]
+    young_sus = _by_period(suspicions[suspicions["young"]], "day", periods)
+    young_sus = young_sus.assign(id=young_sus["person"], brottskategori=young_sus["kategori"])
+    cells.add("unga_misstankta", young_sus, SCHOOL_LEVELS, ("brottskategori",))
+    suspects = young_sus[[*PKEY, "person"]].drop_duplicates().merge(
+        periods[[*PKEY, "wstart", "pend"]], on=PKEY)
+    suspects["num"] = (_flag_events(suspects, suspicions, "wstart", "pend", distinct="diarie")
+                       >= p.repeat).astype(float)
+    repeat = young_sus.merge(suspects[[*PKEY, "person", "num"]], on=[*PKEY, "person"])
+    cells.add("unga_misstankta_upprepat", repeat.assign(den=1.0), SCHOOL_LEVELS,
+              num="num", den="den")
+    victims = police[(police["roll"] == "Målsägande") & police["young"]]
+    young_vic = _by_period(victims, "day", periods)
+    cells.add("unga_brottsoffer",
+              young_vic.assign(id=young_vic["person"], brottskategori=young_vic["kategori"]),
+              SCHOOL_LEVELS, ("brottskategori",))
+    return suspicions[["person", "day", "diarie"]], police
 
 
-def compute_ground_truth(pop: Population, *, high_absence_threshold: float = 0.15,
-                         min_offered_minutes: int = 300, report_months: int = 12) -> pd.DataFrame:
-    """The six first-release indicators per month, for the city and each stadsdelsområde."""
-    ctx = _Context(pop, report_months)
-    R = ctx.R
-    months = ctx.month_bounds(ctx.months)
-    months["w_start"] = months["m_end"] - pd.DateOffset(months=12)
-    out = []
+def _in_window(frame: pd.DataFrame, wins: pd.DataFrame) -> pd.DataFrame:
+    """(period, person) pairs of events (``person``, ``day``) in wstart < day <= pend."""
+    x = frame[["person", "day"]].merge(wins, how="cross")
+    return x[(x["day"] > x["wstart"]) & (x["day"] <= x["pend"])][[*PKEY, "person"]]
 
-    # hog_franvaro
-    pm = _pupil_months(ctx, high_absence_threshold, min_offered_minutes)
-    assessed = pm[pm["assessed"]]
-    out.append(_cells(ctx, "hog_franvaro", assessed.assign(id=assessed["person_key"],
-                                                           num=assessed["high"]), "andel"))
 
-    # orosanmalningar and forhandsbedomning_14_dagar
-    reports = _reports(ctx)
-    ages = _age(pd.Series(ctx.birth.loc[reports["person_key"]].to_numpy()), reports["inkom"])
-    child_reports = reports[(ages >= 0).to_numpy() & (ages <= 17).to_numpy()].copy()
-    child_reports["month"] = pd.PeriodIndex(child_reports["inkom"], freq="M")
-    out.append(_cells(ctx, "orosanmalningar",
-                      child_reports.assign(id=child_reports["aktualisering_id"]), "antal"))
-    deadline = child_reports["inkom"] + pd.Timedelta(days=14)
-    due = child_reports[deadline < R]
-    fb = due["fb"].where(due["fb"] <= R)  # a decision dated after R is still pending
-    out.append(_cells(ctx, "forhandsbedomning_14_dagar",
-                      due.assign(id=due["aktualisering_id"],
-                                 num=fb.notna() & (fb <= deadline[deadline < R])), "andel"))
+def _cross_agency_indicators(run: _Run, reports: pd.DataFrame, suspicions: pd.DataFrame,
+                             police: pd.DataFrame, cases: pd.DataFrame) -> None:
+    src, cells, pp = run.src, run.cells, run.pp
+    report_events = reports[["person"]].assign(day=reports["inkom"])
+    high = pp[pp["high"]].copy()
+    high["den"] = 1.0
+    high["num"] = (_flag_events(high, report_events, "wstart", "pend") > 0).astype(float)
+    cells.add("hog_franvaro_med_orosanmalan", high, SCHOOL_LEVELS, num="num", den="den",
+              distinct=False)
+    high["num"] = (_flag_events(high, suspicions, "wstart", "pend") > 0).astype(float)
+    cells.add("hog_franvaro_med_misstanke", high, SCHOOL_LEVELS, num="num", den="den",
+              distinct=False)
+    assessed = pp[pp["assessed"]]
+    suspected = assessed[_flag_events(assessed, suspicions, "pstart", "pend",
+                                      lo_inclusive=True) > 0]
+    cells.add("misstankta_med_hog_franvaro",
+              suspected.assign(num=suspected["high"].astype(float), den=1.0), SCHOOL_LEVELS,
+              num="num", den="den", distinct=False)
 
-    # unga_misstankta
-    police = _police(ctx)
-    page = _age(pd.Series(ctx.birth.loc[police["person_key"]].to_numpy()), police["brott"])
-    young = police[(police["roll"] == "Misstänkt").to_numpy() & (page >= 0).to_numpy()
-                   & (page < 18).to_numpy()].copy()
-    young["month"] = pd.PeriodIndex(young["brott"], freq="M")
-    out.append(_cells(ctx, "unga_misstankta", young.assign(id=young["person_key"]), "antal"))
-
-    # hog_franvaro_med_orosanmalan
-    high = pm[pm["high"] & pm["month"].isin(ctx.months)]
-    high = high.merge(months[["month", "m_end", "w_start"]], on="month")
-    with_report = high.merge(reports[["person_key", "inkom"]], on="person_key")
-    with_report = with_report[(with_report["inkom"] > with_report["w_start"])
-                              & (with_report["inkom"] <= with_report["m_end"])]
-    hit = with_report[["person_key", "month"]].drop_duplicates().assign(num=True)
-    high = high.merge(hit, on=["person_key", "month"], how="left")
-    high["num"] = high["num"].astype("boolean").fillna(False).astype(bool)
-    out.append(_cells(ctx, "hog_franvaro_med_orosanmalan", high.assign(id=high["person_key"]),
-                      "andel"))
-
-    # kanda_av_flera
-    mb = months[["month", "m_end", "w_start"]]
-    school_high = pm[pm["high"]][["person_key", "month"]].rename(columns={"month": "hm"})
-    school_high["hm_end"] = pd.PeriodIndex(school_high["hm"], freq="M").end_time.normalize()
-    school = _window_join(school_high, mb, "hm_end")[["person_key", "month"]]
-    social_reports = _window_join(reports[["person_key", "inkom"]], mb, "inkom")
-    cases = _open_cases(ctx).merge(mb, how="cross")
-    cases = cases[(cases["start"] <= cases["m_end"])
-                  & (cases["end"].isna() | (cases["end"] > cases["w_start"]))]
-    social = pd.concat([social_reports[["person_key", "month"]], cases[["person_key", "month"]]])
-    police_known = _window_join(police[["person_key", "brott"]], mb, "brott")[["person_key", "month"]]
+    # kanda_av_flera: known to school / social services / police in the trailing window
+    wins = run.periods[[*PKEY, "pend", "wstart"]]
+    pp_all = run.pp_all
+    high_months = pp_all[(pp_all["ptype"] == "manad") & pp_all["high"]]
+    open_cases = cases.merge(wins, how="cross")
+    open_cases = open_cases[(open_cases["start"] <= open_cases["pend"])
+                            & (open_cases["end"].isna()
+                               | (open_cases["end"] > open_cases["wstart"]))]
     known = pd.concat([
-        school.drop_duplicates().assign(agency=1),
-        social.drop_duplicates().assign(agency=2),
-        police_known.drop_duplicates().assign(agency=3),
-    ])
-    n_agencies = known.groupby(["person_key", "month"]).size().rename("n").reset_index()
-    n_agencies = n_agencies.merge(mb[["month", "m_end"]], on="month")
-    kage = _age(pd.Series(ctx.birth.loc[n_agencies["person_key"]].to_numpy()), n_agencies["m_end"])
-    n_agencies = n_agencies[(kage >= 0).to_numpy() & (kage <= 17).to_numpy()
-                            & (n_agencies["n"] >= 2).to_numpy()]
-    n_agencies = n_agencies[~n_agencies["person_key"].isin(ctx.protected)]
-    enrol = _enrolment_months(ctx)
-    n_agencies = n_agencies.merge(enrol, on=["person_key", "month"], how="left")
-    out.append(_cells(ctx, "kanda_av_flera", n_agencies.assign(id=n_agencies["person_key"]),
-                      "antal"))
-    three = n_agencies[n_agencies["n"] == 3]
-    out.append(_cells(ctx, "kanda_av_flera", three.assign(id=three["person_key"]), "antal",
-                      breakdown=("antal_verksamheter", "3")))
+        _in_window(high_months[["person", "pend"]].rename(columns={"pend": "day"}), wins)
+        .assign(agency=1),
+        _in_window(report_events, wins).assign(agency=2),
+        open_cases[[*PKEY, "person"]].assign(agency=2),
+        _in_window(police, wins).assign(agency=3),
+    ]).drop_duplicates()
+    n_agencies = known.groupby([*PKEY, "person"]).size().rename("n").reset_index()
+    n_agencies = n_agencies[~n_agencies["person"].isin(src.protected)]
+    n_agencies = n_agencies.merge(run.periods[[*PKEY, "pend"]], on=PKEY)
+    child = _child(src.birth.loc[n_agencies["person"]].to_numpy(), n_agencies["pend"].to_numpy())
+    many = n_agencies[child & (n_agencies["n"] >= 2).to_numpy()]
+    many = _with_school_area(many.assign(id=many["person"]), pp)
+    many["antal_verksamheter"] = np.where(many["n"] == 3, "3", None)
+    cells.add("kanda_av_flera", many, SCHOOL_LEVELS, ("antal_verksamheter",))
 
-    result = pd.concat(out, ignore_index=True)[OUTPUT_COLUMNS]
-    order = {k: i for i, k in enumerate(INDICATOR_NAMES)}
-    result = result.assign(_i=result["indicator_id"].map(order),
-                           _l=(result["area_level"] != "stad").astype(int))
-    result = result.sort_values(["_i", "period_start", "breakdown", "_l", "area_code"],
-                                kind="stable").drop(columns=["_i", "_l"])
-    return result.reset_index(drop=True)
+
+def _intervention_effects(run: _Run, ins: pd.DataFrame, suspicions: pd.DataFrame) -> None:
+    p, cells, periods, R = run.p, run.cells, run.periods, run.p.R
+    # sst_effekt: absence share in the windows before the start and after the end
+    sst = ins[(ins["typ"] == "SST") & ins["end_by_r"].notna()].copy()
+    sst["F"] = sst["end_by_r"] + p.sst_days
+    sst = sst[sst["F"] <= R]
+    person = sst["person"].to_numpy(dtype=np.int64)
+    start = sst["start"].to_numpy(dtype=np.int64)
+    end = sst["end_by_r"].to_numpy(dtype=np.int64)
+    off_before, abs_before = _window_offered(run.att, person, start - p.sst_days, start - 1)
+    off_after, abs_after = _window_offered(run.att, person, end + 1, end + p.sst_days)
+    sst["num"] = ((abs_after / np.where(off_after > 0, off_after, np.nan))
+                  < (abs_before / np.where(off_before > 0, off_before, np.nan))).astype(float)
+    sst = sst[(off_before >= p.min_offered) & (off_after >= p.min_offered)]
+    sst = _latest_per_period(_by_period(sst.assign(F=sst["F"].astype(np.int64)), "F", periods))
+    sst = _with_school_area(sst.assign(id=sst["person"], den=1.0), run.pp)
+    cells.add("sst_effekt", sst, SCHOOL_LEVELS, num="num", den="den")
+
+    # sig_effekt: no new suspicion within the follow-up after the start
+    sig = ins[ins["typ"] == "SIG"].copy()
+    sig["F"] = _add_months(sig["start"].to_numpy(), p.sig_months)
+    sig = sig[sig["F"] <= R]
+    sig["F"] = sig["F"].astype(np.int64)
+    sig["num"] = (_flag_events(sig, suspicions, "start", "F") == 0).astype(float)
+    sig = _latest_per_period(_by_period(sig, "F", periods))
+    sig = _with_school_area(sig.assign(id=sig["person"], den=1.0), run.pp)
+    cells.add("sig_effekt", sig, SCHOOL_LEVELS, num="num", den="den")
+
+
+# ---------------------------------------------------------------------------------------------
+# Suppression, follow-up, layout
+# ---------------------------------------------------------------------------------------------
+
+def _fraction(text: str) -> tuple[int, int]:
+    """'0.15' -> (15, 100): an exact decimal as numerator and power-of-ten denominator."""
+    sign, digits, exponent = Decimal(text.strip()).as_tuple()
+    value = int("".join(map(str, digits)) or "0") * (-1 if sign else 1)
+    if exponent >= 0:
+        return value * 10 ** exponent, 1
+    return value, 10 ** -exponent
+
+
+def _targets(cells: pd.DataFrame, seeds_dir: Path) -> pd.DataFrame:
+    """target, direction, tolerance (as exact fractions) of each cell: the most specific
+    matching row of ref_indicator_targets (area_code, then area_level, then the default)."""
+    t = pd.read_csv(seeds_dir / "ref_indicator_targets.csv", dtype=str, keep_default_na=False,
+                    encoding="utf-8")
+    t = t.apply(lambda c: c.str.strip())
+    n = len(cells)
+    out = pd.DataFrame({"target": np.full(n, np.nan), "direction": np.full(n, None, dtype=object),
+                        "t_num": np.zeros(n), "t_den": np.ones(n), "tol_num": np.zeros(n),
+                        "tol_den": np.ones(n)}, index=cells.index)
+    andel = {k for k, (_, unit) in INDICATORS.items() if unit == "andel"}
+    t = t[t["indicator_id"].isin(andel)].copy()
+    t["_rank"] = (t["area_code"] != "").astype(int) * 2 + (t["area_level"] != "").astype(int)
+    for row in t.sort_values("_rank", kind="stable").itertuples(index=False):  # most specific last
+        match = cells["indicator_id"] == row.indicator_id
+        if row.area_level:
+            match &= cells["area_level"] == row.area_level
+        if row.area_code:
+            match &= cells["area_code"] == row.area_code
+        tn, td = _fraction(row.target)
+        on, od = _fraction(row.tolerance)
+        for col, v in (("target", float(Decimal(row.target))), ("t_num", tn), ("t_den", td),
+                       ("tol_num", on), ("tol_den", od), ("direction", row.direction)):
+            out.loc[match, col] = v
+    return out
+
+
+def _publish(cells: pd.DataFrame, src: _Sources, periods: pd.DataFrame) -> pd.DataFrame:
+    p = src.p
+    num, den = cells["numerator"].to_numpy(), cells["denominator"].to_numpy()
+    antal = np.isnan(den)
+    small = lambda v: (v >= 1) & (v <= p.min_cell - 1)  # noqa: E731
+    hidden = np.where(antal, num < p.min_cell,
+                      (den < p.min_cell) | small(num) | small(den - num))
+    hidden |= cells["contributors"].to_numpy() < p.min_cell  # NaN (not applicable) is False
+    value = np.where(antal, num, num / np.where(antal, 1.0, den))
+
+    tg = _targets(cells, src.seeds_dir)
+    # status with exact arithmetic: value <= target  <=>  num * t_den <= t_num * den
+    lhs = num * tg["t_den"].to_numpy()
+    rhs = tg["t_num"].to_numpy() * den
+    both = tg["t_den"].to_numpy() * tg["tol_den"].to_numpy()
+    lhs2 = num * both
+    plus = (tg["t_num"].to_numpy() * tg["tol_den"].to_numpy()
+            + tg["tol_num"].to_numpy() * tg["t_den"].to_numpy()) * den
+    minus = (tg["t_num"].to_numpy() * tg["tol_den"].to_numpy()
+             - tg["tol_num"].to_numpy() * tg["t_den"].to_numpy()) * den
+    direction = tg["direction"].to_numpy()
+    lower = np.select([lhs <= rhs, lhs2 <= plus], ["grön", "gul"], "röd")
+    higher = np.select([lhs >= rhs, lhs2 >= minus], ["grön", "gul"], "röd")
+    status = np.where(direction == "lägre", lower, np.where(direction == "högre", higher, None))
+    status = np.where(hidden | pd.isna(direction), None, status)
+
+    pend = cells[["ptype", "pstart"]].merge(periods[["ptype", "pstart", "pend"]],
+                                            on=["ptype", "pstart"], how="left")["pend"]
+    names = {"stad": {p.municipality_code: p.municipality_name}, "stadsdelsomrade": src.sdo_name,
+             "sspf_omrade": src.sspf_name, "skolenhet": src.unit_name}
+    out = pd.DataFrame({
+        "indicator_id": cells["indicator_id"].to_numpy(),
+        "indicator_name": cells["indicator_id"].map(INDICATOR_NAMES).to_numpy(),
+        "period_type": cells["ptype"].to_numpy(),
+        "period_start": _to_dates(cells["pstart"].to_numpy()),
+        "period_end": _to_dates(pend.to_numpy()),
+        "area_level": cells["area_level"].to_numpy(),
+        "area_code": cells["area_code"].astype(str).to_numpy(),
+        "area_name": [names[lv].get(c) for lv, c in zip(cells["area_level"], cells["area_code"],
+                                                         strict=True)],
+        "breakdown": cells["breakdown"].to_numpy(),
+        "breakdown_value": cells["breakdown_value"].astype(str).to_numpy(),
+        "numerator": np.where(hidden, np.nan, num),
+        "denominator": np.where(hidden, np.nan, den),
+        "value": np.where(hidden, np.nan, value),
+        "unit": cells["indicator_id"].map(lambda i: INDICATORS[i][1]).to_numpy(),
+        "suppressed": np.where(hidden, PRIMARY, None),
+        "target": tg["target"].to_numpy(),
+        "status": status,
+    })
+    order = {k: i for i, k in enumerate(INDICATORS)}
+    out = out.assign(
+        _i=out["indicator_id"].map(order),
+        _t=out["period_type"].map({k: i for i, k in enumerate(PERIOD_TYPES)}),
+        _l=out["area_level"].map({k: i for i, k in enumerate(AREA_LEVELS)}),
+        _b=out["breakdown"].map({k: i for i, k in enumerate(BREAKDOWNS)}),
+    ).sort_values(["_i", "_t", "period_start", "_l", "area_code", "_b", "breakdown_value"],
+                  kind="stable")
+    return out[OUTPUT_COLUMNS].reset_index(drop=True)
 
 
 def write_ground_truth(df: pd.DataFrame, path: Path | str) -> Path:
-    """Write the ground truth as CSV (UTF-8, comma, ISO dates, integer counts)."""
+    """Write the ground truth as CSV: UTF-8, comma, ISO dates, integral counts as integers,
+    empty fields for nulls."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     out = df.copy()
     for col in ("period_start", "period_end"):
         out[col] = [d.isoformat() if isinstance(d, dt.date) else d for d in out[col]]
-    out["numerator"] = out["numerator"].astype("Int64")
-    out["denominator"] = pd.array(out["denominator"].astype(float).round(), dtype="Int64")
+    for col in ("numerator", "denominator"):
+        values = out[col].astype(np.float64)
+        if np.all(np.isnan(values) | (values == np.round(values))):
+            out[col] = pd.array(values.round(), dtype="Int64")
     out.to_csv(path, index=False, encoding="utf-8", lineterminator="\n")
     return path

@@ -422,6 +422,15 @@ def _watermark_bind(dialect: str, watermark: str) -> sa.BindParameter[Any]:
     return sa.bindparam("watermark", dt.datetime.fromisoformat(watermark), type_=sa.DateTime())
 
 
+def _day_bound(dialect: str, day: dt.date) -> sa.BindParameter[Any]:
+    """Midnight (local, as the views store their timestamps) starting ``day``, bound like the
+    watermark: text on SQLite (``'YYYY-MM-DD'`` sorts before every time of that day), a
+    datetime on servers."""
+    if dialect == "sqlite":
+        return sa.bindparam("until", day.isoformat(), type_=sa.String())
+    return sa.bindparam("until", dt.datetime.combine(day, dt.time()), type_=sa.DateTime())
+
+
 # --- the extractor ---------------------------------------------------------------------------
 
 @dataclass
@@ -507,7 +516,7 @@ class CaseSystemExtractor:
                 for spec in VIEWS:
                     wm_from = state.watermarks.get(spec.name)
                     try:
-                        got = self._pull_view(conn, spec, wm_from)
+                        got = self._pull_view(conn, spec, wm_from, state.until)
                     except sa.exc.SQLAlchemyError as exc:
                         reason = self._diagnose(conn, spec) or self._error_text(exc)
                         raise CaseSystemError(
@@ -529,12 +538,15 @@ class CaseSystemExtractor:
             extra={"backend": dialect, "schema": self.config.schema, "rows_with_type_errors": type_errors},
         )
 
-    def _pull_view(self, conn: sa.Connection, spec: ViewSpec, wm_from: str | None) -> _EntityPull:
+    def _pull_view(self, conn: sa.Connection, spec: ViewSpec, wm_from: str | None,
+                   until: dt.date | None = None) -> _EntityPull:
         view = sa.table(spec.name, *[sa.column(c) for c in spec.column_names], schema=self.config.schema)
         wm_col = view.c[spec.watermark_column]
         stmt = sa.select(*[view.c[c] for c in spec.column_names])
         if wm_from is not None:
             stmt = stmt.where(wm_col > _watermark_bind(conn.dialect.name, wm_from))
+        if until is not None:  # a bounded (backfill) pull: changes made on or before that day
+            stmt = stmt.where(wm_col < _day_bound(conn.dialect.name, until + dt.timedelta(days=1)))
         stmt = stmt.order_by(wm_col)
         result = conn.execution_options(stream_results=True, yield_per=self.chunk_rows).execute(stmt)
         batches: list[pa.RecordBatch] = []

@@ -238,6 +238,8 @@ class PoliceExtractor:
     def pull(self, state: SourceState) -> Pull:
         parsed: list[ParsedFile] = []
         for path in self.candidate_files():
+            if state.until is not None and (file_date(path.name) or dt.date.max) > state.until:
+                continue  # a bounded (backfill) pull: deliveries up to that day only
             data = path.read_bytes()
             if (path.name, hashlib.sha256(data).hexdigest()) in state.seen_files:
                 continue  # this delivery (same name, same bytes) was loaded before

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import duckdb
 import numpy as np
@@ -43,6 +44,7 @@ from samverkan.landing import BatchManifest
 from samverkan.warehouse import QUARANTINE_SCHEMA, EntityCounts, quarantine
 
 log = logging.getLogger(__name__)
+STOCKHOLM = ZoneInfo("Europe/Stockholm")
 
 SOURCE = "ss12000"
 
@@ -617,6 +619,12 @@ def latest_instant(values: pa.Array | pa.ChunkedArray, start: str | None = None)
     return row[0] if row else None
 
 
+def end_of_local_day(day: dt.date) -> str:
+    """The last instant of a Stockholm calendar day, as an inclusive RFC 3339 bound (UTC)."""
+    next_midnight = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=STOCKHOLM)
+    return _rfc3339(next_midnight - dt.timedelta(microseconds=1))
+
+
 def _rfc3339(at: dt.datetime) -> str:
     return at.astimezone(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
@@ -663,6 +671,8 @@ class SS12000Extractor:
                 params: dict[str, str] = {}
                 if after:
                     params["meta.modified.after"] = after
+                if state.until is not None:
+                    params["meta.modified.before"] = end_of_local_day(state.until)
                 if endpoint == "calendarEvents" and self.calendar_window:
                     params["startTime.onOrAfter"], params["startTime.onOrBefore"] = self.calendar_window
                 batches: list[pa.RecordBatch] = []

@@ -1,6 +1,8 @@
 {#- Police rows (suspects and victims) with offence date up to R, one row per incident,
-    person and role, pseudonymised: incident_key is a keyed pseudonym of the
-    diarienummer. Area from the offence's Stadsdel (blank or unknown: none). -#}
+    person and role, pseudonymised: incident_key is a keyed pseudonym of the diarienummer.
+    Offence category from ref_brottskoder by the trimmed Brottskod (unmapped: 'okänd').
+    Areas from the offence's Stadsdel, trimmed and matched exactly to ref_stadsdelar
+    (blank or unknown: none, city level only). -#}
 
 with
 
@@ -31,8 +33,8 @@ final as (
         events.brottsdatum,
         events.anmalningsdatum,
         events.brottskod,
-        offence_codes.brottskategori,
-        districts.sspf_omrade_code,
+        coalesce(offence_codes.brottskategori, 'okänd') as brottskategori,
+        nullif(trim(districts.sspf_omrade_code), '') as sspf_omrade_code,
         districts.stadsdelsomrade_code,
         events.age_at_offence,
         events.age_at_offence < 18 as is_minor

@@ -1,6 +1,8 @@
-{#- Reports of concern (aktualisering of typ 'Anmälan') received up to R about linkable
-    persons (valid identifier, not protected), pseudonymised, with the age on the day the
-    report came in and the handling district's area. -#}
+{#- Reports of concern: aktualisering rows of typ 'Anmälan' received up to R about linkable
+    persons (valid identifier, not protected in any source), pseudonymised, one row per
+    report, with the age on the day the report came in, the reporter category (blank or
+    missing: 'Okänd') and the handling district's areas (matched trimmed and exactly to
+    ref_stadsdelar; blank or unknown: none, city level only). -#}
 
 with
 
@@ -35,18 +37,18 @@ reports as (
 final as (
 
     select
-        reports.aktualisering_id,
+        reports.aktualisering_id as report_key,
         clients.person_pseudonym,
         reports.inkom_datum,
-        cast(reports.inkom_datum + interval 14 day as date) as forhandsbedomning_deadline,
+        {{ age_on('clients.birth_date', 'reports.inkom_datum') }} as age_at_inkom,
+        {{ age_on('clients.birth_date', 'reports.inkom_datum') }} between 0 and 17 as is_child,
+        coalesce(nullif(trim(reports.anmalare_kategori), ''), 'Okänd') as anmalare_kategori,
         reports.forhandsbedomning_datum,
+        cast(reports.inkom_datum + to_days({{ var_int('forhandsbedomning_days') }}) as date)
+            as forhandsbedomning_deadline,
         reports.beslut,
-        reports.anmalare_kategori,
-        reports.stadsdel,
-        districts.sspf_omrade_code,
         districts.stadsdelsomrade_code,
-        {{ age_on('clients.birth_date', 'reports.inkom_datum') }} as age_at_report,
-        {{ age_on('clients.birth_date', 'reports.inkom_datum') }} between 0 and 17 as is_child
+        nullif(trim(districts.sspf_omrade_code), '') as sspf_omrade_code
     from reports
     inner join clients
         on clients.klient_id = reports.klient_id

@@ -1,6 +1,7 @@
 {#- Social services' involvement with linkable persons, pseudonymised: reports of concern
-    (a one-day involvement on inkom_datum), investigations and interventions, each with
-    its start and end date (end null while open). Only involvement that started by R. -#}
+    (a one-day involvement on inkom_datum, any age), investigations and interventions, each
+    with its start and end date (end null while open; an end after R has not happened yet).
+    Only involvement that started by R. -#}
 
 with
 
@@ -9,7 +10,7 @@ reports as (
     select
         person_pseudonym,
         'anmalan' as involvement_type,
-        aktualisering_id as involvement_id,
+        report_key as involvement_id,
         cast(null as varchar) as insatstyp,
         inkom_datum as start_date,
         inkom_datum as end_date
@@ -17,42 +18,29 @@ reports as (
 
 ),
 
-clients as (
-
-    select * from {{ ref('int_case_system__klient_pseudonyms') }}
-    where is_linkable
-
-),
-
 investigations as (
 
     select
-        clients.person_pseudonym,
+        person_pseudonym,
         'utredning' as involvement_type,
-        utredning.utredning_id as involvement_id,
+        investigation_key as involvement_id,
         cast(null as varchar) as insatstyp,
-        utredning.startdatum as start_date,
-        utredning.avslutsdatum as end_date
-    from {{ ref('stg_case_system__utredning') }} as utredning
-    inner join clients
-        on clients.klient_id = utredning.klient_id
-    where utredning.startdatum <= {{ reference_date() }}
+        startdatum as start_date,
+        avslutsdatum as end_date
+    from {{ ref('fct_investigations') }}
 
 ),
 
 interventions as (
 
     select
-        clients.person_pseudonym,
+        person_pseudonym,
         'insats' as involvement_type,
-        insats.insats_id as involvement_id,
-        insats.insatstyp,
-        insats.startdatum as start_date,
-        insats.slutdatum as end_date
-    from {{ ref('stg_case_system__insats') }} as insats
-    inner join clients
-        on clients.klient_id = insats.klient_id
-    where insats.startdatum <= {{ reference_date() }}
+        intervention_key as involvement_id,
+        insatstyp,
+        startdatum as start_date,
+        slutdatum as end_date
+    from {{ ref('fct_interventions') }}
 
 ),
 

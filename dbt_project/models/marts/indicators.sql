@@ -1,12 +1,25 @@
-{#- Every indicator cell of this release, before disclosure control. -#}
+{#- Every indicator cell of this release, before disclosure control: the union of the ind_*
+    models (one per indicator of INDICATOR_RULES.md, in catalogue order). -#}
 
 {%- set indicator_models = [
     'ind_hog_franvaro',
+    'ind_mycket_hog_franvaro',
+    'ind_ogiltig_franvaro_andel',
+    'ind_rapporteringsgrad',
     'ind_orosanmalningar',
     'ind_forhandsbedomning_14_dagar',
+    'ind_anmalan_till_utredning',
+    'ind_utredning_4_manader',
+    'ind_placerade_aterforening',
     'ind_unga_misstankta',
+    'ind_unga_misstankta_upprepat',
+    'ind_unga_brottsoffer',
     'ind_hog_franvaro_med_orosanmalan',
+    'ind_hog_franvaro_med_misstanke',
+    'ind_misstankta_med_hog_franvaro',
     'ind_kanda_av_flera',
+    'ind_sst_effekt',
+    'ind_sig_effekt',
 ] %}
 
 with
@@ -28,7 +41,8 @@ with
         numerator,
         denominator,
         value,
-        unit
+        unit,
+        contributors
     from {{ ref(indicator_model) }}
 
 ),

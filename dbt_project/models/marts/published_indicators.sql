@@ -1,6 +1,7 @@
 {#- The published long table (indicators.md): one row per cell, with primary suppression
-    (privacy.md). Suppressed rows carry no numerator, denominator or value. Targets and
-    status come with the follow-up model; data_version names the publication. -#}
+    (privacy.md, INDICATOR_RULES.md "Suppression") and the follow-up model (target and
+    status, INDICATOR_RULES.md "Follow-up (målstyrning)"). Suppressed rows carry no
+    numerator, denominator, value or status; data_version names the publication. -#}
 
 with
 
@@ -10,12 +11,85 @@ indicators as (
 
 ),
 
+indicator_targets as (
+
+    select * from {{ ref('ref_indicator_targets') }}
+
+),
+
+targets as (
+
+    select
+        indicator_id,
+        nullif(trim(area_level), '') as area_level,
+        nullif(trim(area_code), '') as area_code,
+        cast(target as decimal(9, 6)) as target,
+        direction,
+        cast(tolerance as decimal(9, 6)) as tolerance
+    from indicator_targets
+
+),
+
 flagged as (
 
     select
         indicators.*,
-        {{ is_primary_suppressed('unit', 'numerator', 'denominator', var_number('min_cell')) }} as is_suppressed
+        {{ is_primary_suppressed('unit', 'numerator', 'denominator', var_number('min_cell')) }}
+            -- cells whose numbers are not counts of people: too few people behind them
+            or coalesce(indicators.contributors < {{ var_number('min_cell') }}, false)
+            as is_suppressed
     from indicators
+
+),
+
+-- the most specific matching target of each cell: area_code, then area_level, then the
+-- indicator's default (blank area_level / area_code match every area)
+with_target as (
+
+    select
+        flagged.*,
+        targets.target,
+        targets.direction,
+        targets.tolerance
+    from flagged
+    left join targets
+        on targets.indicator_id = flagged.indicator_id
+        and flagged.unit = 'andel'
+        and (targets.area_level is null or targets.area_level = flagged.area_level)
+        and (targets.area_code is null or targets.area_code = flagged.area_code)
+    qualify row_number() over (
+        partition by
+            flagged.indicator_id, flagged.period_type, flagged.period_start, flagged.area_level,
+            flagged.area_code, flagged.breakdown, flagged.breakdown_value
+        order by
+            targets.area_code is not null desc,
+            targets.area_level is not null desc
+    ) = 1
+
+),
+
+-- value against target, compared exactly: numerator / denominator <= t is
+-- numerator <= t * denominator (decimal arithmetic, no floating-point rounding at the edges)
+with_status as (
+
+    select
+        with_target.*,
+        case
+            when is_suppressed or target is null or denominator is null or denominator < 1 then null
+            when direction = 'lägre' then
+                case
+                    when numerator <= target * denominator then 'grön'
+                    when numerator <= (target + tolerance) * denominator then 'gul'
+                    else 'röd'
+                end
+            when direction = 'högre' then
+                case
+                    when numerator >= target * denominator then 'grön'
+                    when numerator >= (target - tolerance) * denominator then 'gul'
+                    else 'röd'
+                end
+        end as status
+    from with_target
 
 ),
 
@@ -37,10 +111,10 @@ final as (
         case when is_suppressed then null else value end as value,
         unit,
         case when is_suppressed then 'primär' end as suppressed,
-        cast(null as double) as target,
-        cast(null as varchar) as status,
+        cast(target as double) as target,
+        status,
         {{ var_string('data_version') }} as data_version
-    from flagged
+    from with_status
 
 )
 

@@ -1,3 +1,5 @@
+{%- set deadline_days = var_int('forhandsbedomning_days') -%}
+
 with
 
 reports_of_concern as (
@@ -6,38 +8,46 @@ reports_of_concern as (
 
 ),
 
--- the reports counted by orosanmalningar whose 14-day deadline has passed by R
-deadline_passed as (
+periods as (
 
-    select
-        aktualisering_id,
-        cast(date_trunc('month', inkom_datum) as date) as month_start,
-        stadsdelsomrade_code,
-        -- a decision dated after R is still pending on R; pending after the deadline is late
-        coalesce(
-            forhandsbedomning_datum <= forhandsbedomning_deadline
-            and forhandsbedomning_datum <= {{ reference_date() }},
-            false
-        ) as is_decided_in_time
-    from reports_of_concern
-    where is_child
-        and forhandsbedomning_deadline < {{ reference_date() }}
+    select * from {{ ref('int_periods') }}
+    where is_report_period
 
 ),
 
-cells as (
+-- reports about children received in the period whose deadline has passed by R; a
+-- decision dated after R has not happened yet, so such a report is late
+due_reports as (
 
-    {{ indicator_cells(
-        'deadline_passed',
-        numerator='count(*) filter (where is_decided_in_time)',
-        denominator='count(*)'
-    ) }}
+    select
+        periods.period_type,
+        periods.period_start,
+        reports_of_concern.report_key,
+        reports_of_concern.stadsdelsomrade_code,
+        reports_of_concern.sspf_omrade_code,
+        reports_of_concern.anmalare_kategori,
+        coalesce(
+            reports_of_concern.forhandsbedomning_datum
+                <= reports_of_concern.inkom_datum + {{ deadline_days }},
+            false
+        ) as is_decided_in_time
+    from reports_of_concern
+    inner join periods
+        on reports_of_concern.inkom_datum between periods.period_start and periods.period_end
+    where reports_of_concern.is_child
+        and reports_of_concern.inkom_datum + {{ deadline_days }} < {{ reference_date() }}
 
 ),
 
 final as (
 
-    {{ indicator_rows('cells', 'forhandsbedomning_14_dagar', 'andel') }}
+    {{ indicator_cube(
+        'due_reports',
+        areas='district',
+        breakdowns=['anmalare'],
+        counted='report_key',
+        numerator_when='is_decided_in_time'
+    ) }}
 
 )
 

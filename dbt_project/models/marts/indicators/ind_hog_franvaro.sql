@@ -1,36 +1,37 @@
 with
 
-pupil_months as (
+pupil_periods as (
 
-    select * from {{ ref('fct_pupil_months') }}
+    select * from {{ ref('fct_pupil_periods') }}
 
 ),
 
-assessed as (
+-- the denominator: pupils enrolled in the period with at least min_offered_minutes offered
+assessed_pupils as (
 
     select
+        period_type,
+        period_start,
         person_pseudonym,
-        month_start,
         stadsdelsomrade_code,
+        sspf_omrade_code,
+        school_unit_code,
+        huvudman_kind,
+        school_year,
         is_high_absence
-    from pupil_months
+    from pupil_periods
     where is_assessed
-
-),
-
-cells as (
-
-    {{ indicator_cells(
-        'assessed',
-        numerator='count(distinct person_pseudonym) filter (where is_high_absence)',
-        denominator='count(distinct person_pseudonym)'
-    ) }}
 
 ),
 
 final as (
 
-    {{ indicator_rows('cells', 'hog_franvaro', 'andel') }}
+    {{ indicator_cube(
+        'assessed_pupils',
+        areas='school_and_unit',
+        breakdowns=['huvudman', 'arskurs'],
+        numerator_when='is_high_absence'
+    ) }}
 
 )
 

@@ -1,8 +1,8 @@
 with
 
-pupil_months as (
+pupil_periods as (
 
-    select * from {{ ref('fct_pupil_months') }}
+    select * from {{ ref('fct_pupil_periods') }}
 
 ),
 
@@ -12,29 +12,44 @@ reports_of_concern as (
 
 ),
 
-high_absence as (
+periods as (
 
-    select
-        person_pseudonym,
-        month_start,
-        month_end,
-        stadsdelsomrade_code
-    from pupil_months
-    where is_high_absence
+    select * from {{ ref('int_periods') }}
+    where is_report_period
 
 ),
 
--- at least one report received in the trailing 12 months (month_end - 12 months, month_end]
+-- the denominator: pupils with high absence in the period (enrolled and assessed)
+high_absence as (
+
+    select
+        pupil_periods.period_type,
+        pupil_periods.period_start,
+        pupil_periods.person_pseudonym,
+        pupil_periods.stadsdelsomrade_code,
+        pupil_periods.sspf_omrade_code,
+        periods.trailing_window_start,
+        periods.period_end
+    from pupil_periods
+    inner join periods
+        on periods.period_type = pupil_periods.period_type
+        and periods.period_start = pupil_periods.period_start
+    where pupil_periods.is_high_absence
+
+),
+
+-- at least one report of concern (any age) received in the trailing window
 with_report as (
 
     select distinct
         high_absence.person_pseudonym,
-        high_absence.month_start
+        high_absence.period_type,
+        high_absence.period_start
     from high_absence
     inner join reports_of_concern
         on reports_of_concern.person_pseudonym = high_absence.person_pseudonym
-        and reports_of_concern.inkom_datum > cast(high_absence.month_end - interval 12 month as date)
-        and reports_of_concern.inkom_datum <= high_absence.month_end
+        and reports_of_concern.inkom_datum > high_absence.trailing_window_start
+        and reports_of_concern.inkom_datum <= high_absence.period_end
 
 ),
 
@@ -46,23 +61,14 @@ flagged as (
     from high_absence
     left join with_report
         on with_report.person_pseudonym = high_absence.person_pseudonym
-        and with_report.month_start = high_absence.month_start
-
-),
-
-cells as (
-
-    {{ indicator_cells(
-        'flagged',
-        numerator='count(distinct person_pseudonym) filter (where has_report)',
-        denominator='count(distinct person_pseudonym)'
-    ) }}
+        and with_report.period_type = high_absence.period_type
+        and with_report.period_start = high_absence.period_start
 
 ),
 
 final as (
 
-    {{ indicator_rows('cells', 'hog_franvaro_med_orosanmalan', 'andel') }}
+    {{ indicator_cube('flagged', areas='school', numerator_when='has_report') }}
 
 )
 

@@ -1,49 +1,31 @@
 with
 
-child_agency_months as (
+child_agency_periods as (
 
-    select * from {{ ref('fct_child_agency_months') }}
+    select * from {{ ref('fct_child_agency_periods') }}
 
 ),
 
+-- children (0-17 on period_end) known to at least two agencies in the trailing window; the
+-- antal_verksamheter breakdown counts those known to all three
 known_to_several as (
 
     select
+        period_type,
+        period_start,
         person_pseudonym,
-        month_start,
         stadsdelsomrade_code,
-        agency_count
-    from child_agency_months
-    where age_on_month_end between 0 and 17
+        sspf_omrade_code,
+        case when agency_count = 3 then '3' end as antal_verksamheter
+    from child_agency_periods
+    where age_on_period_end between 0 and 17
         and agency_count >= 2
-
-),
-
-known_to_all_three as (
-
-    select * from known_to_several
-    where agency_count = 3
-
-),
-
-cells as (
-
-    {{ indicator_cells('known_to_several', numerator='count(distinct person_pseudonym)') }}
-
-    union all
-
-    {{ indicator_cells(
-        'known_to_all_three',
-        numerator='count(distinct person_pseudonym)',
-        breakdown='antal_verksamheter',
-        breakdown_value='3'
-    ) }}
 
 ),
 
 final as (
 
-    {{ indicator_rows('cells', 'kanda_av_flera', 'antal') }}
+    {{ indicator_cube('known_to_several', areas='school', breakdowns=['antal_verksamheter']) }}
 
 )
 

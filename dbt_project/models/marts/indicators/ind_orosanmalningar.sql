@@ -6,26 +6,38 @@ reports_of_concern as (
 
 ),
 
-about_children as (
+periods as (
 
-    select
-        aktualisering_id,
-        cast(date_trunc('month', inkom_datum) as date) as month_start,
-        stadsdelsomrade_code
-    from reports_of_concern
-    where is_child
+    select * from {{ ref('int_periods') }}
+    where is_report_period
 
 ),
 
-cells as (
+-- every report about a child received in the period counts (reports, not people)
+reports_in_period as (
 
-    {{ indicator_cells('about_children', numerator='count(*)') }}
+    select
+        periods.period_type,
+        periods.period_start,
+        reports_of_concern.report_key,
+        reports_of_concern.stadsdelsomrade_code,
+        reports_of_concern.sspf_omrade_code,
+        reports_of_concern.anmalare_kategori
+    from reports_of_concern
+    inner join periods
+        on reports_of_concern.inkom_datum between periods.period_start and periods.period_end
+    where reports_of_concern.is_child
 
 ),
 
 final as (
 
-    {{ indicator_rows('cells', 'orosanmalningar', 'antal') }}
+    {{ indicator_cube(
+        'reports_in_period',
+        areas='district',
+        breakdowns=['anmalare'],
+        counted='report_key'
+    ) }}
 
 )
 

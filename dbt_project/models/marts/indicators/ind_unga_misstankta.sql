@@ -6,27 +6,35 @@ police_events as (
 
 ),
 
-young_suspects as (
+periods as (
 
-    select
-        person_pseudonym,
-        cast(date_trunc('month', brottsdatum) as date) as month_start,
-        stadsdelsomrade_code
-    from police_events
-    where roll = 'Misstänkt'
-        and age_at_offence between 0 and 17
+    select * from {{ ref('int_periods') }}
+    where is_report_period
 
 ),
 
-cells as (
+-- young persons (< 18 on Brottsdatum) suspected of an offence dated in the period; a person
+-- counts once per cell (area of each offence, category of each offence)
+young_suspects as (
 
-    {{ indicator_cells('young_suspects', numerator='count(distinct person_pseudonym)') }}
+    select
+        periods.period_type,
+        periods.period_start,
+        police_events.person_pseudonym,
+        police_events.stadsdelsomrade_code,
+        police_events.sspf_omrade_code,
+        police_events.brottskategori
+    from police_events
+    inner join periods
+        on police_events.brottsdatum between periods.period_start and periods.period_end
+    where police_events.roll = 'Misstänkt'
+        and police_events.is_minor
 
 ),
 
 final as (
 
-    {{ indicator_rows('cells', 'unga_misstankta', 'antal') }}
+    {{ indicator_cube('young_suspects', areas='district', breakdowns=['brottskategori']) }}
 
 )
 

@@ -1,0 +1,134 @@
+{#- One row per pupil (pseudonym) and period of int_periods (vecka, manad, termin, ar): the
+    period's GR enrolment (school unit, school year, Huvudman kind, areas) and the sums of the
+    pupil's attendance days in the period. Assessed = enrolled and offered >=
+    min_offered_minutes; high / very high absence = assessed and absence / offered >= the
+    threshold. Persons with attendance but no enrolment in the period have a row that is not
+    enrolled (they count nowhere). -#}
+
+with
+
+periods as (
+
+    select period_type, period_start, period_end from {{ ref('int_periods') }}
+
+),
+
+enrolment_periods as (
+
+    select * from {{ ref('int_pupil_enrolment_periods') }}
+
+),
+
+attendance_days as (
+
+    select * from {{ ref('int_pupil_attendance_days') }}
+
+),
+
+-- every day of every period (a few thousand rows): the range [period_start, period_end]
+-- spelled out, so that the (person, day) rows join their periods by equality, which is
+-- several times faster at Stockholm scale than an inequality join
+period_days as (
+
+    select
+        period_type,
+        period_start,
+        cast(unnest(generate_series(
+            cast(period_start as timestamp), cast(period_end as timestamp), interval 1 day
+        )) as date) as period_day
+    from periods
+
+),
+
+attendance_periods as (
+
+    select
+        attendance_days.person_pseudonym,
+        period_days.period_type,
+        period_days.period_start,
+        sum(attendance_days.offered_minutes) as offered_minutes,
+        sum(attendance_days.valid_absence_minutes) as valid_absence_minutes,
+        sum(attendance_days.invalid_absence_minutes) as invalid_absence_minutes,
+        sum(attendance_days.scheduled_records) as scheduled_records,
+        sum(attendance_days.reported_records) as reported_records
+    from attendance_days
+    inner join period_days
+        on period_days.period_day = attendance_days.lesson_date
+    group by 1, 2, 3
+
+),
+
+joined as (
+
+    select
+        coalesce(enrolment_periods.person_pseudonym, attendance_periods.person_pseudonym) as person_pseudonym,
+        coalesce(enrolment_periods.period_type, attendance_periods.period_type) as period_type,
+        coalesce(enrolment_periods.period_start, attendance_periods.period_start) as period_start,
+        enrolment_periods.person_pseudonym is not null as is_enrolled,
+        enrolment_periods.school_unit_code,
+        enrolment_periods.school_year,
+        enrolment_periods.huvudman_kind,
+        enrolment_periods.sspf_omrade_code,
+        enrolment_periods.stadsdelsomrade_code,
+        coalesce(attendance_periods.offered_minutes, 0) as offered_minutes,
+        coalesce(attendance_periods.valid_absence_minutes, 0) as valid_absence_minutes,
+        coalesce(attendance_periods.invalid_absence_minutes, 0) as invalid_absence_minutes,
+        coalesce(attendance_periods.scheduled_records, 0) as scheduled_records,
+        coalesce(attendance_periods.reported_records, 0) as reported_records
+    from enrolment_periods
+    full outer join attendance_periods
+        on attendance_periods.person_pseudonym = enrolment_periods.person_pseudonym
+        and attendance_periods.period_type = enrolment_periods.period_type
+        and attendance_periods.period_start = enrolment_periods.period_start
+
+),
+
+measured as (
+
+    select
+        joined.*,
+        joined.valid_absence_minutes + joined.invalid_absence_minutes as absence_minutes,
+        case
+            when joined.offered_minutes > 0
+                then cast(joined.valid_absence_minutes + joined.invalid_absence_minutes as double)
+                    / joined.offered_minutes
+        end as absence_share,
+        joined.is_enrolled
+            and joined.offered_minutes >= {{ var_number('min_offered_minutes') }} as is_assessed
+    from joined
+
+),
+
+final as (
+
+    select
+        measured.person_pseudonym,
+        measured.period_type,
+        measured.period_start,
+        periods.period_end,
+        measured.is_enrolled,
+        measured.school_unit_code,
+        measured.school_year,
+        measured.huvudman_kind,
+        measured.sspf_omrade_code,
+        measured.stadsdelsomrade_code,
+        cast(measured.offered_minutes as double) as offered_minutes,
+        cast(measured.valid_absence_minutes as bigint) as valid_absence_minutes,
+        cast(measured.invalid_absence_minutes as bigint) as invalid_absence_minutes,
+        cast(measured.absence_minutes as bigint) as absence_minutes,
+        measured.absence_share,
+        cast(measured.scheduled_records as bigint) as scheduled_records,
+        cast(measured.reported_records as bigint) as reported_records,
+        measured.is_assessed,
+        measured.is_assessed
+            and measured.absence_share >= {{ var_share('high_absence_threshold') }} as is_high_absence,
+        measured.is_assessed
+            and measured.absence_share >= {{ var_share('very_high_absence_threshold') }} as is_very_high_absence
+    from measured
+    inner join periods
+        on periods.period_type = measured.period_type
+        and periods.period_start = measured.period_start
+
+)
+
+select * from final

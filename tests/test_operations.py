@@ -1,0 +1,206 @@
+"""Operations: a backfill over a date range, and the analysts' read-only snapshot.
+
+One small simulated municipality (the SS 12000 server on 127.0.0.1, a SQLite case system, a
+police CSV inbox) and an empty warehouse:
+
+1. `samverkan backfill --from 2026-05-30 --to 2026-06-12` (the real command, its Prefect flow)
+   loads the two weeks day by day and publishes once; run again, it adds nothing.
+2. While a pipeline run (its own process) rebuilds the warehouse and publishes, the analysts'
+   snapshot of the publication is opened read-only with DuckDB, again and again: every read
+   succeeds, and the run succeeds. The README's example questions run on the snapshot.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from samverkan.config import Paths
+
+ROOT = Path(__file__).resolve().parent.parent
+SEED = 5
+PUPILS = 150
+LESSONS_PER_DAY = 1
+TEST_KEY = "samverkan-test-key-0123456789-abcdefghij"
+DATE_FROM, DATE_TO = dt.date(2026, 5, 30), dt.date(2026, 6, 12)
+
+
+@dataclass
+class World:
+    home: Path
+    paths: Paths
+    env: dict[str, str]
+    served_attendances: int
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Iterator[World]:
+    from samverkan.demo import TOKEN_ENV, SimulatedSources, write_demo_config
+    from samverkan.simulator.case_system_db import write_case_system
+    from samverkan.simulator.police_files import write_police_files
+    from samverkan.simulator.population import generate
+    from samverkan.simulator.ss12000_server import SS12000Data, serve
+
+    home = tmp_path_factory.mktemp("operations") / "home"
+    p = Paths(home).ensure()
+    p.simulator.mkdir(parents=True)
+    pop = generate(seed=SEED, pupils=PUPILS, lessons_per_day=LESSONS_PER_DAY)
+    url = f"sqlite:///{p.simulator / 'case_system.sqlite'}"
+    write_case_system(pop, url)
+    inbox = p.simulator / "police_inbox"
+    write_police_files(pop, inbox)
+    token = secrets.token_urlsafe(16)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("SAMVERKAN_PSEUDONYM_KEY_FILE", "SAMVERKAN_CONFIG")}
+    env.update({"SAMVERKAN_HOME": str(home), "SAMVERKAN_PSEUDONYM_KEY": TEST_KEY, TOKEN_ENV: token})
+    data = SS12000Data.from_population(pop)
+    with serve(data, token) as server:
+        write_demo_config(p, server.base_url, SimulatedSources(
+            pop.reference_date, url, inbox, p.simulator / "ground_truth.csv"))
+        yield World(home, p, env, data.served_checksum("attendances")[0])
+
+
+def _cli(world: World, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "samverkan.cli", *args], env=world.env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=900)
+
+
+def _versions(p: Paths) -> list[str]:
+    versions = p.published / "versions"
+    return sorted(d.name for d in versions.iterdir()) if versions.is_dir() else []
+
+
+def _batches(p: Paths) -> list[tuple[str, str]]:
+    conn = duckdb.connect(str(p.restricted_db), read_only=True)
+    try:
+        return conn.execute("select source, batch_id from load_meta.batches order by 1, 2").fetchall()
+    finally:
+        conn.close()
+
+
+def test_backfill_over_two_weeks_publishes_once_and_adds_nothing_on_a_second_run(world: World) -> None:
+    first = _cli(world, "backfill", "--from", DATE_FROM.isoformat(), "--to", DATE_TO.isoformat())
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert "Backfilling 14 days" in first.stdout
+    assert len(_versions(world.paths)) == 1
+    manifest = json.loads((world.paths.current_publication / "manifest.json").read_text())
+    assert manifest["reference_date"] == DATE_TO.isoformat()
+    batches = _batches(world.paths)
+    per_source = {s: sum(1 for src, _ in batches if src == s) for s in ("ss12000", "case_system", "police")}
+    # day-sized batches: the first day brings the history, then one batch per day with changes
+    assert per_source["ss12000"] >= 10 and per_source["case_system"] >= 5, per_source
+    assert per_source["police"] >= 5, per_source
+    # every served attendance record was loaded, across the daily batches
+    conn = duckdb.connect(str(world.paths.restricted_db), read_only=True)
+    try:
+        loaded = conn.execute("select count(distinct id) from raw_ss12000.attendances").fetchone()[0]
+        last_day_rows = conn.execute(
+            "select count(*) from raw_ss12000.attendances "
+            "where modified_at > timestamptz '2026-06-12 00:00:00+02'").fetchone()[0]
+    finally:
+        conn.close()
+    assert loaded == world.served_attendances
+    assert last_day_rows > 0
+
+    current = world.paths.current_publication.resolve()
+    second = _cli(world, "backfill", "--from", DATE_FROM.isoformat(), "--to", DATE_TO.isoformat())
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert "nothing was published" in second.stdout
+    assert _batches(world.paths) == batches
+    assert len(_versions(world.paths)) == 1
+    assert world.paths.current_publication.resolve() == current
+
+
+def test_backfill_refuses_a_range_in_the_wrong_order(world: World) -> None:
+    result = _cli(world, "backfill", "--from", "2026-06-12", "--to", "2026-06-01")
+    assert result.returncode == 2
+    assert "is after --to" in result.stderr and "Traceback" not in result.stderr
+
+
+WRITER = """
+import sys
+from samverkan import steps
+from samverkan.config import load_settings
+from samverkan.publish import new_version
+
+settings = load_settings()
+ref = steps.reference_date(settings)
+version = new_version()
+results = [steps.extract(settings, source) for source in steps.SOURCES]
+outcome = steps.transform(settings, version, ref)
+publication = steps.publish(settings, version, ref, results, outcome.success)
+print("published", publication.published, version)
+sys.exit(0 if publication.published else 1)
+"""
+
+
+def _readme_sql() -> list[str]:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## For analysts", 1)[1].split("\n## ", 1)[0]
+    return [block.strip() for block in re.findall(r"```sql\n(.*?)```", section, flags=re.S)]
+
+
+def test_analysts_read_the_snapshot_while_a_pipeline_run_writes(world: World) -> None:
+    if not _versions(world.paths):
+        pytest.skip("needs the backfill's publication")  # runs after the backfill test
+    current = world.paths.current_publication.resolve()
+    snapshot = current / "analytics.duckdb"
+    assert snapshot.is_file()
+    assert snapshot.stat().st_mode & 0o222 == 0, "the snapshot file is read-only"
+    assert (current / "dbt_docs" / "index.html").is_file()
+    manifest = json.loads((current / "manifest.json").read_text())
+    assert "analytics.duckdb" in manifest["files"]
+
+    writer = subprocess.Popen([sys.executable, "-c", WRITER], env=world.env, cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    reads = 0
+    try:
+        while writer.poll() is None:
+            conn = duckdb.connect(str(snapshot), read_only=True)
+            try:
+                cells = conn.execute("select count(*) from marts.published_indicators").fetchone()[0]
+                pupils = conn.execute("select count(distinct person_pseudonym) from marts.fct_pupil_periods"
+                                      ).fetchone()[0]
+            finally:
+                conn.close()
+            assert cells > 0 and pupils > 0
+            reads += 1
+            time.sleep(0.2)
+        out, err = writer.communicate(timeout=60)
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+    assert writer.returncode == 0, out[-2000:] + err[-3000:]
+    assert reads >= 10, reads
+    assert len(_versions(world.paths)) == 2
+    # the new publication has its own snapshot; the old one is still there for whoever has it open
+    assert (world.paths.current_publication / "analytics.duckdb").is_file()
+    assert snapshot.is_file()
+
+    # the README's example questions answer on the snapshot
+    questions = _readme_sql()
+    assert len(questions) >= 3
+    conn = duckdb.connect(str(world.paths.current_publication / "analytics.duckdb"), read_only=True)
+    try:
+        for sql in questions:
+            rows = conn.execute(sql).fetchall()
+            assert rows, sql
+        # no direct identifiers in the snapshot: no column that could hold one
+        columns = {c for (c,) in conn.execute(
+            "select distinct column_name from information_schema.columns")}
+        assert not columns & {"personnummer", "civic_no", "fornamn", "efternamn", "birth_date",
+                              "pnr", "name"}
+    finally:
+        conn.close()
