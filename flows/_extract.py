@@ -6,6 +6,7 @@ from prefect import Flow, Task, flow, task
 from prefect.client.schemas.objects import TaskRun
 from prefect.states import State
 
+from flows._artifacts import load_report_artifact
 from samverkan import steps
 from samverkan.config import load_settings
 from samverkan.extract import ExtractResult
@@ -29,6 +30,8 @@ def make_extract_flow(source: str) -> Flow:
     @flow(name=f"extract-{source.replace('_', '-')}", log_prints=False)
     def extract_flow() -> ExtractResult:
         """Incremental extract of one source into landing and the restricted warehouse."""
-        return extract_task(source)
+        result = extract_task(source)
+        load_report_artifact(steps.load_report([result]), key=f"load-report-{source.replace('_', '-')}")
+        return result
 
     return extract_flow

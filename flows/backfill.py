@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from prefect import flow, task
 from prefect.states import Failed
 
+from flows._artifacts import load_report_artifact
 from flows._extract import retry_if_transient
 from flows.publish import publish
 from flows.transform import transform
@@ -47,6 +48,7 @@ def backfill(date_from: str, date_to: str) -> BackfillOutcome:
                    for day in days]
     results = backfill_steps.merge_results(loaded_days)
     loaded = sum(d.loaded for d in loaded_days)
+    load_report_artifact(steps.load_report(results))
     failed = any(not r.ok for r in results)
     end = days[-1]
     if loaded == 0 and not failed:

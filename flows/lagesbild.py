@@ -10,6 +10,7 @@ import datetime as dt
 from prefect import flow, task
 from prefect.states import Failed
 
+from flows._artifacts import gate_artifact
 from samverkan import steps
 from samverkan.config import load_settings
 from samverkan.publish import PublicationResult, new_version
@@ -38,6 +39,7 @@ def lagesbild(reference_date: str | None = None) -> PublicationResult:
     steps.preload_quality_checks()
     dbt_success, dbt_detail = build_lagesbild_task(version, ref)
     publication = publish_lagesbild_task(version, ref, dbt_success, dbt_detail)
+    gate_artifact(publication, what="lägesbild", key="lagesbild-gate")
     if not publication.published:
         return Failed(message="lägesbild gate failed: "
                       + ", ".join(c.name for c in publication.failed), data=publication)

@@ -7,6 +7,7 @@ import logging
 from prefect import flow, task
 from prefect.states import Failed
 
+from flows._artifacts import gate_artifact, load_report_artifact
 from flows.extract_case_system import extract_case_system
 from flows.extract_police import extract_police
 from flows.extract_ss12000 import extract_ss12000
@@ -54,6 +55,8 @@ def pipeline(reference_date: str | None = None) -> PublicationResult:
     publication = publish(version=version, reference_date=ref, extract_results=results,
                           dbt_success=dbt_success, dbt_detail=dbt_detail)
     purge_landing_task()
+    load_report_artifact(steps.load_report(results))
+    gate_artifact(publication)
     if not publication.published:
         return Failed(message="publication gate failed: "
                       + ", ".join(c.name for c in publication.failed), data=publication)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prefect import flow, task
 
+from flows._artifacts import gate_artifact, load_report_artifact
 from samverkan import steps
 from samverkan.config import load_settings
 from samverkan.extract import ExtractResult
@@ -25,8 +26,11 @@ def publish(version: str | None = None, reference_date: str | None = None,
             dbt_detail: str = "") -> PublicationResult:
     """Publish what the warehouse holds, if every check passes."""
     ref = steps.reference_date(load_settings(), reference_date)
-    return publish_task(version or new_version(), ref.isoformat(), extract_results or [],
-                        dbt_success, dbt_detail)
+    publication = publish_task(version or new_version(), ref.isoformat(), extract_results or [],
+                               dbt_success, dbt_detail)
+    load_report_artifact(steps.load_report(extract_results or []))
+    gate_artifact(publication)
+    return publication
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import json
 import sys
 
 from samverkan.config import ConfigError, Paths, paths
+from samverkan.progress import show_progress_on_console
 from samverkan.runtime import apply_environment_defaults, configure_logging
 
 
@@ -195,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command != "pseudonym":
         configure_logging(paths().logs, args.verbose)
+        show_progress_on_console()
     try:
         return args.func(args)
     except ConfigError as exc:

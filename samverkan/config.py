@@ -179,5 +179,6 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         reference_date=general.get("reference_date"),
         municipality_code=general.get("municipality_code", "0180"),
         municipality_name=general.get("municipality_name", "Stockholm"),
-        extra={k: general[k] for k in ("retention_days",) if k in general},
+        extra={**{k: general[k] for k in ("retention_days",) if k in general},
+               **({"dbt_vars": dbt_vars} if (dbt_vars := _section(doc, "dbt_vars", cfg)) else {})},
     )

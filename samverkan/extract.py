@@ -30,6 +30,7 @@ import pyarrow as pa
 
 from samverkan.config import Paths
 from samverkan.landing import BatchManifest, list_batches, remove_stale_temporaries, write_batch
+from samverkan.progress import progress
 from samverkan.warehouse import (
     EntityCounts,
     batch_loaded,
@@ -295,6 +296,8 @@ def _load_validated(p: Paths, extractor: Extractor, manifest: BatchManifest,
         recovered=recovered,
         quarantined_by_reason=by_reason,
     )
+    progress("%s: batch %s loaded (%s received, %s loaded, %s quarantined)", result.source,
+             result.batch_id, f"{result.received:,}", f"{result.loaded:,}", f"{result.quarantined:,}")
     log.info("batch %s (%s) loaded: %d received, %d loaded, %d quarantined", result.batch_id,
              result.source, result.received, result.loaded, result.quarantined)
     return result
@@ -325,11 +328,14 @@ def run_extract(p: Paths, extractor: Extractor, validate: Validator | None = Non
                 ).fetchall()),
                 until=until,
             )
+        progress("%s: pulling changes%s …", source, f" up to {until}" if until else "")
         pull = extractor.pull(state)
         pause_point("after_pull")
         if not pull.has_news:
             log.info("%s: nothing new since the last extract", source)
+            progress("%s: nothing new", source)
             return result
+        progress("%s: %s rows pulled; landing, validating and loading …", source, f"{pull.row_count:,}")
         manifest = write_batch(
             p.landing, source, pull.tables, watermarks=pull.watermarks,
             content_checksums=pull.content_checksums, extra=pull.extra,

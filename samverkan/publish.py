@@ -76,6 +76,7 @@ class PublicationResult:
     published: bool
     path: Path | None
     checks: list[GateCheck] = field(default_factory=list)
+    gate_report: str | None = None  # the readable gate report (validation/<kind>-<version>/)
 
     @property
     def failed(self) -> list[GateCheck]:

@@ -20,6 +20,7 @@ import duckdb
 
 from samverkan.config import SOURCES, ConfigError, Settings
 from samverkan.extract import Extractor, ExtractResult, run_extract
+from samverkan.progress import progress
 from samverkan.publish import (
     ANALYTICS_SNAPSHOT,
     DBT_DOCS_DIR,
@@ -40,6 +41,10 @@ from samverkan.publish import (
 log = logging.getLogger(__name__)
 
 MIN_CELL = 5
+# The runs build every model and run every data test on the data; dbt's unit tests (fixed
+# inputs, expected outputs: they test the SQL, not the data) run in the test suite
+# (tests/test_dbt_project.py), as dbt recommends for production builds.
+PIPELINE_DBT_ARGS = ("--exclude", "test_type:unit")
 # The lägesbild's trailing average (weeks); passed to dbt so the disclosure check knows it.
 LAGESBILD_TRAILING_WEEKS = 4
 LAGESBILD_GATE_TITLE = "Publiceringsgrind lägesbild"
@@ -138,7 +143,10 @@ def transform(settings: Settings, version: str, ref: dt.date) -> Any:
     from samverkan.transform import dbt_build
 
     settings.paths.ensure()
-    return dbt_build(settings.paths, dbt_vars(settings, version, ref))
+    progress("dbt build: models, data tests and unit tests (reference date %s) …", ref)
+    outcome = dbt_build(settings.paths, dbt_vars(settings, version, ref), extra_args=PIPELINE_DBT_ARGS)
+    progress("dbt build: %s", outcome.summary())
+    return outcome
 
 
 @dataclass
@@ -276,8 +284,9 @@ def publish(settings: Settings, version: str, ref: dt.date, extract_results: lis
         gate = _write_gate_report(settings, version, checks)
         log.warning("publication blocked before export: %s (report %s)",
                     ", ".join(c.name for c in checks if not c.success), gate)
-        return PublicationResult(version, False, None, checks)
+        return PublicationResult(version, False, None, checks, gate_report=gate)
 
+    progress("gate: exporting the candidate, Great Expectations checkpoint, disclosure check …")
     staging = export_candidate(p, version)
     with _VALIDATION_LOCK:
         gx = validate_indicators(staging / "indicators.parquet", p, version)
@@ -295,6 +304,7 @@ def publish(settings: Settings, version: str, ref: dt.date, extract_results: lis
         "min_cell": MIN_CELL,
     }
     if all(c.success for c in checks):
+        progress("gate passed; writing the report, the workbook, the analysts' snapshot and docs …")
         catalogue = indicator_catalogue()
         html_report = render_report(
             staging / "indicators.parquet", lagesbild_parquet=staging / "lagesbild.parquet",
@@ -306,7 +316,9 @@ def publish(settings: Settings, version: str, ref: dt.date, extract_results: lis
         checks.append(_analyst_access(settings, staging, version, ref))
     gate = _write_gate_report(settings, version, checks)
     result = publish_candidate(indicator_publication(p), version, staging, checks, manifest_extra)
+    result.gate_report = gate
     if result.published:
+        progress("published version %s", version)
         prune_snapshots(p)
     else:
         log.warning("publication blocked: see %s", gate)
@@ -336,7 +348,7 @@ def _analyst_access(settings: Settings, staging: Path, version: str, ref: dt.dat
 
 # Only the lägesbild models (and their tests) are built: they read the facts and the
 # published indicator table the nightly pipeline has built.
-LAGESBILD_SELECTION = ("--select", "path:models/marts/lagesbild")
+LAGESBILD_SELECTION = ("--select", "path:models/marts/lagesbild", *PIPELINE_DBT_ARGS)
 
 
 def lagesbild_reference_date(settings: Settings, override: str | None = None) -> dt.date:
@@ -417,7 +429,7 @@ def publish_lagesbild(settings: Settings, version: str, ref: dt.date, dbt_succes
     if not dbt_success:
         gate = _write_gate_report(settings, version, checks, "lagesbild-gate", LAGESBILD_GATE_TITLE)
         log.warning("lägesbild blocked before export: dbt_build (report %s)", gate)
-        return PublicationResult(version, False, None, checks)
+        return PublicationResult(version, False, None, checks, gate_report=gate)
     target = lagesbild_publication(p)
     staging = export_lagesbild_candidate(p, version)
     candidate = staging / "lagesbild.parquet"
@@ -438,6 +450,7 @@ def publish_lagesbild(settings: Settings, version: str, ref: dt.date, dbt_succes
         (staging / "lagesbild.html").write_text(html_page, encoding="utf-8")
     gate = _write_gate_report(settings, version, checks, "lagesbild-gate", LAGESBILD_GATE_TITLE)
     result = publish_candidate(target, version, staging, checks, manifest_extra)
+    result.gate_report = gate
     if not result.published:
         log.warning("lägesbild blocked: see %s", gate)
     return result

@@ -29,9 +29,11 @@ import duckdb
 
 from samverkan.config import DBT_PROJECT_DIR, SQL_DIR, Paths
 from samverkan.config import paths as configured_paths
+from samverkan.progress import progress
 from samverkan.pseudonymisation import PseudonymKeyError, load_key
 
 DEFAULT_TARGET_PATH = DBT_PROJECT_DIR / "target"
+PROGRESS_EVERY_NODES = 100
 RESTRICTED_SCHEMA_SQL = SQL_DIR / "restricted_schema.sql"
 
 # dbt's runner, its adapter registry and os.environ are process-wide: one invocation at a time.
@@ -142,7 +144,7 @@ def run_dbt(
 
     with _DBT_LOCK, _environment(dbt_env(paths)):
         try:
-            result = dbtRunner().invoke(cli_args)
+            result = dbtRunner(callbacks=[_NodeProgress(command)]).invoke(cli_args)
         finally:
             _close_connections()
     return _outcome(command, result, time.monotonic() - started)
@@ -165,12 +167,34 @@ def dbt_parse(paths: Paths | None = None, target_path: Path | None = None) -> Db
 def dbt_docs_generate(paths: Paths, vars: Mapping[str, Any] | None = None,
                       target_path: Path | None = None, static: bool = False) -> DbtOutcome:
     """``dbt docs generate`` (manifest and catalog in the target directory; with ``static``
-    also ``static_index.html``, one page that works without a server)."""
+    also ``static_index.html``, one page that works without a server, and no recompilation:
+    the publication documents the models the build just ran)."""
     ensure_raw_schema(paths)
-    return run_dbt(["docs", "generate", *(["--static"] if static else [])], paths, vars, target_path)
+    return run_dbt(["docs", "generate", *(["--static", "--no-compile"] if static else [])], paths, vars,
+                   target_path)
 
 
 # ---------------------------------------------------------------------------------------------
+
+class _NodeProgress:
+    """A dbt event callback: a progress line every PROGRESS_EVERY_NODES finished nodes."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+        self.finished = 0
+        self.failed = 0
+
+    def __call__(self, event: Any) -> None:
+        if event.info.name != "NodeFinished":
+            return
+        self.finished += 1
+        status = str(getattr(event.data.run_result, "status", "")).lower()
+        if status in ("error", "fail"):
+            self.failed += 1
+        if self.finished % PROGRESS_EVERY_NODES == 0:
+            progress("dbt %s: %d nodes done%s", self.command, self.finished,
+                     f", {self.failed} failed" if self.failed else "")
+
 
 def _plain_vars(vars: Mapping[str, Any]) -> dict[str, Any]:
     """JSON-safe vars: dates and other values become their ISO / string form."""

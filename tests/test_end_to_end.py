@@ -15,6 +15,7 @@ import re
 import secrets
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,7 +111,7 @@ def test_report_shows_every_indicator_and_a_lagesbild_page_per_sspf_area(demo):
         section = doc.one(f"section#ind-{indicator_id}")
         assert name in section.clean_text
         assert len(section.one(".definition").clean_text) > 40
-        target_text = section.one(".target").clean_text
+        target_text = section.one("dd.target").clean_text
         if indicator_id in set(targets["indicator_id"]):
             assert any(ch.isdigit() for ch in target_text), (indicator_id, target_text)
         else:
@@ -325,15 +326,76 @@ def _tree_digest(directory: Path) -> dict[str, str]:
             for p in sorted(directory.rglob("*")) if p.is_file()}
 
 
-def test_second_run_with_nothing_new_adds_nothing(demo, live):
+class SnapshotReader(threading.Thread):
+    """An analyst: opens the published snapshot read-only and queries it, again and again."""
+
+    def __init__(self, snapshot: Path) -> None:
+        super().__init__(daemon=True)
+        self.snapshot = snapshot
+        self.stop = threading.Event()
+        self.reads = 0
+        self.errors: list[str] = []
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn = duckdb.connect(str(self.snapshot), read_only=True)
+                try:
+                    cells = conn.execute("select count(*) from marts.published_indicators").fetchone()[0]
+                    pupils = conn.execute(
+                        "select count(distinct person_pseudonym) from marts.fct_pupil_periods").fetchone()[0]
+                finally:
+                    conn.close()
+                assert cells > 0 and pupils > 0
+                self.reads += 1
+            except Exception as exc:  # noqa: BLE001 - recorded and asserted on by the test
+                self.errors.append(f"{type(exc).__name__}: {exc}")
+            self.stop.wait(0.5)
+
+
+def _readme_sql() -> list[str]:
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## For analysts", 1)[1].split("\n## ", 1)[0]
+    return [block.strip() for block in re.findall(r"```sql\n(.*?)```", section, flags=re.S)]
+
+
+def test_second_run_adds_nothing_while_analysts_read_the_snapshot(demo, live):
+    """A second run with nothing new loads nothing; meanwhile an analyst reads the published
+    read-only snapshot of the analytics warehouse, which the run rebuilds, without a lock error."""
     from samverkan.cli import run_pipeline
 
     before = _raw_counts(demo.paths)
     sources = ("ss12000", "case_system", "police")
     batches_before = {s: len(list_batches(demo.paths.landing, s)) for s in sources}
-    assert run_pipeline(demo.paths, "2026-06-12") == 0
+    first = demo.paths.current_publication.resolve()
+    snapshot = first / "analytics.duckdb"
+    assert snapshot.is_file() and snapshot.stat().st_mode & 0o222 == 0, "a read-only snapshot"
+    assert (first / "dbt_docs" / "index.html").is_file()
+    reader = SnapshotReader(snapshot)
+    reader.start()
+    try:
+        assert run_pipeline(demo.paths, "2026-06-12") == 0
+    finally:
+        reader.stop.set()
+        reader.join(timeout=60)
+    assert not reader.errors, reader.errors[:3]
+    assert reader.reads >= 10, reader.reads
     assert _raw_counts(demo.paths) == before
     assert {s: len(list_batches(demo.paths.landing, s)) for s in batches_before} == batches_before
+    second = demo.paths.current_publication.resolve()
+    assert second != first and (second / "analytics.duckdb").is_file() and snapshot.is_file()
+
+    # the README's example questions answer on the snapshot, which holds no direct identifiers
+    questions = _readme_sql()
+    assert len(questions) == 3
+    conn = duckdb.connect(str(second / "analytics.duckdb"), read_only=True)
+    try:
+        for sql in questions:
+            assert conn.execute(sql).fetchall(), sql
+        columns = {c for (c,) in conn.execute("select distinct column_name from information_schema.columns")}
+    finally:
+        conn.close()
+    assert not columns & {"personnummer", "civic_no", "pnr", "fornamn", "efternamn", "birth_date"}
 
 
 def test_a_broken_batch_blocks_publication_and_leaves_the_previous_version_untouched(demo, live):

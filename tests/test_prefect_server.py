@@ -88,6 +88,26 @@ def test_extract_flow_runs_against_a_prefect_server(prefect_server, tmp_path):
     completed = {flows[r["flow_id"]] for r in runs if r["state_type"] == "COMPLETED"}
     assert "extract-police" in completed
 
+    # the run left its artifact: rows per source
+    artifacts = {a["key"]: a for a in _post(f"{prefect_server}/artifacts/filter", {"limit": 50})}
+    table = artifacts["load-report-police"]
+    assert table["type"] == "table"
+    rows = json.loads(table["data"]) if isinstance(table["data"], str) else table["data"]
+    assert rows[0]["source"] == "police" and rows[0]["received"] == 1 and rows[0]["loaded"] == 1
+
+    # a failed gate leaves the gate artifact, linking the readable gate report it wrote
+    result = subprocess.run(
+        [sys.executable, "-c", "from flows.publish import publish; "
+         "r = publish(dbt_success=False, dbt_detail='forced failure'); print('published', r.published)"],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    assert "published False" in result.stdout
+    artifacts = {a["key"]: a for a in _post(f"{prefect_server}/artifacts/filter", {"limit": 50})}
+    gate = artifacts["publication-gate"]
+    assert gate["type"] == "markdown" and "FAILED" in gate["data"] and "dbt_build" in gate["data"]
+    reports = list((home / "validation").glob("gate-*/gate.html"))
+    assert len(reports) == 1 and reports[0].as_uri() in gate["data"]
+
 
 def _prefect(args: list[str], api: str, home: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PREFECT_API_URL": api, "PREFECT_HOME": str(home),

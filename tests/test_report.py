@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import time
 import zipfile
 
 import pyarrow as pa
@@ -333,26 +332,20 @@ def test_workbook_sheet_names_are_short_and_unique(tmp_path):
     assert all(len(n) <= 31 for n in names) and names[1] == long_a[:31]
 
 
-def test_report_and_workbook_at_stockholm_scale(tmp_path):
-    """About 100 000 published rows (18 indicators, 150 school units, 11 stadsdelsområden):
-    the report stays a sane size and the workbook is written in write-only mode."""
-    indicators, lagesbild = rd.write_tables(tmp_path, specs=rd.ALL_SPECS, n_schools=100,
+def test_report_and_workbook_with_many_areas(tmp_path):
+    """Every indicator, 11 stadsdelsområden, 30 school units: one section per indicator, one
+    overview per area, every row in the workbook. (Size and time at Stockholm scale:
+    tests/benchmarks/report_scale.py.)"""
+    indicators, lagesbild = rd.write_tables(tmp_path, specs=rd.ALL_SPECS, n_schools=30,
                                             districts=rd.MANY_DISTRICTS)
     n_rows = pq.read_metadata(indicators).num_rows
-    assert n_rows >= 100_000
-    started = time.monotonic()
     html = render_report(indicators, lagesbild_parquet=lagesbild, version=rd.VERSION,
                          reference_date=rd.REFERENCE_DATE, catalogue=rd.CATALOGUE, manifest=MANIFEST)
-    assert time.monotonic() - started < 60
-    assert len(html.encode("utf-8")) < 3 * 1024 * 1024
     dom = parse(html)
     ids = [s.attrs["data-indicator"] for s in dom.select("section.indicator")]
     assert ids == [s.id for s in rd.ALL_SPECS]
     assert len(dom.select("details.overview-area")) == 1 + len(rd.MANY_DISTRICTS) + len(rd.SSPF)
-    started = time.monotonic()
     path = write_indicator_workbook(indicators, rd.CATALOGUE, tmp_path / "indicators.xlsx")
-    elapsed = time.monotonic() - started
-    assert elapsed < 180, f"workbook took {elapsed:.0f} s"
     # write-only sheets carry no dimension: count the rows in the sheets' XML
     with zipfile.ZipFile(path) as z:
         sheets = sorted(n for n in z.namelist() if re.fullmatch(r"xl/worksheets/sheet\d+\.xml", n))

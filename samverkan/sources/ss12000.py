@@ -41,10 +41,12 @@ except ImportError:  # pragma: no cover - the json module does the same, slower
 from samverkan.config import ConfigError, SS12000Config
 from samverkan.extract import Pull, SourceState, pause_point
 from samverkan.landing import BatchManifest
+from samverkan.progress import progress
 from samverkan.warehouse import QUARANTINE_SCHEMA, EntityCounts, quarantine
 
 log = logging.getLogger(__name__)
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
+PROGRESS_EVERY_PAGES = 25
 
 SOURCE = "ss12000"
 
@@ -683,6 +685,9 @@ class SS12000Extractor:
                                                    "not a list")
                     batches.append(_record_batch(data))
                     pages[entity] = page.number
+                    if page.number % PROGRESS_EVERY_PAGES == 0:
+                        progress("ss12000 %s: %d pages, %s records so far", endpoint, page.number,
+                                 f"{sum(b.num_rows for b in batches):,}")
                     pause_point("ss12000_after_first_page")
                 table = pa.Table.from_batches(batches, schema=RECORD_SCHEMA)
                 tables[entity] = table
