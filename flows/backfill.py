@@ -51,13 +51,16 @@ def backfill(date_from: str, date_to: str) -> BackfillOutcome:
     load_report_artifact(steps.load_report(results))
     failed = any(not r.ok for r in results)
     end = days[-1]
-    if loaded == 0 and not failed:
-        standing = backfill_steps.already_published(settings, end)
+    if not failed:
+        standing = steps.standing_publication(settings, end)
         if standing:
             log.info("backfill %s..%s: nothing new; publication %s stands", days[0], end, standing)
             return BackfillOutcome([d.isoformat() for d in days], 0, None, standing)
     version = new_version()
-    dbt_success, dbt_detail = transform(version=version, reference_date=end.isoformat())
+    if failed:
+        dbt_success, dbt_detail = False, "not run: an extract batch failed (see extract_batches)"
+    else:
+        dbt_success, dbt_detail = transform(version=version, reference_date=end.isoformat())
     publication = publish(version=version, reference_date=end.isoformat(), extract_results=results,
                           dbt_success=dbt_success, dbt_detail=dbt_detail)
     outcome = BackfillOutcome([d.isoformat() for d in days], loaded, publication)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
 from prefect import flow, task
@@ -51,7 +52,16 @@ def pipeline(reference_date: str | None = None) -> PublicationResult:
             # blocks publication; the other sources' batches stay loaded.
             results.append(ExtractResult(source, [BatchResult(
                 f"{source}-failed", source, 0, 0, 0, False, ("extract failed",))]))
-    dbt_success, dbt_detail = transform(version=version, reference_date=ref)
+    if not all(r.ok for r in results):
+        # The gate cannot pass with a failed batch: do not rebuild, say why.
+        dbt_success, dbt_detail = False, "not run: an extract batch failed (see extract_batches)"
+    elif standing := steps.standing_publication(settings, dt.date.fromisoformat(ref)):
+        log.info("nothing new since version %s (same batches, reference date and models)", standing)
+        purge_landing_task()
+        load_report_artifact(steps.load_report(results))
+        return PublicationResult(standing, True, settings.paths.current_publication, unchanged=True)
+    else:
+        dbt_success, dbt_detail = transform(version=version, reference_date=ref)
     publication = publish(version=version, reference_date=ref, extract_results=results,
                           dbt_success=dbt_success, dbt_detail=dbt_detail)
     purge_landing_task()

@@ -8,14 +8,13 @@ day a row came from. Then the models are built once and the gate publishes once,
 range's last day as the reference date.
 
 It is idempotent: days already loaded pull nothing new (the watermarks are past them, the
-police files are recorded), and when nothing was loaded and the current publication already
-has the same reference date, nothing is published again.
+police files are recorded), and when the current publication was built from the same batches,
+reference date and models (``steps.standing_publication``), nothing is published again.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -76,12 +75,3 @@ def merge_results(days: list[BackfillDay]) -> list[ExtractResult]:
         for r in day.results:
             merged[r.source].batches.extend(r.batches)
     return list(merged.values())
-
-
-def already_published(settings: Settings, reference_date: dt.date) -> str | None:
-    """The current publication's version when it was published for ``reference_date``."""
-    manifest = settings.paths.current_publication / "manifest.json"
-    if not manifest.exists():
-        return None
-    data = json.loads(manifest.read_text(encoding="utf-8"))
-    return data["version"] if data.get("reference_date") == reference_date.isoformat() else None

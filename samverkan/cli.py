@@ -20,6 +20,11 @@ def _summary(p: Paths, publication: object | None) -> None:
         for check in getattr(publication, "checks", []):
             mark = "ok  " if check.success else "FAIL"
             print(f"  [{mark}] {check.name}: {check.detail}")
+    if publication is not None and getattr(publication, "unchanged", False):
+        print(f"  Nothing new since version {publication.version} (the same extract batches, "
+              "reference date and models): it stands; nothing was built or published.")
+        print(f"  Report: {(p.current_publication / 'report.html').absolute()}")
+        return
     if publication is not None and getattr(publication, "published", False):
         manifest = json.loads(current.read_text(encoding="utf-8"))
         for source, r in manifest.get("load_report", {}).items():

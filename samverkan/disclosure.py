@@ -41,6 +41,8 @@ import pandas as pd
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from samverkan.disclosure_audit import SECONDARY_RULES, secondary_rules
+
 PUBLISHED_COLUMNS = (
     "indicator_id", "indicator_name", "period_type", "period_start", "period_end", "area_level",
     "area_code", "area_name", "breakdown", "breakdown_value", "numerator", "denominator", "value",
@@ -226,7 +228,9 @@ def primary_rules(f: _Frame, min_cell: int) -> dict[str, pd.Series]:
 
 
 # Audits run by check_disclosure, in order. The secondary-suppression audit joins here.
-AUDITS: dict[str, RuleFn] = {"primary_suppression": primary_rules}
+AUDITS: dict[str, RuleFn] = {"primary_suppression": primary_rules,
+                              "secondary_suppression": secondary_rules}
+RULES.update(SECONDARY_RULES)
 
 
 def _cell_value(value: Any) -> str:
@@ -271,7 +275,8 @@ def check_primary_suppression(df_or_path: pd.DataFrame | Path | str, min_cell: i
 
 
 def check_disclosure(df_or_path: pd.DataFrame | Path | str, min_cell: int = 5) -> DisclosureReport:
-    """Every disclosure audit of :data:`AUDITS` (today: primary suppression)."""
+    """Every disclosure audit of :data:`AUDITS`: primary suppression, and the independent
+    linear-programming audit of secondary suppression (samverkan/disclosure_audit.py)."""
     return _run(df_or_path, min_cell, AUDITS)
 
 

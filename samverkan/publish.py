@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pandas as pd
 
 from samverkan.config import DBT_PROJECT_DIR, Paths
 from samverkan.landing import file_sha256
@@ -77,6 +78,7 @@ class PublicationResult:
     path: Path | None
     checks: list[GateCheck] = field(default_factory=list)
     gate_report: str | None = None  # the readable gate report (validation/<kind>-<version>/)
+    unchanged: bool = False  # nothing new: the current publication stands (nothing was built)
 
     @property
     def failed(self) -> list[GateCheck]:
@@ -144,17 +146,54 @@ def _export(conn: duckdb.DuckDBPyConnection, query: str, staging: Path, stem: st
     conn.execute(f"copy ({query}) to '{staging / (stem + '.csv')}' (format csv, header true)")
 
 
-def export_candidate(p: Paths, version: str) -> Path:
-    """Write the indicator table and the weekly lägesbild from the analytics warehouse into
-    the nightly publication's staging directory."""
+CELL_KEY = ["indicator_id", "period_type", "period_start", "area_level", "area_code", "breakdown",
+            "breakdown_value"]
+
+
+def export_candidate(p: Paths, version: str, min_cell: int = 5) -> Path:
+    """Write the indicator table (after secondary suppression) and the weekly lägesbild from
+    the analytics warehouse into the nightly publication's staging directory."""
     staging = _new_staging(indicator_publication(p), version)
     conn = duckdb.connect(str(p.analytics_db), read_only=True)
     try:
-        _export(conn, INDICATOR_QUERY, staging, "indicators")
+        conn.register("candidate", secondary_suppressed(conn, min_cell))
+        _export(conn, "select * from candidate", staging, "indicators")
         _export(conn, LAGESBILD_QUERY, staging, "lagesbild")
     finally:
         conn.close()
     return staging
+
+
+def secondary_suppressed(conn: duckdb.DuckDBPyConnection, min_cell: int) -> pd.DataFrame:
+    """``published_indicators`` (primary suppression done in dbt) with secondary suppression
+    (samverkan/suppression.py): the cells that would let a reader recover a suppressed cell
+    from its total and the other parts are suppressed too (``sekundär``). The true numbers come
+    from the unsuppressed ``indicators`` model; the published columns and row order are
+    those of ``published_indicators``."""
+    from samverkan.suppression import apply_secondary_suppression
+
+    cells = conn.execute(f"""
+        select published.*, cells.numerator as true_numerator,
+            cells.denominator as true_denominator,
+            coalesce(published.suppressed = 'primär', false) as "primary"
+        from ({INDICATOR_QUERY}) as published
+        inner join marts.indicators as cells using ({", ".join(CELL_KEY)})
+    """).df()
+    suppressed = apply_secondary_suppression(cells, min_cell)
+    conn.register("suppressed_cells", suppressed)
+    try:
+        return conn.execute(f"""
+            select indicator_id, indicator_name, period_type, cast(period_start as date) as period_start,
+                cast(period_end as date) as period_end, area_level, area_code, area_name, breakdown,
+                breakdown_value, cast(numerator as bigint) as numerator,
+                cast(denominator as bigint) as denominator, cast(value as double) as value, unit,
+                cast(suppressed as varchar) as suppressed, cast(target as double) as target,
+                cast(status as varchar) as status, data_version
+            from suppressed_cells
+            order by {", ".join(CELL_KEY)}
+        """).df()
+    finally:
+        conn.unregister("suppressed_cells")
 
 
 def write_analytics_snapshot(p: Paths, staging: Path) -> Path:

@@ -8,6 +8,7 @@ publish_lagesbild (its gate, then atomic publication under published/lagesbild/)
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import html
 import json
 import logging
@@ -265,7 +266,7 @@ def _lagesbild_checks(settings: Settings, candidate: Path, run_id: str) -> list[
 def publish(settings: Settings, version: str, ref: dt.date, extract_results: list[ExtractResult],
             dbt_success: bool, dbt_detail: str = "") -> PublicationResult:
     """The publication gate, then an atomic switch of published/current."""
-    from samverkan.disclosure import check_primary_suppression
+    from samverkan.disclosure import check_disclosure
     from samverkan.quality import validate_indicators
     from samverkan.report import render_report, write_indicator_workbook
 
@@ -287,12 +288,12 @@ def publish(settings: Settings, version: str, ref: dt.date, extract_results: lis
         return PublicationResult(version, False, None, checks, gate_report=gate)
 
     progress("gate: exporting the candidate, Great Expectations checkpoint, disclosure check …")
-    staging = export_candidate(p, version)
+    staging = export_candidate(p, version, min_cell=MIN_CELL)
     with _VALIDATION_LOCK:
         gx = validate_indicators(staging / "indicators.parquet", p, version)
     checks.append(GateCheck("indicator_checkpoint", gx.success,
                             ", ".join(gx.failed_checks) or "ok", gx.report_path))
-    disclosure = check_primary_suppression(staging / "indicators.csv", min_cell=MIN_CELL)
+    disclosure = check_disclosure(staging / "indicators.csv", min_cell=MIN_CELL)
     checks.append(GateCheck("disclosure_control", disclosure.ok, _disclosure_detail(disclosure)))
     checks.extend(_lagesbild_checks(settings, staging / "lagesbild.parquet", version))
     manifest_extra = {
@@ -302,6 +303,7 @@ def publish(settings: Settings, version: str, ref: dt.date, extract_results: lis
         "load_report": load_report(extract_results),
         "excluded_from_indicators": _identity_exclusions(settings),
         "min_cell": MIN_CELL,
+        "build_fingerprint": build_fingerprint(settings, ref),
     }
     if all(c.success for c in checks):
         progress("gate passed; writing the report, the workbook, the analysts' snapshot and docs …")
@@ -323,6 +325,38 @@ def publish(settings: Settings, version: str, ref: dt.date, extract_results: lis
     else:
         log.warning("publication blocked: see %s", gate)
     return result
+
+
+def build_fingerprint(settings: Settings, ref: dt.date) -> str:
+    """What a publication is built from besides the data: the dbt project (models, macros,
+    seeds, configuration), the quality suites, the run parameters and the reference date."""
+    from samverkan.config import DBT_PROJECT_DIR, EXPECTATIONS_DIR
+
+    digest = hashlib.sha256()
+    params = {k: v for k, v in dbt_vars(settings, "", ref).items() if k != "data_version"}
+    digest.update(json.dumps(params, sort_keys=True, default=str).encode())
+    for root, patterns in ((DBT_PROJECT_DIR, ("models", "macros", "seeds", "tests")),
+                           (EXPECTATIONS_DIR, (".",))):
+        for sub in patterns:
+            for path in sorted((root / sub).rglob("*")):
+                if path.is_file():
+                    digest.update(str(path.relative_to(root)).encode())
+                    digest.update(path.read_bytes())
+    for name in ("dbt_project.yml", "profiles.yml"):
+        digest.update((DBT_PROJECT_DIR / name).read_bytes())
+    return digest.hexdigest()
+
+
+def standing_publication(settings: Settings, ref: dt.date) -> str | None:
+    """The current version, when publishing now would publish the same thing again: the same
+    loaded extract batches, the same reference date and the same models, suites and
+    parameters. Then there is nothing to build and nothing to publish."""
+    manifest = current_manifest(indicator_publication(settings.paths))
+    if (manifest is None or manifest.get("reference_date") != ref.isoformat()
+            or manifest.get("extract_batches") != _loaded_batches(settings)
+            or manifest.get("build_fingerprint") != build_fingerprint(settings, ref)):
+        return None
+    return str(manifest["version"])
 
 
 def _analyst_access(settings: Settings, staging: Path, version: str, ref: dt.date) -> GateCheck:

@@ -5,8 +5,14 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import subprocess
+import sys
+import threading
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -93,3 +99,95 @@ def samverkan_home(tmp_path, monkeypatch):
     monkeypatch.delenv("SAMVERKAN_PSEUDONYM_KEY_FILE", raising=False)
     monkeypatch.delenv("SAMVERKAN_CONFIG", raising=False)
     return home
+
+
+# --- the demo world, shared by the end-to-end and lägesbild tests ------------------------------
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@dataclass
+class DemoWorld:
+    home: Path
+    paths: Any
+    stdout: str
+    stderr: str
+    returncode: int
+
+    def env(self) -> dict[str, str]:
+        """The environment of a command run on this world (its own key file, its config)."""
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("SAMVERKAN_PSEUDONYM_KEY", "SAMVERKAN_PSEUDONYM_KEY_FILE", "SAMVERKAN_CONFIG")}
+        env["SAMVERKAN_HOME"] = str(self.home)
+        return env
+
+
+@pytest.fixture(scope="session")
+def demo_world(tmp_path_factory) -> DemoWorld:
+    """`samverkan demo` (the default population) in a fresh data directory, no key configured."""
+    from samverkan.config import Paths
+
+    home = tmp_path_factory.mktemp("e2e") / "data"
+    world = DemoWorld(home, Paths(home), "", "", -1)
+    result = subprocess.run([sys.executable, "-m", "samverkan.cli", "demo"], capture_output=True,
+                            text=True, env=world.env(), timeout=1200, cwd=ROOT)
+    world.stdout, world.stderr, world.returncode = result.stdout, result.stderr, result.returncode
+    return world
+
+
+class SnapshotReader(threading.Thread):
+    """An analyst: opens a published analytics snapshot read-only and queries it, again and
+    again, until stopped; records every error."""
+
+    def __init__(self, snapshot: Path) -> None:
+        super().__init__(daemon=True)
+        self.snapshot = snapshot
+        self.stop = threading.Event()
+        self.reads = 0
+        self.errors: list[str] = []
+
+    def run(self) -> None:
+        import duckdb
+
+        while not self.stop.is_set():
+            try:
+                conn = duckdb.connect(str(self.snapshot), read_only=True)
+                try:
+                    cells = conn.execute("select count(*) from marts.published_indicators").fetchone()[0]
+                    pupils = conn.execute(
+                        "select count(distinct person_pseudonym) from marts.fct_pupil_periods").fetchone()[0]
+                finally:
+                    conn.close()
+                if not (cells > 0 and pupils > 0):
+                    self.errors.append("empty snapshot tables")
+                self.reads += 1
+            except Exception as exc:  # noqa: BLE001 - recorded and asserted on by the tests
+                self.errors.append(f"{type(exc).__name__}: {exc}")
+            self.stop.wait(0.3)
+
+
+@dataclass
+class LagesbildRun:
+    process: subprocess.CompletedProcess
+    snapshot: Path
+    reader: SnapshotReader
+    indicator_version: str
+
+
+@pytest.fixture(scope="session")
+def lagesbild_run(demo_world: DemoWorld) -> LagesbildRun:
+    """`samverkan lagesbild` on the demo world, as the Monday schedule starts it: in its own
+    process it rebuilds the lägesbild models in the analytics warehouse and publishes, while an
+    analyst reads the nightly publication's read-only snapshot of that warehouse."""
+    assert demo_world.returncode == 0, demo_world.stdout[-2000:] + demo_world.stderr[-3000:]
+    current = demo_world.paths.current_publication.resolve()
+    reader = SnapshotReader(current / "analytics.duckdb")
+    reader.start()
+    try:
+        process = subprocess.run([sys.executable, "-m", "samverkan.cli", "lagesbild"],
+                                 capture_output=True, text=True, env=demo_world.env(), timeout=900,
+                                 cwd=ROOT)
+    finally:
+        reader.stop.set()
+        reader.join(timeout=60)
+    return LagesbildRun(process, current / "analytics.duckdb", reader, current.name)

@@ -1,7 +1,7 @@
 """The follow-up model (targets, status) and the weekly lägesbild, end to end.
 
-One simulated municipality, run through the real nightly steps (the three extracts, the full
-dbt build, the gate, the publication), then the real `samverkan lagesbild` command (its
+The default demo municipality, run through the real nightly pipeline (`samverkan demo`, shared
+with test_end_to_end.py), then the real `samverkan lagesbild` command (its
 Prefect flow builds the lägesbild models only, runs the lägesbild gate and publishes under
 published/lagesbild/). Then the gate is made to fail, on a tampered small count and on a week
 the warehouse's data does not cover, and the previous lägesbild must stay in place.
@@ -16,9 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import secrets
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -32,12 +30,9 @@ from samverkan.config import DBT_PROJECT_DIR, Paths
 from samverkan.disclosure import check_lagesbild
 from samverkan.landing import file_sha256
 
-SEED = 11
-PUPILS = 1000
-LESSONS_PER_DAY = 2
+REFERENCE_DATE = dt.date(2026, 6, 12)  # the simulator's data date
 MIN_CELL = 5
 TRAILING_WEEKS = 4
-TEST_KEY = "samverkan-test-key-0123456789-abcdefghij"
 CITY = "0180"
 # The simulator's reference date is Friday 2026-06-12: W is the week that ended on Sunday 7 June.
 W_START, W_END, ISO_WEEK = dt.date(2026, 6, 1), dt.date(2026, 6, 7), "2026-W23"
@@ -54,50 +49,18 @@ class Run:
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Iterator[Run]:
-    from samverkan import steps
-    from samverkan.config import load_settings
-    from samverkan.demo import TOKEN_ENV, SimulatedSources, write_demo_config
-    from samverkan.publish import new_version
-    from samverkan.simulator.case_system_db import write_case_system
-    from samverkan.simulator.police_files import write_police_files
-    from samverkan.simulator.population import generate
-    from samverkan.simulator.ss12000_server import SS12000Data, serve
-
-    home = tmp_path_factory.mktemp("lagesbild") / "home"
-    p = Paths(home).ensure()
-    p.simulator.mkdir(parents=True)
-    pop = generate(seed=SEED, pupils=PUPILS, lessons_per_day=LESSONS_PER_DAY)
-    url = f"sqlite:///{p.simulator / 'case_system.sqlite'}"
-    write_case_system(pop, url)
-    inbox = p.simulator / "police_inbox"
-    write_police_files(pop, inbox)
-    token = secrets.token_urlsafe(16)
+def run(demo_world, lagesbild_run) -> Iterator[Run]:
+    """The default demo (the real nightly pipeline through `samverkan demo`, shared with
+    test_end_to_end.py), then the real `samverkan lagesbild` command in its own process."""
+    assert demo_world.returncode == 0, demo_world.stdout[-2000:] + demo_world.stderr[-3000:]
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SAMVERKAN_HOME", str(home))
-        mp.setenv("SAMVERKAN_PSEUDONYM_KEY", TEST_KEY)
-        mp.setenv(TOKEN_ENV, token)
-        for name in ("SAMVERKAN_PSEUDONYM_KEY_FILE", "SAMVERKAN_CONFIG"):
+        for name, value in demo_world.env().items():
+            if os.environ.get(name) != value:
+                mp.setenv(name, value)
+        for name in ("SAMVERKAN_PSEUDONYM_KEY", "SAMVERKAN_PSEUDONYM_KEY_FILE", "SAMVERKAN_CONFIG"):
             mp.delenv(name, raising=False)
-        with serve(SS12000Data.from_population(pop), token) as server:
-            write_demo_config(p, server.base_url, SimulatedSources(
-                pop.reference_date, url, inbox, p.simulator / "ground_truth.csv"))
-            settings = load_settings()
-            ref = steps.reference_date(settings)
-            version = new_version()
-            results = [steps.extract(settings, source) for source in steps.SOURCES]
-            assert all(r.ok for r in results)
-        outcome = steps.transform(settings, version, ref)
-        assert outcome.success, outcome.failures
-        publication = steps.publish(settings, version, ref, results, outcome.success)
-        assert publication.published, publication.failed
-
-        # the weekly run, as the scheduler starts it: the command, in its own process
-        env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}
-        lagesbild = subprocess.run([sys.executable, "-m", "samverkan.cli", "lagesbild"],
-                                   capture_output=True, text=True, env=env, timeout=900,
-                                   cwd=Path(__file__).parent.parent)
-        yield Run(home, p, ref, version, lagesbild)
+        yield Run(demo_world.home, demo_world.paths, REFERENCE_DATE, lagesbild_run.indicator_version,
+                  lagesbild_run.process)
 
 
 def _settings():

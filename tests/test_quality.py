@@ -353,7 +353,12 @@ def test_disclosure_passes_a_properly_suppressed_table(tmp_path: Path) -> None:
     assert check_primary_suppression(path).ok
     csv = tmp_path / "published.csv"
     df.to_csv(csv, index=False)
-    assert check_disclosure(csv).ok
+    assert check_primary_suppression(csv).ok
+    # The gate's full check also audits secondary suppression: this table publishes a city
+    # month and all but one of its parts, so the hidden part is recovered by subtraction.
+    full = check_disclosure(csv)
+    assert full.counts_by_rule() == {"secondary_disclosed": 1}
+    assert "SDO01" in str(full.problems[0])
 
 
 def _only_rule(report, rule: str) -> None:
