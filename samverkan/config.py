@@ -74,6 +74,12 @@ class Paths:
     def run_state(self) -> Path:
         return self.home / "run"
 
+    @property
+    def dbt_target(self) -> Path:
+        """dbt's target directory (manifest, compiled SQL, docs) for this data directory, so
+        two data directories (a demo and the tests, two test workers) never share one."""
+        return self.run_state / "dbt-target"
+
     def ensure(self) -> Paths:
         for directory in (self.landing, self.warehouse, self.published, self.validation, self.logs,
                           self.run_state):

@@ -29,7 +29,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from samverkan.config import DBT_PROJECT_DIR, Paths
+from samverkan.config import Paths
 from samverkan.landing import file_sha256
 
 log = logging.getLogger(__name__)
@@ -252,10 +252,10 @@ def export_lagesbild_candidate(p: Paths, version: str) -> Path:
     return staging
 
 
-def indicator_catalogue(dbt_project_dir: Path = DBT_PROJECT_DIR) -> dict[str, dict[str, Any]]:
+def indicator_catalogue(target_dir: Path) -> dict[str, dict[str, Any]]:
     """Swedish names, definitions, groups and sources from the indicator models' YAML meta (via
     dbt's manifest)."""
-    manifest = dbt_project_dir / "target" / "manifest.json"
+    manifest = target_dir / "manifest.json"
     if not manifest.exists():
         return {}
     nodes = json.loads(manifest.read_text(encoding="utf-8")).get("nodes", {})

@@ -307,7 +307,7 @@ def publish(settings: Settings, version: str, ref: dt.date, extract_results: lis
     }
     if all(c.success for c in checks):
         progress("gate passed; writing the report, the workbook, the analysts' snapshot and docs …")
-        catalogue = indicator_catalogue()
+        catalogue = indicator_catalogue(p.dbt_target)
         html_report = render_report(
             staging / "indicators.parquet", lagesbild_parquet=staging / "lagesbild.parquet",
             version=version, reference_date=ref, catalogue=catalogue, manifest=manifest_extra,
@@ -362,7 +362,7 @@ def standing_publication(settings: Settings, ref: dt.date) -> str | None:
 def _analyst_access(settings: Settings, staging: Path, version: str, ref: dt.date) -> GateCheck:
     """The analysts' read-only snapshot of the analytics warehouse and the dbt docs, written
     into the candidate: every publication carries both, or it is not published."""
-    from samverkan.transform import DEFAULT_TARGET_PATH, dbt_docs_generate
+    from samverkan.transform import dbt_docs_generate
 
     try:
         write_analytics_snapshot(settings.paths, staging)
@@ -371,7 +371,7 @@ def _analyst_access(settings: Settings, staging: Path, version: str, ref: dt.dat
     docs = dbt_docs_generate(settings.paths, dbt_vars(settings, version, ref), static=True)
     if not docs.success:
         return GateCheck("analyst_access", False, "dbt docs generate failed: " + docs.summary())
-    copy_dbt_docs(DEFAULT_TARGET_PATH, staging)
+    copy_dbt_docs(settings.paths.dbt_target, staging)
     return GateCheck("analyst_access", True,
                      f"{ANALYTICS_SNAPSHOT} (read-only snapshot) and {DBT_DOCS_DIR}/index.html written")
 
@@ -480,7 +480,7 @@ def publish_lagesbild(settings: Settings, version: str, ref: dt.date, dbt_succes
     }
     if all(c.success for c in checks):
         html_page = render_lagesbild(candidate, version=version, reference_date=ref,
-                                     catalogue=indicator_catalogue(), min_cell=MIN_CELL)
+                                     catalogue=indicator_catalogue(p.dbt_target), min_cell=MIN_CELL)
         (staging / "lagesbild.html").write_text(html_page, encoding="utf-8")
     gate = _write_gate_report(settings, version, checks, "lagesbild-gate", LAGESBILD_GATE_TITLE)
     result = publish_candidate(target, version, staging, checks, manifest_extra)

@@ -32,7 +32,6 @@ from samverkan.config import paths as configured_paths
 from samverkan.progress import progress
 from samverkan.pseudonymisation import PseudonymKeyError, load_key
 
-DEFAULT_TARGET_PATH = DBT_PROJECT_DIR / "target"
 PROGRESS_EVERY_NODES = 100
 RESTRICTED_SCHEMA_SQL = SQL_DIR / "restricted_schema.sql"
 
@@ -110,7 +109,7 @@ def run_dbt(
     """Run one dbt command (e.g. ``["build"]``, ``["parse"]``) in-process.
 
     Adds ``--project-dir``, ``--profiles-dir``, ``--log-path`` (``paths.logs / 'dbt'``),
-    ``--target-path`` (default ``dbt_project/target``) and ``--vars``. Leaves no DuckDB
+    ``--target-path`` (default ``paths.dbt_target``, per data directory) and ``--vars``. Leaves no DuckDB
     connection open: another process can open the warehouse files as soon as this returns.
     """
     from dbt.cli.main import dbtRunner
@@ -137,7 +136,7 @@ def run_dbt(
         "--project-dir", str(DBT_PROJECT_DIR),
         "--profiles-dir", str(DBT_PROJECT_DIR),
         "--log-path", str(log_dir),
-        "--target-path", str(target_path or DEFAULT_TARGET_PATH),
+        "--target-path", str(target_path or paths.dbt_target),
     ]
     if vars:
         cli_args += ["--vars", json.dumps(_plain_vars(vars))]

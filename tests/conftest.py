@@ -27,6 +27,13 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
+# The suite runs on two workers (pytest-xdist, see pyproject.toml). Each worker gets its own
+# Prefect home, so the ephemeral servers of the two never share one SQLite database.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if _WORKER:
+    _base = Path(os.environ.get("PREFECT_HOME", Path.home() / ".prefect"))
+    os.environ["PREFECT_HOME"] = str(_base.parent / f"{_base.name}-{_WORKER}")
+
 # Prefect stops its temporary (ephemeral) server at interpreter exit and logs that line to a
 # console stream pytest has already closed; do not print a logging traceback for it.
 logging.raiseExceptions = False
@@ -191,3 +198,14 @@ def lagesbild_run(demo_world: DemoWorld) -> LagesbildRun:
         reader.stop.set()
         reader.join(timeout=60)
     return LagesbildRun(process, current / "analytics.duckdb", reader, current.name)
+
+
+# Tests of one module stay on one worker (module fixtures build worlds); the end-to-end and
+# lägesbild modules share the default demo world (a session fixture), so they share a worker.
+SHARED_WORLD_MODULES = {"test_end_to_end": "demo_world", "test_lagesbild": "demo_world"}
+
+
+def pytest_collection_modifyitems(config, items) -> None:  # noqa: ANN001 - pytest hook
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1]
+        item.add_marker(pytest.mark.xdist_group(SHARED_WORLD_MODULES.get(module, module)))

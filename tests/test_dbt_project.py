@@ -27,7 +27,6 @@ import pytest
 
 from samverkan.config import DBT_PROJECT_DIR, Paths
 from samverkan.transform import (
-    DEFAULT_TARGET_PATH,
     dbt_build,
     dbt_docs_generate,
     dbt_env,
@@ -934,7 +933,7 @@ def test_analytics_holds_no_identifiers(analytics) -> None:
 
 def test_key_not_in_target_or_logs(built) -> None:
     paths, _ = built
-    for root in (DEFAULT_TARGET_PATH, dbt_log_dir(paths)):
+    for root in (paths.dbt_target, dbt_log_dir(paths)):
         files = [p for p in root.rglob("*") if p.is_file()]
         assert files, root
         for path in files:
@@ -944,10 +943,11 @@ def test_key_not_in_target_or_logs(built) -> None:
 def test_target_holds_no_identifiers(built) -> None:
     """Compiled SQL (models, unit tests with their fixtures) and the artifacts hold neither a
     fixture number nor anything shaped like a personnummer."""
+    paths, _ = built
     known = {n for number in ALL_NUMBERS for n in (number, number[2:])}
     hex_token = re.compile(r"[0-9a-f]{32,}")
     sql_files = 0
-    for path in DEFAULT_TARGET_PATH.rglob("*"):
+    for path in paths.dbt_target.rglob("*"):
         if path.is_file() and path.suffix in {".sql", ".json"}:
             text = path.read_text(encoding="utf-8", errors="replace")
             assert not any(k in text for k in known), path

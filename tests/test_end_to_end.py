@@ -241,7 +241,7 @@ def test_no_personnummer_or_key_in_analytics_published_target_or_logs(demo, popu
         problems.append("key bytes in analytics.duckdb")
 
     files = [p for p in demo.paths.published.rglob("*") if p.is_file()]
-    files += [p for p in (DBT_PROJECT_DIR / "target").rglob("*") if p.is_file()]
+    files += [p for p in demo.paths.dbt_target.rglob("*") if p.is_file()]
     files += [p for p in demo.paths.logs.rglob("*") if p.is_file()]
     files += [p for p in demo.paths.validation.rglob("*") if p.is_file()]
     assert any(p.suffix == ".log" for p in files)
