@@ -19,7 +19,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 UV_VERSION = "0.13.8"
-COMMANDS = {"demo": ["samverkan", "demo"], "test": ["pytest"], "samverkan": ["samverkan"]}
+# The test suite runs on two workers (the machines have two cores); a file's tests, which share
+# the worlds their fixtures build, stay on one worker.
+COMMANDS = {"demo": ["samverkan", "demo"], "test": ["pytest", "-n", "2", "--dist", "loadfile"],
+            "samverkan": ["samverkan"]}
 
 
 def _uv() -> str:

@@ -148,6 +148,14 @@ def _export(conn: duckdb.DuckDBPyConnection, query: str, staging: Path, stem: st
 
 CELL_KEY = ["indicator_id", "period_type", "period_start", "area_level", "area_code", "breakdown",
             "breakdown_value"]
+# The suppressed candidate (a DataFrame) in the published types and order.
+CANDIDATE_QUERY = (
+    "select indicator_id, indicator_name, period_type, cast(period_start as date) as period_start, "
+    "cast(period_end as date) as period_end, area_level, area_code, area_name, breakdown, "
+    "breakdown_value, cast(numerator as bigint) as numerator, cast(denominator as bigint) as denominator, "
+    "cast(value as double) as value, unit, cast(suppressed as varchar) as suppressed, "
+    "cast(target as double) as target, cast(status as varchar) as status, data_version "
+    f"from candidate order by {', '.join(CELL_KEY)}")
 
 
 def export_candidate(p: Paths, version: str, min_cell: int = 5) -> Path:
@@ -157,7 +165,7 @@ def export_candidate(p: Paths, version: str, min_cell: int = 5) -> Path:
     conn = duckdb.connect(str(p.analytics_db), read_only=True)
     try:
         conn.register("candidate", secondary_suppressed(conn, min_cell))
-        _export(conn, "select * from candidate", staging, "indicators")
+        _export(conn, CANDIDATE_QUERY, staging, "indicators")
         _export(conn, LAGESBILD_QUERY, staging, "lagesbild")
     finally:
         conn.close()
@@ -179,21 +187,7 @@ def secondary_suppressed(conn: duckdb.DuckDBPyConnection, min_cell: int) -> pd.D
         from ({INDICATOR_QUERY}) as published
         inner join marts.indicators as cells using ({", ".join(CELL_KEY)})
     """).df()
-    suppressed = apply_secondary_suppression(cells, min_cell)
-    conn.register("suppressed_cells", suppressed)
-    try:
-        return conn.execute(f"""
-            select indicator_id, indicator_name, period_type, cast(period_start as date) as period_start,
-                cast(period_end as date) as period_end, area_level, area_code, area_name, breakdown,
-                breakdown_value, cast(numerator as bigint) as numerator,
-                cast(denominator as bigint) as denominator, cast(value as double) as value, unit,
-                cast(suppressed as varchar) as suppressed, cast(target as double) as target,
-                cast(status as varchar) as status, data_version
-            from suppressed_cells
-            order by {", ".join(CELL_KEY)}
-        """).df()
-    finally:
-        conn.unregister("suppressed_cells")
+    return apply_secondary_suppression(cells, min_cell)
 
 
 def write_analytics_snapshot(p: Paths, staging: Path) -> Path:

@@ -144,7 +144,7 @@ def transform(settings: Settings, version: str, ref: dt.date) -> Any:
     from samverkan.transform import dbt_build
 
     settings.paths.ensure()
-    progress("dbt build: models, data tests and unit tests (reference date %s) …", ref)
+    progress("dbt build: models and data tests (reference date %s) …", ref)
     outcome = dbt_build(settings.paths, dbt_vars(settings, version, ref), extra_args=PIPELINE_DBT_ARGS)
     progress("dbt build: %s", outcome.summary())
     return outcome

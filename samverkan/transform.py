@@ -169,8 +169,12 @@ def dbt_docs_generate(paths: Paths, vars: Mapping[str, Any] | None = None,
     also ``static_index.html``, one page that works without a server, and no recompilation:
     the publication documents the models the build just ran)."""
     ensure_raw_schema(paths)
-    return run_dbt(["docs", "generate", *(["--static", "--no-compile"] if static else [])], paths, vars,
-                   target_path)
+    args = ["docs", "generate"]
+    if static:
+        args.append("--static")
+        if ((target_path or paths.dbt_target) / "manifest.json").exists():
+            args.append("--no-compile")  # the build just compiled every model into this target
+    return run_dbt(args, paths, vars, target_path)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -198,14 +198,3 @@ def lagesbild_run(demo_world: DemoWorld) -> LagesbildRun:
         reader.stop.set()
         reader.join(timeout=60)
     return LagesbildRun(process, current / "analytics.duckdb", reader, current.name)
-
-
-# Tests of one module stay on one worker (module fixtures build worlds); the end-to-end and
-# lägesbild modules share the default demo world (a session fixture), so they share a worker.
-SHARED_WORLD_MODULES = {"test_end_to_end": "demo_world", "test_lagesbild": "demo_world"}
-
-
-def pytest_collection_modifyitems(config, items) -> None:  # noqa: ANN001 - pytest hook
-    for item in items:
-        module = item.module.__name__.rsplit(".", 1)[-1]
-        item.add_marker(pytest.mark.xdist_group(SHARED_WORLD_MODULES.get(module, module)))

@@ -19,6 +19,10 @@ import duckdb
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+
+# The lägesbild's tests run on the same default demo world (a session fixture); they live in
+# e2e_lagesbild.py and are collected here, so that both run on one test worker.
+from e2e_lagesbild import *  # noqa: E402, F403
 from truth_compare import assert_equals_truth, read_cells
 
 from samverkan.config import DBT_PROJECT_DIR, Paths

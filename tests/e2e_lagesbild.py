@@ -1,4 +1,5 @@
-"""The follow-up model (targets, status) and the weekly lägesbild, end to end.
+"""The follow-up model (targets, status) and the weekly lägesbild, end to end (collected by
+test_end_to_end.py, which shares the demo world with these tests).
 
 The default demo municipality, run through the real nightly pipeline (`samverkan demo`, shared
 with test_end_to_end.py), then the real `samverkan lagesbild` command (its
