@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from samverkan.config import SOURCES, Settings
@@ -54,15 +53,13 @@ def days_in_range(start: dt.date, end: dt.date, today: dt.date | None = None) ->
     return [start + dt.timedelta(days=i) for i in range(n)]
 
 
-def extract_day(settings: Settings, day: dt.date,
-                extract: Callable[[Settings, str, dt.date], ExtractResult] | None = None) -> BackfillDay:
+def extract_day(settings: Settings, day: dt.date) -> BackfillDay:
     """Pull, validate and load every source up to the end of ``day``."""
     from samverkan import steps
 
-    run = extract or (lambda s, source, until: steps.extract(s, source, until=until))
     result = BackfillDay(day)
     for source in SOURCES:
-        result.results.append(run(settings, source, day))
+        result.results.append(steps.extract(settings, source, until=day))
     log.info("backfill %s: %d rows loaded (%s)", day, result.loaded,
              ", ".join(f"{r.source} {r.totals()['loaded']}" for r in result.results))
     return result

@@ -6,6 +6,7 @@ import argparse
 import datetime as dt
 import json
 import sys
+from typing import Any
 
 from samverkan.config import ConfigError, Paths, paths
 from samverkan.progress import show_progress_on_console
@@ -16,10 +17,7 @@ def _summary(p: Paths, publication: object | None) -> None:
     print()
     print("Samverkan – summary")
     current = p.current_publication / "manifest.json"
-    if publication is not None:
-        for check in getattr(publication, "checks", []):
-            mark = "ok  " if check.success else "FAIL"
-            print(f"  [{mark}] {check.name}: {check.detail}")
+    _print_checks(publication)
     if publication is not None and getattr(publication, "unchanged", False):
         print(f"  Nothing new since version {publication.version} (the same extract batches, "
               "reference date and models): it stands; nothing was built or published.")
@@ -43,16 +41,28 @@ def _summary(p: Paths, publication: object | None) -> None:
         print(f"  Why: see the gate reports under {p.validation}")
 
 
+def _print_checks(publication: object | None) -> None:
+    for check in getattr(publication, "checks", []):
+        mark = "ok  " if check.success else "FAIL"
+        print(f"  [{mark}] {check.name}: {check.detail}")
+
+
+def _run_flow(flow: Any, what: str, **parameters: Any) -> tuple[bool, Any]:
+    """Run a Prefect flow; (completed, its result), the result None when the flow raised."""
+    state = flow(**parameters, return_state=True)
+    result = state.result(raise_on_failure=False)
+    if isinstance(result, BaseException):
+        print(f"The {what} failed: {type(result).__name__}: {result}", file=sys.stderr)
+        result = None
+    return state.is_completed(), result
+
+
 def run_pipeline(p: Paths, reference_date: str | None) -> int:
     from flows.pipeline import pipeline
 
-    state = pipeline(reference_date=reference_date, return_state=True)
-    publication = state.result(raise_on_failure=False)
-    if isinstance(publication, BaseException):
-        print(f"The pipeline failed: {type(publication).__name__}: {publication}", file=sys.stderr)
-        publication = None
+    completed, publication = _run_flow(pipeline, "pipeline", reference_date=reference_date)
     _summary(p, publication)
-    return 0 if state.is_completed() else 1
+    return 0 if completed else 1
 
 
 def _lagesbild_summary(p: Paths, publication: object | None) -> None:
@@ -60,9 +70,7 @@ def _lagesbild_summary(p: Paths, publication: object | None) -> None:
 
     print()
     print("Samverkan – lägesbild")
-    for check in getattr(publication, "checks", []):
-        mark = "ok  " if check.success else "FAIL"
-        print(f"  [{mark}] {check.name}: {check.detail}")
+    _print_checks(publication)
     current = lagesbild_publication(p).current
     if publication is not None and getattr(publication, "published", False):
         manifest = json.loads((current / "manifest.json").read_text(encoding="utf-8"))
@@ -79,13 +87,9 @@ def _lagesbild_summary(p: Paths, publication: object | None) -> None:
 def run_lagesbild(p: Paths, reference_date: str | None) -> int:
     from flows.lagesbild import lagesbild
 
-    state = lagesbild(reference_date=reference_date, return_state=True)
-    publication = state.result(raise_on_failure=False)
-    if isinstance(publication, BaseException):
-        print(f"The lägesbild failed: {type(publication).__name__}: {publication}", file=sys.stderr)
-        publication = None
+    completed, publication = _run_flow(lagesbild, "lägesbild", reference_date=reference_date)
     _lagesbild_summary(p, publication)
-    return 0 if state.is_completed() else 1
+    return 0 if completed else 1
 
 
 def cmd_lagesbild(args: argparse.Namespace) -> int:
@@ -104,10 +108,9 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         return 2
     print(f"Backfilling {len(days)} days ({days[0]} – {days[-1]}): each day's changes from every "
           "source as its own batch, then one build and one publication …", flush=True)
-    state = backfill(date_from=days[0].isoformat(), date_to=days[-1].isoformat(), return_state=True)
-    outcome = state.result(raise_on_failure=False)
-    if isinstance(outcome, BaseException):
-        print(f"The backfill failed: {type(outcome).__name__}: {outcome}", file=sys.stderr)
+    completed, outcome = _run_flow(backfill, "backfill", date_from=days[0].isoformat(),
+                                   date_to=days[-1].isoformat())
+    if outcome is None:
         _summary(p, None)
         return 1
     print(f"  Rows loaded over the range: {outcome.loaded:,d}")
@@ -116,7 +119,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
               f"{outcome.unchanged_version} stands; nothing was published.")
         return 0
     _summary(p, outcome.publication)
-    return 0 if state.is_completed() else 1
+    return 0 if completed else 1
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
