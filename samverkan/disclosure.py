@@ -20,7 +20,8 @@ over-suppression never discloses.
 The weekly lägesbild (:func:`check_lagesbild`) is checked the same way: every published
 count is 0 or at least ``min_cell``, and so is the total behind every published trailing
 average (average × trailing weeks); suppressed values and averages are not published, and
-``rod_status`` rows publish no numbers.
+``rod_status`` rows publish no numbers. Given the indicator table it is published with, the
+lägesbild's secondary audit runs too (:func:`samverkan.disclosure_audit.lagesbild_audit_rules`).
 
 A problem names the cell (indicator, period, area, breakdown) and the rule it breaks, never
 the small number itself. The module is organised as independent rule functions over one
@@ -41,7 +42,12 @@ import pandas as pd
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from samverkan.disclosure_audit import SECONDARY_RULES, secondary_rules
+from samverkan.disclosure_audit import (
+    LAGESBILD_AUDIT_RULES,
+    SECONDARY_RULES,
+    lagesbild_audit_rules,
+    secondary_rules,
+)
 
 PUBLISHED_COLUMNS = (
     "indicator_id", "indicator_name", "period_type", "period_start", "period_end", "area_level",
@@ -111,8 +117,9 @@ class DisclosureReport:
     def counts_by_rule(self) -> dict[str, int]:
         counts = Counter(c.rule for c in self.cells)
         for p in self.problems:
-            if p.startswith("missing_column:"):
-                counts["missing_column"] += 1
+            for rule in ("missing_column", "no_indicator_table"):
+                if p.startswith(rule + ":"):
+                    counts[rule] += 1
         return dict(sorted(counts.items()))
 
     def to_json(self) -> dict[str, Any]:
@@ -300,7 +307,8 @@ LAGESBILD_RULES: dict[str, str] = {
     "missing_column": "a column the check needs is missing from the file",
     "unreadable_number": "value or trailing_average is not a number",
     "unknown_measure": "measure is not one of the lägesbild's measures: the row cannot be assessed",
-    "unknown_suppression_marker": "suppressed or trailing_average_suppressed is neither empty nor 'primär'",
+    "unknown_suppression_marker": "suppressed or trailing_average_suppressed is neither empty, 'primär' "
+                                  "nor 'sekundär'",
     "suppressed_value_published": "a suppressed count publishes its value",
     "suppressed_average_published": "a suppressed trailing average is published",
     "count_without_value": "an unsuppressed count publishes no value",
@@ -310,6 +318,9 @@ LAGESBILD_RULES: dict[str, str] = {
     "average_total_small": "an unsuppressed trailing average stands for a total between 1 and min_cell - 1",
     "average_total_not_whole": "a trailing average times the trailing weeks is not a whole number >= 0",
     "status_row_has_numbers": "a rod_status row publishes a value or an average",
+    "no_indicator_table": "the indicator table the lägesbild is published with cannot be read: "
+                          "the secondary audit cannot run",
+    **LAGESBILD_AUDIT_RULES,
 }
 
 
@@ -369,8 +380,8 @@ def lagesbild_rules(df: pd.DataFrame, min_cell: int, trailing_weeks: int) -> dic
     return {
         "unreadable_number": bad_value | bad_average,
         "unknown_measure": ~(count_row | status_row),
-        "unknown_suppression_marker": (value_marker.notna() & (value_marker != "primär"))
-        | (average_marker.notna() & (average_marker != "primär")),
+        "unknown_suppression_marker": (value_marker.notna() & ~value_marker.isin(SUPPRESSION_MARKERS))
+        | (average_marker.notna() & ~average_marker.isin(SUPPRESSION_MARKERS)),
         "suppressed_value_published": value_marker.notna() & value.notna(),
         "suppressed_average_published": average_marker.notna() & average.notna(),
         "count_without_value": open_value & value.isna(),
@@ -384,10 +395,15 @@ def lagesbild_rules(df: pd.DataFrame, min_cell: int, trailing_weeks: int) -> dic
 
 
 def check_lagesbild(df_or_path: pd.DataFrame | Path | str, min_cell: int = 5,
-                    trailing_weeks: int = DEFAULT_TRAILING_WEEKS) -> DisclosureReport:
-    """Re-check primary suppression on the published lägesbild (frame, CSV or Parquet file):
-    no published count, and no total behind a published trailing average, is in
-    1..min_cell − 1. ``trailing_weeks`` is the number of weeks the average is taken over."""
+                    trailing_weeks: int = DEFAULT_TRAILING_WEEKS, *,
+                    indicators: pd.DataFrame | Path | str | None = None) -> DisclosureReport:
+    """Re-check the published lägesbild (frame, CSV or Parquet file).
+
+    Primary suppression: no published count, and no total behind a published trailing
+    average, is in 1..min_cell − 1 (``trailing_weeks`` is the number of weeks the average is
+    taken over). With ``indicators`` (the indicator table published with the lägesbild, or the
+    one it is built on) also the secondary audit (:func:`samverkan.disclosure_audit.
+    lagesbild_audit_rules`): nothing hidden there or in the lägesbild can be recovered."""
     if min_cell < 1:
         raise ValueError("min_cell must be at least 1")
     if trailing_weeks < 1:
@@ -395,19 +411,32 @@ def check_lagesbild(df_or_path: pd.DataFrame | Path | str, min_cell: int = 5,
     df = read_lagesbild(df_or_path)
     missing = [c for c in LAGESBILD_REQUIRED_COLUMNS if c not in df.columns]
     checks = ("lagesbild_primary_suppression",)
+    if indicators is not None:
+        checks += ("lagesbild_secondary_audit",)
     if missing:
         return DisclosureReport(False, [f"missing_column: {c}" for c in missing], rows_checked=len(df),
                                 min_cell=min_cell, checks=checks)
     df = df.reset_index(drop=True)
     keys = df[list(LAGESBILD_CELL_COLUMNS)].astype("object")
+    rules = lagesbild_rules(df, min_cell, trailing_weeks)
+    general: list[str] = []
+    if indicators is not None:
+        try:
+            table = read_published(indicators)
+        except (OSError, ValueError) as exc:
+            table = None
+            general.append(f"no_indicator_table: {LAGESBILD_RULES['no_indicator_table']} "
+                           f"({type(exc).__name__})")
+        if table is not None:
+            rules.update(lagesbild_audit_rules(df, table, trailing_weeks))
     problems: list[LagesbildProblem] = []
-    for rule, mask in lagesbild_rules(df, min_cell, trailing_weeks).items():
+    for rule, mask in rules.items():
         for i in np.flatnonzero(mask.astype("boolean").fillna(False).to_numpy(dtype=bool)):
             row = keys.iloc[i]
             problems.append(LagesbildProblem(rule, *(_cell_value(row[c]) for c in LAGESBILD_CELL_COLUMNS)))
     return DisclosureReport(
-        ok=not problems,
-        problems=[p.description for p in problems],
+        ok=not problems and not general,
+        problems=general + [p.description for p in problems],
         cells=list(problems),
         rows_checked=len(df),
         min_cell=min_cell,

@@ -218,7 +218,7 @@ def _cells(published: pd.DataFrame) -> pd.DataFrame:
 # Parent-child pairs of every relation
 # ---------------------------------------------------------------------------------------------
 
-def _pairs(cells: pd.DataFrame, areas: _Areas) -> pd.DataFrame:
+def _pairs(cells: pd.DataFrame, areas: _Areas, relations: dict[str, dict[str, str]]) -> pd.DataFrame:
     """One row per (relation, child): parent row, child row, relation name and kind."""
     level, code, ind = cells["area_level"], cells["area_code"], cells["indicator_id"]
     sdo_of = code.map(areas.sdo_of_sspf)
@@ -258,7 +258,7 @@ def _pairs(cells: pd.DataFrame, areas: _Areas) -> pd.DataFrame:
     child_rows.append(bd)
     pairs = pd.concat(child_rows, ignore_index=True)[
         ["system", "indicator_id", "child", "relation", "p_level", "p_code", "p_breakdown", "p_value"]]
-    kinds = {(i, r): k for i, spec in AUDIT_RELATIONS.items() for r, k in spec.items()}
+    kinds = {(i, r): k for i, spec in relations.items() for r, k in spec.items()}
     pairs["kind"] = [kinds.get(x) for x in zip(pairs["indicator_id"], pairs["relation"], strict=True)]
     pairs = pairs[pairs["kind"].notna()]
     parents = pd.DataFrame({
@@ -584,14 +584,15 @@ def _block_diag(mats: list[csr_matrix]) -> csr_matrix:
 
 
 def _audit_cells(cells: pd.DataFrame, areas: _Areas, zero_is_safe: bool, seed: int,
-                 max_pushes: int = 12) -> list[tuple[int, str, str]]:
+                 max_pushes: int = 12,
+                 relations: dict[str, dict[str, str]] = AUDIT_RELATIONS) -> list[tuple[int, str, str]]:
     """(cell, quantity, rule) of every finding."""
     findings: list[tuple[int, str, str]] = []
     systems = cells.loc[cells["hidden"], "system"].unique()
     cells = cells[cells["system"].isin(systems)]
     if cells.empty:
         return findings
-    unknown = ~cells["indicator_id"].isin(AUDIT_RELATIONS)
+    unknown = ~cells["indicator_id"].isin(relations)
     for i in cells.index[unknown & cells["hidden"]]:
         findings.append((int(i), "", "secondary_unknown_indicator"))
     cells = cells[~unknown]
@@ -599,7 +600,7 @@ def _audit_cells(cells: pd.DataFrame, areas: _Areas, zero_is_safe: bool, seed: i
         return findings
     original_index = cells.index.to_numpy()
     cells = cells.reset_index(drop=True)
-    pairs = _pairs(cells, areas)
+    pairs = _pairs(cells, areas, relations)
     size_cells = np.flatnonzero(cells["size_hidden"].to_numpy())
     num_cells = np.flatnonzero(cells["num_hidden"].to_numpy())
     var_size = np.full(len(cells), -1)
@@ -728,4 +729,186 @@ def secondary_rules(frame: Any, min_cell: int = 5) -> dict[str, pd.Series]:
             masks[rule].iloc[rows] = True
     return masks
 
-__all__ = ["AUDIT_RELATIONS", "SECONDARY_RULES", "SecondaryProblem", "audit_secondary", "secondary_rules"]
+
+# ---------------------------------------------------------------------------------------------
+# The weekly lägesbild, audited against itself and against the indicator table published with
+# it (or the one it is built on)
+#
+# INDICATOR_RULES.md, "Weekly lägesbild": nya_orosanmalningar and nya_unga_misstankta count
+# the populations of the weekly orosanmalningar and unga_misstankta cells (same area, the
+# categories are the breakdown's values), so a reader who holds the indicator table knows each
+# of their counts in W and each week behind the trailing average from there;
+# passerat_hog_franvaro counts some of the pupils of the hog_franvaro numerator (same area and
+# week); rod_status names the weekly totalt cells published röd in W and not in W − 1.
+# ---------------------------------------------------------------------------------------------
+
+LAGESBILD_AUDIT_RULES: dict[str, str] = {
+    "lagesbild_shows_suppressed_cell": "a published count or trailing average stands for a weekly "
+                                       "indicator cell (or bounds one) that the indicator table suppresses",
+    "lagesbild_contradicts_indicators": "a published count or trailing average differs from the weekly "
+                                        "indicator cells it stands for",
+    "lagesbild_average_over_unpublished_week": "a published trailing average covers a week the indicator "
+                                               "table does not publish (the total reveals that week's count)",
+    "lagesbild_status_not_shown_red": "a rod_status row names a weekly cell that is not published röd in "
+                                      "the week, or was published röd the week before",
+    "lagesbild_status_missing": "a weekly cell published röd in the week and not the week before has no "
+                                "rod_status row (its absence tells the previous week's hidden status)",
+    "lagesbild_secondary_disclosed": "a suppressed count or trailing total can be recovered from the "
+                                     "lägesbild's published cells (its range holds one value only)",
+    "lagesbild_secondary_inconsistent": "the lägesbild's published cells contradict its relations: the "
+                                        "cell cannot be audited",
+}
+# (measure → indicator, breakdown): the weekly cells the measure's counts are
+_LAGESBILD_SAME_CELLS = {"nya_orosanmalningar": ("orosanmalningar", "anmalare"),
+                         "nya_unga_misstankta": ("unga_misstankta", "brottskategori")}
+# measure → indicator whose weekly numerator holds the measure's pupils
+_LAGESBILD_WITHIN = {"passerat_hog_franvaro": "hog_franvaro"}
+# The lägesbild's areas: the city and the SSPF areas, each SSPF area directly under the city.
+_LAGESBILD_AREAS = _Areas({}, {}, frozenset())
+LAGESBILD_AUDIT_RELATIONS: dict[str, dict[str, str]] = {
+    "nya_orosanmalningar": {"stad/top": ">=", "bd:anmalare": "="},
+    "nya_unga_misstankta": {"stad/top": "each", "bd:brottskategori": "cover"},
+    "passerat_hog_franvaro": {"stad/top": "="},
+}
+
+
+def _lagesbild_numbers(df: pd.DataFrame, trailing_weeks: int) -> tuple[pd.Series, pd.Series]:
+    """The published count and the published trailing total (average × weeks, rounded) of each
+    row; NaN where not published."""
+    value = pd.to_numeric(_text(df["value"]), errors="coerce").astype("float64")
+    average = pd.to_numeric(_text(df["trailing_average"]), errors="coerce").astype("float64")
+    return value, (average * trailing_weeks).round()
+
+
+def _weekly_indicator_cells(indicators: pd.DataFrame
+                            ) -> tuple[dict[tuple, tuple[bool, float, str]], set[str]]:
+    """(indicator, week, level, code, breakdown, value) → (suppressed, numerator, status) of every
+    weekly cell, and the weeks the table publishes."""
+    weekly = indicators[_text(indicators["period_type"]) == "vecka"]
+    start = _key_text(weekly["period_start"])
+    numerator = pd.to_numeric(_text(weekly["numerator"]), errors="coerce").astype("float64")
+    marker = _text(weekly["suppressed"]).notna() | numerator.isna()
+    status = _text(weekly["status"]).fillna("")
+    keys = zip(_key_text(weekly["indicator_id"]), start, _key_text(weekly["area_level"]),
+               _key_text(weekly["area_code"]), _key_text(weekly["breakdown"]),
+               _key_text(weekly["breakdown_value"]), strict=True)
+    cells = {k: (bool(h), float(n), str(st))
+             for k, h, n, st in zip(keys, marker, numerator, status, strict=True)}
+    return cells, set(start)
+
+
+def _lagesbild_link_rules(df: pd.DataFrame, indicators: pd.DataFrame,
+                          trailing_weeks: int) -> dict[str, pd.Series]:
+    import datetime as dt
+
+    cells, weeks_published = _weekly_indicator_cells(indicators)
+    value, total = _lagesbild_numbers(df, trailing_weeks)
+    measure, category = _key_text(df["measure"]), _key_text(df["category"])
+    level, code, week = _key_text(df["area_level"]), _key_text(df["area_code"]), _key_text(df["week_start"])
+    masks = {rule: pd.Series(False, index=df.index) for rule in LAGESBILD_AUDIT_RULES}
+    status_rows: set[tuple[str, str, str]] = set()
+    for i in df.index:
+        m = measure[i]
+        if m == "rod_status":
+            status_rows.add((category[i], level[i], code[i]))
+            continue
+        if not week[i]:
+            continue
+        w = dt.date.fromisoformat(week[i])
+        trailing = [(w - dt.timedelta(weeks=k)).isoformat() for k in range(1, trailing_weeks + 1)]
+        if m in _LAGESBILD_SAME_CELLS:
+            indicator, breakdown = _LAGESBILD_SAME_CELLS[m]
+            bd = ("totalt", "totalt") if category[i] == "totalt" else (breakdown, category[i])
+            def cell(start: str) -> tuple[bool, float, str]:
+                return cells.get((indicator, start, level[i], code[i], *bd), (False, 0.0, ""))  # noqa: B023
+            if not np.isnan(value[i]) and week[i] in weeks_published:
+                hidden, n, _ = cell(week[i])
+                if hidden:
+                    masks["lagesbild_shows_suppressed_cell"][i] = True
+                elif n != value[i]:
+                    masks["lagesbild_contradicts_indicators"][i] = True
+            if not np.isnan(total[i]):
+                if not set(trailing) <= weeks_published and total[i] > 0:  # 0: every week is 0
+                    masks["lagesbild_average_over_unpublished_week"][i] = True
+                elif not set(trailing) <= weeks_published:
+                    pass
+                elif any(cell(t)[0] for t in trailing):
+                    masks["lagesbild_shows_suppressed_cell"][i] = True
+                elif sum(cell(t)[1] for t in trailing) != total[i]:
+                    masks["lagesbild_contradicts_indicators"][i] = True
+        elif m in _LAGESBILD_WITHIN:
+            key = (_LAGESBILD_WITHIN[m], level[i], code[i], "totalt", "totalt")
+            hidden = {t: cells.get((key[0], t, *key[1:]), (False, 0.0, ""))[0] for t in [week[i], *trailing]}
+            if (not np.isnan(value[i]) and value[i] > 0 and hidden[week[i]]) or (
+                    not np.isnan(total[i]) and total[i] > 0 and any(hidden[t] for t in trailing)):
+                masks["lagesbild_shows_suppressed_cell"][i] = True
+    # rod_status against the published statuses of W and W − 1
+    lb_weeks = sorted(set(week[week != ""]))
+    if len(lb_weeks) == 1:
+        w = lb_weeks[0]
+        previous = (dt.date.fromisoformat(w) - dt.timedelta(weeks=1)).isoformat()
+        areas = set(zip(level, code, strict=True))
+        red = {(k[0], k[2], k[3]) for k, (hidden, _, st) in cells.items()
+               if k[1] == w and k[4] == "totalt" and not hidden and st == "röd"}
+        red_before = {(k[0], k[2], k[3]) for k, (hidden, _, st) in cells.items()
+                      if k[1] == previous and k[4] == "totalt" and not hidden and st == "röd"}
+        turned = {k for k in red - red_before if k[1] in ("stad", "sspf_omrade") and k[1:] in areas}
+        for i in df.index[measure == "rod_status"]:
+            if (category[i], level[i], code[i]) not in turned:
+                masks["lagesbild_status_not_shown_red"][i] = True
+        if turned - status_rows:
+            # the missing row is reported on the area's first row
+            for _, lvl, cd in sorted(turned - status_rows):
+                first = df.index[(level == lvl) & (code == cd)][0]
+                masks["lagesbild_status_missing"][first] = True
+    return masks
+
+
+def _lagesbild_cells(df: pd.DataFrame, trailing_weeks: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """The count rows as indicator-shaped cells, two systems per measure: the week's counts
+    (period ``vecka``) and the trailing totals (``glidande``); and each cell's row."""
+    value, total = _lagesbild_numbers(df, trailing_weeks)
+    counts = df.index[_key_text(df["measure"]).isin(LAGESBILD_AUDIT_RELATIONS)].to_numpy()
+    measure = _key_text(df["measure"])[counts]
+    category = _key_text(df["category"])[counts]
+    breakdown = {m: next((r[3:] for r in spec if r.startswith("bd:")), "") for m, spec in
+                 LAGESBILD_AUDIT_RELATIONS.items()}
+    bd = np.where(category == "totalt", "totalt", measure.map(breakdown))
+    parts = []
+    for period_type, numbers in (("vecka", value), ("glidande", total)):
+        parts.append(pd.DataFrame({
+            "indicator_id": measure.to_numpy(), "period_type": period_type,
+            "period_start": _key_text(df["week_start"])[counts].to_numpy(),
+            "area_level": _key_text(df["area_level"])[counts].to_numpy(),
+            "area_code": _key_text(df["area_code"])[counts].to_numpy(),
+            "breakdown": bd, "breakdown_value": category.to_numpy(), "unit": "antal",
+            "numerator": numbers[counts].to_numpy(), "denominator": np.nan,
+            "suppressed": None,
+        }))
+    cells = pd.concat(parts, ignore_index=True)
+    rows = np.concatenate([counts, counts])
+    # a published 0 is a missing row to the relations (an existing row is at least 1)
+    keep = (cells["numerator"] != 0).to_numpy()
+    return cells[keep].reset_index(drop=True), rows[keep]
+
+
+def lagesbild_audit_rules(df: pd.DataFrame, indicators: pd.DataFrame, trailing_weeks: int,
+                          zero_is_safe: bool = True, seed: int = 0) -> dict[str, pd.Series]:
+    """Masks (lägesbild row → breaks the rule) of :data:`LAGESBILD_AUDIT_RULES`: the published
+    lägesbild ``df`` audited against itself (linear programmes over its relations) and against
+    the published indicator table ``indicators``."""
+    df = df.reset_index(drop=True)
+    masks = _lagesbild_link_rules(df, indicators, trailing_weeks)
+    cells, rows = _lagesbild_cells(df, trailing_weeks)
+    if len(cells):
+        findings = _audit_cells(_cells(cells), _LAGESBILD_AREAS, zero_is_safe, seed,
+                                relations=LAGESBILD_AUDIT_RELATIONS)
+        for cell, _, rule in findings:
+            name = "lagesbild_secondary_inconsistent" if rule == "secondary_inconsistent" \
+                else "lagesbild_secondary_disclosed"
+            masks[name].iloc[int(rows[cell])] = True
+    return masks
+
+
+__all__ = ["AUDIT_RELATIONS", "LAGESBILD_AUDIT_RULES", "SECONDARY_RULES", "SecondaryProblem",
+           "audit_secondary", "lagesbild_audit_rules", "secondary_rules"]

@@ -48,11 +48,36 @@ INDICATOR_QUERY = (
     f"select {', '.join(PUBLISHED_COLUMNS)} from marts.published_indicators order by indicator_id, "
     "period_type, period_start, area_level, area_code, breakdown, breakdown_value")
 # The city first, then the SSPF areas; measures in the order of indicators.md.
-LAGESBILD_QUERY = (
-    f"select {', '.join(LAGESBILD_COLUMNS)} from marts.published_lagesbild order by "
+LAGESBILD_ORDER = (
     "case area_level when 'stad' then 0 else 1 end, area_code, "
     "case measure when 'nya_orosanmalningar' then 1 when 'nya_unga_misstankta' then 2 "
     "when 'passerat_hog_franvaro' then 3 else 4 end, category <> 'totalt', category")
+# published_lagesbild (primary suppression done in dbt) with the true counts behind each row:
+# the week's count and the total over the trailing weeks.
+LAGESBILD_CELLS_QUERY = f"""
+    with true_counts as (
+        select counts.area_level, counts.area_code, counts.measure, counts.category,
+            coalesce(sum(counts.unit_count) filter (where weeks.is_lagesbild_week), 0) as true_value,
+            coalesce(sum(counts.unit_count) filter (where weeks.is_trailing_week), 0)
+                as true_trailing_total
+        from marts.lagesbild_weekly_counts as counts
+        inner join marts.lagesbild_weeks as weeks using (week_offset)
+        group by all
+    )
+    select {', '.join('published.' + c for c in LAGESBILD_COLUMNS)},
+        coalesce(true_counts.true_value, 0) as true_value,
+        coalesce(true_counts.true_trailing_total, 0) as true_trailing_total
+    from marts.published_lagesbild as published
+    left join true_counts using (area_level, area_code, measure, category)
+"""
+# The suppressed lägesbild (a DataFrame) in the published types and order.
+LAGESBILD_CANDIDATE_QUERY = (
+    "select cast(week_start as date) as week_start, cast(week_end as date) as week_end, iso_week, "
+    "area_level, area_code, area_name, measure, measure_name, category, category_name, "
+    "cast(value as double) as value, cast(trailing_average as double) as trailing_average, "
+    "cast(suppressed as varchar) as suppressed, "
+    "cast(trailing_average_suppressed as varchar) as trailing_average_suppressed, data_version "
+    f"from lagesbild_candidate order by {LAGESBILD_ORDER}")
 MANIFEST = "manifest.json"
 # Analysts' access, written with every nightly publication: a read-only copy of the analytics
 # warehouse and the dbt documentation of the models in it.
@@ -158,18 +183,32 @@ CANDIDATE_QUERY = (
     f"from candidate order by {', '.join(CELL_KEY)}")
 
 
-def export_candidate(p: Paths, version: str, min_cell: int = 5) -> Path:
-    """Write the indicator table (after secondary suppression) and the weekly lägesbild from
-    the analytics warehouse into the nightly publication's staging directory."""
+def export_candidate(p: Paths, version: str, min_cell: int = 5, *, trailing_weeks: int) -> Path:
+    """Write the indicator table and the weekly lägesbild (both after secondary suppression)
+    from the analytics warehouse into the nightly publication's staging directory."""
     staging = _new_staging(indicator_publication(p), version)
     conn = duckdb.connect(str(p.analytics_db), read_only=True)
     try:
-        conn.register("candidate", secondary_suppressed(conn, min_cell))
+        indicators = secondary_suppressed(conn, min_cell)
+        conn.register("candidate", indicators)
         _export(conn, CANDIDATE_QUERY, staging, "indicators")
-        _export(conn, LAGESBILD_QUERY, staging, "lagesbild")
+        _export_lagesbild(conn, indicators, staging, min_cell, trailing_weeks)
     finally:
         conn.close()
     return staging
+
+
+def _export_lagesbild(conn: duckdb.DuckDBPyConnection, indicators: pd.DataFrame, staging: Path,
+                      min_cell: int, trailing_weeks: int) -> None:
+    """The lägesbild with secondary suppression against itself and against the final
+    indicator table ``indicators`` (samverkan/lagesbild_suppression.py)."""
+    from samverkan.lagesbild_suppression import suppress_lagesbild
+
+    cells = conn.execute(LAGESBILD_CELLS_QUERY).df()
+    suppressed = suppress_lagesbild(cells, indicators, min_cell, trailing_weeks=trailing_weeks)
+    conn.register("lagesbild_candidate", suppressed[LAGESBILD_COLUMNS])
+    _export(conn, LAGESBILD_CANDIDATE_QUERY, staging, "lagesbild")
+    conn.unregister("lagesbild_candidate")
 
 
 def secondary_suppressed(conn: duckdb.DuckDBPyConnection, min_cell: int) -> pd.DataFrame:
@@ -235,12 +274,15 @@ def prune_snapshots(p: Paths, keep: int = SNAPSHOTS_KEPT) -> list[str]:
     return pruned
 
 
-def export_lagesbild_candidate(p: Paths, version: str) -> Path:
-    """Write the weekly lägesbild from the analytics warehouse into its staging directory."""
+def export_lagesbild_candidate(p: Paths, version: str, indicators: Path, min_cell: int = 5, *,
+                               trailing_weeks: int) -> Path:
+    """Write the weekly lägesbild from the analytics warehouse into its staging directory,
+    with secondary suppression against the published indicator table ``indicators`` (the
+    Parquet file of the publication it is built on)."""
     staging = _new_staging(lagesbild_publication(p), version)
     conn = duckdb.connect(str(p.analytics_db), read_only=True)
     try:
-        _export(conn, LAGESBILD_QUERY, staging, "lagesbild")
+        _export_lagesbild(conn, pd.read_parquet(indicators), staging, min_cell, trailing_weeks)
     finally:
         conn.close()
     return staging

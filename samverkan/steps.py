@@ -25,6 +25,7 @@ from samverkan.progress import progress
 from samverkan.publish import (
     ANALYTICS_SNAPSHOT,
     DBT_DOCS_DIR,
+    MANIFEST,
     GateCheck,
     PublicationResult,
     copy_dbt_docs,
@@ -246,8 +247,10 @@ def lagesbild_trailing_weeks(settings: Settings) -> int:
     return int(settings.extra.get("dbt_vars", {}).get("lagesbild_trailing_weeks", LAGESBILD_TRAILING_WEEKS))
 
 
-def _lagesbild_checks(settings: Settings, candidate: Path, run_id: str) -> list[GateCheck]:
-    """The lägesbild's checkpoint (GX suite) and its independent disclosure check."""
+def _lagesbild_checks(settings: Settings, candidate: Path, run_id: str,
+                     indicators: Path) -> list[GateCheck]:
+    """The lägesbild's checkpoint (GX suite) and its independent disclosure check, against
+    the indicator table ``indicators`` it is published with (or built on)."""
     from samverkan.disclosure import check_lagesbild
     from samverkan.quality import validate_lagesbild
 
@@ -255,7 +258,8 @@ def _lagesbild_checks(settings: Settings, candidate: Path, run_id: str) -> list[
     with _VALIDATION_LOCK:
         gx = validate_lagesbild(candidate, p, run_id)
     disclosure = check_lagesbild(candidate, min_cell=MIN_CELL,
-                                 trailing_weeks=lagesbild_trailing_weeks(settings))
+                                 trailing_weeks=lagesbild_trailing_weeks(settings),
+                                 indicators=indicators)
     return [
         GateCheck("lagesbild_checkpoint", gx.success, ", ".join(gx.failed_checks) or "ok",
                   gx.report_path),
@@ -288,14 +292,16 @@ def publish(settings: Settings, version: str, ref: dt.date, extract_results: lis
         return PublicationResult(version, False, None, checks, gate_report=gate)
 
     progress("gate: exporting the candidate, Great Expectations checkpoint, disclosure check …")
-    staging = export_candidate(p, version, min_cell=MIN_CELL)
+    staging = export_candidate(p, version, min_cell=MIN_CELL,
+                               trailing_weeks=lagesbild_trailing_weeks(settings))
     with _VALIDATION_LOCK:
         gx = validate_indicators(staging / "indicators.parquet", p, version)
     checks.append(GateCheck("indicator_checkpoint", gx.success,
                             ", ".join(gx.failed_checks) or "ok", gx.report_path))
     disclosure = check_disclosure(staging / "indicators.csv", min_cell=MIN_CELL)
     checks.append(GateCheck("disclosure_control", disclosure.ok, _disclosure_detail(disclosure)))
-    checks.extend(_lagesbild_checks(settings, staging / "lagesbild.parquet", version))
+    checks.extend(_lagesbild_checks(settings, staging / "lagesbild.parquet", version,
+                                    staging / "indicators.parquet"))
     manifest_extra = {
         "reference_date": ref.isoformat(),
         "extract_batches": _loaded_batches(settings),
@@ -430,26 +436,23 @@ def _candidate_week(candidate: Path) -> dict[str, str]:
     return {"iso_week": iso_week, "week_start": start.isoformat(), "week_end": end.isoformat()}
 
 
-def _indicator_basis_check(settings: Settings, week: dict[str, str]) -> tuple[GateCheck, str | None]:
+def _indicator_basis_check(settings: Settings, manifest: dict[str, Any],
+                           week: dict[str, str]) -> GateCheck:
     """The lägesbild reads the facts and the indicator table in the warehouse: they must be
-    the ones of the current indicator publication (built by a run that passed the gate), and
-    that run's reference date must cover the whole week."""
-    manifest = current_manifest(indicator_publication(settings.paths))
-    if manifest is None:
-        return GateCheck("indicator_basis", False, "no indicator publication yet"), None
+    the ones of the current indicator publication (``manifest``: built by a run that passed
+    the gate), and that run's reference date must cover the whole week."""
     version = manifest["version"]
     built = _warehouse_indicator_versions(settings)
     if built != [version]:
         return GateCheck("indicator_basis", False,
                          f"the warehouse's indicators ({', '.join(built) or 'none'}) are not those "
-                         f"of the current publication {version}"), version
+                         f"of the current publication {version}")
     basis_date = manifest.get("reference_date")
     if not week or not basis_date or week["week_end"] > basis_date:
         return GateCheck("indicator_basis", False,
                          f"week {week.get('iso_week', '?')} is not covered by the data of publication "
-                         f"{version} (reference date {basis_date})"), version
-    return GateCheck("indicator_basis", True,
-                     f"publication {version}, reference date {basis_date}"), version
+                         f"{version} (reference date {basis_date})")
+    return GateCheck("indicator_basis", True, f"publication {version}, reference date {basis_date}")
 
 
 def publish_lagesbild(settings: Settings, version: str, ref: dt.date, dbt_success: bool,
@@ -464,17 +467,26 @@ def publish_lagesbild(settings: Settings, version: str, ref: dt.date, dbt_succes
         gate = _write_gate_report(settings, version, checks, "lagesbild-gate", LAGESBILD_GATE_TITLE)
         log.warning("lägesbild blocked before export: dbt_build (report %s)", gate)
         return PublicationResult(version, False, None, checks, gate_report=gate)
+    # the publication the lägesbild is built on (resolved once: `current` may move meanwhile)
+    basis_dir = indicator_publication(p).current.resolve()
+    if not (basis_dir / MANIFEST).exists():
+        checks.append(GateCheck("indicator_basis", False, "no indicator publication yet"))
+        gate = _write_gate_report(settings, version, checks, "lagesbild-gate", LAGESBILD_GATE_TITLE)
+        log.warning("lägesbild blocked before export: indicator_basis (report %s)", gate)
+        return PublicationResult(version, False, None, checks, gate_report=gate)
+    basis = json.loads((basis_dir / MANIFEST).read_text(encoding="utf-8"))
     target = lagesbild_publication(p)
-    staging = export_lagesbild_candidate(p, version)
+    staging = export_lagesbild_candidate(p, version, basis_dir / "indicators.parquet", MIN_CELL,
+                                         trailing_weeks=lagesbild_trailing_weeks(settings))
     candidate = staging / "lagesbild.parquet"
     week = _candidate_week(candidate)
-    basis, basis_version = _indicator_basis_check(settings, week)
-    checks.append(basis)
-    checks.extend(_lagesbild_checks(settings, candidate, f"lagesbild-{version}"))
+    checks.append(_indicator_basis_check(settings, basis, week))
+    checks.extend(_lagesbild_checks(settings, candidate, f"lagesbild-{version}",
+                                    basis_dir / "indicators.parquet"))
     manifest_extra = {
         "reference_date": ref.isoformat(),
         "week": week,
-        "indicator_version": basis_version,
+        "indicator_version": basis["version"],
         "min_cell": MIN_CELL,
         "trailing_weeks": lagesbild_trailing_weeks(settings),
     }

@@ -220,9 +220,10 @@ class _Model:
         return len(self.rel_parent)
 
 
-def _links(keys: pd.DataFrame, hierarchy: AreaHierarchy) -> pd.DataFrame:
+def _links(keys: pd.DataFrame, hierarchy: AreaHierarchy,
+           relations: Mapping[str, IndicatorRelations]) -> pd.DataFrame:
     """Child cell → parent cell, with the relation tag and the declared kind."""
-    spec = {ind: RELATIONS[ind] for ind in keys["indicator_id"].unique()}
+    spec = {ind: relations[ind] for ind in keys["indicator_id"].unique()}
     parts: list[pd.DataFrame] = []
     level, code, ind = keys["area_level"], keys["area_code"], keys["indicator_id"]
 
@@ -277,8 +278,9 @@ def _links(keys: pd.DataFrame, hierarchy: AreaHierarchy) -> pd.DataFrame:
     return links[["child", "parent", "tag", "kind"]]
 
 
-def _build_model(df: pd.DataFrame, hierarchy: AreaHierarchy) -> _Model:
-    unknown = sorted(set(df["indicator_id"].unique()) - set(RELATIONS))
+def _build_model(df: pd.DataFrame, hierarchy: AreaHierarchy,
+                 relations: Mapping[str, IndicatorRelations]) -> _Model:
+    unknown = sorted(set(df["indicator_id"].unique()) - set(relations))
     if unknown:
         raise ValueError(f"no relations declared for indicator(s) {unknown}: declare them in RELATIONS")
     keys = pd.DataFrame({c: df[c].astype("string").fillna("") if c != "period_start" else df[c]
@@ -297,7 +299,7 @@ def _build_model(df: pd.DataFrame, hierarchy: AreaHierarchy) -> _Model:
     rank = np.empty(len(df), dtype=np.int64)
     rank[order] = np.arange(len(df))
 
-    links = _links(keys, hierarchy)
+    links = _links(keys, hierarchy, relations)
     rel_ids = links.groupby(["parent", "tag"], sort=True).ngroup().to_numpy()
     n_rel = int(rel_ids.max()) + 1 if len(rel_ids) else 0
     rel_parent = np.zeros(n_rel, dtype=np.int64)
@@ -827,7 +829,8 @@ def _primary_rule(model: _Model, min_cell: int) -> np.ndarray:
 def apply_secondary_suppression(cells: pd.DataFrame, min_cell: int = 5, *,
                                 seeds_dir: Path | str | None = None, hierarchy: AreaHierarchy | None = None,
                                 zero_is_safe: bool = True, verify: bool = True,
-                                seed: int = 0) -> pd.DataFrame:
+                                seed: int = 0,
+                                relations: Mapping[str, IndicatorRelations] | None = None) -> pd.DataFrame:
     """Mark additional cells ``sekundär`` so that no hidden cell can be recovered.
 
     ``cells`` is the published-shaped table after primary suppression, with the true numbers
@@ -839,7 +842,8 @@ def apply_secondary_suppression(cells: pd.DataFrame, min_cell: int = 5, *,
     project's seeds). A cell that breaks the primary rule on its true numbers but is not
     flagged ``primary`` is suppressed as ``primär`` too (and logged, as a count).
     ``verify=False`` stops after the heuristic (for diagnostics only: it can leave a cell
-    determined through several relations together).
+    determined through several relations together). ``relations`` replaces :data:`RELATIONS`
+    (the weekly lägesbild declares its own).
     """
     missing = [c for c in INPUT_COLUMNS if c not in cells.columns]
     if missing:
@@ -851,7 +855,7 @@ def apply_secondary_suppression(cells: pd.DataFrame, min_cell: int = 5, *,
         return out
     if hierarchy is None:
         hierarchy = load_hierarchy(seeds_dir if seeds_dir is not None else SEEDS_DIR)
-    model = _build_model(out, hierarchy)
+    model = _build_model(out, hierarchy, RELATIONS if relations is None else relations)
     primary = out["primary"].astype("boolean").fillna(False).to_numpy(dtype=bool)
     unflagged = _primary_rule(model, min_cell) & ~primary
     if unflagged.any():

@@ -98,7 +98,10 @@ def test_nightly_publication_carries_the_lagesbild_and_the_workbook(run: Run) ->
                       "lagesbild_disclosure_control": True, "analyst_access": True}
     nightly = pd.read_csv(current / "lagesbild.csv", dtype=TEXT_COLUMNS)
     assert set(nightly["iso_week"]) == {ISO_WEEK} and set(nightly["data_version"]) == {run.version}
-    assert check_lagesbild(current / "lagesbild.csv", min_cell=MIN_CELL, trailing_weeks=TRAILING_WEEKS).ok
+    # primary and secondary, against the indicator table published with it
+    report = check_lagesbild(current / "lagesbild.csv", min_cell=MIN_CELL, trailing_weeks=TRAILING_WEEKS,
+                             indicators=current / "indicators.csv")
+    assert report.ok and "lagesbild_secondary_audit" in report.checks, report.problems[:5]
     html = (current / "report.html").read_text(encoding="utf-8")
     assert "Nya orosanmälningar" in html and "Elever som passerat gränsen för hög frånvaro" in html
 
@@ -173,7 +176,9 @@ def test_lagesbild_command_publishes_atomically(run: Run) -> None:
     frame = published_lagesbild(run.paths)
     assert set(frame["data_version"]) == {manifest["version"]}
     assert (set(frame["week_start"]), set(frame["week_end"])) == ({W_START.isoformat()}, {W_END.isoformat()})
-    assert check_lagesbild(current / "lagesbild.csv", min_cell=MIN_CELL, trailing_weeks=TRAILING_WEEKS).ok
+    report = check_lagesbild(current / "lagesbild.csv", min_cell=MIN_CELL, trailing_weeks=TRAILING_WEEKS,
+                             indicators=run.paths.current_publication / "indicators.csv")
+    assert report.ok and "lagesbild_secondary_audit" in report.checks, report.problems[:5]
     # the city and every SSPF area have the totalt row of each count measure
     areas = pd.read_csv(DBT_PROJECT_DIR / "seeds" / "ref_sspf_omraden.csv", dtype=str)
     totalt = frame[frame["category"] == "totalt"]
@@ -213,12 +218,13 @@ def _weekly_count(indicators: pd.DataFrame, *key) -> float | None | object:
 def test_lagesbild_counts_agree_with_the_weekly_indicator_cells(run: Run) -> None:
     """nya_orosanmalningar and nya_unga_misstankta count the populations of orosanmalningar and
     unga_misstankta: in W they equal the published weekly cells (also the categories), and the
-    trailing average is the mean of the cells of the four weeks before W."""
+    trailing average is the mean of the cells of the four weeks before W. What the indicator
+    table hides the lägesbild hides too (secondary suppression may hide more, never less)."""
     frame = published_lagesbild(run.paths)
     indicators = published_indicators(run.paths)
     pairs = {"nya_orosanmalningar": ("orosanmalningar", "anmalare"),
              "nya_unga_misstankta": ("unga_misstankta", "brottskategori")}
-    compared = averaged = 0
+    compared = averaged = hidden_with_the_table = 0
     for _, row in frame[frame["measure"].isin(list(pairs))].iterrows():
         indicator, breakdown = pairs[row["measure"]]
         key = (row["area_level"], row["area_code"]) + (
@@ -226,7 +232,10 @@ def test_lagesbild_counts_agree_with_the_weekly_indicator_cells(run: Run) -> Non
         expected = _weekly_count(indicators, indicator, W_START, *key)
         if expected is None:  # primary-suppressed there: between 1 and min_cell - 1, so here too
             assert row["suppressed"] == "primär" and pd.isna(row["value"])
-        elif expected is not SECONDARY:
+        elif expected is SECONDARY:
+            assert row["suppressed"] == "sekundär" and pd.isna(row["value"])
+            hidden_with_the_table += 1
+        elif row["suppressed"] != "sekundär":
             assert row["value"] == expected, (row["measure"], row["area_code"], row["category"])
             compared += 1
         weeks = [_weekly_count(indicators, indicator, W_START - dt.timedelta(weeks=k), *key)
@@ -235,10 +244,12 @@ def test_lagesbild_counts_agree_with_the_weekly_indicator_cells(run: Run) -> Non
             total = sum(weeks)
             if 1 <= total < MIN_CELL:
                 assert row["trailing_average_suppressed"] == "primär" and pd.isna(row["trailing_average"])
-            else:
+            elif row["trailing_average_suppressed"] != "sekundär":
                 assert row["trailing_average"] == pytest.approx(total / TRAILING_WEEKS)
                 averaged += 1
-    assert compared >= 10 and averaged >= 5
+        else:  # a week hidden there: its count would follow from the total and the other weeks
+            assert isinstance(row["trailing_average_suppressed"], str) and pd.isna(row["trailing_average"])
+    assert compared >= 10 and averaged >= 5 and hidden_with_the_table >= 1
     # every published, unsuppressed weekly cell of W in the city has its lägesbild row
     city_reports = indicators[(indicators["indicator_id"] == "orosanmalningar")
                               & (indicators["period_type"] == "vecka")
@@ -272,7 +283,7 @@ def test_passed_high_absence_and_turned_red(run: Run) -> None:
         n = expected.get(code, 0)
         if 1 <= n < MIN_CELL:
             assert row["suppressed"] == "primär" and pd.isna(row["value"])
-        else:
+        elif row["suppressed"] != "sekundär":  # secondary: it would give a hidden cell away
             assert row["value"] == n, code
 
     # rod_status: the weekly totalt cells of the city and the SSPF areas, röd in W, not in W - 1
