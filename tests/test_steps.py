@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import OperationalError, ProgrammingError
@@ -95,3 +97,20 @@ def test_lagesbild_reference_date_follows_the_current_publication(samverkan_home
     # the disclosure check uses the trailing weeks the models were built with
     assert steps.dbt_vars(settings, "v", dt.date(2026, 6, 12))["lagesbild_trailing_weeks"] == \
         steps.lagesbild_trailing_weeks(settings) == 4
+
+
+def test_the_lagesbild_needs_an_indicator_publication_to_be_built_on(samverkan_home):
+    """Without a published indicator table there is nothing to check the lägesbild against:
+    the gate fails before anything is exported, and says why in its readable report."""
+    import datetime as dt
+
+    from samverkan.config import load_settings
+
+    settings = load_settings()
+    result = steps.publish_lagesbild(settings, "29990101T000000Z", dt.date(2026, 6, 12), dbt_success=True)
+    assert not result.published
+    failed = [(c.name, c.detail) for c in result.failed]
+    assert failed == [("indicator_basis", "no indicator publication yet")]
+    assert "UNDERKÄND" in Path(result.gate_report).read_text(encoding="utf-8")
+    assert not (settings.paths.published / "lagesbild").exists() or not any(
+        (settings.paths.published / "lagesbild").iterdir())
