@@ -249,7 +249,10 @@ def test_lagesbild_counts_agree_with_the_weekly_indicator_cells(run: Run) -> Non
                 averaged += 1
         else:  # a week hidden there: its count would follow from the total and the other weeks
             assert isinstance(row["trailing_average_suppressed"], str) and pd.isna(row["trailing_average"])
-    assert compared >= 10 and averaged >= 5 and hidden_with_the_table >= 1
+    # Whether a weekly cell at the lägesbild's levels (stad, SSPF area) is secondary-suppressed
+    # depends on the world (the default demo has none): test_lagesbild_suppression.py covers that
+    # case adversarially; here each such row is checked above when it occurs.
+    assert compared >= 10 and averaged >= 5, (compared, averaged, hidden_with_the_table)
     # every published, unsuppressed weekly cell of W in the city has its lägesbild row
     city_reports = indicators[(indicators["indicator_id"] == "orosanmalningar")
                               & (indicators["period_type"] == "vecka")
