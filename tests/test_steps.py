@@ -105,6 +105,7 @@ def test_the_lagesbild_needs_an_indicator_publication_to_be_built_on(samverkan_h
     import datetime as dt
 
     from samverkan.config import load_settings
+    from samverkan.publish import lagesbild_publication
 
     settings = load_settings()
     result = steps.publish_lagesbild(settings, "29990101T000000Z", dt.date(2026, 6, 12), dbt_success=True)
@@ -112,5 +113,5 @@ def test_the_lagesbild_needs_an_indicator_publication_to_be_built_on(samverkan_h
     failed = [(c.name, c.detail) for c in result.failed]
     assert failed == [("indicator_basis", "no indicator publication yet")]
     assert "UNDERKÄND" in Path(result.gate_report).read_text(encoding="utf-8")
-    assert not (settings.paths.published / "lagesbild").exists() or not any(
-        (settings.paths.published / "lagesbild").iterdir())
+    lagesbild = lagesbild_publication(settings.paths).root
+    assert not lagesbild.exists() or not any(lagesbild.iterdir())
