@@ -97,15 +97,16 @@ def cmd_lagesbild(args: argparse.Namespace) -> int:
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
-    from flows.backfill import backfill
     from samverkan.backfill import BackfillError, days_in_range
 
-    p = paths().ensure()
     try:
         days = days_in_range(args.date_from, args.date_to)
     except BackfillError as exc:
         print(f"samverkan backfill: {exc}", file=sys.stderr)
         return 2
+    from flows.backfill import backfill  # Prefect's import takes seconds: after the checks
+
+    p = paths().ensure()
     print(f"Backfilling {len(days)} days ({days[0]} – {days[-1]}): each day's changes from every "
           "source as its own batch, then one build and one publication …", flush=True)
     completed, outcome = _run_flow(backfill, "backfill", date_from=days[0].isoformat(),
@@ -125,7 +126,8 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from samverkan.demo import run_demo
 
-    return run_demo(paths().ensure(), args.seed, args.pupils, fault_rate=args.fault_rate)
+    return run_demo(paths().ensure(), args.seed, args.pupils, fault_rate=args.fault_rate,
+                    lessons_per_day=args.lessons_per_day)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -160,6 +162,16 @@ def _fault_rate(text: str) -> float:
     return value
 
 
+def _lessons_per_day(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 1 <= value <= 6:
+        raise argparse.ArgumentTypeError("must be between 1 and 6")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="samverkan", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -168,6 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="simulate a municipality and run the whole pipeline on it")
     demo.add_argument("--seed", type=int, default=20260612)
     demo.add_argument("--pupils", type=int, default=5000)
+    demo.add_argument("--lessons-per-day", type=_lessons_per_day, default=4, metavar="N",
+                      help="attendance-recorded lessons per pupil and school day, 1..6 (default 4): "
+                           "the volume of the attendance feed")
     demo.add_argument("--fault-rate", type=_fault_rate, default=0.0, metavar="RATE",
                       help="share (0..1) of SS 12000 requests the simulator fails with 429, 500, "
                            "503 or a stalled answer (default 0)")

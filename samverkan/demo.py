@@ -55,11 +55,11 @@ def write_demo_config(p: Paths, base_url: str, sources: SimulatedSources,
     return cfg
 
 
-def reset_if_other_municipality(p: Paths, seed: int, pupils: int) -> None:
-    """A demo with another seed or size is another municipality: start from empty zones
-    (the key is kept) instead of mixing two simulated populations in one warehouse."""
+def reset_if_other_municipality(p: Paths, seed: int, pupils: int, lessons_per_day: int = 4) -> None:
+    """A demo with another seed, size or lesson volume is another municipality: start from empty
+    zones (the key is kept) instead of mixing two simulated populations in one warehouse."""
     marker = p.simulator / "simulator.json"
-    wanted = {"seed": seed, "pupils": pupils}
+    wanted = {"seed": seed, "pupils": pupils, "lessons_per_day": lessons_per_day}
     if marker.exists() and json.loads(marker.read_text(encoding="utf-8")) == wanted:
         return
     for zone in (p.landing, p.warehouse, p.published, p.validation, p.simulator, p.run_state):
@@ -70,14 +70,15 @@ def reset_if_other_municipality(p: Paths, seed: int, pupils: int) -> None:
     marker.write_text(json.dumps(wanted), encoding="utf-8")
 
 
-def simulate(p: Paths, seed: int, pupils: int):  # noqa: ANN201 - returns (Population, sources)
+def simulate(p: Paths, seed: int, pupils: int,  # noqa: ANN201 - returns (Population, sources)
+             lessons_per_day: int = 4):
     from samverkan.simulator.case_system_db import write_case_system
     from samverkan.simulator.ground_truth import compute_ground_truth, write_ground_truth
     from samverkan.simulator.police_files import write_police_files
     from samverkan.simulator.population import generate
 
     p.simulator.mkdir(parents=True, exist_ok=True)
-    pop = generate(seed=seed, pupils=pupils)
+    pop = generate(seed=seed, pupils=pupils, lessons_per_day=lessons_per_day)
     url = f"sqlite:///{p.simulator / 'case_system.sqlite'}"
     write_case_system(pop, url)
     inbox = p.simulator / "police_inbox"
@@ -92,19 +93,21 @@ def simulate(p: Paths, seed: int, pupils: int):  # noqa: ANN201 - returns (Popul
 FAULT_CLIENT_TIMEOUT = 3.0
 
 
-def run_demo(p: Paths, seed: int, pupils: int, fault_rate: float = 0.0) -> int:
+def run_demo(p: Paths, seed: int, pupils: int, fault_rate: float = 0.0, lessons_per_day: int = 4) -> int:
     """Simulate a municipality, serve its school platform and run the pipeline over it;
     ``fault_rate`` (0..1) makes the simulated school platform answer about that share of
-    requests with 429, 500, 503 or a stall the client must time out on and retry."""
+    requests with 429, 500, 503 or a stall the client must time out on and retry;
+    ``lessons_per_day`` sets the volume of the attendance feed."""
     from samverkan.simulator.ss12000_server import SS12000Data, serve
 
-    p.ensure()
-    reset_if_other_municipality(p, seed, pupils)
-    ensure_key(p)
     if not 0.0 <= fault_rate <= 1.0:
         raise ValueError("fault_rate must be between 0 and 1")
-    print(f"Simulating a municipality (seed {seed}, about {pupils} pupils) …", flush=True)
-    pop, sources = simulate(p, seed, pupils)
+    p.ensure()
+    reset_if_other_municipality(p, seed, pupils, lessons_per_day)
+    ensure_key(p)
+    print(f"Simulating a municipality (seed {seed}, about {pupils} pupils, "
+          f"{lessons_per_day} lessons a day) …", flush=True)
+    pop, sources = simulate(p, seed, pupils, lessons_per_day)
     token = secrets.token_urlsafe(24)
     os.environ[TOKEN_ENV] = token
     data = SS12000Data.from_population(pop)

@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from samverkan.simulator.population import DEFAULT_PUPILS, DEFAULT_SEED
+
 TEST_KEY = "samverkan-test-key-0123456789-abcdefghij"
 POSTGRES_ADMIN_URL = os.environ.get("SAMVERKAN_TEST_POSTGRES_URL",
                                     "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -37,6 +39,18 @@ if _WORKER:
 # Prefect stops its temporary (ephemeral) server at interpreter exit and logs that line to a
 # console stream pytest has already closed; do not print a logging traceback for it.
 logging.raiseExceptions = False
+
+
+# The files that build whole worlds, longest first. pytest-xdist (`--dist loadfile`) hands whole
+# files to the two workers in collection order, so starting the long ones first keeps the two
+# workers' finishing times close (the short files fill the gaps at the end).
+LONGEST_FIRST = ("test_end_to_end.py", "test_operations.py", "test_source_changes.py",
+                 "test_prefect_server.py", "test_dbt_project.py", "test_recovery.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable within a file
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -113,6 +127,13 @@ def samverkan_home(tmp_path, monkeypatch):
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+# The demo's default municipality (seed, about 5 000 pupils, every report of concern and
+# suspicion), with half the default attendance volume: two recorded lessons a pupil and day
+# instead of four. The attendance feed's size is not what these tests are about, and it is most
+# of the demo's time (the README's demo runs the full feed).
+DEMO_LESSONS_PER_DAY = 2
+
+
 @dataclass
 class DemoWorld:
     home: Path
@@ -120,23 +141,43 @@ class DemoWorld:
     stdout: str
     stderr: str
     returncode: int
+    prefect_api_url: str
+    seed: int = DEFAULT_SEED
+    pupils: int = DEFAULT_PUPILS
+    lessons_per_day: int = DEMO_LESSONS_PER_DAY
 
     def env(self) -> dict[str, str]:
-        """The environment of a command run on this world (its own key file, its config)."""
+        """The environment of a command run on this world (its own key file, its config, the
+        test worker's Prefect server)."""
         env = {k: v for k, v in os.environ.items()
                if k not in ("SAMVERKAN_PSEUDONYM_KEY", "SAMVERKAN_PSEUDONYM_KEY_FILE", "SAMVERKAN_CONFIG")}
         env["SAMVERKAN_HOME"] = str(self.home)
+        env["PREFECT_API_URL"] = self.prefect_api_url
         return env
 
 
 @pytest.fixture(scope="session")
-def demo_world(tmp_path_factory) -> DemoWorld:
-    """`samverkan demo` (the default population) in a fresh data directory, no key configured."""
+def prefect_api_url() -> Iterator[str]:
+    """One Prefect server (temporary database) per test worker, for the flows the tests run
+    in-process and the `samverkan` commands they start as subprocesses: each of those would
+    otherwise start its own temporary server (10-15 s each)."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=None):
+        yield PREFECT_API_URL.value()
+
+
+@pytest.fixture(scope="session")
+def demo_world(tmp_path_factory, prefect_api_url: str) -> DemoWorld:
+    """`samverkan demo` (the default municipality, DEMO_LESSONS_PER_DAY) in a fresh data
+    directory, no key configured."""
     from samverkan.config import Paths
 
     home = tmp_path_factory.mktemp("e2e") / "data"
-    world = DemoWorld(home, Paths(home), "", "", -1)
-    result = subprocess.run([sys.executable, "-m", "samverkan.cli", "demo"], capture_output=True,
+    world = DemoWorld(home, Paths(home), "", "", -1, prefect_api_url)
+    result = subprocess.run([sys.executable, "-m", "samverkan.cli", "demo",
+                             "--lessons-per-day", str(world.lessons_per_day)], capture_output=True,
                             text=True, env=world.env(), timeout=1200, cwd=ROOT)
     world.stdout, world.stderr, world.returncode = result.stdout, result.stderr, result.returncode
     return world

@@ -27,11 +27,7 @@ from truth_compare import assert_equals_truth, read_cells
 
 from samverkan.config import DBT_PROJECT_DIR, Paths
 from samverkan.landing import list_batches
-from samverkan.simulator.population import DEFAULT_PUPILS, DEFAULT_SEED
 
-# The default demo population (`samverkan demo` without options); the second seed with another
-# size is compared with its ground truth in test_source_changes.py.
-SEED, PUPILS = DEFAULT_SEED, DEFAULT_PUPILS
 # Shaped like a personnummer/samordningsnummer (plausible month, day or day + 60).
 PNR_SHAPE = re.compile(r"(?<!\d)(?:\d{2})?\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01]|6[1-9]|[78]\d|9[01])"
                        r"[-+ ]?\d{4}(?!\d)")
@@ -39,15 +35,26 @@ PNR_SHAPE = re.compile(r"(?<!\d)(?:\d{2})?\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d
 
 @pytest.fixture(scope="module")
 def demo(demo_world):
-    """`samverkan demo` with the default population (shared with test_lagesbild.py)."""
+    """`samverkan demo` with the default municipality (shared with e2e_lagesbild.py; the second
+    seed with another size is compared with its ground truth in test_source_changes.py)."""
     return demo_world
 
 
 @pytest.fixture(scope="module")
-def population():
+def population(demo_world):
     from samverkan.simulator.population import generate
 
-    return generate(seed=SEED, pupils=PUPILS)
+    return generate(seed=demo_world.seed, pupils=demo_world.pupils,
+                    lessons_per_day=demo_world.lessons_per_day)
+
+
+@pytest.fixture(scope="module")
+def served(population):
+    """The SS 12000 records the demo served (the same population); `live` serves them again
+    and changes them, after the tests that compare against them."""
+    from samverkan.simulator.ss12000_server import SS12000Data
+
+    return SS12000Data.from_population(population)
 
 
 def test_demo_publishes_and_says_where_the_report_is(demo):
@@ -119,13 +126,12 @@ def test_report_shows_every_indicator_and_a_lagesbild_page_per_sspf_area(demo):
         assert (current / name).is_file(), name
 
 
-def test_each_extractor_landed_exactly_what_the_simulator_served(demo, population):
-    from samverkan.simulator.ss12000_server import SS12000Data
+def test_each_extractor_landed_exactly_what_the_simulator_served(demo, served):
     from samverkan.sources.case_system import VIEW_BY_NAME
     from samverkan.sources.case_system import rows_checksum as case_rows_checksum
     from samverkan.sources.police import lines_checksum
 
-    data = SS12000Data.from_population(population)
+    data = served
     (ss_batch,) = list_batches(demo.paths.landing, "ss12000")
     for endpoint, entity in (("organisations", "organisations"), ("persons", "persons"),
                              ("calendarEvents", "calendar_events"), ("attendances", "attendances")):
@@ -272,10 +278,10 @@ def test_no_personnummer_or_key_in_analytics_published_target_or_logs(demo, popu
 # --- the same pipeline in-process: nothing new, then a broken batch ----------------------------
 
 @pytest.fixture(scope="module")
-def live(demo, population):
-    """A fresh SS 12000 server over the same population, and the demo's configuration."""
+def live(demo, population, served):
+    """A fresh SS 12000 server over the same records, and the demo's configuration."""
     from samverkan.demo import SimulatedSources, write_demo_config
-    from samverkan.simulator.ss12000_server import SS12000Data, serve
+    from samverkan.simulator.ss12000_server import serve
 
     saved = dict(os.environ)
     os.environ["SAMVERKAN_HOME"] = str(demo.home)
@@ -283,7 +289,7 @@ def live(demo, population):
     os.environ.pop("SAMVERKAN_PSEUDONYM_KEY_FILE", None)
     token = secrets.token_urlsafe(16)
     os.environ["SAMVERKAN_SS12000_TOKEN"] = token
-    data = SS12000Data.from_population(population)
+    data = served
     server = serve(data, token)
     sources = SimulatedSources(population.reference_date,
                                f"sqlite:///{demo.paths.simulator / 'case_system.sqlite'}",

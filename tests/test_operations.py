@@ -41,7 +41,7 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory) -> Iterator[World]:
+def world(tmp_path_factory, prefect_api_url: str) -> Iterator[World]:
     from samverkan.demo import TOKEN_ENV, SimulatedSources, write_demo_config
     from samverkan.simulator.case_system_db import write_case_system
     from samverkan.simulator.police_files import write_police_files
@@ -59,7 +59,8 @@ def world(tmp_path_factory) -> Iterator[World]:
     token = secrets.token_urlsafe(16)
     env = {k: v for k, v in os.environ.items()
            if k not in ("SAMVERKAN_PSEUDONYM_KEY_FILE", "SAMVERKAN_CONFIG")}
-    env.update({"SAMVERKAN_HOME": str(home), "SAMVERKAN_PSEUDONYM_KEY": TEST_KEY, TOKEN_ENV: token})
+    env.update({"SAMVERKAN_HOME": str(home), "SAMVERKAN_PSEUDONYM_KEY": TEST_KEY, TOKEN_ENV: token,
+                "PREFECT_API_URL": prefect_api_url})  # the worker's server (conftest)
     data = SS12000Data.from_population(pop)
     with serve(data, token) as server:
         write_demo_config(p, server.base_url, SimulatedSources(
