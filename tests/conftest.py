@@ -29,7 +29,7 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
-# The suite runs on two workers (pytest-xdist, see pyproject.toml). Each worker gets its own
+# The suite runs on three workers (pytest-xdist, see samverkan/bootstrap.py). Each worker gets its own
 # Prefect home, so the ephemeral servers of the two never share one SQLite database.
 _WORKER = os.environ.get("PYTEST_XDIST_WORKER")
 if _WORKER:
@@ -42,8 +42,8 @@ logging.raiseExceptions = False
 
 
 # The files that build whole worlds, longest first. pytest-xdist (`--dist loadfile`) hands whole
-# files to the two workers in collection order, so starting the long ones first keeps the two
-# workers' finishing times close (the short files fill the gaps at the end).
+# files to the workers in collection order, so starting the long ones first keeps the workers'
+# finishing times close (the short files fill the gaps at the end).
 LONGEST_FIRST = ("test_end_to_end.py", "test_operations.py", "test_source_changes.py",
                  "test_prefect_server.py", "test_dbt_project.py", "test_recovery.py")
 

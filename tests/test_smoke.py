@@ -35,3 +35,14 @@ def test_lagesbild_flow_is_named_and_thin():
     assert lagesbild.name == "lagesbild"
     assert build_lagesbild_task.name == "dbt-build-lagesbild"
     assert publish_lagesbild_task.name == "gate-and-publish-lagesbild"
+
+
+def test_demo_rejects_a_lesson_volume_out_of_range_without_a_traceback(tmp_path):
+    for value in ("0", "7", "two"):
+        result = subprocess.run(
+            [sys.executable, "-m", "samverkan.cli", "demo", "--lessons-per-day", value],
+            capture_output=True, text=True, timeout=60,
+            env={"PATH": "/usr/bin:/bin", "SAMVERKAN_HOME": str(tmp_path / "home")})
+        assert result.returncode == 2, value
+        assert "--lessons-per-day" in result.stderr and "Traceback" not in result.stderr, value
+    assert not (tmp_path / "home").exists()  # refused before anything was simulated
