@@ -29,8 +29,8 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
-# The suite runs on three workers (pytest-xdist, see samverkan/bootstrap.py). Each worker gets its own
-# Prefect home, so the ephemeral servers of the two never share one SQLite database.
+# The suite runs on three workers (pytest-xdist, see samverkan/bootstrap.py). Each worker gets its
+# own Prefect home, so the workers' Prefect servers never share one SQLite database.
 _WORKER = os.environ.get("PYTEST_XDIST_WORKER")
 if _WORKER:
     _base = Path(os.environ.get("PREFECT_HOME", Path.home() / ".prefect"))
