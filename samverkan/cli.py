@@ -6,6 +6,7 @@ import argparse
 import datetime as dt
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from samverkan.config import ConfigError, Paths, paths
@@ -126,8 +127,8 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from samverkan.demo import run_demo
 
-    return run_demo(paths().ensure(), args.seed, args.pupils, fault_rate=args.fault_rate,
-                    lessons_per_day=args.lessons_per_day)
+    return run_demo(paths().ensure(), args.seed, args.pupils, args.lessons_per_day,
+                    fault_rate=args.fault_rate)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -152,24 +153,20 @@ def cmd_pseudonym(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fault_rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError("must be between 0 and 1")
-    return value
+def _in_range(parse: Callable[[str], Any], low: float, high: float) -> Callable[[str], Any]:
+    """An argparse type: ``parse`` (int or float) the text, then require low ≤ value ≤ high."""
+    kind = "whole number" if parse is int else "number"
 
+    def convert(text: str) -> Any:
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a {kind}: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low:g} and {high:g}")
+        return value
 
-def _lessons_per_day(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if not 1 <= value <= 6:
-        raise argparse.ArgumentTypeError("must be between 1 and 6")
-    return value
+    return convert
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -180,10 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="simulate a municipality and run the whole pipeline on it")
     demo.add_argument("--seed", type=int, default=20260612)
     demo.add_argument("--pupils", type=int, default=5000)
-    demo.add_argument("--lessons-per-day", type=_lessons_per_day, default=4, metavar="N",
+    demo.add_argument("--lessons-per-day", type=_in_range(int, 1, 6), default=4, metavar="N",
                       help="attendance-recorded lessons per pupil and school day, 1..6 (default 4): "
                            "the volume of the attendance feed")
-    demo.add_argument("--fault-rate", type=_fault_rate, default=0.0, metavar="RATE",
+    demo.add_argument("--fault-rate", type=_in_range(float, 0, 1), default=0.0, metavar="RATE",
                       help="share (0..1) of SS 12000 requests the simulator fails with 429, 500, "
                            "503 or a stalled answer (default 0)")
     demo.set_defaults(func=cmd_demo)

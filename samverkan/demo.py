@@ -55,7 +55,7 @@ def write_demo_config(p: Paths, base_url: str, sources: SimulatedSources,
     return cfg
 
 
-def reset_if_other_municipality(p: Paths, seed: int, pupils: int, lessons_per_day: int = 4) -> None:
+def reset_if_other_municipality(p: Paths, seed: int, pupils: int, lessons_per_day: int) -> None:
     """A demo with another seed, size or lesson volume is another municipality: start from empty
     zones (the key is kept) instead of mixing two simulated populations in one warehouse."""
     marker = p.simulator / "simulator.json"
@@ -70,8 +70,7 @@ def reset_if_other_municipality(p: Paths, seed: int, pupils: int, lessons_per_da
     marker.write_text(json.dumps(wanted), encoding="utf-8")
 
 
-def simulate(p: Paths, seed: int, pupils: int,  # noqa: ANN201 - returns (Population, sources)
-             lessons_per_day: int = 4):
+def simulate(p: Paths, seed: int, pupils: int, lessons_per_day: int):  # noqa: ANN201 - (Population, sources)
     from samverkan.simulator.case_system_db import write_case_system
     from samverkan.simulator.ground_truth import compute_ground_truth, write_ground_truth
     from samverkan.simulator.police_files import write_police_files
@@ -93,11 +92,12 @@ def simulate(p: Paths, seed: int, pupils: int,  # noqa: ANN201 - returns (Popula
 FAULT_CLIENT_TIMEOUT = 3.0
 
 
-def run_demo(p: Paths, seed: int, pupils: int, fault_rate: float = 0.0, lessons_per_day: int = 4) -> int:
+def run_demo(p: Paths, seed: int, pupils: int, lessons_per_day: int, fault_rate: float = 0.0) -> int:
     """Simulate a municipality, serve its school platform and run the pipeline over it;
     ``fault_rate`` (0..1) makes the simulated school platform answer about that share of
-    requests with 429, 500, 503 or a stall the client must time out on and retry;
-    ``lessons_per_day`` sets the volume of the attendance feed."""
+    requests with 429, 500, 503 or a stall the client must time out on and retry.
+    ``lessons_per_day`` (recorded lessons a pupil and school day) sets the volume of the
+    attendance feed."""
     from samverkan.simulator.ss12000_server import SS12000Data, serve
 
     if not 0.0 <= fault_rate <= 1.0:

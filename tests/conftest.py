@@ -176,9 +176,9 @@ def demo_world(tmp_path_factory, prefect_api_url: str) -> DemoWorld:
 
     home = tmp_path_factory.mktemp("e2e") / "data"
     world = DemoWorld(home, Paths(home), "", "", -1, prefect_api_url)
-    result = subprocess.run([sys.executable, "-m", "samverkan.cli", "demo",
-                             "--lessons-per-day", str(world.lessons_per_day)], capture_output=True,
-                            text=True, env=world.env(), timeout=1200, cwd=ROOT)
+    result = subprocess.run([sys.executable, "-m", "samverkan.cli", "demo", "--seed", str(world.seed),
+                             "--pupils", str(world.pupils), "--lessons-per-day", str(world.lessons_per_day)],
+                            capture_output=True, text=True, env=world.env(), timeout=1200, cwd=ROOT)
     world.stdout, world.stderr, world.returncode = result.stdout, result.stderr, result.returncode
     return world
 
