@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 EXPECTATIONS_DIR = PROJECT_ROOT / "expectations"
-SQL_DIR = Path(__file__).resolve().parent / "sql"
+SQL_DIR = PROJECT_ROOT / "samverkan" / "sql"
 SOURCES = ("ss12000", "case_system", "police")
 
 

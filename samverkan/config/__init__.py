@@ -1,0 +1,27 @@
+"""Configuration: where things live and how the sources are reached (``settings``), the
+municipality's reference data (``reference``), ``samverkan init`` and ``samverkan check``.
+"""
+
+from samverkan.config.settings import (
+    DBT_PROJECT_DIR,
+    EXPECTATIONS_DIR,
+    PROJECT_ROOT,
+    SOURCES,
+    SQL_DIR,
+    CaseSystemConfig,
+    ConfigError,
+    Paths,
+    PoliceConfig,
+    Settings,
+    SS12000Config,
+    config_file,
+    home_dir,
+    load_settings,
+    paths,
+)
+
+__all__ = [
+    "DBT_PROJECT_DIR", "EXPECTATIONS_DIR", "PROJECT_ROOT", "SOURCES", "SQL_DIR", "CaseSystemConfig",
+    "ConfigError", "Paths", "PoliceConfig", "SS12000Config", "Settings", "config_file", "home_dir",
+    "load_settings", "paths",
+]
