@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from samverkan.config import ConfigError, Paths, paths
+from samverkan.config import ConfigError, Paths, config_file, load_settings, paths
 from samverkan.progress import show_progress_on_console
 from samverkan.runtime import apply_environment_defaults, configure_logging
 
@@ -58,7 +58,28 @@ def _run_flow(flow: Any, what: str, **parameters: Any) -> tuple[bool, Any]:
     return state.is_completed(), result
 
 
+def preflight(sources: bool = True) -> bool:
+    """The checks of `samverkan check`, before Prefect starts: print the failures (or one line
+    when all pass) and say whether a run can start."""
+    from samverkan.config.check import run_checks
+
+    report = run_checks(sources=sources)
+    if report.ok:
+        print(f"Checks passed ({', '.join(r.name for r in report.results)}) in "
+              f"{report.seconds:.1f} s", flush=True)
+        return True
+    print("samverkan: cannot start: these checks failed (`samverkan check` shows every check)",
+          file=sys.stderr)
+    for line in report.lines():
+        if line.lstrip().startswith("ok"):
+            continue
+        print(line, file=sys.stderr)
+    return False
+
+
 def run_pipeline(p: Paths, reference_date: str | None) -> int:
+    if not preflight():
+        return 1
     from flows.pipeline import pipeline
 
     completed, publication = _run_flow(pipeline, "pipeline", reference_date=reference_date)
@@ -86,6 +107,8 @@ def _lagesbild_summary(p: Paths, publication: object | None) -> None:
 
 
 def run_lagesbild(p: Paths, reference_date: str | None) -> int:
+    if not preflight(sources=False):  # the lägesbild reads the warehouse, not the sources
+        return 1
     from flows.lagesbild import lagesbild
 
     completed, publication = _run_flow(lagesbild, "lägesbild", reference_date=reference_date)
@@ -105,6 +128,8 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     except BackfillError as exc:
         print(f"samverkan backfill: {exc}", file=sys.stderr)
         return 2
+    if not preflight():
+        return 1
     from flows.backfill import backfill  # Prefect's import takes seconds: after the checks
 
     p = paths().ensure()
@@ -122,6 +147,48 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         return 0
     _summary(p, outcome.publication)
     return 0 if completed else 1
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from samverkan.config.check import run_checks
+
+    report = run_checks()
+    print(f"Samverkan – check ({report.seconds:.1f} s)")
+    for line in report.lines():
+        print(line)
+    print("All checks passed: a run can start." if report.ok
+          else "Some checks failed: fix them, then run `samverkan check` again.")
+    return 0 if report.ok else 1
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from samverkan.config.init import fetch_organisations, init_home, prefill_school_units
+
+    p = paths()
+    if not args.from_ss12000:
+        result = init_home(p, config_file(p))
+        print(f"{'Wrote' if result.config_written else 'Kept the existing'} {result.config}")
+        for path in result.templates:
+            print(f"Wrote {path}")
+        print("Next: fill in the configuration and the reference files, then `samverkan init "
+              "--from-ss12000` (school units) and `samverkan check`.")
+        return 0
+    settings = load_settings()
+    try:
+        records = fetch_organisations(settings)
+    except Exception as exc:  # noqa: BLE001 - shown as one line; the check names the cause
+        from samverkan.config.check import run_checks
+
+        print(f"samverkan init: could not read /organisations ({type(exc).__name__}: {exc})",
+              file=sys.stderr)
+        for line in run_checks().lines():
+            if "ss12000" in line:
+                print(line, file=sys.stderr)
+        return 1
+    path, units, unassigned = prefill_school_units(settings, records)
+    print(f"Wrote {units} school units to {path}"
+          + (f"; fill in sspf_omrade_code for the {unassigned} without an SSPF area" if unassigned else ""))
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -185,6 +252,17 @@ def build_parser() -> argparse.ArgumentParser:
                            "503 or a stalled answer (default 0)")
     demo.set_defaults(func=cmd_demo)
 
+    init = sub.add_parser(
+        "init", help="write a commented samverkan.toml and the reference templates into SAMVERKAN_HOME")
+    init.add_argument("--from-ss12000", action="store_true",
+                      help="fill the school-unit file (ref_skolenheter.csv) from the configured "
+                           "SS 12000 API's /organisations")
+    init.set_defaults(func=cmd_init)
+
+    check = sub.add_parser(
+        "check", help="check the configuration, key, reference files and sources (exit 1 on a problem)")
+    check.set_defaults(func=cmd_check)
+
     run = sub.add_parser("run", help="run the pipeline against the configured sources")
     run.add_argument("--reference-date", help="data date (YYYY-MM-DD); default from config/today")
     run.set_defaults(func=cmd_run)
@@ -220,8 +298,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except ConfigError as exc:
-        print(f"samverkan: configuration error: {exc}", file=sys.stderr)
-        return 2
+        print("samverkan: configuration error:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

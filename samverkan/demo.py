@@ -36,10 +36,23 @@ def ensure_key(p: Paths) -> None:
 
 def write_demo_config(p: Paths, base_url: str, sources: SimulatedSources,
                       timeout_seconds: float | None = None) -> Path:
+    """The simulated municipality's ``samverkan.toml`` (its identity and the simulator's
+    endpoints) and its reference files in ``<home>/reference/``."""
+    from samverkan.simulator.population import SEEDS_DIR, municipality_identity
+
+    m = municipality_identity()
+    for source in sorted(SEEDS_DIR.glob("ref_*.csv")):
+        p.reference.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, p.reference / source.name)
     cfg = p.home / "samverkan.toml"
     timeout = f"timeout_seconds = {timeout_seconds}\n" if timeout_seconds is not None else ""
     cfg.write_text(
-        "# Written by `samverkan demo`: the simulator's endpoints. For real sources see README.\n"
+        "# Written by `samverkan demo`: the simulated municipality and the simulator's endpoints.\n"
+        "# For real sources see the README, \"Pointing it at real sources\".\n"
+        "[municipality]\n"
+        f'code = "{m.code}"\n'
+        f'name = "{m.name}"\n'
+        f'organisation_number = "{m.organisation_number}"\n\n'
         "[general]\n"
         f'reference_date = "{sources.reference_date.isoformat()}"\n\n'
         "[ss12000]\n"
@@ -62,7 +75,8 @@ def reset_if_other_municipality(p: Paths, seed: int, pupils: int, lessons_per_da
     wanted = {"seed": seed, "pupils": pupils, "lessons_per_day": lessons_per_day}
     if marker.exists() and json.loads(marker.read_text(encoding="utf-8")) == wanted:
         return
-    for zone in (p.landing, p.warehouse, p.published, p.validation, p.simulator, p.run_state):
+    for zone in (p.landing, p.warehouse, p.published, p.validation, p.simulator, p.run_state,
+                 p.reference):
         if zone.exists():
             shutil.rmtree(zone)
     p.ensure()

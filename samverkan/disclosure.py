@@ -25,12 +25,13 @@ lägesbild's secondary audit runs too (:func:`samverkan.disclosure_audit.lagesbi
 
 A problem names the cell (indicator, period, area, breakdown) and the rule it breaks, never
 the small number itself. The module is organised as independent rule functions over one
-normalised frame, so the secondary-suppression audit (a later issue) is one more function
-added to :data:`AUDITS`.
+normalised frame, so the secondary-suppression audit is one more function in
+:func:`audits`.
 """
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -235,8 +236,11 @@ def primary_rules(f: _Frame, min_cell: int) -> dict[str, pd.Series]:
 
 
 # Audits run by check_disclosure, in order. The secondary-suppression audit joins here.
-AUDITS: dict[str, RuleFn] = {"primary_suppression": primary_rules,
-                              "secondary_suppression": secondary_rules}
+def audits(reference_dir: Path | str) -> dict[str, RuleFn]:
+    """The disclosure check's audits by name, the secondary one over the areas of the
+    reference files in ``reference_dir``."""
+    return {"primary_suppression": primary_rules,
+            "secondary_suppression": functools.partial(secondary_rules, reference_dir=reference_dir)}
 RULES.update(SECONDARY_RULES)
 
 
@@ -281,10 +285,12 @@ def check_primary_suppression(df_or_path: pd.DataFrame | Path | str, min_cell: i
     return _run(df_or_path, min_cell, {"primary_suppression": primary_rules})
 
 
-def check_disclosure(df_or_path: pd.DataFrame | Path | str, min_cell: int = 5) -> DisclosureReport:
-    """Every disclosure audit of :data:`AUDITS`: primary suppression, and the independent
-    linear-programming audit of secondary suppression (samverkan/disclosure_audit.py)."""
-    return _run(df_or_path, min_cell, AUDITS)
+def check_disclosure(df_or_path: pd.DataFrame | Path | str, min_cell: int = 5, *,
+                     reference_dir: Path | str) -> DisclosureReport:
+    """Every disclosure audit: primary suppression, and the independent linear-programming
+    audit of secondary suppression (samverkan/disclosure_audit.py) over the areas of the
+    municipality's reference files in ``reference_dir``."""
+    return _run(df_or_path, min_cell, audits(reference_dir))
 
 
 # --------------------------------------------------------------------------------------------

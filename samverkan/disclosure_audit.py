@@ -39,7 +39,6 @@ limits).
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,7 +49,7 @@ from scipy.optimize import linprog
 from scipy.sparse import block_diag, coo_matrix, csr_matrix, hstack, vstack
 from scipy.sparse.csgraph import connected_components
 
-from samverkan.config import DBT_PROJECT_DIR
+from samverkan.config.reference import csv_rows
 
 KEYS = ("indicator_id", "period_type", "period_start", "area_level", "area_code", "breakdown",
         "breakdown_value")
@@ -165,17 +164,12 @@ class _Areas:
     partial_sdo: frozenset[str]
 
 
-def _seed_rows(path: Path) -> list[dict[str, str]]:
-    with path.open(encoding="utf-8", newline="") as fh:
-        return [{k: (v or "").strip() for k, v in row.items()} for row in csv.DictReader(fh)]
-
-
-def _areas(seeds_dir: Path) -> _Areas:
+def _areas(reference_dir: Path) -> _Areas:
     sdo_of_sspf = {r["sspf_omrade_code"]: r["stadsdelsomrade_code"]
-                   for r in _seed_rows(seeds_dir / "ref_sspf_omraden.csv") if r["stadsdelsomrade_code"]}
+                   for r in csv_rows(reference_dir / "ref_sspf_omraden.csv") if r["stadsdelsomrade_code"]}
     sspf_of_school = {r["school_unit_code"]: r["sspf_omrade_code"]
-                      for r in _seed_rows(seeds_dir / "ref_skolenheter.csv") if r["sspf_omrade_code"]}
-    partial = frozenset(r["stadsdelsomrade_code"] for r in _seed_rows(seeds_dir / "ref_stadsdelar.csv")
+                      for r in csv_rows(reference_dir / "ref_skolenheter.csv") if r["sspf_omrade_code"]}
+    partial = frozenset(r["stadsdelsomrade_code"] for r in csv_rows(reference_dir / "ref_stadsdelar.csv")
                         if r["stadsdelsomrade_code"] and not r["sspf_omrade_code"])
     return _Areas(sdo_of_sspf, sspf_of_school, partial)
 
@@ -686,28 +680,28 @@ def _audit_cells(cells: pd.DataFrame, areas: _Areas, zero_is_safe: bool, seed: i
 QUANTITY_NAMES = {"size": "count/denominator", "num": "numerator", "comp": "denominator - numerator"}
 
 
-def _findings(published: pd.DataFrame, seeds_dir: Path | str | None, zero_is_safe: bool,
+def _findings(published: pd.DataFrame, reference_dir: Path | str, zero_is_safe: bool,
               seed: int) -> tuple[pd.DataFrame, list[tuple[int, str, str]]]:
     needed = (*KEYS, "unit", "numerator", "denominator", "suppressed")
     missing = [c for c in needed if c not in published.columns]
     if missing:
         raise ValueError(f"audit_secondary: missing column(s) {missing}")
     cells = _cells(published)
-    areas = _areas(Path(seeds_dir) if seeds_dir is not None else DBT_PROJECT_DIR / "seeds")
+    areas = _areas(Path(reference_dir))
     return cells, _audit_cells(cells, areas, zero_is_safe, seed)
 
 
-def audit_secondary(published: pd.DataFrame, min_cell: int = 5, *, seeds_dir: Path | str | None = None,
+def audit_secondary(published: pd.DataFrame, min_cell: int = 5, *, reference_dir: Path | str,
                     zero_is_safe: bool = True, seed: int = 0) -> list[SecondaryProblem]:
     """Every suppressed cell of the published table that the published cells disclose.
 
     ``published`` is the table as published (one row per cell). ``min_cell`` is accepted for the
     disclosure check's interface; the audit's bounds come from the existence of rows only.
-    ``seeds_dir`` holds ref_sspf_omraden.csv, ref_skolenheter.csv and ref_stadsdelar.csv
-    (default: the dbt project's seeds). One problem per cell and quantity, naming the cell and
+    ``reference_dir`` holds the municipality's ref_sspf_omraden.csv, ref_skolenheter.csv and
+    ref_stadsdelar.csv. One problem per cell and quantity, naming the cell and
     never a number."""
     del min_cell
-    cells, findings = _findings(published, seeds_dir, zero_is_safe, seed)
+    cells, findings = _findings(published, reference_dir, zero_is_safe, seed)
     problems = []
     for i, quantity, rule in findings:
         row = cells.loc[i]
@@ -716,12 +710,12 @@ def audit_secondary(published: pd.DataFrame, min_cell: int = 5, *, seeds_dir: Pa
     return problems
 
 
-def secondary_rules(frame: Any, min_cell: int = 5) -> dict[str, pd.Series]:
-    """The audit as masks (row → breaks the rule), for :data:`samverkan.disclosure.AUDITS`:
+def secondary_rules(frame: Any, min_cell: int = 5, *, reference_dir: Path | str) -> dict[str, pd.Series]:
+    """The audit as masks (row → breaks the rule), for :func:`samverkan.disclosure.check_disclosure`:
     ``frame`` is the disclosure check's normalised frame (its ``df``) or a published table."""
     del min_cell
     df = frame.df if hasattr(frame, "df") else frame
-    cells, findings = _findings(df, None, True, 0)
+    cells, findings = _findings(df, reference_dir, True, 0)
     masks = {rule: pd.Series(False, index=df.index) for rule in SECONDARY_RULES}
     positions = {rule: sorted({i for i, _, r in findings if r == rule}) for rule in SECONDARY_RULES}
     for rule, rows in positions.items():

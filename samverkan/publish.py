@@ -189,7 +189,7 @@ def export_candidate(p: Paths, version: str, min_cell: int = 5, *, trailing_week
     staging = _new_staging(indicator_publication(p), version)
     conn = duckdb.connect(str(p.analytics_db), read_only=True)
     try:
-        indicators = secondary_suppressed(conn, min_cell)
+        indicators = secondary_suppressed(conn, min_cell, p.reference)
         conn.register("candidate", indicators)
         _export(conn, CANDIDATE_QUERY, staging, "indicators")
         _export_lagesbild(conn, indicators, staging, min_cell, trailing_weeks)
@@ -211,12 +211,13 @@ def _export_lagesbild(conn: duckdb.DuckDBPyConnection, indicators: pd.DataFrame,
     conn.unregister("lagesbild_candidate")
 
 
-def secondary_suppressed(conn: duckdb.DuckDBPyConnection, min_cell: int) -> pd.DataFrame:
+def secondary_suppressed(conn: duckdb.DuckDBPyConnection, min_cell: int, reference_dir: Path) -> pd.DataFrame:
     """``published_indicators`` (primary suppression done in dbt) with secondary suppression
     (samverkan/suppression.py): the cells that would let a reader recover a suppressed cell
     from its total and the other parts are suppressed too (``sekundär``). The true numbers come
     from the unsuppressed ``indicators`` model; the published columns and row order are
-    those of ``published_indicators``."""
+    those of ``published_indicators``. The areas come from the municipality's reference files
+    in ``reference_dir``."""
     from samverkan.suppression import apply_secondary_suppression
 
     cells = conn.execute(f"""
@@ -226,7 +227,7 @@ def secondary_suppressed(conn: duckdb.DuckDBPyConnection, min_cell: int) -> pd.D
         from ({INDICATOR_QUERY}) as published
         inner join marts.indicators as cells using ({", ".join(CELL_KEY)})
     """).df()
-    return apply_secondary_suppression(cells, min_cell)
+    return apply_secondary_suppression(cells, min_cell, reference_dir=reference_dir)
 
 
 def write_analytics_snapshot(p: Paths, staging: Path) -> Path:

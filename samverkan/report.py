@@ -14,7 +14,6 @@ report never re-derives a suppressed value. Suppressed cells are shown as ``..``
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import math
 from collections import defaultdict
@@ -28,10 +27,7 @@ import jinja2
 import pyarrow.parquet as pq
 from markupsafe import Markup, escape
 
-from samverkan.config import DBT_PROJECT_DIR
-
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-TARGETS_SEED = DBT_PROJECT_DIR / "seeds" / "ref_indicator_targets.csv"
 SUPPRESSED_MARK = ".."
 NO_VALUE = "–"
 NBSP = "\u00a0"
@@ -172,18 +168,20 @@ class TargetRule:
     tolerance: float | None
 
 
-def read_target_rules(seed: Path = TARGETS_SEED) -> dict[str, TargetRule]:
-    """The default (all-area) target row per indicator from the targets seed: it gives the
-    direction and tolerance, which the published table does not carry."""
+def read_target_rules(targets: Path | None) -> dict[str, TargetRule]:
+    """The default (all-area) target row per indicator from the municipality's targets file
+    (``ref_indicator_targets.csv``): it gives the direction and tolerance, which the published
+    table does not carry."""
+    from samverkan.config.reference import csv_rows
+
     rules: dict[str, TargetRule] = {}
-    if not seed.exists():
+    if targets is None or not targets.exists():
         return rules
-    with seed.open(encoding="utf-8", newline="") as f:
-        for rec in csv.DictReader(f):
-            if (rec.get("area_level") or "").strip() or (rec.get("area_code") or "").strip():
-                continue
-            rules[rec["indicator_id"].strip()] = TargetRule(
-                _float(rec.get("target")), (rec.get("direction") or "").strip(), _float(rec.get("tolerance")))
+    for rec in csv_rows(targets):
+        if rec.get("area_level") or rec.get("area_code"):
+            continue
+        rules[rec["indicator_id"]] = TargetRule(
+            _float(rec.get("target")), rec.get("direction", ""), _float(rec.get("tolerance")))
     return rules
 
 
@@ -733,14 +731,14 @@ def _catalogue_entries(indicators: Iterable[Indicator]) -> list[tuple[str, list[
 
 def render_report(indicators_parquet: Path, *, lagesbild_parquet: Path | None = None, version: str,
                   reference_date: dt.date | None, catalogue: Catalogue, manifest: dict[str, Any],
-                  min_cell: int = 5) -> str:
+                  min_cell: int = 5, targets: Path | None = None) -> str:
     """The management report: one self-contained HTML file (inline CSS and SVG, no script,
-    no external resource)."""
+    no external resource). ``targets`` is the municipality's ref_indicator_targets.csv."""
     rows = _read_rows(indicators_parquet)
     by_indicator: dict[str, list[Row]] = defaultdict(list)
     for row in rows:
         by_indicator[row["indicator_id"]].append(row)
-    rules = read_target_rules()
+    rules = read_target_rules(targets)
     indicators = [Indicator.build(indicator_info(i, by_indicator[i], catalogue, rules), by_indicator[i])
                   for i in sorted(by_indicator, key=_order)]
     sections = [(g, [build_section(ind, reference_date) for ind in indicators if ind.info.group == g])
@@ -794,7 +792,7 @@ def _sheet_title(indicator_id: str, used: set[str]) -> str:
 
 
 def write_indicator_workbook(indicators_parquet: Path, catalogue: Catalogue, path: Path,
-                             min_cell: int = 5) -> Path:
+                             min_cell: int = 5, targets: Path | None = None) -> Path:
     """indicators.xlsx: a sheet "Om" (data version, how to read it, the indicators) and one
     sheet per indicator with every published row; suppressed values are written as ``..``."""
     from openpyxl import Workbook
@@ -805,7 +803,7 @@ def write_indicator_workbook(indicators_parquet: Path, catalogue: Catalogue, pat
     by_indicator: dict[str, list[Row]] = defaultdict(list)
     for row in rows:
         by_indicator[row["indicator_id"]].append(row)
-    rules = read_target_rules()
+    rules = read_target_rules(targets)
     ids = sorted(by_indicator, key=_order)
     versions = sorted({r["data_version"] for r in rows if r.get("data_version")})
     wb = Workbook(write_only=True)

@@ -42,13 +42,10 @@ from samverkan.publish import (
 
 log = logging.getLogger(__name__)
 
-MIN_CELL = 5
 # The runs build every model and run every data test on the data; dbt's unit tests (fixed
 # inputs, expected outputs: they test the SQL, not the data) run in the test suite
 # (tests/test_dbt_project.py), as dbt recommends for production builds.
 PIPELINE_DBT_ARGS = ("--exclude", "test_type:unit")
-# The lägesbild's trailing average (weeks); passed to dbt so the disclosure check knows it.
-LAGESBILD_TRAILING_WEEKS = 4
 LAGESBILD_GATE_TITLE = "Publiceringsgrind lägesbild"
 # Great Expectations contexts are not safe to build from several threads at once.
 _VALIDATION_LOCK = threading.Lock()
@@ -117,26 +114,29 @@ def is_transient(exc: BaseException) -> bool:
 
 def purge_landing(settings: Settings) -> list[str]:
     """Landing retention: loaded batches older than ``retention_days`` (default 30) go."""
-    from samverkan.retention import DEFAULT_RETENTION_DAYS
     from samverkan.retention import purge_landing as purge
 
-    return purge(settings.paths, int(settings.extra.get("retention_days", DEFAULT_RETENTION_DAYS)))
+    return purge(settings.paths, settings.retention_days)
 
 
 def reference_date(settings: Settings, override: str | None = None) -> dt.date:
-    value = override or settings.reference_date
-    return dt.date.fromisoformat(value) if value else dt.date.today()
+    if override:
+        return dt.date.fromisoformat(override)
+    return settings.reference_date or dt.date.today()
 
 
 def dbt_vars(settings: Settings, version: str, ref: dt.date) -> dict[str, Any]:
+    """Every parameter of a build, from the configuration: the municipality, the disclosure
+    threshold, the indicators' thresholds and windows, the reference date and the version."""
+    m = settings.municipality
     return {
         "reference_date": ref.isoformat(),
         "data_version": version,
-        "municipality_code": settings.municipality_code,
-        "municipality_name": settings.municipality_name,
-        "min_cell": MIN_CELL,
-        "lagesbild_trailing_weeks": LAGESBILD_TRAILING_WEEKS,
-        **settings.extra.get("dbt_vars", {}),
+        "municipality_code": m.code,
+        "municipality_name": m.name,
+        "municipality_organisation_number": m.organisation_number,
+        "min_cell": settings.min_cell,
+        **settings.indicator_parameters,
     }
 
 
@@ -244,7 +244,7 @@ def _disclosure_detail(report: Any) -> str:
 
 def lagesbild_trailing_weeks(settings: Settings) -> int:
     """Weeks of the lägesbild's trailing average the models were built with (dbt_vars)."""
-    return int(settings.extra.get("dbt_vars", {}).get("lagesbild_trailing_weeks", LAGESBILD_TRAILING_WEEKS))
+    return int(settings.indicator_parameters["lagesbild_trailing_weeks"])
 
 
 def _lagesbild_checks(settings: Settings, candidate: Path, run_id: str,
@@ -257,7 +257,7 @@ def _lagesbild_checks(settings: Settings, candidate: Path, run_id: str,
     p = settings.paths
     with _VALIDATION_LOCK:
         gx = validate_lagesbild(candidate, p, run_id)
-    disclosure = check_lagesbild(candidate, min_cell=MIN_CELL,
+    disclosure = check_lagesbild(candidate, min_cell=settings.min_cell,
                                  trailing_weeks=lagesbild_trailing_weeks(settings),
                                  indicators=indicators)
     return [
@@ -292,13 +292,14 @@ def publish(settings: Settings, version: str, ref: dt.date, extract_results: lis
         return PublicationResult(version, False, None, checks, gate_report=gate)
 
     progress("gate: exporting the candidate, Great Expectations checkpoint, disclosure check …")
-    staging = export_candidate(p, version, min_cell=MIN_CELL,
+    staging = export_candidate(p, version, min_cell=settings.min_cell,
                                trailing_weeks=lagesbild_trailing_weeks(settings))
     with _VALIDATION_LOCK:
         gx = validate_indicators(staging / "indicators.parquet", p, version)
     checks.append(GateCheck("indicator_checkpoint", gx.success,
                             ", ".join(gx.failed_checks) or "ok", gx.report_path))
-    disclosure = check_disclosure(staging / "indicators.csv", min_cell=MIN_CELL)
+    disclosure = check_disclosure(staging / "indicators.csv", min_cell=settings.min_cell,
+                                  reference_dir=p.reference)
     checks.append(GateCheck("disclosure_control", disclosure.ok, _disclosure_detail(disclosure)))
     checks.extend(_lagesbild_checks(settings, staging / "lagesbild.parquet", version,
                                     staging / "indicators.parquet"))
@@ -308,7 +309,7 @@ def publish(settings: Settings, version: str, ref: dt.date, extract_results: lis
         "this_run_batches": [b.batch_id for r in extract_results for b in r.batches],
         "load_report": load_report(extract_results),
         "excluded_from_indicators": _identity_exclusions(settings),
-        "min_cell": MIN_CELL,
+        "min_cell": settings.min_cell,
         "build_fingerprint": build_fingerprint(settings, ref),
     }
     if all(c.success for c in checks):
@@ -317,10 +318,11 @@ def publish(settings: Settings, version: str, ref: dt.date, extract_results: lis
         html_report = render_report(
             staging / "indicators.parquet", lagesbild_parquet=staging / "lagesbild.parquet",
             version=version, reference_date=ref, catalogue=catalogue, manifest=manifest_extra,
-            min_cell=MIN_CELL)
+            min_cell=settings.min_cell, targets=p.reference / "ref_indicator_targets.csv")
         (staging / "report.html").write_text(html_report, encoding="utf-8")
         write_indicator_workbook(staging / "indicators.parquet", catalogue, staging / "indicators.xlsx",
-                                 min_cell=MIN_CELL)
+                                 min_cell=settings.min_cell,
+                                 targets=p.reference / "ref_indicator_targets.csv")
         checks.append(_analyst_access(settings, staging, version, ref))
     gate = _write_gate_report(settings, version, checks)
     result = publish_candidate(indicator_publication(p), version, staging, checks, manifest_extra)
@@ -335,13 +337,16 @@ def publish(settings: Settings, version: str, ref: dt.date, extract_results: lis
 
 def build_fingerprint(settings: Settings, ref: dt.date) -> str:
     """What a publication is built from besides the data: the dbt project (models, macros,
-    seeds, configuration), the quality suites, the run parameters and the reference date."""
+    tests, configuration), the quality suites, the municipality's reference files, the run
+    parameters and the reference date."""
     from samverkan.config import DBT_PROJECT_DIR, EXPECTATIONS_DIR
+    from samverkan.config.reference import read_reference
 
     digest = hashlib.sha256()
     params = {k: v for k, v in dbt_vars(settings, "", ref).items() if k != "data_version"}
     digest.update(json.dumps(params, sort_keys=True, default=str).encode())
-    for root, patterns in ((DBT_PROJECT_DIR, ("models", "macros", "seeds", "tests")),
+    digest.update(read_reference(settings.paths.reference).fingerprint().encode())
+    for root, patterns in ((DBT_PROJECT_DIR, ("models", "macros", "tests")),
                            (EXPECTATIONS_DIR, (".",))):
         for sub in patterns:
             for path in sorted((root / sub).rglob("*")):
@@ -476,7 +481,7 @@ def publish_lagesbild(settings: Settings, version: str, ref: dt.date, dbt_succes
         return PublicationResult(version, False, None, checks, gate_report=gate)
     basis = json.loads((basis_dir / MANIFEST).read_text(encoding="utf-8"))
     target = lagesbild_publication(p)
-    staging = export_lagesbild_candidate(p, version, basis_dir / "indicators.parquet", MIN_CELL,
+    staging = export_lagesbild_candidate(p, version, basis_dir / "indicators.parquet", settings.min_cell,
                                          trailing_weeks=lagesbild_trailing_weeks(settings))
     candidate = staging / "lagesbild.parquet"
     week = _candidate_week(candidate)
@@ -487,12 +492,12 @@ def publish_lagesbild(settings: Settings, version: str, ref: dt.date, dbt_succes
         "reference_date": ref.isoformat(),
         "week": week,
         "indicator_version": basis["version"],
-        "min_cell": MIN_CELL,
+        "min_cell": settings.min_cell,
         "trailing_weeks": lagesbild_trailing_weeks(settings),
     }
     if all(c.success for c in checks):
         html_page = render_lagesbild(candidate, version=version, reference_date=ref,
-                                     catalogue=indicator_catalogue(p.dbt_target), min_cell=MIN_CELL)
+                                     catalogue=indicator_catalogue(p.dbt_target), min_cell=settings.min_cell)
         (staging / "lagesbild.html").write_text(html_page, encoding="utf-8")
     gate = _write_gate_report(settings, version, checks, "lagesbild-gate", LAGESBILD_GATE_TITLE)
     result = publish_candidate(target, version, staging, checks, manifest_extra)

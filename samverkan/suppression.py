@@ -44,7 +44,6 @@ relations on its own and audits the published file with its own linear programme
 
 from __future__ import annotations
 
-import csv
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -56,11 +55,10 @@ from scipy.optimize import linprog
 from scipy.sparse import coo_matrix, csr_matrix, vstack
 from scipy.sparse.csgraph import connected_components
 
-from samverkan.config import DBT_PROJECT_DIR
+from samverkan.config.reference import csv_rows
 
 log = logging.getLogger(__name__)
 
-SEEDS_DIR = DBT_PROJECT_DIR / "seeds"
 KEY_COLUMNS = ("indicator_id", "period_type", "period_start", "area_level", "area_code", "breakdown",
                "breakdown_value")
 INPUT_COLUMNS = (*KEY_COLUMNS, "unit", "true_numerator", "true_denominator", "primary")
@@ -170,20 +168,15 @@ class AreaHierarchy:
     district_partial_sdo: frozenset[str]
 
 
-def _read_seed(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="", encoding="utf-8") as fh:
-        return [{k: (v or "").strip() for k, v in row.items()} for row in csv.DictReader(fh)]
-
-
-def load_hierarchy(seeds_dir: Path | str = SEEDS_DIR) -> AreaHierarchy:
-    """The area hierarchy of the reference seeds."""
-    seeds = Path(seeds_dir)
+def load_hierarchy(reference_dir: Path | str) -> AreaHierarchy:
+    """The area hierarchy of the municipality's reference files."""
+    reference = Path(reference_dir)
     sspf = {r["sspf_omrade_code"]: r["stadsdelsomrade_code"]
-            for r in _read_seed(seeds / "ref_sspf_omraden.csv") if r["stadsdelsomrade_code"]}
+            for r in csv_rows(reference / "ref_sspf_omraden.csv") if r["stadsdelsomrade_code"]}
     schools = {r["school_unit_code"]: r["sspf_omrade_code"]
-               for r in _read_seed(seeds / "ref_skolenheter.csv") if r["sspf_omrade_code"]}
+               for r in csv_rows(reference / "ref_skolenheter.csv") if r["sspf_omrade_code"]}
     partial: set[str] = set()
-    for r in _read_seed(seeds / "ref_stadsdelar.csv"):
+    for r in csv_rows(reference / "ref_stadsdelar.csv"):
         sdo, code = r["stadsdelsomrade_code"], r["sspf_omrade_code"]
         if not sdo:
             continue
@@ -827,7 +820,8 @@ def _primary_rule(model: _Model, min_cell: int) -> np.ndarray:
 
 
 def apply_secondary_suppression(cells: pd.DataFrame, min_cell: int = 5, *,
-                                seeds_dir: Path | str | None = None, hierarchy: AreaHierarchy | None = None,
+                                reference_dir: Path | str | None = None,
+                                hierarchy: AreaHierarchy | None = None,
                                 zero_is_safe: bool = True, verify: bool = True,
                                 seed: int = 0,
                                 relations: Mapping[str, IndicatorRelations] | None = None) -> pd.DataFrame:
@@ -838,9 +832,10 @@ def apply_secondary_suppression(cells: pd.DataFrame, min_cell: int = 5, *,
     result is the same frame (same rows, order and columns) with ``suppressed`` set to
     ``primär`` / ``sekundär`` on the hidden rows and their ``numerator``, ``denominator``,
     ``value`` and ``status`` nulled. The true_* columns are kept: drop them before publishing.
-    The area codes come from ``hierarchy`` or the seeds in ``seeds_dir`` (default: the dbt
-    project's seeds). A cell that breaks the primary rule on its true numbers but is not
-    flagged ``primary`` is suppressed as ``primär`` too (and logged, as a count).
+    The area codes come from ``hierarchy`` or the municipality's reference files in
+    ``reference_dir`` (one of the two is required). A cell that breaks the primary rule on its
+    true numbers but is not flagged ``primary`` is suppressed as ``primär`` too (and logged, as
+    a count).
     ``verify=False`` stops after the heuristic (for diagnostics only: it can leave a cell
     determined through several relations together). ``relations`` replaces :data:`RELATIONS`
     (the weekly lägesbild declares its own).
@@ -854,7 +849,9 @@ def apply_secondary_suppression(cells: pd.DataFrame, min_cell: int = 5, *,
     if out.empty:
         return out
     if hierarchy is None:
-        hierarchy = load_hierarchy(seeds_dir if seeds_dir is not None else SEEDS_DIR)
+        if reference_dir is None:
+            raise ValueError("apply_secondary_suppression: give reference_dir or hierarchy")
+        hierarchy = load_hierarchy(reference_dir)
     model = _build_model(out, hierarchy, RELATIONS if relations is None else relations)
     primary = out["primary"].astype("boolean").fillna(False).to_numpy(dtype=bool)
     unflagged = _primary_rule(model, min_cell) & ~primary

@@ -100,6 +100,20 @@ def ensure_raw_schema(paths: Paths) -> None:
         conn.close()
 
 
+def load_reference_tables(paths: Paths) -> None:
+    """Check the municipality's reference files (``paths.reference``) and load them into the
+    analytics warehouse's ``reference`` schema, which the dbt project reads as a source.
+    Raises :class:`samverkan.config.reference.ReferenceError` naming each problem."""
+    from samverkan.config.reference import load_reference, read_reference
+
+    data = read_reference(paths.reference)
+    conn = duckdb.connect(str(paths.analytics_db))
+    try:
+        load_reference(conn, data)
+    finally:
+        conn.close()
+
+
 def run_dbt(
     args: list[str],
     paths: Paths,
@@ -152,9 +166,16 @@ def run_dbt(
 def dbt_build(paths: Paths, vars: Mapping[str, Any] | None = None,
               target_path: Path | None = None,
               extra_args: Sequence[str] = ()) -> DbtOutcome:
-    """``dbt build`` (seeds, models, data tests and unit tests) on the raw warehouse;
-    ``extra_args`` such as ``["--select", "..."]`` narrow it."""
+    """``dbt build`` (models, data tests and unit tests) on the raw warehouse and the
+    municipality's reference files; ``extra_args`` such as ``["--select", "..."]`` narrow it."""
+    from samverkan.config.reference import ReferenceError
+
     ensure_raw_schema(paths)
+    try:
+        load_reference_tables(paths)
+    except ReferenceError as exc:
+        return DbtOutcome("build", False, [DbtFailure("reference", "configuration", "error", problem)
+                                           for problem in exc.problems])
     return run_dbt(["build", *extra_args], paths, vars, target_path)
 
 

@@ -110,6 +110,36 @@ def mariadb_database_url() -> Iterator[str]:
         engine.dispose()
 
 
+# The demo municipality (Stockholm): its identity and reference files, for tests that build or
+# configure an installation without running the demo.
+STOCKHOLM_REFERENCE = Path(ROOT_DIR := os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) \
+    / "samverkan" / "simulator" / "municipalities" / "stockholm"
+MUNICIPALITY_TOML = ('[municipality]\ncode = "0180"\nname = "Stockholm"\n'
+                     'organisation_number = "212000-0142"\n\n')
+MUNICIPALITY_VARS = {"municipality_code": "0180", "municipality_name": "Stockholm",
+                     "municipality_organisation_number": "212000-0142"}
+
+
+def write_reference(home: Path) -> Path:
+    """Stockholm's reference files in ``home/reference`` (what the demo writes)."""
+    import shutil
+
+    target = home / "reference"
+    target.mkdir(parents=True, exist_ok=True)
+    for source in STOCKHOLM_REFERENCE.glob("ref_*.csv"):
+        shutil.copyfile(source, target / source.name)
+    return target
+
+
+def write_config(home: Path, body: str = "") -> Path:
+    """``home/samverkan.toml``: the demo municipality's [municipality] section, then ``body``;
+    and its reference files."""
+    write_reference(home)
+    path = home / "samverkan.toml"
+    path.write_text(MUNICIPALITY_TOML + body, encoding="utf-8")
+    return path
+
+
 @pytest.fixture
 def samverkan_home(tmp_path, monkeypatch):
     """An isolated data directory and a test key for code that reads the environment."""

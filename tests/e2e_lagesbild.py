@@ -27,7 +27,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from samverkan.config import DBT_PROJECT_DIR, Paths
+from samverkan.config import Paths
 from samverkan.disclosure import check_lagesbild
 from samverkan.landing import file_sha256
 
@@ -127,7 +127,7 @@ def _expected_status(rule: dict, numerator: int, denominator: int) -> str:
 
 def test_targets_and_status_follow_the_seed(run: Run) -> None:
     """Every published cell, recomputed from ref_indicator_targets.csv with exact fractions."""
-    targets = pd.read_csv(DBT_PROJECT_DIR / "seeds" / "ref_indicator_targets.csv",
+    targets = pd.read_csv(run.paths.reference / "ref_indicator_targets.csv",
                           dtype={"area_code": str, "target": str, "tolerance": str})
     published = published_indicators(run.paths)
     rules = {key: _expected_target(targets, *key) for key in
@@ -180,7 +180,7 @@ def test_lagesbild_command_publishes_atomically(run: Run) -> None:
                              indicators=run.paths.current_publication / "indicators.csv")
     assert report.ok and "lagesbild_secondary_audit" in report.checks, report.problems[:5]
     # the city and every SSPF area have the totalt row of each count measure
-    areas = pd.read_csv(DBT_PROJECT_DIR / "seeds" / "ref_sspf_omraden.csv", dtype=str)
+    areas = pd.read_csv(run.paths.reference / "ref_sspf_omraden.csv", dtype=str)
     totalt = frame[frame["category"] == "totalt"]
     for measure in ("nya_orosanmalningar", "nya_unga_misstankta", "passerat_hog_franvaro"):
         rows = totalt[totalt["measure"] == measure]

@@ -19,6 +19,9 @@ REFERENCE_DATE = dt.date(2026, 6, 12)
 WINDOW_START = dt.date(2025, 7, 1)
 VERSION = "20260612T060000Z"
 MIN_CELL = 5
+# the demo municipality's targets file: the direction and tolerance of each target
+TARGETS = (Path(__file__).resolve().parent.parent / "samverkan" / "simulator" / "municipalities"
+           / "stockholm" / "ref_indicator_targets.csv")
 
 CITY = ("stad", "0180", "Stockholm")
 DISTRICTS = [("stadsdelsomrade", "SKH", "Skärholmen"), ("stadsdelsomrade", "EAV", "Enskede-Årsta-Vantör"),

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from conftest import MUNICIPALITY_VARS, write_reference
 
 from samverkan.config import DBT_PROJECT_DIR, Paths
 from samverkan.transform import (
@@ -38,7 +39,7 @@ from samverkan.transform import (
 
 TEST_KEY = "samverkan-test-key-7f3a9c1e5b2d8046aa17c3e9"
 REFERENCE_DATE = "2025-03-20"
-VARS = {"reference_date": REFERENCE_DATE, "data_version": "test-1"}
+VARS = {"reference_date": REFERENCE_DATE, "data_version": "test-1", **MUNICIPALITY_VARS}
 CITY = "0180"
 
 
@@ -353,6 +354,7 @@ def built(tmp_path_factory: pytest.TempPathFactory):
         mp.setenv("SAMVERKAN_PSEUDONYM_KEY", TEST_KEY)
         mp.delenv("SAMVERKAN_PSEUDONYM_KEY_FILE", raising=False)
         paths = Paths(home).ensure()
+        write_reference(home)
         ensure_raw_schema(paths)
         load_fixture(paths.restricted_db)
         started = time.monotonic()
@@ -965,7 +967,8 @@ def test_empty_warehouse_builds_empty_indicators(tmp_path: Path,
     # the data and unit tests ran on the fixture build; here the models must build on raw
     # tables that exist but are empty (and on a warehouse that did not exist before)
     assert not paths.restricted_db.exists()
-    outcome = dbt_build(paths, {"reference_date": REFERENCE_DATE},
+    write_reference(tmp_path)
+    outcome = dbt_build(paths, {"reference_date": REFERENCE_DATE, **MUNICIPALITY_VARS},
                         target_path=tmp_path / "target",
                         extra_args=["--exclude", "resource_type:test", "resource_type:unit_test"])
     assert outcome.success, outcome.failures
@@ -979,7 +982,8 @@ def test_empty_warehouse_builds_empty_indicators(tmp_path: Path,
 def test_missing_key_fails_clearly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SAMVERKAN_PSEUDONYM_KEY", raising=False)
     monkeypatch.delenv("SAMVERKAN_PSEUDONYM_KEY_FILE", raising=False)
-    outcome = dbt_build(Paths(tmp_path), {"reference_date": REFERENCE_DATE},
+    write_reference(tmp_path)
+    outcome = dbt_build(Paths(tmp_path), {"reference_date": REFERENCE_DATE, **MUNICIPALITY_VARS},
                         target_path=tmp_path / "target")
     assert not outcome.success
     assert outcome.failures[0].node == "pseudonym_key"

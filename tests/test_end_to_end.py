@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from e2e_lagesbild import *  # noqa: E402, F403
 from truth_compare import assert_equals_truth, read_cells
 
-from samverkan.config import DBT_PROJECT_DIR, Paths
+from samverkan.config import Paths
 from samverkan.landing import list_batches
 
 # Shaped like a personnummer/samordningsnummer (plausible month, day or day + 60).
@@ -91,7 +91,7 @@ def test_report_shows_every_indicator_and_a_lagesbild_page_per_sspf_area(demo):
     assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html
     doc = parse(html)
     published = read_cells(current / "indicators.csv")
-    seeds = DBT_PROJECT_DIR / "seeds"
+    seeds = demo.paths.reference
     targets = pd.read_csv(seeds / "ref_indicator_targets.csv", dtype=str)
     names = published.drop_duplicates("indicator_id").set_index("indicator_id")["indicator_name"]
     assert len(names) == 18

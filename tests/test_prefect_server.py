@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import write_config
 
 ROOT = Path(__file__).resolve().parent.parent
 HEADER = "Diarienummer;Brottsdatum;Anmälningsdatum;Brottskod;Brottsbenämning;Kommun;Stadsdel;" \
@@ -74,7 +75,7 @@ def test_extract_flow_runs_against_a_prefect_server(prefect_server, tmp_path):
           "20130101-2397;Misstänkt;13;Aktiv;2026-03-03 10:15"
     (inbox / "polis_20260303.csv").write_bytes(b"\xef\xbb\xbf" + f"{HEADER}\r\n{row}\r\n".encode())
     home.mkdir()
-    (home / "samverkan.toml").write_text(f'[police]\ninbox = "{inbox}"\n', encoding="utf-8")
+    write_config(home, f'[police]\ninbox = "{inbox}"\n')
     env = {**os.environ, "PREFECT_API_URL": prefect_server, "SAMVERKAN_HOME": str(home),
            "PREFECT_HOME": str(tmp_path / "client-home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     result = subprocess.run(

@@ -45,7 +45,7 @@ def report(tables):
     indicators, lagesbild = tables
     html = render_report(indicators, lagesbild_parquet=lagesbild, version=rd.VERSION,
                          reference_date=rd.REFERENCE_DATE, catalogue=rd.CATALOGUE, manifest=MANIFEST,
-                         min_cell=rd.MIN_CELL)
+                         min_cell=rd.MIN_CELL, targets=rd.TARGETS)
     return html, parse(html), pq.read_table(indicators).to_pylist()
 
 
@@ -286,7 +286,8 @@ def test_standalone_lagesbild(tables):
 def test_workbook_has_an_about_sheet_and_one_sheet_per_indicator(tables, tmp_path):
     indicators, _ = tables
     rows = pq.read_table(indicators).to_pylist()
-    path = write_indicator_workbook(indicators, rd.CATALOGUE, tmp_path / "out" / "indicators.xlsx")
+    path = write_indicator_workbook(indicators, rd.CATALOGUE, tmp_path / "out" / "indicators.xlsx",
+                                    targets=rd.TARGETS)
     assert path == tmp_path / "out" / "indicators.xlsx"
     wb = load_workbook(path, read_only=True)
     assert wb.sheetnames == ["Om"] + [s.id for s in rd.SPECS]
@@ -340,12 +341,14 @@ def test_report_and_workbook_with_many_areas(tmp_path):
                                             districts=rd.MANY_DISTRICTS)
     n_rows = pq.read_metadata(indicators).num_rows
     html = render_report(indicators, lagesbild_parquet=lagesbild, version=rd.VERSION,
-                         reference_date=rd.REFERENCE_DATE, catalogue=rd.CATALOGUE, manifest=MANIFEST)
+                         reference_date=rd.REFERENCE_DATE, catalogue=rd.CATALOGUE, manifest=MANIFEST,
+                         targets=rd.TARGETS)
     dom = parse(html)
     ids = [s.attrs["data-indicator"] for s in dom.select("section.indicator")]
     assert ids == [s.id for s in rd.ALL_SPECS]
     assert len(dom.select("details.overview-area")) == 1 + len(rd.MANY_DISTRICTS) + len(rd.SSPF)
-    path = write_indicator_workbook(indicators, rd.CATALOGUE, tmp_path / "indicators.xlsx")
+    path = write_indicator_workbook(indicators, rd.CATALOGUE, tmp_path / "indicators.xlsx",
+                                    targets=rd.TARGETS)
     # write-only sheets carry no dimension: count the rows in the sheets' XML
     with zipfile.ZipFile(path) as z:
         sheets = sorted(n for n in z.namelist() if re.fullmatch(r"xl/worksheets/sheet\d+\.xml", n))

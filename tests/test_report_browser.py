@@ -132,7 +132,7 @@ def test_report_renders_offline_in_chromium(tmp_path, chromium, recorder):
     indicators, lagesbild = rd.write_tables(tmp_path / "published")
     html = render_report(indicators, lagesbild_parquet=lagesbild, version=rd.VERSION,
                          reference_date=rd.REFERENCE_DATE, catalogue=rd.CATALOGUE, manifest={},
-                         min_cell=rd.MIN_CELL)
+                         min_cell=rd.MIN_CELL, targets=rd.TARGETS)
     report = tmp_path / "report.html"
     report.write_text(html, encoding="utf-8")
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import STOCKHOLM_REFERENCE
 
 from samverkan import disclosure_audit, suppression
 from samverkan.config import DBT_PROJECT_DIR
@@ -117,7 +118,7 @@ def seeds(tmp_path: Path) -> Path:
 
 
 def protect(df: pd.DataFrame, seeds_dir: Path) -> pd.DataFrame:
-    out = apply_secondary_suppression(df, MIN_CELL, seeds_dir=seeds_dir)
+    out = apply_secondary_suppression(df, MIN_CELL, reference_dir=seeds_dir)
     # the primary cells stay primär, nothing hidden is published, no published cell is small
     assert (out.loc[df["primary"].to_numpy(), "suppressed"] == "primär").all()
     hidden = out["suppressed"].notna()
@@ -149,19 +150,19 @@ def test_one_small_cell_in_a_row_of_three(seeds: Path) -> None:
     ])
     assert df["primary"].sum() == 1
     a12 = ("skolenhet", "a12", "totalt", "totalt")
-    assert disclosed(audit_secondary(published(df), seeds_dir=seeds)) == {a12}
+    assert disclosed(audit_secondary(published(df), reference_dir=seeds)) == {a12}
 
     out = protect(df, seeds)
     # the smallest other school of A1 protects it (in A1 and in the city's sum over schools)
     assert out.loc[out["suppressed"] == "sekundär", "area_code"].tolist() == ["a13"]
-    assert audit_secondary(published(out), seeds_dir=seeds) == []
+    assert audit_secondary(published(out), reference_dir=seeds) == []
 
     # a wrong secondary choice: a school of another SSPF area leaves a12 = A1 − a11 − a13 (and
     # gives itself away: a21 is all of A2)
     wrong = df.copy()
     wrong.loc[wrong["area_code"] == "a21", ["suppressed", "numerator", "denominator", "value"]] = (
         "sekundär", pd.NA, pd.NA, pd.NA)
-    assert disclosed(audit_secondary(published(wrong), seeds_dir=seeds)) == {
+    assert disclosed(audit_secondary(published(wrong), reference_dir=seeds)) == {
         a12, ("skolenhet", "a21", "totalt", "totalt")}
 
 
@@ -174,7 +175,7 @@ def test_small_cell_whose_total_is_published(seeds: Path) -> None:
         ("sspf_omrade", "A1", "totalt", "totalt", 1, 3),
         ("sspf_omrade", "A2", "totalt", "totalt", 29, 47),
     ])
-    found = audit_secondary(published(df), seeds_dir=seeds)
+    found = audit_secondary(published(df), reference_dir=seeds)
     assert disclosed(found) == {("sspf_omrade", "A1", "totalt", "totalt")}
     assert {p.quantity for p in found} == {"count/denominator", "numerator", "denominator - numerator"}
 
@@ -182,7 +183,7 @@ def test_small_cell_whose_total_is_published(seeds: Path) -> None:
     assert cell(out, "sspf_omrade", "A2")["suppressed"] == "sekundär"
     # A itself stays published: with A1 and A2 hidden, A1 ranges over 1..49
     assert pd.isna(cell(out, "stadsdelsomrade", "A")["suppressed"])
-    assert audit_secondary(published(out), seeds_dir=seeds) == []
+    assert audit_secondary(published(out), reference_dir=seeds) == []
 
 
 def test_two_small_cells_that_would_give_each_other_away(seeds: Path) -> None:
@@ -194,11 +195,11 @@ def test_two_small_cells_that_would_give_each_other_away(seeds: Path) -> None:
         ("stad", "0180", "anmalare", "Skola", 1, None),
         ("stad", "0180", "anmalare", "Vård", 25, None),
     ])
-    assert disclosed(audit_secondary(published(df), seeds_dir=seeds)) == {
+    assert disclosed(audit_secondary(published(df), reference_dir=seeds)) == {
         ("stad", "0180", "anmalare", "Polis"), ("stad", "0180", "anmalare", "Skola")}
     out = protect(df, seeds)
     assert cell(out, "stad", "0180", "anmalare", "Vård")["suppressed"] == "sekundär"
-    assert audit_secondary(published(out), seeds_dir=seeds) == []
+    assert audit_secondary(published(out), reference_dir=seeds) == []
 
 
 def test_two_small_cells_across_two_relations(seeds: Path) -> None:
@@ -221,19 +222,19 @@ def test_two_small_cells_across_two_relations(seeds: Path) -> None:
     df = table("orosanmalningar", "antal", rows)
     a1_polis = ("sspf_omrade", "A1", "anmalare", "Polis")
     a1_skola = ("sspf_omrade", "A1", "anmalare", "Skola")
-    assert disclosed(audit_secondary(published(df), seeds_dir=seeds)) == {a1_polis, a1_skola}
+    assert disclosed(audit_secondary(published(df), reference_dir=seeds)) == {a1_polis, a1_skola}
     # a wrong secondary choice: hiding A1's total as well still leaves both columns (and the
     # total is their sum)
     wrong = df.copy()
     wrong.loc[(wrong["area_code"] == "A1") & (wrong["breakdown"] == "totalt"), "suppressed"] = "sekundär"
     wrong.loc[wrong["suppressed"].notna(), ["numerator", "value"]] = pd.NA
-    assert disclosed(audit_secondary(published(wrong), seeds_dir=seeds)) == {
+    assert disclosed(audit_secondary(published(wrong), reference_dir=seeds)) == {
         a1_polis, a1_skola, ("sspf_omrade", "A1", "totalt", "totalt")}
     out = protect(df, seeds)
     # each column gets a partner, A2's Polis and Skola: a 2 × 2 block that can shift by ±k
     assert set(out.loc[out["suppressed"] == "sekundär", ["area_code", "breakdown_value"]]
                .itertuples(index=False, name=None)) == {("A2", "Polis"), ("A2", "Skola")}
-    assert audit_secondary(published(out), seeds_dir=seeds) == []
+    assert audit_secondary(published(out), reference_dir=seeds) == []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -256,10 +257,10 @@ def test_areas_by_huvudman(seeds: Path) -> None:
     assert cell(df, "skolenhet", "a12")["primary"]
     assert not cell(df, "sspf_omrade", "A1")["primary"]
     assert ("sspf_omrade", "A1", "huvudman", "fristående") in disclosed(
-        audit_secondary(published(df), seeds_dir=seeds))
+        audit_secondary(published(df), reference_dir=seeds))
     out = protect(df, seeds)
     assert (out["suppressed"] == "sekundär").any()
-    assert audit_secondary(published(out), seeds_dir=seeds) == []
+    assert audit_secondary(published(out), reference_dir=seeds) == []
 
 
 def test_andel_numerator_and_denominator(seeds: Path) -> None:
@@ -271,16 +272,16 @@ def test_andel_numerator_and_denominator(seeds: Path) -> None:
         ("sspf_omrade", "A1", "totalt", "totalt", 2, 8),
         ("sspf_omrade", "A2", "totalt", "totalt", 18, 42),
     ])
-    found = audit_secondary(published(df), seeds_dir=seeds)
+    found = audit_secondary(published(df), reference_dir=seeds)
     assert {p.quantity for p in found} == {"count/denominator", "numerator", "denominator - numerator"}
     # each quantity on its own: a (broken) row that publishes A2's numerator but not its
     # denominator pins A1's numerator (A's − A2's) and leaves both denominators open
     half = df.copy()
     half.loc[half["area_code"] == "A2", ["suppressed", "denominator", "value"]] = ("sekundär", pd.NA, pd.NA)
-    found = audit_secondary(published(half), seeds_dir=seeds)
+    found = audit_secondary(published(half), reference_dir=seeds)
     assert {(p.area_code, p.quantity) for p in found} == {("A1", "numerator")}
     out = protect(df, seeds)
-    assert audit_secondary(published(out), seeds_dir=seeds) == []
+    assert audit_secondary(published(out), reference_dir=seeds) == []
 
     # zero numerators pinned by a published zero are not reported (zero_is_safe) unless asked
     zero = table("utredning_4_manader", "andel", [
@@ -290,8 +291,8 @@ def test_andel_numerator_and_denominator(seeds: Path) -> None:
         ("sspf_omrade", "A2", "totalt", "totalt", 0, 47),
     ])
     out = protect(zero, seeds)
-    assert audit_secondary(published(out), seeds_dir=seeds) == []
-    strict = audit_secondary(published(out), seeds_dir=seeds, zero_is_safe=False)
+    assert audit_secondary(published(out), reference_dir=seeds) == []
+    strict = audit_secondary(published(out), reference_dir=seeds, zero_is_safe=False)
     assert {p.quantity for p in strict} >= {"numerator"}
 
 
@@ -305,7 +306,7 @@ def test_greater_or_equal_relation(seeds: Path) -> None:
         ("sspf_omrade", "A1", "totalt", "totalt", 12, None),
     ]
     df = table("orosanmalningar", "antal", open_rows)
-    assert audit_secondary(published(df), seeds_dir=seeds) == []
+    assert audit_secondary(published(df), reference_dir=seeds) == []
     out = protect(df, seeds)
     assert not (out["suppressed"] == "sekundär").any()        # nothing to add for ≥
 
@@ -318,10 +319,10 @@ def test_greater_or_equal_relation(seeds: Path) -> None:
         ("stadsdelsomrade", "B", "totalt", "totalt", 1, None),
     ])
     # B ≤ 31 − 30 = 1 and B ≥ 1 (the row exists)
-    assert disclosed(audit_secondary(published(pinned), seeds_dir=seeds)) == {
+    assert disclosed(audit_secondary(published(pinned), reference_dir=seeds)) == {
         ("stadsdelsomrade", "B", "totalt", "totalt")}
     out = protect(pinned, seeds)
-    assert audit_secondary(published(out), seeds_dir=seeds) == []
+    assert audit_secondary(published(out), reference_dir=seeds) == []
 
 
 def test_distinct_persons_in_several_parts(seeds: Path) -> None:
@@ -333,12 +334,12 @@ def test_distinct_persons_in_several_parts(seeds: Path) -> None:
         ("stadsdelsomrade", "B", "totalt", "totalt", 3, None),
         ("stadsdelsomrade", "B", "brottskategori", "våld", 3, None),
     ])
-    assert audit_secondary(published(df), seeds_dir=seeds) == []      # both hidden together
+    assert audit_secondary(published(df), reference_dir=seeds) == []      # both hidden together
     # hiding the city total for another reason: its single category gives it away
     wrong = df.copy()
     total = (wrong["area_level"] == "stad") & (wrong["breakdown"] == "totalt")
     wrong.loc[total, ["suppressed", "numerator", "value"]] = ("sekundär", pd.NA, pd.NA)
-    assert disclosed(audit_secondary(published(wrong), seeds_dir=seeds)) == {
+    assert disclosed(audit_secondary(published(wrong), reference_dir=seeds)) == {
         ("stad", "0180", "totalt", "totalt")}
     # two categories: every person of totalt has a våld event, so a hidden stöld is 1..12
     two = table("unga_misstankta", "antal", [
@@ -346,7 +347,7 @@ def test_distinct_persons_in_several_parts(seeds: Path) -> None:
         ("stad", "0180", "brottskategori", "våld", 12, None),
         ("stad", "0180", "brottskategori", "stöld", 2, None),
     ])
-    assert audit_secondary(published(two), seeds_dir=seeds) == []
+    assert audit_secondary(published(two), reference_dir=seeds) == []
     # the suppressor: a city total hidden upstream (say, by the contributors rule) takes its
     # single category with it
     forced = df.copy()
@@ -355,7 +356,7 @@ def test_distinct_persons_in_several_parts(seeds: Path) -> None:
     forced.loc[total, ["numerator", "value"]] = pd.NA
     out = protect(forced, seeds)
     assert cell(out, "stad", "0180", "brottskategori", "våld")["suppressed"] == "sekundär"
-    assert audit_secondary(published(out), seeds_dir=seeds) == []
+    assert audit_secondary(published(out), reference_dir=seeds) == []
 
 
 def test_a_cell_pinned_by_several_relations_together() -> None:
@@ -381,12 +382,13 @@ def test_a_cell_pinned_by_several_relations_together() -> None:
         rows.append((level, code, "totalt", "totalt", sum(by.values()), None))
         rows += [(level, code, "anmalare", k, v, None) for k, v in by.items()]
     df = table("orosanmalningar", "antal", rows)
-    heuristic_only = apply_secondary_suppression(df, MIN_CELL, verify=False)
-    assert disclosed(audit_secondary(published(heuristic_only))) == {
+    heuristic_only = apply_secondary_suppression(df, MIN_CELL, verify=False,
+                                                 reference_dir=STOCKHOLM_REFERENCE)
+    assert disclosed(audit_secondary(published(heuristic_only), reference_dir=STOCKHOLM_REFERENCE)) == {
         ("stadsdelsomrade", "SOD", "anmalare", h)}
-    out = apply_secondary_suppression(df, MIN_CELL)
+    out = apply_secondary_suppression(df, MIN_CELL, reference_dir=STOCKHOLM_REFERENCE)
     assert (out["suppressed"] == "sekundär").sum() > (heuristic_only["suppressed"] == "sekundär").sum()
-    assert audit_secondary(published(out)) == []
+    assert audit_secondary(published(out), reference_dir=STOCKHOLM_REFERENCE) == []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -395,7 +397,7 @@ def test_a_cell_pinned_by_several_relations_together() -> None:
 
 def project_areas() -> tuple[dict[str, str], dict[str, str], dict[str, tuple[str, str | None]]]:
     def rows(name: str) -> list[dict[str, str]]:
-        with (DBT_PROJECT_DIR / "seeds" / name).open(encoding="utf-8", newline="") as fh:
+        with (STOCKHOLM_REFERENCE / name).open(encoding="utf-8", newline="") as fh:
             return [{k: (v or "").strip() for k, v in r.items()} for r in csv.DictReader(fh)]
     sspf = {r["sspf_omrade_code"]: r["stadsdelsomrade_code"] for r in rows("ref_sspf_omraden.csv")}
     schools = {r["school_unit_code"]: r["sspf_omrade_code"] for r in rows("ref_skolenheter.csv")}
@@ -501,12 +503,12 @@ def test_random_hierarchical_tables_are_protected() -> None:
     df = pd.concat(frames, ignore_index=True)
     assert df["primary"].any() and (~df["primary"]).any()
     # the primary suppression alone gives cells away (so the audit has something to find) ...
-    assert disclosed(audit_secondary(published(df)))
-    out = apply_secondary_suppression(df, MIN_CELL)
+    assert disclosed(audit_secondary(published(df), reference_dir=STOCKHOLM_REFERENCE))
+    out = apply_secondary_suppression(df, MIN_CELL, reference_dir=STOCKHOLM_REFERENCE)
     assert (out.loc[df["primary"].to_numpy(), "suppressed"] == "primär").all()
     assert (out["suppressed"] == "sekundär").any()
     # ... and after secondary suppression the independent audit finds nothing, also on the file
-    assert audit_secondary(published(out)) == []
+    assert audit_secondary(published(out), reference_dir=STOCKHOLM_REFERENCE) == []
     # and nothing was hidden in a system that had nothing to hide
     systems = ["indicator_id", "period_start"]
     untouched = df.groupby(systems)["primary"].transform("sum") == 0
@@ -526,13 +528,12 @@ def test_audit_reads_the_published_csv(tmp_path: Path, seeds: Path) -> None:
         path = tmp_path / "published.csv"
         published(frame).to_csv(path, index=False)
         text = read_published(path)
-        assert len(audit_secondary(text, seeds_dir=seeds)) == expected
-    # the AUDITS interface: masks over the rows, one per rule (the default seeds do not matter
-    # here: the city and its breakdown only)
-    masks = secondary_rules(read_published(path))
+        assert len(audit_secondary(text, reference_dir=seeds)) == expected
+    # the disclosure check's interface: masks over the rows, one per rule
+    masks = secondary_rules(read_published(path), reference_dir=seeds)
     assert set(masks) == set(disclosure_audit.SECONDARY_RULES)
     assert not any(m.any() for m in masks.values())
-    masks = secondary_rules(published(df))
+    masks = secondary_rules(published(df), reference_dir=seeds)
     assert masks["secondary_disclosed"].tolist() == [False, True, False, False]
 
 
@@ -542,7 +543,7 @@ def test_problems_name_the_cell_and_never_the_number(seeds: Path) -> None:
         ("stad", "0180", "anmalare", "Polis", 3, None),
         ("stad", "0180", "anmalare", "Skola", 9134, None),
     ])
-    problems = audit_secondary(published(df), seeds_dir=seeds)
+    problems = audit_secondary(published(df), reference_dir=seeds)
     assert len(problems) == 1
     text = str(problems[0])
     assert "orosanmalningar" in text and "Polis" in text and "2026-03-01" in text
@@ -557,24 +558,25 @@ def test_a_small_cell_not_flagged_primary_is_suppressed_anyway(seeds: Path) -> N
     ])
     df.loc[1, ["primary", "suppressed"]] = (False, None)
     df.loc[1, ["numerator", "value"]] = (3, 3.0)
-    out = apply_secondary_suppression(df, MIN_CELL, seeds_dir=seeds)
+    out = apply_secondary_suppression(df, MIN_CELL, reference_dir=seeds)
     assert out["suppressed"].tolist() == [None, "primär", "sekundär"]
     assert out.loc[1, ["numerator", "value"]].isna().all()
 
 
 def test_unknown_indicator_and_inconsistent_files_fail(seeds: Path) -> None:
     df = table("ny_indikator", "antal", [("stad", "0180", "totalt", "totalt", 3, None)])
-    rules = {p.rule for p in audit_secondary(published(df), seeds_dir=seeds)}
+    rules = {p.rule for p in audit_secondary(published(df), reference_dir=seeds)}
     assert rules == {"secondary_unknown_indicator"}
     with pytest.raises(ValueError, match="no relations declared"):
-        apply_secondary_suppression(df, seeds_dir=seeds)
+        apply_secondary_suppression(df, reference_dir=seeds)
     # published parts that add up to more than their published total: no consistent reading
     bad = table("orosanmalningar", "antal", [
         ("stad", "0180", "totalt", "totalt", 20, None),
         ("stad", "0180", "anmalare", "Polis", 3, None),
         ("stad", "0180", "anmalare", "Skola", 30, None),
     ])
-    assert {p.rule for p in audit_secondary(published(bad), seeds_dir=seeds)} == {"secondary_inconsistent"}
+    found = {p.rule for p in audit_secondary(published(bad), reference_dir=seeds)}
+    assert found == {"secondary_inconsistent"}
 
 
 def test_unknown_school_unit_relaxes_the_city_equalities(seeds: Path) -> None:
@@ -588,11 +590,11 @@ def test_unknown_school_unit_relaxes_the_city_equalities(seeds: Path) -> None:
         ("skolenhet", "a12", "totalt", "totalt", 2, 3),
     ]
     df = table("hog_franvaro", "andel", rows)
-    problems = audit_secondary(published(df), seeds_dir=seeds)
+    problems = audit_secondary(published(df), reference_dir=seeds)
     # a12 = A1 − a11 still holds (SSPF area = Σ its schools): disclosed, not inconsistent
     assert {p.rule for p in problems} == {"secondary_disclosed"}
     out = protect(df, seeds)
-    assert audit_secondary(published(out), seeds_dir=seeds) == []
+    assert audit_secondary(published(out), reference_dir=seeds) == []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -659,7 +661,7 @@ def test_audit_agrees_with_brute_force(seeds: Path) -> None:
         if not 1 <= hidden.sum() <= 4:
             continue
         expected = brute_force_disclosed(df, bound=int(city.sum()))
-        assert disclosed(audit_secondary(published(df), seeds_dir=seeds)) == expected, rows
+        assert disclosed(audit_secondary(published(df), reference_dir=seeds)) == expected, rows
         checked += 1
         if checked == 40:
             break

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from conftest import write_config
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from flows._extract import extract_task
@@ -57,9 +58,8 @@ def test_a_source_that_stays_down_is_retried_by_the_prefect_task(samverkan_home,
         return extract_task.with_options(retries=0)("ss12000")
 
     with serve(data, "retry-test-token") as server:
-        (samverkan_home / "samverkan.toml").write_text(
-            f'[ss12000]\nbase_url = "{server.base_url}"\ntoken_env = "SAMVERKAN_SS12000_TOKEN"\n',
-            encoding="utf-8")
+        write_config(samverkan_home,
+                     f'[ss12000]\nbase_url = "{server.base_url}"\ntoken_env = "SAMVERKAN_SS12000_TOKEN"\n')
         # Without task retries the same outage fails the flow: the client alone gives up.
         server.fail_next(429, count=5, retry_after=0)  # the client's five attempts all fail
         with pytest.raises(SS12000UnavailableError):
@@ -82,8 +82,7 @@ def test_lagesbild_reference_date_follows_the_current_publication(samverkan_home
     from samverkan.config import load_settings
     from samverkan.publish import indicator_publication
 
-    (samverkan_home / "samverkan.toml").write_text('[general]\nreference_date = "2026-06-10"\n',
-                                                   encoding="utf-8")
+    write_config(samverkan_home, '[general]\nreference_date = "2026-06-10"\n')
     settings = load_settings()
     assert steps.lagesbild_reference_date(settings) == dt.date(2026, 6, 10)
     target = indicator_publication(settings.paths)
@@ -107,6 +106,7 @@ def test_the_lagesbild_needs_an_indicator_publication_to_be_built_on(samverkan_h
     from samverkan.config import load_settings
     from samverkan.publish import lagesbild_publication
 
+    write_config(samverkan_home)
     settings = load_settings()
     result = steps.publish_lagesbild(settings, "29990101T000000Z", dt.date(2026, 6, 12), dbt_success=True)
     assert not result.published

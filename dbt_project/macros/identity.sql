@@ -28,7 +28,7 @@
 {#- True when an organisation number equals var('municipality_organisation_number'),
     ignoring separators (a municipal huvudman). -#}
 {% macro is_municipality_organisation_number(column) -%}
-    {%- set digits = modules.re.sub('[^0-9]', '', var('municipality_organisation_number') | string) -%}
+    {%- set digits = modules.re.sub('[^0-9]', '', required_var('municipality_organisation_number')) -%}
     (regexp_replace(coalesce({{ column }}, ''), '[^0-9]', '', 'g') = {{ sql_string(digits) }})
 {%- endmacro %}
 

@@ -24,7 +24,7 @@
 {#- The column of the counted rows that places a unit at an area level. -#}
 {% macro indicator_area_column(level) -%}
     {%- set columns = {
-        'stad': var_string('municipality_code'),
+        'stad': required_var_string('municipality_code'),
         'stadsdelsomrade': 'stadsdelsomrade_code',
         'sspf_omrade': 'sspf_omrade_code',
         'skolenhet': 'school_unit_code',

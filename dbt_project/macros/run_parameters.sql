@@ -64,3 +64,19 @@
 {% macro sql_string(value) -%}
     '{{ (value | string).replace("'", "''") }}'
 {%- endmacro %}
+
+{#- A var the run must set (the municipality's code, name and organisation number, from
+    [municipality] in samverkan.toml): empty stops the build with a message that says where it
+    comes from. Parsing (execute = false) accepts the empty default. -#}
+{% macro required_var(name) -%}
+    {%- set value = var(name) | string | trim -%}
+    {%- if execute and not value -%}
+        {{ exceptions.raise_compiler_error("var('" ~ name ~ "') is not set: every run sets it from [municipality] in samverkan.toml") }}
+    {%- endif -%}
+    {{- return(value) -}}
+{%- endmacro %}
+
+{#- A required var rendered as a quoted SQL string literal. -#}
+{% macro required_var_string(name) -%}
+    {{ sql_string(required_var(name)) }}
+{%- endmacro %}

@@ -3,6 +3,7 @@ municipality's reference data (``reference``), ``samverkan init`` and ``samverka
 """
 
 from samverkan.config.settings import (
+    CONFIG_ENV,
     DBT_PROJECT_DIR,
     EXPECTATIONS_DIR,
     PROJECT_ROOT,
@@ -10,18 +11,23 @@ from samverkan.config.settings import (
     SQL_DIR,
     CaseSystemConfig,
     ConfigError,
+    Municipality,
+    Option,
     Paths,
     PoliceConfig,
     Settings,
     SS12000Config,
     config_file,
     home_dir,
+    indicator_parameters,
     load_settings,
     paths,
+    schema,
 )
 
 __all__ = [
-    "DBT_PROJECT_DIR", "EXPECTATIONS_DIR", "PROJECT_ROOT", "SOURCES", "SQL_DIR", "CaseSystemConfig",
-    "ConfigError", "Paths", "PoliceConfig", "SS12000Config", "Settings", "config_file", "home_dir",
-    "load_settings", "paths",
+    "CONFIG_ENV", "DBT_PROJECT_DIR", "EXPECTATIONS_DIR", "PROJECT_ROOT", "SOURCES", "SQL_DIR",
+    "CaseSystemConfig", "ConfigError", "Municipality", "Option", "Paths", "PoliceConfig",
+    "SS12000Config", "Settings", "config_file", "home_dir", "indicator_parameters", "load_settings",
+    "paths", "schema",
 ]

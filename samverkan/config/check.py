@@ -1,8 +1,33 @@
-"""``samverkan check``: whether a run can work, one line per check."""
+"""``samverkan check``: whether a run can work, one line per check, in seconds.
+
+Run on its own, and at the start of every ``run``, ``lagesbild`` and ``backfill`` before
+Prefect starts: the configuration file (which one, unknown keys, wrong types and values), the
+pseudonym key (present, long enough, its file readable by its owner only), the data
+directory, the municipality's reference files, and each source (reachable, authenticated, the
+expected data there; each probe gives up after a few seconds). A detail names the file, key,
+host or path and the cause, never a data value or a secret.
+"""
 
 from __future__ import annotations
 
+import os
+import stat
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
+
+from samverkan.config.settings import (
+    SOURCES,
+    ConfigError,
+    Paths,
+    Settings,
+    config_file,
+    load_settings,
+    paths,
+)
 
 
 @dataclass(frozen=True)
@@ -13,3 +38,126 @@ class CheckResult:
     name: str
     ok: bool
     detail: str
+
+
+@dataclass
+class CheckReport:
+    results: list[CheckResult]
+    seconds: float
+    settings: Settings | None = None
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.results)
+
+    def lines(self) -> list[str]:
+        out = []
+        for r in self.results:
+            first, *rest = r.detail.splitlines() or [""]
+            out.append(f"  {'ok  ' if r.ok else 'FAIL'}  {r.name:<13s} {first}")
+            out.extend(f"  {'':4s}  {'':<13s} {line}" for line in rest)
+        return out
+
+
+def check_configuration(environ: Mapping[str, str]) -> tuple[CheckResult, Settings | None]:
+    p = paths(environ)
+    cfg = config_file(p, environ)
+    try:
+        settings = load_settings(environ)
+    except ConfigError as exc:
+        return CheckResult("configuration", False, "\n".join(exc.problems)), None
+    m = settings.municipality
+    detail = f"{cfg} ({m.name}, {m.code}, {m.organisation_number})"
+    return CheckResult("configuration", True, detail), settings
+
+
+def check_key(environ: Mapping[str, str]) -> CheckResult:
+    """The pseudonym key: present, at least 32 characters, and a key file that only its owner
+    can read (the key links every person across the sources)."""
+    from samverkan.pseudonymisation import (
+        KEY_ENV,
+        KEY_FILE_ENV,
+        PseudonymKeyError,
+        default_key_file,
+        load_key,
+    )
+
+    try:
+        load_key(environ)
+    except PseudonymKeyError as exc:
+        return CheckResult("pseudonym key", False, str(exc))
+    if environ.get(KEY_ENV):
+        return CheckResult("pseudonym key", True, f"from ${KEY_ENV}")
+    path = Path(environ[KEY_FILE_ENV]) if environ.get(KEY_FILE_ENV) else default_key_file(environ)
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        return CheckResult("pseudonym key", False,
+                           f"key file {path} can be read by others (mode {mode:04o}); "
+                           f"make it private: chmod 600 {path}")
+    return CheckResult("pseudonym key", True, f"key file {path} (mode {mode:04o})")
+
+
+def check_data_directory(p: Paths) -> CheckResult:
+    home = p.home
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=home, prefix=".check-"):
+            pass
+    except OSError as exc:
+        return CheckResult("data directory", False,
+                           f"{home} cannot be written ({exc.strerror or type(exc).__name__})")
+    return CheckResult("data directory", True, str(home))
+
+
+def check_reference(p: Paths) -> CheckResult:
+    from samverkan.config.reference import ReferenceError, read_reference
+
+    try:
+        data = read_reference(p.reference)
+    except ReferenceError as exc:
+        return CheckResult("reference", False, "\n".join(exc.problems))
+    counts = {name: len(rows) for name, rows in data.rows.items()}
+    return CheckResult("reference", True,
+                       f"{p.reference} ({counts['ref_stadsdelsomraden']} stadsdelsområden, "
+                       f"{counts['ref_sspf_omraden']} SSPF areas, {counts['ref_skolenheter']} school "
+                       f"units, {counts['ref_stadsdelar']} district names)")
+
+
+def _source_probe(settings: Settings, source: str) -> Callable[[], CheckResult]:
+    def probe() -> CheckResult:
+        config = getattr(settings, source)
+        if config is None:
+            return CheckResult(source, False, f"no [{source}] section in {settings.config_file}")
+        try:
+            if source == "ss12000":
+                from samverkan.sources.ss12000 import probe as probe_ss12000
+
+                return probe_ss12000(config, settings.municipality.organisation_number)
+            if source == "case_system":
+                from samverkan.sources.case_system import probe as probe_case_system
+
+                return probe_case_system(config)
+            from samverkan.sources.police import probe as probe_police
+
+            return probe_police(config)
+        except Exception as exc:  # noqa: BLE001 - a probe must report, not crash the check
+            return CheckResult(source, False, f"the check itself failed ({type(exc).__name__})")
+    return probe
+
+
+def run_checks(environ: Mapping[str, str] | None = None, *, sources: bool = True) -> CheckReport:
+    """Every check, the sources' probes concurrently (each gives up after a few seconds)."""
+    env = os.environ if environ is None else environ
+    started = time.monotonic()
+    p = paths(env)
+    configuration, settings = check_configuration(env)
+    results = [configuration, check_key(env), check_data_directory(p), check_reference(p)]
+    if sources:
+        if settings is None:
+            results += [CheckResult(s, False, "not checked: the configuration has errors") for s in SOURCES]
+        else:
+            with ThreadPoolExecutor(max_workers=len(SOURCES)) as pool:
+                futures = [pool.submit(_source_probe(settings, s)) for s in SOURCES]
+                results += [f.result() for f in futures]
+    return CheckReport(results, time.monotonic() - started, settings)
+

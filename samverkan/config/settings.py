@@ -1,14 +1,24 @@
 """Where things live and how the platform reaches its sources.
 
 Everything is derived from one data directory, ``SAMVERKAN_HOME`` (default ``./data``).
-Source endpoints come from ``samverkan.toml`` in that directory (or the file named by
-``SAMVERKAN_CONFIG``); the demo writes one that points at the simulator.
+The municipality, its sources and its parameters come from ``samverkan.toml`` in that
+directory (or the file named by ``SAMVERKAN_CONFIG``); ``samverkan init`` writes a commented
+one, the demo writes one that points at the simulator. Every key is declared once, in
+:data:`SCHEMA`, with its type, its default and its help text: the loader, ``samverkan init``
+and ``samverkan check`` read the same declaration. The defaults of the indicators'
+thresholds and windows are the dbt project's vars (``dbt_project/dbt_project.yml``), so they
+too have one source.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import difflib
+import functools
 import os
+import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,10 +28,17 @@ DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 EXPECTATIONS_DIR = PROJECT_ROOT / "expectations"
 SQL_DIR = PROJECT_ROOT / "samverkan" / "sql"
 SOURCES = ("ss12000", "case_system", "police")
+CONFIG_ENV = "SAMVERKAN_CONFIG"
+HOME_ENV = "SAMVERKAN_HOME"
+CONFIG_FILE_NAME = "samverkan.toml"
 
 
 class ConfigError(Exception):
-    """A configuration problem the operator must fix; the message says what and where."""
+    """A configuration problem the operator must fix; each problem names the file and key."""
+
+    def __init__(self, problems: str | list[str]) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("\n".join(self.problems))
 
 
 @dataclass(frozen=True)
@@ -75,6 +92,12 @@ class Paths:
         return self.home / "run"
 
     @property
+    def reference(self) -> Path:
+        """The municipality's reference data (areas, school units, targets): CSV files, see
+        :mod:`samverkan.config.reference`."""
+        return self.home / "reference"
+
+    @property
     def dbt_target(self) -> Path:
         """dbt's target directory (manifest, compiled SQL, docs) for this data directory, so
         two data directories (a demo and the tests, two test workers) never share one."""
@@ -87,13 +110,151 @@ class Paths:
         return self
 
 
-def home_dir(environ: dict[str, str] | None = None) -> Path:
+def home_dir(environ: Mapping[str, str] | None = None) -> Path:
     env = os.environ if environ is None else environ
-    return Path(env.get("SAMVERKAN_HOME", "data")).resolve()
+    return Path(env.get(HOME_ENV, "data")).resolve()
 
 
-def paths(environ: dict[str, str] | None = None) -> Paths:
+def paths(environ: Mapping[str, str] | None = None) -> Paths:
     return Paths(home_dir(environ))
+
+
+# ---------------------------------------------------------------------------------------------
+# The declared configuration
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Option:
+    """One key of ``samverkan.toml``.
+
+    ``kind``: ``text``, ``url``, ``path``, ``env`` (the name of an environment variable),
+    ``int``, ``number``, ``share`` (0 < x ≤ 1) or ``date``. ``example`` is what ``samverkan
+    init`` writes for a required key (commented out where the key is optional)."""
+
+    kind: str
+    help: str
+    required: bool = False
+    default: Any = None
+    minimum: float | None = None
+    maximum: float | None = None
+    pattern: str | None = None
+    pattern_help: str = ""
+    example: Any = None
+
+
+_MUNICIPALITY = {
+    "code": Option("text", "the municipality's four-digit code (kommunkod), e.g. 0180", required=True,
+                   pattern=r"\d{4}", pattern_help="four digits, e.g. \"0180\"", example="0180"),
+    "name": Option("text", "the municipality's name as the report shows it (the city level)",
+                   required=True, example="Stockholm"),
+    "organisation_number": Option(
+        "text", "the municipality's organisation number: school units whose huvudman has it are "
+        "'kommunal', all others 'fristående'", required=True, pattern=r"\d{6}-?\d{4}",
+        pattern_help="ten digits, e.g. \"212000-0142\"", example="212000-0142"),
+}
+
+_GENERAL = {
+    "reference_date": Option("date", "the data date (YYYY-MM-DD); default today"),
+    "retention_days": Option("int", "loaded landing batches older than this many days are purged",
+                             default=30, minimum=1),
+}
+
+_SS12000 = {
+    "base_url": Option("url", "the SS 12000 API's base URL (ends before /organisations)",
+                       required=True, example="https://skolplattform.example.se/v2.0"),
+    "token_env": Option("env", "environment variable that holds a static bearer token",
+                        example="SS12000_TOKEN"),
+    "token_url": Option("url", "OAuth2 token endpoint (client credentials), instead of token_env",
+                        example="https://idp.example.se/oauth/token"),
+    "client_id": Option("text", "OAuth2 client id (with token_url)", example="samverkan"),
+    "client_secret_env": Option("env", "environment variable that holds the OAuth2 client secret",
+                                example="SS12000_CLIENT_SECRET"),
+    "page_size": Option("int", "records asked for per page", default=5000, minimum=1, maximum=100_000),
+    "timeout_seconds": Option("number", "time-out of one request, in seconds", default=30.0,
+                              minimum=0.1, maximum=600),
+}
+
+_CASE_SYSTEM = {
+    "url": Option("url", "SQLAlchemy URL of the reporting database with the five views "
+                  "(sqlite:///…, postgresql+psycopg://…, mysql+pymysql://…)", required=True,
+                  example="postgresql+psycopg://reader@casedb.example.se/rapport"),
+    "schema": Option("text", "database schema of the views, if not the default one"),
+}
+
+_POLICE = {
+    "inbox": Option("path", "folder where polis_YYYYMMDD.csv files arrive", required=True,
+                    example="/srv/sftp/polis/inbox"),
+}
+
+# dbt vars that are not the municipality's parameters: the run sets them.
+_RUN_VARS = ("reference_date", "data_version", "municipality_code", "municipality_name",
+             "municipality_organisation_number", "min_cell")
+
+
+@functools.cache
+def indicator_parameters() -> dict[str, Option]:
+    """The indicators' thresholds and windows: the dbt project's vars with their defaults and
+    the comment beside each as its help (``dbt_project/dbt_project.yml``)."""
+    import yaml
+
+    text = (DBT_PROJECT_DIR / "dbt_project.yml").read_text(encoding="utf-8")
+    declared = yaml.safe_load(text).get("vars", {})
+    comments = dict(re.findall(r"^  (\w+):[^#\n]*#\s*(.+)$", text, flags=re.MULTILINE))
+    options: dict[str, Option] = {}
+    for name, default in declared.items():
+        if name in _RUN_VARS:
+            continue
+        if isinstance(default, float):
+            options[name] = Option("share", comments.get(name, ""), default=default)
+        else:
+            options[name] = Option("int", comments.get(name, ""), default=int(default), minimum=1)
+    return options
+
+
+@functools.cache
+def _min_cell_default() -> int:
+    import yaml
+
+    doc = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text(encoding="utf-8"))
+    return int(doc["vars"]["min_cell"])
+
+
+def schema() -> dict[str, dict[str, Option]]:
+    """Every section and key of ``samverkan.toml``."""
+    return {
+        "municipality": _MUNICIPALITY,
+        "general": _GENERAL,
+        "ss12000": _SS12000,
+        "case_system": _CASE_SYSTEM,
+        "police": _POLICE,
+        "indicators": indicator_parameters(),
+        "disclosure": {
+            "min_cell": Option("int", "smallest count (or denominator) that is published; smaller "
+                               "cells are suppressed", default=_min_cell_default(), minimum=3),
+        },
+    }
+
+
+SECTION_HELP = {
+    "municipality": "Who the municipality is (required).",
+    "general": "Run settings.",
+    "ss12000": "The school platform's SS 12000 API.",
+    "case_system": "The social services' case system (its reporting views).",
+    "police": "The police file drop.",
+    "indicators": "The indicators' thresholds and windows (optional; the catalogue's defaults).",
+    "disclosure": "Disclosure control.",
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Settings
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Municipality:
+    code: str
+    name: str
+    organisation_number: str
 
 
 @dataclass(frozen=True)
@@ -105,7 +266,6 @@ class SS12000Config:
     client_secret: str | None = None
     page_size: int = 5000
     timeout_seconds: float = 30.0
-    municipality_organisation_number: str = "212000-0142"
 
 
 @dataclass(frozen=True)
@@ -122,69 +282,201 @@ class PoliceConfig:
 @dataclass(frozen=True)
 class Settings:
     paths: Paths
+    municipality: Municipality
     ss12000: SS12000Config | None = None
     case_system: CaseSystemConfig | None = None
     police: PoliceConfig | None = None
-    reference_date: str | None = None  # ISO date; None means today
-    municipality_code: str = "0180"
-    municipality_name: str = "Stockholm"
-    extra: dict[str, Any] = field(default_factory=dict)
+    reference_date: dt.date | None = None  # None means today
+    retention_days: int = 30
+    min_cell: int = 5
+    indicator_parameters: dict[str, Any] = field(default_factory=dict)  # every one, resolved
+    config_file: Path | None = None
 
 
-def config_file(p: Paths, environ: dict[str, str] | None = None) -> Path:
+def config_file(p: Paths, environ: Mapping[str, str] | None = None) -> Path:
     env = os.environ if environ is None else environ
-    return Path(env["SAMVERKAN_CONFIG"]) if env.get("SAMVERKAN_CONFIG") else p.home / "samverkan.toml"
+    return Path(env[CONFIG_ENV]).resolve() if env.get(CONFIG_ENV) else p.home / CONFIG_FILE_NAME
 
 
-def _section(doc: dict[str, Any], name: str, cfg: Path) -> dict[str, Any] | None:
-    value = doc.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise ConfigError(f"{cfg}: [{name}] must be a table")
-    return value
+def _describe(value: Any) -> str:
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, int | float):
+        return f"the number {value}"
+    if isinstance(value, str):
+        shown = value if len(value) <= 40 else value[:37] + "…"
+        return f'the text "{shown}"'
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return f"the TOML date/time {value.isoformat()}"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "a list"
+    return type(value).__name__
 
 
-def load_settings(environ: dict[str, str] | None = None) -> Settings:
-    """Read ``samverkan.toml``; a missing file gives settings without sources."""
-    env = os.environ if environ is None else environ
-    p = paths(env)
-    cfg = config_file(p, env)
-    if not cfg.exists():
-        return Settings(paths=p)
+def _convert(option: Option, value: Any) -> tuple[Any, str | None]:
+    """(the value as the program uses it, None) or (None, what is wrong)."""
+    kind = option.kind
+    if kind == "date":
+        if isinstance(value, dt.datetime):
+            return None, f"expected a date (YYYY-MM-DD), got {_describe(value)}"
+        if isinstance(value, dt.date):
+            return value, None
+        if isinstance(value, str):
+            try:
+                return dt.date.fromisoformat(value.strip()), None
+            except ValueError:
+                return None, f"not a valid date (YYYY-MM-DD): {_describe(value)}"
+        return None, f"expected a date (YYYY-MM-DD), got {_describe(value)}"
+    if kind in ("int", "number", "share"):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            what = {"int": "a whole number", "number": "a number", "share": "a share between 0 and 1"}[kind]
+            hint = " (write it without quotes)" if isinstance(value, str) and _numeric(value) else ""
+            return None, f"expected {what}, got {_describe(value)}{hint}"
+        if kind == "int" and not (isinstance(value, int) or float(value).is_integer()):
+            return None, f"expected a whole number, got {_describe(value)}"
+        number = int(value) if kind == "int" else float(value)
+        if kind == "share" and not 0 < number <= 1:
+            return None, f"must be a share with 0 < value ≤ 1, got {number:g}"
+        if option.minimum is not None and number < option.minimum:
+            return None, f"must be at least {option.minimum:g}, got {number:g}"
+        if option.maximum is not None and number > option.maximum:
+            return None, f"must be at most {option.maximum:g}, got {number:g}"
+        return number, None
+    # text-like
+    if not isinstance(value, str):
+        what = {"path": "a path in quotes", "url": "a URL in quotes",
+                "env": "the name of an environment variable in quotes"}.get(kind, "text in quotes")
+        return None, f"expected {what}, got {_describe(value)}"
+    text = value.strip()
+    if not text:
+        return None, "is empty"
+    if option.pattern and not re.fullmatch(option.pattern, text):
+        return None, f"must be {option.pattern_help}, got {_describe(value)}"
+    if kind == "url" and not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", text):
+        return None, f"not a URL (scheme://…): {_describe(value)}"
+    if kind == "env" and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", text):
+        return None, f"not the name of an environment variable: {_describe(value)}"
+    if kind == "path":
+        return Path(text).expanduser(), None
+    return text, None
+
+
+def _numeric(text: str) -> bool:
     try:
-        doc = tomllib.loads(cfg.read_text(encoding="utf-8"))
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _suggest(name: str, candidates: list[str]) -> str:
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _read_document(cfg: Path, environ: Mapping[str, str]) -> dict[str, Any]:
+    if not cfg.exists():
+        if environ.get(CONFIG_ENV):
+            raise ConfigError(f"{CONFIG_ENV} names {cfg}, which does not exist")
+        raise ConfigError(
+            f"no configuration file: looked for {cfg} (in {HOME_ENV}, "
+            f"{environ.get(HOME_ENV, 'default ./data')}). Create one with `samverkan init`, "
+            f"or name another file with {CONFIG_ENV}.")
+    try:
+        text = cfg.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{cfg}: cannot be read ({type(exc).__name__}: {exc})") from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{cfg}: not valid TOML ({exc})") from None
 
-    def build(cls: type, name: str, **conv: Any) -> Any:
-        section = _section(doc, name, cfg)
-        if section is None:
-            return None
-        section = dict(section)
-        token_env = section.pop("token_env", None)
-        if token_env:
-            section["token"] = env.get(token_env)
-        secret_env = section.pop("client_secret_env", None)
-        if secret_env:
-            section["client_secret"] = env.get(secret_env)
-        for key, fn in conv.items():
-            if key in section:
-                section[key] = fn(section[key])
-        try:
-            return cls(**section)
-        except TypeError as exc:
-            raise ConfigError(f"{cfg}: [{name}] {exc}") from None
 
-    general = _section(doc, "general", cfg) or {}
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and check ``samverkan.toml``: every problem (missing file, unknown section or key
+    with the nearest valid one, wrong type or value, a required key missing, an environment
+    variable it names that is not set) is collected and raised as one :class:`ConfigError`."""
+    env = os.environ if environ is None else environ
+    p = paths(env)
+    cfg = config_file(p, env)
+    doc = _read_document(cfg, env)
+    declared = schema()
+    problems: list[str] = []
+    values: dict[str, dict[str, Any]] = {}
+    for section, content in doc.items():
+        if section not in declared:
+            problems.append(f"{cfg}: unknown section [{section}]{_suggest(section, list(declared))}")
+            continue
+        if not isinstance(content, dict):
+            problems.append(f"{cfg}: {section} must be a section ([{section}]), got {_describe(content)}")
+            continue
+        options = declared[section]
+        values[section] = {}
+        for key, raw in content.items():
+            if key not in options:
+                problems.append(f"{cfg}: unknown key '{key}' in [{section}]"
+                                f"{_suggest(key, list(options))}")
+                continue
+            value, problem = _convert(options[key], raw)
+            if problem:
+                problems.append(f"{cfg}: [{section}] {key}: {problem}")
+            else:
+                values[section][key] = value
+    for section in ("municipality",) + tuple(s for s in SOURCES if s in values):
+        for key, option in declared[section].items():
+            if option.required and key not in values.get(section, {}) and not any(
+                    p_.startswith(f"{cfg}: [{section}] {key}:") for p_ in problems):
+                if section == "municipality" and section not in doc:
+                    problems.append(f"{cfg}: no [municipality] section: the municipality's code, "
+                                    "name and organisation_number are required")
+                    break
+                problems.append(f"{cfg}: [{section}] {key} is required ({option.help})")
+    ss12000 = _ss12000(values.get("ss12000"), env, cfg, problems) if "ss12000" in values else None
+    if problems:
+        raise ConfigError(problems)
+
+    def get(section: str, key: str) -> Any:
+        return values.get(section, {}).get(key, declared[section][key].default)
+
+    municipality = Municipality(**{k: values["municipality"][k] for k in _MUNICIPALITY})
     return Settings(
         paths=p,
-        ss12000=build(SS12000Config, "ss12000"),
-        case_system=build(CaseSystemConfig, "case_system"),
-        police=build(PoliceConfig, "police", inbox=Path),
-        reference_date=general.get("reference_date"),
-        municipality_code=general.get("municipality_code", "0180"),
-        municipality_name=general.get("municipality_name", "Stockholm"),
-        extra={**{k: general[k] for k in ("retention_days",) if k in general},
-               **({"dbt_vars": dbt_vars} if (dbt_vars := _section(doc, "dbt_vars", cfg)) else {})},
+        municipality=municipality,
+        ss12000=ss12000,
+        case_system=CaseSystemConfig(**values["case_system"]) if "case_system" in values else None,
+        police=PoliceConfig(**values["police"]) if "police" in values else None,
+        reference_date=get("general", "reference_date"),
+        retention_days=get("general", "retention_days"),
+        min_cell=get("disclosure", "min_cell"),
+        indicator_parameters={k: get("indicators", k) for k in declared["indicators"]},
+        config_file=cfg,
     )
+
+
+def _ss12000(values: dict[str, Any], env: Mapping[str, str], cfg: Path,
+             problems: list[str]) -> SS12000Config | None:
+    """The SS 12000 section with its secrets read from the environment variables it names."""
+    section = dict(values)
+    oauth = [k for k in ("token_url", "client_id", "client_secret_env") if k in section]
+    if "token_env" in section and oauth:
+        problems.append(f"{cfg}: [ss12000] give either token_env (a static token) or token_url, "
+                        "client_id and client_secret_env (OAuth2), not both")
+    elif oauth and len(oauth) < 3:
+        missing = ", ".join(k for k in ("token_url", "client_id", "client_secret_env") if k not in oauth)
+        problems.append(f"{cfg}: [ss12000] OAuth2 needs token_url, client_id and client_secret_env; "
+                        f"missing: {missing}")
+    elif "token_env" not in section and not oauth:
+        problems.append(f"{cfg}: [ss12000] no credentials: give token_env (a static bearer token) or "
+                        "token_url, client_id and client_secret_env (OAuth2)")
+    for key, target in (("token_env", "token"), ("client_secret_env", "client_secret")):
+        name = section.pop(key, None)
+        if name is None:
+            continue
+        if not env.get(name):
+            problems.append(f"{cfg}: [ss12000] {key}: the environment variable {name} is not set")
+        section[target] = env.get(name)
+    if "base_url" not in section:
+        return None
+    return SS12000Config(**section)

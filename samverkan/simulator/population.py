@@ -28,8 +28,6 @@ import pandas as pd
 import pyarrow as pa
 from faker import Faker
 
-from samverkan.config import DBT_PROJECT_DIR
-
 TZ = "Europe/Stockholm"
 DEFAULT_SEED = 20260612
 DEFAULT_PUPILS = 5000
@@ -44,7 +42,16 @@ LESSON_MINUTES = 60
 MUNICIPALITY_CODE = "0180"
 MUNICIPALITY_NAME = "Stockholm"
 MUNICIPALITY_ORGANISATION_NUMBER = "212000-0142"
-SEEDS_DIR = DBT_PROJECT_DIR / "seeds"
+SEEDS_DIR = Path(__file__).resolve().parent / "municipalities" / "stockholm"
+
+
+
+def municipality_identity():  # noqa: ANN201 - samverkan.config.Municipality
+    """The simulated municipality's code, name and organisation number."""
+    from samverkan.config import Municipality
+
+    return Municipality(MUNICIPALITY_CODE, MUNICIPALITY_NAME, MUNICIPALITY_ORGANISATION_NUMBER)
+
 
 _EPOCH = dt.date(1970, 1, 1)
 _NAT = np.datetime64("NaT", "D")
@@ -326,8 +333,10 @@ class Seeds:
 
 
 def load_seeds(seeds_dir: Path = SEEDS_DIR) -> Seeds:
+    from samverkan.config.reference import reference_file
+
     def read(name: str) -> pd.DataFrame:
-        return pd.read_csv(seeds_dir / f"{name}.csv", dtype=str, keep_default_na=False,
+        return pd.read_csv(reference_file(seeds_dir, name), dtype=str, keep_default_na=False,
                            encoding="utf-8")
 
     sspf = read("ref_sspf_omraden")

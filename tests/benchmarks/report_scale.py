@@ -30,11 +30,13 @@ def main() -> None:
         rows = pq.read_metadata(indicators).num_rows
         started = time.monotonic()
         html = render_report(indicators, lagesbild_parquet=lagesbild, version=rd.VERSION,
-                             reference_date=rd.REFERENCE_DATE, catalogue=rd.CATALOGUE, manifest={})
+                             reference_date=rd.REFERENCE_DATE, catalogue=rd.CATALOGUE, manifest={},
+                             targets=rd.TARGETS)
         report_s = time.monotonic() - started
         size = len(html.encode("utf-8"))
         started = time.monotonic()
-        path = write_indicator_workbook(indicators, rd.CATALOGUE, tmp_path / "indicators.xlsx")
+        path = write_indicator_workbook(indicators, rd.CATALOGUE, tmp_path / "indicators.xlsx",
+                                    targets=rd.TARGETS)
         workbook_s = time.monotonic() - started
         print(f"published rows          {rows:>10,}")
         print(f"report.html             {size / 1e6:>10.2f} MB  (target < {TARGET_HTML_BYTES / 1e6:.1f} MB)"

@@ -23,13 +23,13 @@ organisations as (
 
 school_units as (
 
-    select * from {{ ref('ref_skolenheter') }}
+    select * from {{ ref('stg_reference__skolenheter') }}
 
 ),
 
 sspf_areas as (
 
-    select * from {{ ref('ref_sspf_omraden') }}
+    select * from {{ ref('stg_reference__sspf_omraden') }}
 
 ),
 

@@ -6,13 +6,13 @@ with
 
 districts as (
 
-    select * from {{ ref('ref_stadsdelsomraden') }}
+    select * from {{ ref('stg_reference__stadsdelsomraden') }}
 
 ),
 
 sspf_areas as (
 
-    select * from {{ ref('ref_sspf_omraden') }}
+    select * from {{ ref('stg_reference__sspf_omraden') }}
 
 ),
 
@@ -26,8 +26,8 @@ city as (
 
     select
         'stad' as area_level,
-        {{ var_string('municipality_code') }} as area_code,
-        {{ var_string('municipality_name') }} as area_name
+        {{ required_var_string('municipality_code') }} as area_code,
+        {{ required_var_string('municipality_name') }} as area_name
 
 ),
 

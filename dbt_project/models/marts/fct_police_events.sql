@@ -14,13 +14,13 @@ events as (
 
 offence_codes as (
 
-    select * from {{ ref('ref_brottskoder') }}
+    select * from {{ ref('stg_reference__brottskoder') }}
 
 ),
 
 districts as (
 
-    select * from {{ ref('ref_stadsdelar') }}
+    select * from {{ ref('stg_reference__stadsdelar') }}
 
 ),
 

@@ -20,7 +20,7 @@ clients as (
 
 districts as (
 
-    select * from {{ ref('ref_stadsdelar') }}
+    select * from {{ ref('stg_reference__stadsdelar') }}
 
 ),
 

@@ -13,7 +13,7 @@ indicators as (
 
 indicator_targets as (
 
-    select * from {{ ref('ref_indicator_targets') }}
+    select * from {{ ref('stg_reference__indicator_targets') }}
 
 ),
 

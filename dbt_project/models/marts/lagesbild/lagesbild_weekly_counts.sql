@@ -125,7 +125,7 @@ area_units as (
     select
         week_offset,
         'stad' as area_level,
-        {{ var_string('municipality_code') }} as area_code,
+        {{ required_var_string('municipality_code') }} as area_code,
         measure,
         category,
         unit_key

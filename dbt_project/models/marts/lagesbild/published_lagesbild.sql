@@ -29,7 +29,7 @@ published_indicators as (
 
 sspf_omraden as (
 
-    select * from {{ ref('ref_sspf_omraden') }}
+    select * from {{ ref('stg_reference__sspf_omraden') }}
 
 ),
 
@@ -45,8 +45,8 @@ areas as (
 
     select
         'stad' as area_level,
-        {{ var_string('municipality_code') }} as area_code,
-        {{ var_string('municipality_name') }} as area_name
+        {{ required_var_string('municipality_code') }} as area_code,
+        {{ required_var_string('municipality_name') }} as area_name
 
     union all
 
