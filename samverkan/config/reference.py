@@ -1,13 +1,17 @@
 """The municipality's reference data: CSV files in ``<SAMVERKAN_HOME>/reference/``.
 
-| file | columns | what it says |
-|---|---|---|
-| ``ref_stadsdelsomraden.csv`` | stadsdelsomrade_code, stadsdelsomrade_name | the stadsdelsområden |
-| ``ref_sspf_omraden.csv`` | sspf_omrade_code, sspf_omrade_name, stadsdelsomrade_code | SSPF areas |
-| ``ref_stadsdelar.csv`` | stadsdel_name, stadsdelsomrade_code, sspf_omrade_code | the district names the case system and the police write → area |
-| ``ref_skolenheter.csv`` | school_unit_code, [school_unit_name, huvudman,] sspf_omrade_code | school unit → SSPF area |
-| ``ref_indicator_targets.csv`` | indicator_id, area_level, area_code, target, direction, tolerance | targets |
-| ``ref_brottskoder.csv`` (optional) | brottskod, brottsbenamning, brottskategori | offence code → category; the product's default otherwise |
+- ``ref_stadsdelsomraden.csv``: stadsdelsomrade_code, stadsdelsomrade_name. The
+  stadsdelsområden.
+- ``ref_sspf_omraden.csv``: sspf_omrade_code, sspf_omrade_name, stadsdelsomrade_code. SSPF
+  areas.
+- ``ref_stadsdelar.csv``: stadsdel_name, stadsdelsomrade_code, sspf_omrade_code. The district
+  names the case system and the police write → area.
+- ``ref_skolenheter.csv``: school_unit_code, [school_unit_name, huvudman,] sspf_omrade_code.
+  School unit → SSPF area.
+- ``ref_indicator_targets.csv``: indicator_id, area_level, area_code, target, direction,
+  tolerance. Targets.
+- ``ref_brottskoder.csv`` (optional): brottskod, brottsbenamning, brottskategori. Offence
+  code → category; the product's default otherwise.
 """
 
 from __future__ import annotations
