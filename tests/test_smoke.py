@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 from prefect import Flow
 
 import flows
+from samverkan.config import PROJECT_ROOT
 
 
 def test_every_flow_module_imports_and_defines_a_flow():
@@ -46,3 +49,47 @@ def test_demo_rejects_a_lesson_volume_out_of_range_without_a_traceback(tmp_path)
         assert result.returncode == 2, value
         assert "--lessons-per-day" in result.stderr and "Traceback" not in result.stderr, value
     assert not (tmp_path / "home").exists()  # refused before anything was simulated
+
+
+# A path into the folder beside the repository that a user's clone does not have. Built by
+# concatenation so that this file's own source does not match it.
+OUTSIDE_PATH = re.compile(r"\.\./" + "shared|" + "shared/" + r"(spec|reference)")
+STANDALONE_PATHS = ("README.md", "samverkan", "flows", "tests", "dbt_project", ".ci")
+
+
+def _tracked_files(root: Path) -> list[Path]:
+    """The tracked files under STANDALONE_PATHS (git ls-files; a walk without git)."""
+    try:
+        listed = subprocess.run(["git", "ls-files", "-z", "--", *STANDALONE_PATHS], cwd=root,
+                                capture_output=True, timeout=60, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        listed = None
+    if listed is not None:
+        return [root / name for name in listed.decode("utf-8").split("\0") if name]
+    files: list[Path] = []
+    for top in STANDALONE_PATHS:
+        start = root / top
+        if start.is_file():
+            files.append(start)
+            continue
+        for path in start.rglob("*"):
+            parts = path.relative_to(root).parts
+            if parts[:2] == ("dbt_project", "target") or "__pycache__" in parts or ".venv" in parts:
+                continue
+            if path.is_file():
+                files.append(path)
+    return files
+
+
+def test_no_tracked_file_points_outside_the_repository():
+    files = _tracked_files(PROJECT_ROOT)
+    assert any(f.name == "test_smoke.py" for f in files)
+    found = []
+    for path in files:
+        if not path.is_file():  # deleted in the working tree, not yet committed
+            continue
+        text = path.read_bytes().decode("utf-8", errors="replace")
+        for number, line in enumerate(text.splitlines(), start=1):
+            if OUTSIDE_PATH.search(line):
+                found.append(f"{path.relative_to(PROJECT_ROOT)}:{number}: {line.strip()[:120]}")
+    assert not found, "paths outside the repository:\n" + "\n".join(found)

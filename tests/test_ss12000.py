@@ -40,9 +40,9 @@ from samverkan.sources.ss12000 import (
 TOKEN = "test-token-3f9c2a7b"  # noqa: S105 - a test credential
 TZ = "Europe/Stockholm"
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?([+-]\d{2}:\d{2}|Z)$")
-OPENAPI = PROJECT_ROOT.parent / "shared/reference/ss12000/openapi_ss12000_version2_1_0.yaml"
-# required / properties of the schemas used, as in the official file (checked against it when
-# the reference directory is present next to the project).
+# The official SS 12000 OpenAPI file, carried unchanged in the repository (tests/reference/README.md).
+OPENAPI = PROJECT_ROOT / "tests/reference/ss12000/openapi_ss12000_version2_1_0.yaml"
+# required / properties of the schemas used, as in the official file (checked against it).
 SCHEMAS: dict[str, dict[str, list[str]]] = {
     "Organisation": {"required": ["displayName", "id", "meta", "organisationType"], "properties": [
         "address", "contactInfo", "displayName", "email", "endDate", "id", "meta", "municipalityCode",
@@ -230,8 +230,7 @@ WINDOW = {"startTime.onOrAfter": "2020-01-01T00:00:00Z", "startTime.onOrBefore":
 # --- server: shapes, paging, filters, errors -------------------------------------------------
 
 def _schemas() -> dict[str, dict[str, list[str]]]:
-    if not OPENAPI.exists():
-        return SCHEMAS
+    assert OPENAPI.is_file(), f"the official SS 12000 OpenAPI file is missing: {OPENAPI}"
     official = yaml.safe_load(OPENAPI.read_text(encoding="utf-8"))["components"]["schemas"]
     found = {name: {"required": sorted(official[name]["required"]),
                     "properties": sorted(official[name]["properties"])} for name in SCHEMAS}

@@ -1,10 +1,10 @@
 """The simulated SS 12000 server's answers, fetched over HTTP, validated against the official
-OpenAPI file (``shared/reference/ss12000/openapi_ss12000_version2_1_0.yaml``) with jsonschema.
+OpenAPI file (``tests/reference/ss12000/openapi_ss12000_version2_1_0.yaml``) with jsonschema.
 
 OpenAPI 3.0 schemas are a dialect of JSON Schema draft 4: ``nullable`` becomes a ``null`` type,
 ``$ref`` siblings are ignored, ``example``/``readOnly``/``discriminator`` are annotations. The
 translation below also makes every object closed (no properties the spec does not name), so a
-misspelt key fails, and tolerates the spec's known quirks (sources.md §1).
+misspelt key fails, and tolerates the two known quirks of the official file (see below).
 """
 
 from __future__ import annotations
@@ -19,12 +19,11 @@ import jsonschema
 import pytest
 import requests
 import yaml
-from conftest import require
 
 from samverkan.config import PROJECT_ROOT
 from samverkan.simulator.ss12000_server import SS12000Data, serve
 
-OPENAPI = PROJECT_ROOT.parent / "shared/reference/ss12000/openapi_ss12000_version2_1_0.yaml"
+OPENAPI = PROJECT_ROOT / "tests/reference/ss12000/openapi_ss12000_version2_1_0.yaml"
 OPENAPI_SHA256 = "aee9a95a4c5bd25cebaf357d266592f94e9388ae785ee9ac3b58e1992acccd28"
 TOKEN = "openapi-test-token-51c2"  # noqa: S105 - a test credential
 WINDOW = {"startTime.onOrAfter": "2000-01-01T00:00:00Z", "startTime.onOrBefore": "2100-01-01T00:00:00Z"}
@@ -36,9 +35,9 @@ RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]
 # --- OpenAPI 3.0 -> JSON Schema draft 4 --------------------------------------------------------
 
 def _spec() -> dict[str, Any]:
-    require(OPENAPI.exists(), f"the official SS 12000 OpenAPI file is missing: {OPENAPI}")
+    assert OPENAPI.is_file(), f"the official SS 12000 OpenAPI file is missing: {OPENAPI}"
     raw = OPENAPI.read_bytes()
-    assert hashlib.sha256(raw).hexdigest() == OPENAPI_SHA256, "not the OpenAPI file sources.md names"
+    assert hashlib.sha256(raw).hexdigest() == OPENAPI_SHA256, "not the official OpenAPI file v2.1.0"
     return yaml.safe_load(raw)
 
 

@@ -1,9 +1,10 @@
 """Extractor for the social-services case system: reporting views read through SQLAlchemy.
 
-Contract: ``shared/spec/sources.md`` §2. The same code reads the views on SQL Server,
-PostgreSQL, MariaDB and SQLite. Each view is pulled incrementally on its modification column
-(``andrad_tid``; ``gallring.gallrad_tid``) with a streaming cursor and converted chunk by chunk
-into Arrow record batches, so a big view never sits in memory as Python objects.
+Contract: ``dbt_project/SOURCE_CONTRACTS.md``, "Case system". The same code reads the views on
+SQLite, PostgreSQL and MariaDB (tested) and on other SQLAlchemy backends (untested). Each view
+is pulled incrementally on its modification column (``andrad_tid``; ``gallring.gallrad_tid``)
+with a streaming cursor and converted chunk by chunk into Arrow record batches, so a big view
+never sits in memory as Python objects.
 
 Landing (restricted zone) keeps every contract column, names included, typed to the contract
 (integer → int64, boolean → bool, varchar → string, date → date32, timestamp → timestamp[us],

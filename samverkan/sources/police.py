@@ -1,9 +1,9 @@
 """Extractor for the police file drop: ``polis_YYYYMMDD.csv`` files in an inbox directory.
 
-Contract: ``shared/spec/sources.md`` §3. A pull takes every ``polis_*.csv`` whose (name, sha256)
-has not been loaded before, oldest file date first, decodes it (UTF-8 with BOM, else strict
-UTF-8, else Windows-1252), checks the header against the contract and lands one row per data
-line, untyped:
+Contract: ``dbt_project/SOURCE_CONTRACTS.md``, "Police". A pull takes every ``polis_*.csv``
+whose (name, sha256) has not been loaded before, oldest file date first, decodes it (UTF-8
+with BOM, else strict UTF-8, else Windows-1252), checks the header against the contract and
+lands one row per data line, untyped:
 
 ``file_name``, ``line_number`` (1-based, header = 1), one text column per contract column
 (``diarienummer`` … ``senast_andrad``, see :data:`COLUMNS`), ``raw_line`` and ``parse_error``
