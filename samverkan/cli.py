@@ -195,7 +195,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from samverkan.demo import run_demo
 
     return run_demo(paths().ensure(), args.seed, args.pupils, args.lessons_per_day,
-                    fault_rate=args.fault_rate)
+                    fault_rate=args.fault_rate, municipality=args.municipality)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -242,6 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="simulate a municipality and run the whole pipeline on it")
+    demo.add_argument("--municipality", choices=("stockholm", "malmo"), default="stockholm",
+                      help="which simulated municipality (its areas, school units and identity; "
+                           "default stockholm)")
     demo.add_argument("--seed", type=int, default=20260612)
     demo.add_argument("--pupils", type=int, default=5000)
     demo.add_argument("--lessons-per-day", type=_in_range(int, 1, 6), default=4, metavar="N",

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from samverkan.config import Paths
+from samverkan.simulator.municipalities import STOCKHOLM, Municipality
 from samverkan.pseudonymisation import KEY_FILE_ENV, create_key_file, default_key_file, key_configured
 
 TOKEN_ENV = "SAMVERKAN_SS12000_TOKEN"  # noqa: S105 - the name of a variable
@@ -35,15 +36,13 @@ def ensure_key(p: Paths) -> None:
 
 
 def write_demo_config(p: Paths, base_url: str, sources: SimulatedSources,
-                      timeout_seconds: float | None = None) -> Path:
+                      municipality: Municipality = STOCKHOLM, timeout_seconds: float | None = None) -> Path:
     """The simulated municipality's ``samverkan.toml`` (its identity and the simulator's
     endpoints) and its reference files in ``<home>/reference/``."""
-    from samverkan.simulator.population import SEEDS_DIR, municipality_identity
+    from samverkan.simulator.municipalities import write_reference
 
-    m = municipality_identity()
-    for source in sorted(SEEDS_DIR.glob("ref_*.csv")):
-        p.reference.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, p.reference / source.name)
+    m = municipality
+    write_reference(m, p.reference)
     cfg = p.home / "samverkan.toml"
     timeout = f"timeout_seconds = {timeout_seconds}\n" if timeout_seconds is not None else ""
     cfg.write_text(
@@ -68,11 +67,15 @@ def write_demo_config(p: Paths, base_url: str, sources: SimulatedSources,
     return cfg
 
 
-def reset_if_other_municipality(p: Paths, seed: int, pupils: int, lessons_per_day: int) -> None:
-    """A demo with another seed, size or lesson volume is another municipality: start from empty
-    zones (the key is kept) instead of mixing two simulated populations in one warehouse."""
+def reset_if_other_municipality(p: Paths, seed: int, pupils: int, lessons_per_day: int,
+                                municipality: Municipality) -> None:
+    """A demo of another municipality, or with another seed, size or lesson volume, is another
+    world: start from empty zones (the key is kept) instead of mixing two simulated populations
+    in one warehouse."""
     marker = p.simulator / "simulator.json"
     wanted = {"seed": seed, "pupils": pupils, "lessons_per_day": lessons_per_day}
+    if municipality.key != "stockholm":  # the default's marker stays as it was
+        wanted["municipality"] = municipality.key
     if marker.exists() and json.loads(marker.read_text(encoding="utf-8")) == wanted:
         return
     for zone in (p.landing, p.warehouse, p.published, p.validation, p.simulator, p.run_state,
@@ -84,14 +87,15 @@ def reset_if_other_municipality(p: Paths, seed: int, pupils: int, lessons_per_da
     marker.write_text(json.dumps(wanted), encoding="utf-8")
 
 
-def simulate(p: Paths, seed: int, pupils: int, lessons_per_day: int):  # noqa: ANN201 - (Population, sources)
+def simulate(p: Paths, seed: int, pupils: int, lessons_per_day: int,  # noqa: ANN201 - (Population, sources)
+             municipality: Municipality):
     from samverkan.simulator.case_system_db import write_case_system
     from samverkan.simulator.ground_truth import compute_ground_truth, write_ground_truth
     from samverkan.simulator.police_files import write_police_files
     from samverkan.simulator.population import generate
 
     p.simulator.mkdir(parents=True, exist_ok=True)
-    pop = generate(seed=seed, pupils=pupils, lessons_per_day=lessons_per_day)
+    pop = generate(seed=seed, pupils=pupils, lessons_per_day=lessons_per_day, municipality=municipality)
     url = f"sqlite:///{p.simulator / 'case_system.sqlite'}"
     write_case_system(pop, url)
     inbox = p.simulator / "police_inbox"
@@ -106,7 +110,8 @@ def simulate(p: Paths, seed: int, pupils: int, lessons_per_day: int):  # noqa: A
 FAULT_CLIENT_TIMEOUT = 3.0
 
 
-def run_demo(p: Paths, seed: int, pupils: int, lessons_per_day: int, fault_rate: float = 0.0) -> int:
+def run_demo(p: Paths, seed: int, pupils: int, lessons_per_day: int, fault_rate: float = 0.0,
+             municipality: str = "stockholm") -> int:
     """Simulate a municipality, serve its school platform and run the pipeline over it;
     ``fault_rate`` (0..1) makes the simulated school platform answer about that share of
     requests with 429, 500, 503 or a stall the client must time out on and retry.
@@ -116,12 +121,15 @@ def run_demo(p: Paths, seed: int, pupils: int, lessons_per_day: int, fault_rate:
 
     if not 0.0 <= fault_rate <= 1.0:
         raise ValueError("fault_rate must be between 0 and 1")
+    from samverkan.simulator.municipalities import profile
+
+    m = profile(municipality)
     p.ensure()
-    reset_if_other_municipality(p, seed, pupils, lessons_per_day)
+    reset_if_other_municipality(p, seed, pupils, lessons_per_day, m)
     ensure_key(p)
-    print(f"Simulating a municipality (seed {seed}, about {pupils} pupils, "
+    print(f"Simulating {m.name} (seed {seed}, about {pupils} pupils, "
           f"{lessons_per_day} lessons a day) …", flush=True)
-    pop, sources = simulate(p, seed, pupils, lessons_per_day)
+    pop, sources = simulate(p, seed, pupils, lessons_per_day, m)
     token = secrets.token_urlsafe(24)
     os.environ[TOKEN_ENV] = token
     data = SS12000Data.from_population(pop)
@@ -131,7 +139,7 @@ def run_demo(p: Paths, seed: int, pupils: int, lessons_per_day: int, fault_rate:
         print(f"The simulated school platform fails about {fault_rate:.0%} of its requests "
               "(429, 500, 503, stalled answers)", flush=True)
     with serve(data, token, **faults) as server:
-        write_demo_config(p, server.base_url, sources,
+        write_demo_config(p, server.base_url, sources, m,
                           timeout_seconds=FAULT_CLIENT_TIMEOUT if faults else None)
         print("Running the pipeline: extract ×3 → dbt build → gate → publish …", flush=True)
         from samverkan.cli import run_pipeline

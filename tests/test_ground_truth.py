@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from samverkan.config.reference import reference_file
 from samverkan.simulator.ground_truth import (
     INDICATOR_NAMES,
     INDICATORS,
@@ -24,11 +25,12 @@ from samverkan.simulator.ground_truth import (
     compute_ground_truth,
     write_ground_truth,
 )
+from samverkan.simulator.municipalities import MALMO, STOCKHOLM
 from samverkan.simulator.population import Population, generate
 
 TZ = "Europe/Stockholm"
 D = dt.date
-SEEDS = Path(__file__).resolve().parent.parent / "dbt_project" / "seeds"
+REFERENCE = STOCKHOLM.reference_dir  # the hand-built populations are in Stockholm
 MUNICIPAL = "212000-0142"
 UNITS = {  # school unit code -> (displayName, independent)
     "29384011": ("Bredängsskolan", False),   # SKH-BS, SKH
@@ -638,9 +640,9 @@ def test_primary_suppression_targets_and_status() -> None:
 
 
 def test_targets_most_specific_row_and_status_edges(tmp_path: Path) -> None:
-    seeds = tmp_path / "seeds"
-    shutil.copytree(SEEDS, seeds)
-    (seeds / "ref_indicator_targets.csv").write_text(
+    reference = tmp_path / "reference"
+    shutil.copytree(REFERENCE, reference)
+    (reference / "ref_indicator_targets.csv").write_text(
         "indicator_id,area_level,area_code,target,direction,tolerance\n"
         "hog_franvaro,,,0.75,lägre,0.05\n"
         "hog_franvaro,stadsdelsomrade,,0.6,lägre,0.07\n"
@@ -648,7 +650,8 @@ def test_targets_most_specific_row_and_status_edges(tmp_path: Path) -> None:
         "forhandsbedomning_14_dagar,,,0.5,högre,0.1\n"
         "forhandsbedomning_14_dagar,stad,,0.6,högre,0.1\n"
         "orosanmalningar,,,10,lägre,1\n", encoding="utf-8")
-    gt = compute_ground_truth(tiny_population(), report_months=2, min_cell=1, seeds_dir=seeds)
+    gt = compute_ground_truth(tiny_population(), report_months=2, min_cell=1,
+                              reference_dir=reference)
     got = {(r.indicator_id, r.period_start.month, r.area_code): (r.target, r.status)
            for r in gt[(gt["period_type"] == "manad") & (gt["breakdown"] == "totalt")]
            .itertuples(index=False)}
@@ -1115,6 +1118,13 @@ def generated() -> Population:
     return generate(seed=314, pupils=800)
 
 
+@pytest.fixture(scope="module")
+def generated_malmo() -> Population:
+    """Malmö: other areas, a school unit missing from its ref_skolenheter, district names the
+    case system writes without an SSPF area, its own organisation number."""
+    return generate(seed=315, pupils=800, municipality=MALMO)
+
+
 def _age(birth: D, on: D) -> int:
     return on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
 
@@ -1149,8 +1159,12 @@ class _Naive:
         self.R = R = pop.reference_date
         self._sums: dict[tuple, list[float]] = {}
 
+        self.city = pop.municipality_code
+        reference = pop.municipality.reference_dir
+
         def seed(name: str) -> list[dict]:
-            return list(csv.DictReader((SEEDS / f"{name}.csv").open(encoding="utf-8")))
+            path = reference_file(reference, name)  # ref_brottskoder: the product's default
+            return list(csv.DictReader(path.open(encoding="utf-8")))
 
         sspf_sdo = {r["sspf_omrade_code"]: r["stadsdelsomrade_code"]
                     for r in seed("ref_sspf_omraden")}
@@ -1162,12 +1176,13 @@ class _Naive:
         self.category = {r["brottskod"]: r["brottskategori"] for r in seed("ref_brottskoder")}
 
         orgs = {r["id"]: r for r in pop.organisations.to_dict("records")}
+        municipal = pop.municipality_organisation_number
         self.huvudman = {}
         for r in orgs.values():
             if r["organisation_type"] == "Skolenhet":
                 parent = orgs.get(r["parent_organisation_id"], {})
                 self.huvudman[r["school_unit_code"]] = (
-                    "kommunal" if parent.get("organisation_number") == MUNICIPAL
+                    "kommunal" if parent.get("organisation_number") == municipal
                     else "fristående")
 
         persons = pop.persons.to_dict("records")
@@ -1273,15 +1288,15 @@ class _Naive:
 
     def school_areas(self, e: dict | None) -> list[tuple[str, str]]:
         if e is None:
-            return [("stad", "0180")]
-        out = [("stad", "0180")]
+            return [("stad", self.city)]
+        out = [("stad", self.city)]
         sspf = self.unit_sspf.get(e["school_unit_code"])
         if sspf:
             out += [("stadsdelsomrade", self.sspf_sdo[sspf]), ("sspf_omrade", sspf)]
         return out
 
     def district_areas(self, name: object) -> list[tuple[str, str]]:
-        out = [("stad", "0180")]
+        out = [("stad", self.city)]
         hit = self.district.get(str(name or "").strip())
         if hit:
             out.append(("stadsdelsomrade", hit[0]))
@@ -1374,7 +1389,7 @@ class _Naive:
                 continue
             aid = u["aktualisering_id"]
             akt = self.akt.get(int(aid)) if not pd.isna(aid) else None
-            areas = self.district_areas(akt["stadsdel"]) if akt else [("stad", "0180")]
+            areas = self.district_areas(akt["stadsdel"]) if akt else [("stad", self.city)]
             add("utredning_4_manader", areas, [], u["utredning_id"],
                 closed <= _months(u["startdatum"], 4), 1)
 
@@ -1468,8 +1483,10 @@ class _Naive:
         return out
 
 
-def test_generated_population_against_naive_implementation(generated: Population) -> None:
-    pop = generated
+@pytest.mark.parametrize("population", ["generated", "generated_malmo"])
+def test_generated_population_against_naive_implementation(population: str,
+                                                           request: pytest.FixtureRequest) -> None:
+    pop = request.getfixturevalue(population)
     R = pop.reference_date
     gt = compute_ground_truth(pop, min_cell=1)
     naive = _Naive(pop)
@@ -1511,7 +1528,7 @@ def test_suppression_and_status_on_a_generated_population(generated: Population)
            "breakdown_value"]
     assert full[key].equals(pub[key])  # the same cells, in the same order
     targets = {}
-    for r in csv.DictReader((SEEDS / "ref_indicator_targets.csv").open(encoding="utf-8")):
+    for r in csv.DictReader((REFERENCE / "ref_indicator_targets.csv").open(encoding="utf-8")):
         targets[(r["indicator_id"], r["area_level"], r["area_code"])] = r
     rng = random.Random(7)
     rows = list(zip(full.itertuples(index=False), pub.itertuples(index=False), strict=True))

@@ -1,10 +1,12 @@
-"""The synthetic municipality: determinism, plausibility, and its real source writers
-(case-system views on SQLite / PostgreSQL / MariaDB, police CSV files)."""
+"""The synthetic municipality: determinism, plausibility, its municipality profiles (Stockholm,
+Malmö), and its real source writers (case-system views on SQLite / PostgreSQL / MariaDB,
+police CSV files)."""
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
+import hashlib
 import io
 import re
 from pathlib import Path
@@ -16,12 +18,24 @@ from conftest import require
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.exc import OperationalError
 
+from samverkan.config.reference import DEFAULTS_DIR, reference_file
 from samverkan.simulator.case_system_db import VIEWS, write_case_system
+from samverkan.simulator.ground_truth import compute_ground_truth
+from samverkan.simulator.municipalities import (
+    MALMO,
+    PROFILES,
+    REFERENCE_TABLES,
+    STOCKHOLM,
+    Municipality,
+    profile,
+    write_reference,
+)
 from samverkan.simulator.police_files import HEADER, write_police_files
 from samverkan.simulator.population import Population, generate
+from samverkan.simulator.ss12000_server import SS12000Data
 
 TZ = "Europe/Stockholm"
-SEEDS = Path(__file__).resolve().parent.parent / "dbt_project" / "seeds"
+SEEDS = STOCKHOLM.reference_dir  # Stockholm's reference CSVs
 FRAMES = ("organisations", "persons", "enrolments", "calendar_events", "attendances", "klient",
           "aktualisering", "utredning", "insats", "gallring", "police_rows")
 COLUMNS = {
@@ -353,6 +367,226 @@ def test_spring_sst_cohort_closes_its_follow_up_and_mostly_works(big: Population
     assert np.median(before_shares) >= 0.10
     assert 0.6 <= np.mean(improved) <= 0.95, np.mean(improved)
 
+
+# -- Stockholm's frames, pinned ------------------------------------------------------------------
+
+# (rows, digest) of every frame for seed 20260612, 1500 pupils, 2 lessons a day, computed with
+# the simulator as it was before municipality profiles existed (the Stockholm constants in
+# population.py, the dbt seeds): the STOCKHOLM profile must give exactly those frames.
+STOCKHOLM_FRAMES = {
+    "organisations": (19, "74ac88e49ab4df300a8293b72f40b967667fa0ad1634fdb6ecd38de52305e204"),
+    "persons": (1800, "deea886dc8c3a15cc2d37816c5a997261a7c830c0a8f32259e222e1be0d58de0"),
+    "enrolments": (1536, "6e0885ec7c384c1c3af31f1eade221fdd68c402c2307a5bf6b23be7da2b8e615"),
+    "calendar_events": (26190, "1bf47476859ab0c3adcaf92054fd99f19fdc0bb2ee93b44693e658a719fed939"),
+    "attendances": (287896, "dcb24c4b1ab1fafcb539e39cdd0e764c444eeb5a2df61ef7984fcbf8776082a7"),
+    "klient": (356, "edd0131fc0e90b2f774be19917a2aee41c440ea2b7c0993ce9f3b3ff66b5e755"),
+    "aktualisering": (427, "268bfeb10b8b35d6ee8980e1ab52bbe17a808fd452dc22d568cfdcf04b357680"),
+    "utredning": (193, "91ed35552946eb60dc02b936b4007559e0df9c12ae27cfa164e072d9e73ff5ed"),
+    "insats": (173, "4377652d1e0f32e25c3610cc7b9d23e8b355b751bad25ba0020b947ff01453e2"),
+    "gallring": (4, "d55de010c1744b9440531befeb298b8eadff975485090efca096c0bef6629317"),
+    "police_rows": (439, "7f6e6e122aba791c320559d3840c670c27980f85a536c84d1a148439fbf24bfd"),
+}
+
+
+def _frame_digest(frame: pd.DataFrame) -> str:
+    """sha256 over the column names, the dtypes and every value (object columns by repr:
+    dates, lists, None)."""
+    h = hashlib.sha256()
+    h.update(repr(list(frame.columns)).encode())
+    h.update(repr([str(t) for t in frame.dtypes]).encode())
+    for col in frame.columns:
+        values = frame[col]
+        if values.dtype == object:
+            values = values.map(repr)
+        h.update(pd.util.hash_pandas_object(values, index=False).to_numpy().tobytes())
+    return h.hexdigest()
+
+
+def test_stockholm_frames_are_pinned() -> None:
+    """A mismatch changes every Stockholm demo and test population: only ever on purpose (or
+    after a pandas / numpy upgrade that renames a dtype or changes a value's repr)."""
+    pop = generate(seed=20260612, pupils=1500, lessons_per_day=2)
+    assert pop.municipality is STOCKHOLM
+    assert (pop.municipality_code, pop.municipality_name, pop.municipality_organisation_number) == (
+        "0180", "Stockholm", "212000-0142")
+    got = {name: (len(getattr(pop, name)), _frame_digest(getattr(pop, name))) for name in FRAMES}
+    assert got == STOCKHOLM_FRAMES
+
+
+# -- municipality profiles -----------------------------------------------------------------------
+
+def _reference(m: Municipality, table: str) -> pd.DataFrame:
+    return pd.read_csv(reference_file(m.reference_dir, table), dtype=str, keep_default_na=False)
+
+
+def _unmapped(m: Municipality) -> set[str]:
+    return {u.code for u in m.school_units} - set(_reference(m, "ref_skolenheter")["school_unit_code"])
+
+
+@pytest.fixture(scope="module")
+def malmo() -> Population:
+    return generate(seed=21, pupils=600, municipality=MALMO)
+
+
+def test_profiles_and_their_reference_files() -> None:
+    assert profile("stockholm") is STOCKHOLM and profile("malmo") is MALMO
+    assert profile(" Malmö ") is MALMO and set(PROFILES) == {"stockholm", "malmo"}
+    with pytest.raises(ValueError, match="unknown municipality profile"):
+        profile("göteborg")
+    for m in PROFILES.values():
+        assert [p.name for p in m.reference_files()] == [f"{t}.csv" for t in REFERENCE_TABLES]
+        assert all(p.is_file() for p in m.reference_files())
+        assert not (m.reference_dir / "ref_brottskoder.csv").exists()  # the product's default
+        assert reference_file(m.reference_dir, "ref_brottskoder") == DEFAULTS_DIR / "ref_brottskoder.csv"
+        schools = _reference(m, "ref_skolenheter")
+        assert list(schools.columns) == ["school_unit_code", "school_unit_name", "huvudman",
+                                         "sspf_omrade_code"]
+        # the informational columns agree with what SS 12000 serves
+        served = {u.code: (u.name, "kommunal" if u.huvudman is None else "fristående")
+                  for u in m.school_units}
+        for row in schools.itertuples(index=False):
+            assert served[row.school_unit_code] == (row.school_unit_name, row.huvudman)
+        sspf = _reference(m, "ref_sspf_omraden")
+        areas = set(_reference(m, "ref_stadsdelsomraden")["stadsdelsomrade_code"])
+        districts = set(_reference(m, "ref_stadsdelar")["stadsdel_name"])
+        assert set(schools["sspf_omrade_code"]) <= set(sspf["sspf_omrade_code"])
+        assert set(sspf["stadsdelsomrade_code"]) <= areas and set(m.other_areas) <= areas
+        assert {name for _, name in m.case_districts} <= districts
+        assert m.unknown_police_district not in districts
+        assert {code for code, _ in m.area_effects} == set(sspf["sspf_omrade_code"])
+        assert all(re.fullmatch(r"\d{8}", u.code) for u in m.school_units)
+    assert _unmapped(STOCKHOLM) == set() and len(_unmapped(MALMO)) == 1
+    assert 8 <= len(MALMO.school_units) <= 10 and 3 <= len(_reference(MALMO, "ref_sspf_omraden")) <= 4
+    assert len(_reference(MALMO, "ref_stadsdelsomraden")) == 2
+    assert {u.code for u in MALMO.school_units}.isdisjoint({u.code for u in STOCKHOLM.school_units})
+    assert set(MALMO.independent_huvudman).isdisjoint(STOCKHOLM.independent_huvudman)
+
+
+def test_write_reference(tmp_path: Path) -> None:
+    target = tmp_path / "home" / "reference"
+    assert [p.name for p in write_reference(STOCKHOLM, target)] == [
+        f"{t}.csv" for t in REFERENCE_TABLES]
+    written = write_reference(MALMO, target)  # replaces the files of the same name
+    assert written == [target / f"{t}.csv" for t in REFERENCE_TABLES]
+    assert sorted(target.iterdir()) == sorted(written)
+    for path in written:
+        assert path.read_bytes() == (MALMO.reference_dir / path.name).read_bytes()
+    assert reference_file(target, "ref_brottskoder") == DEFAULTS_DIR / "ref_brottskoder.csv"
+
+
+def test_malmo_is_deterministic(malmo: Population) -> None:
+    assert malmo.municipality is MALMO
+    again = generate(seed=21, pupils=600, municipality=MALMO)
+    for name in FRAMES:
+        pd.testing.assert_frame_equal(getattr(malmo, name), getattr(again, name), obj=name)
+    stockholm = generate(seed=21, pupils=600)
+    assert set(stockholm.enrolments["school_unit_code"]).isdisjoint(
+        set(malmo.enrolments["school_unit_code"]))
+
+
+def test_malmo_organisations_and_sources(malmo: Population) -> None:
+    pop = malmo
+    assert (pop.municipality_code, pop.municipality_name, pop.municipality_organisation_number) == (
+        "1280", "Malmö", "212000-1124")
+    orgs = pop.organisations
+    assert (orgs["municipality_code"] == "1280").all()
+    huvudman = orgs[orgs["organisation_type"] == "Huvudman"].set_index("id")
+    municipal = huvudman[huvudman["organisation_number"] == "212000-1124"]
+    assert municipal["display_name"].tolist() == ["Malmö stad"]
+    independent = huvudman.drop(municipal.index)
+    assert sorted(independent["display_name"]) == sorted(MALMO.independent_huvudman)
+    assert all(re.fullmatch(r"556\d{3}-\d{4}", n) for n in independent["organisation_number"])
+    units = orgs[orgs["organisation_type"] == "Skolenhet"]
+    assert list(zip(units["school_unit_code"], units["display_name"], strict=True)) == [
+        (u.code, u.name) for u in MALMO.school_units]
+    owner = units["parent_organisation_id"].map(huvudman["display_name"])
+    assert owner.tolist() == ["Malmö stad" if u.huvudman is None
+                              else MALMO.independent_huvudman[u.huvudman] for u in MALMO.school_units]
+
+    # the unit missing from ref_skolenheter is served like every other: pupils, lessons, records
+    (code,) = _unmapped(MALMO)
+    assert (pop.enrolments["school_unit_code"] == code).sum() > 20
+    assert (pop.calendar_events["school_unit_code"] == code).any()
+    unit_id = units.loc[units["school_unit_code"] == code, "id"].item()
+    data = SS12000Data.from_population(pop)
+    record = data.get("organisations", unit_id)
+    assert record["schoolUnitCode"] == code and record["municipalityCode"] == "1280"
+    pupil = pop.persons.set_index("person_key").loc[
+        pop.enrolments.loc[pop.enrolments["school_unit_code"] == code, "person_key"].iloc[0],
+        "ss12000_id"]
+    assert unit_id in {e["enroledAt"]["id"] for e in data.get("persons", pupil)["enrolments"]}
+
+    # district names: the case system writes the stadsområde, the police a neighbourhood
+    districts = _reference(MALMO, "ref_stadsdelar")
+    assert set(pop.aktualisering["stadsdel"]) == {"Söder", "Öster"}
+    pr = pop.police_rows
+    assert (pr["Kommun"] == "Malmö").all()
+    written = set(pr["Stadsdel"]) - {""}
+    assert MALMO.unknown_police_district in written
+    assert written - {MALMO.unknown_police_district} <= set(districts["stadsdel_name"])
+    assert written.isdisjoint({"Söder", "Öster"})
+    outside = set(districts.loc[districts["sspf_omrade_code"] == "", "stadsdel_name"])
+    assert written & outside  # people living outside the SSPF areas
+
+
+def _hog_franvaro(gt: pd.DataFrame, level: str, breakdown: str = "totalt",
+                 area: str | None = None, value: str | None = None) -> pd.Series:
+    """hog_franvaro denominators (assessed pupils) per period, summed over the level's areas
+    (or of ``area``) and breakdown values (or ``value``)."""
+    cells = gt[(gt["indicator_id"] == "hog_franvaro") & (gt["area_level"] == level)
+               & (gt["breakdown"] == breakdown)]
+    if area is not None:
+        cells = cells[cells["area_code"] == area]
+    if value is not None:
+        cells = cells[cells["breakdown_value"] == value]
+    return cells.groupby(["period_type", "period_start"])["denominator"].sum()
+
+
+def test_malmo_ground_truth(malmo: Population, tmp_path: Path) -> None:
+    gt = compute_ground_truth(malmo, min_cell=1)
+    areas = gt[["area_level", "area_code", "area_name"]].drop_duplicates()
+    names = {lv: dict(zip(g["area_code"], g["area_name"], strict=True))
+             for lv, g in areas.groupby("area_level")}
+    assert names["stad"] == {"1280": "Malmö"}
+    assert names["stadsdelsomrade"] == {"SOR": "Söder", "OST": "Öster"}
+    sspf = _reference(MALMO, "ref_sspf_omraden")
+    assert names["sspf_omrade"] == dict(zip(sspf["sspf_omrade_code"], sspf["sspf_omrade_name"],
+                                            strict=True))
+    assert names["skolenhet"] == {u.code: u.name for u in MALMO.school_units}
+
+    # the unmapped unit's pupils count in the city and skolenhet rows, in no area
+    (code,) = _unmapped(MALMO)
+    city = _hog_franvaro(gt, "stad")
+    unit = _hog_franvaro(gt, "skolenhet", area=code)
+    assert (unit > 0).all() and unit.index.equals(city.index) and len(city) >= 6
+    pd.testing.assert_series_equal(_hog_franvaro(gt, "skolenhet"), city)
+    pd.testing.assert_series_equal(_hog_franvaro(gt, "stadsdelsomrade") + unit, city)
+    pd.testing.assert_series_equal(_hog_franvaro(gt, "sspf_omrade") + unit, city)
+    assert not ((gt["area_code"] == code) & (gt["area_level"] != "skolenhet")).any()
+
+    # huvudman: the municipality's organisation number is kommunal, the rest fristående
+    assert set(gt.loc[gt["breakdown"] == "huvudman", "breakdown_value"]) == {"kommunal",
+                                                                             "fristående"}
+    owner = gt[(gt["indicator_id"] == "hog_franvaro") & (gt["area_level"] == "skolenhet")
+               & (gt["breakdown"] == "huvudman")].groupby("area_code")["breakdown_value"].unique()
+    assert {c: list(v) for c, v in owner.items()} == {
+        u.code: ["kommunal" if u.huvudman is None else "fristående"] for u in MALMO.school_units}
+    for kind in ("kommunal", "fristående"):
+        kind_units = [u.code for u in MALMO.school_units
+                      if (u.huvudman is None) == (kind == "kommunal")]
+        pd.testing.assert_series_equal(
+            _hog_franvaro(gt, "stad", "huvudman", value=kind),
+            sum(_hog_franvaro(gt, "skolenhet", area=c) for c in kind_units))
+
+    # another reference directory: once the unit is listed, it counts in its SSPF area
+    reference = tmp_path / "reference"
+    write_reference(MALMO, reference)
+    with (reference / "ref_skolenheter.csv").open("a", encoding="utf-8") as fh:
+        fh.write(f"{code},Sundsskolan Kulladal,fristående,SOR-FO\n")
+    listed = compute_ground_truth(malmo, min_cell=1, reference_dir=reference)
+    pd.testing.assert_series_equal(_hog_franvaro(listed, "stadsdelsomrade"), city)
+    pd.testing.assert_series_equal(_hog_franvaro(listed, "sspf_omrade", area="SOR-FO"),
+                                   _hog_franvaro(gt, "sspf_omrade", area="SOR-FO") + unit)
 
 # -- case system database ----------------------------------------------------------------------
 

@@ -5,8 +5,9 @@ of the catalogue, every period type, area level and breakdown the rules list, pr
 suppression and the follow-up columns). It uses what only the simulator knows: the person
 behind every row (``person_key``), whether a written identifier is valid, true birth dates. It
 does not use DuckDB, the identity macros, the dbt models or anything else from the pipeline;
-from ``dbt_project`` it only reads the seed CSVs (areas, school units, districts, offence
-categories, targets). The result has the published table's columns (without
+besides the frames it only reads the municipality's reference CSVs (areas, school units,
+districts, offence categories, targets: by default those of the population's profile, with the
+product's default ``ref_brottskoder``). The result has the published table's columns (without
 ``data_version``), one row per cell, so a publication can be compared with it cell by cell.
 
 Dates are handled as day numbers (days since 1970-01-01): int64 where a value always exists,
@@ -16,6 +17,7 @@ float64 with NaN where it may be missing (a comparison with NaN is false, like S
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -23,7 +25,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from samverkan.simulator.population import SEEDS_DIR, TZ, Population, load_seeds
+from samverkan.config.reference import reference_file
+from samverkan.simulator.population import TZ, Population, load_reference
 
 # id -> (Swedish name, unit), in catalogue order
 INDICATORS: dict[str, tuple[str, str]] = {
@@ -183,6 +186,12 @@ def _not_weeded(df: pd.DataFrame, gallring: pd.DataFrame, table: str, id_col: st
     return df[~df[id_col].astype("int64").isin(gone)]
 
 
+def _digits(value: object) -> str:
+    """The digits of an organisation number ('' for null)."""
+    return "" if value is None or (isinstance(value, float) and np.isnan(value)) else re.sub(
+        r"[^0-9]", "", str(value))
+
+
 def _text(values: pd.Series) -> pd.Series:
     """Trimmed text, '' for null."""
     return values.astype(object).where(values.notna(), "").astype(str).str.strip()
@@ -191,26 +200,28 @@ def _text(values: pd.Series) -> pd.Series:
 class _Sources:
     """Linkable, unprotected rows of every source, with day numbers and areas."""
 
-    def __init__(self, pop: Population, p: _Params, seeds_dir: Path) -> None:
+    def __init__(self, pop: Population, p: _Params, reference_dir: Path) -> None:
         self.pop = pop
         self.p = p
-        seeds = load_seeds(seeds_dir)
-        self.seeds_dir = seeds_dir
-        self.sdo_name = dict(zip(seeds.areas["stadsdelsomrade_code"],
-                                 seeds.areas["stadsdelsomrade_name"], strict=True))
-        self.sspf_name = dict(zip(seeds.sspf["sspf_omrade_code"], seeds.sspf["sspf_omrade_name"],
+        ref = load_reference(reference_dir)
+        self.reference_dir = reference_dir
+        self.sdo_name = dict(zip(ref.areas["stadsdelsomrade_code"],
+                                 ref.areas["stadsdelsomrade_name"], strict=True))
+        self.sspf_name = dict(zip(ref.sspf["sspf_omrade_code"], ref.sspf["sspf_omrade_name"],
                                   strict=True))
-        self.unit_sspf = dict(zip(seeds.schools["school_unit_code"],
-                                  seeds.schools["sspf_omrade_code"], strict=True))
-        self.sspf_sdo = dict(zip(seeds.sspf["sspf_omrade_code"], seeds.sspf["stadsdelsomrade_code"],
+        # a school unit missing from ref_skolenheter has no SSPF area and no stadsdelsområde:
+        # its pupils count in the city and skolenhet rows only
+        self.unit_sspf = dict(zip(ref.schools["school_unit_code"],
+                                  ref.schools["sspf_omrade_code"], strict=True))
+        self.sspf_sdo = dict(zip(ref.sspf["sspf_omrade_code"], ref.sspf["stadsdelsomrade_code"],
                                  strict=True))
-        self.district_sdo = dict(zip(seeds.districts["stadsdel_name"],
-                                     seeds.districts["stadsdelsomrade_code"], strict=True))
-        self.district_sspf = {k: v for k, v in zip(seeds.districts["stadsdel_name"],
-                                                   seeds.districts["sspf_omrade_code"], strict=True)
+        self.district_sdo = dict(zip(ref.districts["stadsdel_name"],
+                                     ref.districts["stadsdelsomrade_code"], strict=True))
+        self.district_sspf = {k: v for k, v in zip(ref.districts["stadsdel_name"],
+                                                   ref.districts["sspf_omrade_code"], strict=True)
                               if v}
-        self.offence_category = dict(zip(seeds.offences["brottskod"],
-                                         seeds.offences["brottskategori"], strict=True))
+        self.offence_category = dict(zip(ref.offences["brottskod"],
+                                         ref.offences["brottskategori"], strict=True))
 
         persons = pop.persons
         keys = persons["person_key"].astype("int64").to_numpy()
@@ -239,8 +250,10 @@ class _Sources:
         units = orgs[orgs["organisation_type"] == "Skolenhet"]
         self.unit_name = dict(zip(units["school_unit_code"].astype(str),
                                   units["display_name"].astype(str), strict=True))
-        number = dict(zip(orgs["id"], orgs["organisation_number"], strict=True))
-        municipal = self.pop.municipality_organisation_number
+        # the huvudman's organisation number equals the municipality's (digits compared) ->
+        # kommunal, anything else -> fristående
+        number = dict(zip(orgs["id"], orgs["organisation_number"].map(_digits), strict=True))
+        municipal = _digits(self.pop.municipality_organisation_number)
         self.unit_huvudman = {
             code: "kommunal" if number.get(parent) == municipal else "fristående"
             for code, parent in zip(units["school_unit_code"].astype(str),
@@ -645,16 +658,17 @@ def compute_ground_truth(
     municipality_code: str | None = None,
     municipality_name: str | None = None,
     min_cell: int = 5,
-    seeds_dir: Path | str = SEEDS_DIR,
+    reference_dir: Path | str | None = None,
 ) -> pd.DataFrame:
     """Every published cell of the catalogue, as the rules define it, straight from ``pop``.
 
     The keywords are the dbt vars of ``INDICATOR_RULES.md`` with their defaults;
     ``reference_date``, ``municipality_code`` and ``municipality_name`` default to the
-    population's. ``lagesbild_trailing_weeks`` only shapes the weekly lägesbild, which is not
-    part of this table; it is accepted (and checked) so that a run's vars can be passed as
-    they are. Rows are ordered by indicator (catalogue order), period type, period start, area
-    level, area code and breakdown.
+    population's; ``reference_dir`` (the ``ref_*.csv`` files) to its profile's
+    (``pop.municipality.reference_dir``). ``lagesbild_trailing_weeks`` only shapes the weekly
+    lägesbild, which is not part of this table; it is accepted (and checked) so that a run's
+    vars can be passed as they are. Rows are ordered by indicator (catalogue order), period
+    type, period start, area level, area code and breakdown.
     """
     if report_months < 1 or trailing_months < 1 or min_cell < 1 or lagesbild_trailing_weeks < 1:
         raise ValueError("report_months, trailing_months, min_cell and lagesbild_trailing_weeks "
@@ -669,8 +683,9 @@ def compute_ground_truth(
         investigation_months=investigation_months, placement_days=placement_horizon_days,
         sst_days=7 * sst_window_weeks, sig_months=sig_followup_months, repeat=repeat_incidents,
         min_cell=min_cell)
-    seeds_dir = Path(seeds_dir)
-    src = _Sources(pop, p, seeds_dir)
+    reference_dir = Path(reference_dir if reference_dir is not None
+                         else pop.municipality.reference_dir)
+    src = _Sources(pop, p, reference_dir)
     cells = _Cells(src)
     R = p.R
     periods = _published_periods(p)
@@ -901,11 +916,11 @@ def _fraction(text: str) -> tuple[int, int]:
     return value, 10 ** -exponent
 
 
-def _targets(cells: pd.DataFrame, seeds_dir: Path) -> pd.DataFrame:
+def _targets(cells: pd.DataFrame, reference_dir: Path) -> pd.DataFrame:
     """target, direction, tolerance (as exact fractions) of each cell: the most specific
     matching row of ref_indicator_targets (area_code, then area_level, then the default)."""
-    t = pd.read_csv(seeds_dir / "ref_indicator_targets.csv", dtype=str, keep_default_na=False,
-                    encoding="utf-8")
+    t = pd.read_csv(reference_file(reference_dir, "ref_indicator_targets"), dtype=str,
+                    keep_default_na=False, encoding="utf-8")
     t = t.apply(lambda c: c.str.strip())
     n = len(cells)
     out = pd.DataFrame({"target": np.full(n, np.nan), "direction": np.full(n, None, dtype=object),
@@ -938,7 +953,7 @@ def _publish(cells: pd.DataFrame, src: _Sources, periods: pd.DataFrame) -> pd.Da
     hidden |= cells["contributors"].to_numpy() < p.min_cell  # NaN (not applicable) is False
     value = np.where(antal, num, num / np.where(antal, 1.0, den))
 
-    tg = _targets(cells, src.seeds_dir)
+    tg = _targets(cells, src.reference_dir)
     # status with exact arithmetic: value <= target  <=>  num * t_den <= t_num * den
     lhs = num * tg["t_den"].to_numpy()
     rhs = tg["t_num"].to_numpy() * den

@@ -1,7 +1,11 @@
 """A deterministic synthetic municipality: pupils, lessons, attendance, cases and police rows.
 
-``generate(seed, pupils)`` builds every frame of a :class:`Population` from one seed. The same
-seed gives identical frames (uuids included: they come from numpy generators, not ``uuid4``).
+``generate(seed, pupils, municipality=STOCKHOLM)`` builds every frame of a :class:`Population`
+from one seed. The same seed gives identical frames (uuids included: they come from numpy
+generators, not ``uuid4``). Everything municipality-specific (codes, names, school units,
+huvudmän, areas, district names) comes from the municipality profile
+(:class:`samverkan.simulator.municipalities.Municipality`) and its reference CSVs.
+
 Everything that can involve millions of rows (lessons and attendance) is built with numpy
 array operations; the social-services and police parts are a few thousand rows per 5 000
 pupils and are built with vectorised pandas/numpy too.
@@ -28,6 +32,9 @@ import pandas as pd
 import pyarrow as pa
 from faker import Faker
 
+from samverkan.config.reference import reference_file
+from samverkan.simulator.municipalities import STOCKHOLM, Municipality
+
 TZ = "Europe/Stockholm"
 DEFAULT_SEED = 20260612
 DEFAULT_PUPILS = 5000
@@ -39,59 +46,9 @@ HOLIDAY_WEEKS = (9, 14)  # sportlov, påsklov
 PUBLIC_HOLIDAYS = (dt.date(2026, 4, 6), dt.date(2026, 5, 1), dt.date(2026, 5, 14))
 LESSON_STARTS_MINUTES = (495, 570, 645, 780, 855, 930)  # 08:15 09:30 10:45 13:00 14:15 15:30
 LESSON_MINUTES = 60
-MUNICIPALITY_CODE = "0180"
-MUNICIPALITY_NAME = "Stockholm"
-MUNICIPALITY_ORGANISATION_NUMBER = "212000-0142"
-SEEDS_DIR = Path(__file__).resolve().parent / "municipalities" / "stockholm"
-
-
-
-def municipality_identity():  # noqa: ANN201 - samverkan.config.Municipality
-    """The simulated municipality's code, name and organisation number."""
-    from samverkan.config import Municipality
-
-    return Municipality(MUNICIPALITY_CODE, MUNICIPALITY_NAME, MUNICIPALITY_ORGANISATION_NUMBER)
-
 
 _EPOCH = dt.date(1970, 1, 1)
 _NAT = np.datetime64("NaT", "D")
-
-# School unit names (fictional) and independent huvudman (index) for the bundled seed codes.
-_UNIT_NAMES: dict[str, tuple[str, int | None]] = {
-    "29384011": ("Bredängsskolan", None),
-    "29384012": ("Sätraskolan", None),
-    "29384013": ("Läroverket Bredäng", 0),
-    "29384014": ("Skogsängsskolan", None),
-    "29384021": ("Skärholmsskolan", None),
-    "29384022": ("Vårbergsskolan", None),
-    "29384023": ("Läroverket Skärholmen", 0),
-    "29384024": ("Vårängsskolan", None),
-    "29384031": ("Rågsvedsskolan", None),
-    "29384032": ("Kunskapsbron Rågsved", 1),
-    "29384033": ("Hagsätraskolan", None),
-    "29384034": ("Kunskapsbron Hagsätra", 1),
-    "29384041": ("Östbergaskolan", None),
-    "29384042": ("Östbergahöjdens skola", None),
-    "29384043": ("Montessoriskolan Ängen", 2),
-}
-_INDEPENDENT_HUVUDMAN = (
-    "Läroverket Söder AB",
-    "Kunskapsbron Friskolor AB",
-    "Föräldrakooperativet Ängen ek. för.",
-)
-# Share of lessons never reported, by independent huvudman index (municipal units: 0.5-2.5 %).
-_INDEPENDENT_UNREPORTED = (0.04, 0.16, 0.09)
-
-# Stadsdelsområde names used by the case system (all exist in ref_stadsdelar.stadsdel_name).
-_CASE_DISTRICT_BY_AREA = {
-    "SKH": "Skärholmen",
-    "EAV": "Enskede-Årsta-Vantör",
-    "SOD": "Södermalm",
-    "KUN": "Kungsholmen",
-    "FAR": "Farsta",
-}
-_OTHER_AREAS = ("SOD", "KUN", "FAR")
-_UNKNOWN_POLICE_DISTRICT = "Hägersten"  # a real district the municipality's seed does not list
 
 _REPORTERS = np.array(["Skola", "Förskola", "Polis", "Hälso- och sjukvård", "Socialtjänst",
                        "Anhörig", "Annan", "Anonym"])
@@ -139,6 +96,8 @@ class Population:
         (Diarienummer, Brottsdatum, Anmälningsdatum [date], Brottskod [str, 4 digits],
         Brottsbenämning, Kommun, Stadsdel, Personnummer [as written], Roll, Ålder [int],
         Status, Senast ändrad [naive timestamp, minute precision]) in delivery order.
+    municipality: the profile the population was generated for (its reference CSVs are the
+        areas, school units and district names the ground truth reads).
     """
 
     seed: int
@@ -161,6 +120,7 @@ class Population:
     insats: pd.DataFrame
     gallring: pd.DataFrame
     police_rows: pd.DataFrame
+    municipality: Municipality = STOCKHOLM
 
 
 # ---------------------------------------------------------------------------------------------
@@ -324,26 +284,29 @@ def _corrupt_check_digit(text: np.ndarray, shift: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class Seeds:
-    schools: pd.DataFrame    # school_unit_code, sspf_omrade_code, stadsdelsomrade_code
+class Reference:
+    """A municipality's reference tables (``<SAMVERKAN_HOME>/reference/ref_*.csv``), as text."""
+
+    schools: pd.DataFrame    # school_unit_code, [school_unit_name, huvudman,] sspf_omrade_code,
+    #                          stadsdelsomrade_code
     sspf: pd.DataFrame       # sspf_omrade_code, sspf_omrade_name, stadsdelsomrade_code
     districts: pd.DataFrame  # stadsdel_name, stadsdelsomrade_code, sspf_omrade_code ('' = none)
     areas: pd.DataFrame      # stadsdelsomrade_code, stadsdelsomrade_name
     offences: pd.DataFrame   # brottskod, brottsbenamning, brottskategori
 
 
-def load_seeds(seeds_dir: Path = SEEDS_DIR) -> Seeds:
-    from samverkan.config.reference import reference_file
-
+def load_reference(reference_dir: Path | str) -> Reference:
+    """The reference tables in ``reference_dir``; ``ref_brottskoder`` falls back to the
+    product's default when the directory has none."""
     def read(name: str) -> pd.DataFrame:
-        return pd.read_csv(reference_file(seeds_dir, name), dtype=str, keep_default_na=False,
-                           encoding="utf-8")
+        return pd.read_csv(reference_file(Path(reference_dir), name), dtype=str,
+                           keep_default_na=False, encoding="utf-8")
 
     sspf = read("ref_sspf_omraden")
     schools = read("ref_skolenheter").merge(sspf[["sspf_omrade_code", "stadsdelsomrade_code"]],
                                             on="sspf_omrade_code", how="left")
-    return Seeds(schools=schools, sspf=sspf, districts=read("ref_stadsdelar"),
-                 areas=read("ref_stadsdelsomraden"), offences=read("ref_brottskoder"))
+    return Reference(schools=schools, sspf=sspf, districts=read("ref_stadsdelar"),
+                     areas=read("ref_stadsdelsomraden"), offences=read("ref_brottskoder"))
 
 
 def school_days(term_start: dt.date = TERM_START, term_end: dt.date = TERM_END) -> np.ndarray:
@@ -360,7 +323,8 @@ def school_days(term_start: dt.date = TERM_START, term_end: dt.date = TERM_END) 
 # ---------------------------------------------------------------------------------------------
 
 class _Builder:
-    def __init__(self, seed: int, pupils: int, lessons_per_day: int) -> None:
+    def __init__(self, seed: int, pupils: int, lessons_per_day: int,
+                 municipality: Municipality = STOCKHOLM) -> None:
         if pupils < 1:
             raise ValueError("pupils must be at least 1")
         if not 1 <= lessons_per_day <= len(LESSON_STARTS_MINUTES):
@@ -372,7 +336,9 @@ class _Builder:
         (self.rng_org, self.rng_people, self.rng_school, self.rng_att, self.rng_police,
          self.rng_case, self.rng_ids, self.rng_names, self.rng_sst) = (
             np.random.default_rng(s) for s in streams)
-        self.seeds = load_seeds()
+        self.m = municipality
+        self.ref = load_reference(municipality.reference_dir)
+        self._check_profile()
         self.R = _d(TERM_END)
         self.H = _d(HISTORY_START)
         self.days = school_days()
@@ -381,31 +347,47 @@ class _Builder:
         self.ref_end_ns = int(_local_to_utc_ns(
             np.array([np.datetime64(TERM_END, "m") + np.timedelta64(23 * 60 + 59, "m")]))[0])
 
+    def _check_profile(self) -> None:
+        """The profile's district names and areas must be in its own reference."""
+        m, ref = self.m, self.ref
+        if not m.school_units:
+            raise ValueError(f"{m.key}: the profile serves no school unit")
+        if ref.sspf.empty:
+            raise ValueError(f"{m.key}: ref_sspf_omraden lists no SSPF area")
+        known = set(ref.districts["stadsdel_name"])
+        unknown = {name for _, name in m.case_districts} - known
+        if unknown:
+            raise ValueError(f"{m.key}: case-system district names missing from "
+                             f"ref_stadsdelar: {sorted(unknown)}")
+        if m.unknown_police_district in known:
+            raise ValueError(f"{m.key}: {m.unknown_police_district!r} is in ref_stadsdelar")
+        needed = set(ref.sspf["stadsdelsomrade_code"]) | set(m.other_areas)
+        missing = needed - {a for a, _ in m.case_districts}
+        if missing:
+            raise ValueError(f"{m.key}: no case-system district name for {sorted(missing)}")
+
     # -- organisations -----------------------------------------------------------------------
     def organisations(self) -> pd.DataFrame:
         rng = self.rng_org
-        schools = self.seeds.schools.sort_values("school_unit_code").reset_index(drop=True)
-        codes = schools["school_unit_code"].tolist()
-        names, owner = [], []
-        for i, code in enumerate(codes):
-            if code in _UNIT_NAMES:
-                name, hm = _UNIT_NAMES[code]
-            else:  # a seed this simulator does not know: every third unit is independent
-                name, hm = f"Skolenhet {code}", (i // 3) % 3 if i % 3 == 2 else None
-            names.append(name)
-            owner.append(hm)
-        n_hm = 1 + len(_INDEPENDENT_HUVUDMAN)
+        m = self.m
+        # the units SS 12000 serves; their SSPF area from ref_skolenheter (None: not listed)
+        codes = [u.code for u in m.school_units]
+        names = [u.name for u in m.school_units]
+        owner = [u.huvudman for u in m.school_units]
+        unit_sspf = dict(zip(self.ref.schools["school_unit_code"],
+                             self.ref.schools["sspf_omrade_code"], strict=True))
+        n_hm = 1 + len(m.independent_huvudman)
         ids = _uuids(self.rng_ids, n_hm + len(codes)).tolist()
-        hm_numbers = [MUNICIPALITY_ORGANISATION_NUMBER] + [
-            _organisation_number(rng, "556") for _ in _INDEPENDENT_HUVUDMAN]
-        hm_names = ["Stockholms stad", *_INDEPENDENT_HUVUDMAN]
+        hm_numbers = [m.organisation_number] + [
+            _organisation_number(rng, "556") for _ in m.independent_huvudman]
+        hm_names = [m.huvudman_name, *m.independent_huvudman]
         modified = self.term_start_ns + (rng.random(n_hm + len(codes))
                                          * (self.ref_end_ns - self.term_start_ns) * 0.2)
         rows = []
         for h in range(n_hm):
             rows.append({"id": ids[h], "organisation_type": "Huvudman",
                          "display_name": hm_names[h], "organisation_number": hm_numbers[h],
-                         "school_unit_code": None, "municipality_code": MUNICIPALITY_CODE,
+                         "school_unit_code": None, "municipality_code": m.code,
                          "parent_organisation_id": None, "school_types": None})
         unreported = []
         for i, code in enumerate(codes):
@@ -413,14 +395,14 @@ class _Builder:
             rows.append({"id": ids[n_hm + i], "organisation_type": "Skolenhet",
                          "display_name": names[i],
                          "organisation_number": hm_numbers[h] if h > 0 else None,
-                         "school_unit_code": code, "municipality_code": MUNICIPALITY_CODE,
+                         "school_unit_code": code, "municipality_code": m.code,
                          "parent_organisation_id": ids[h], "school_types": ["GR"]})
-            unreported.append(_INDEPENDENT_UNREPORTED[owner[i]] if owner[i] is not None
+            unreported.append(m.independent_unreported[owner[i]] if owner[i] is not None
                               else float(rng.uniform(0.005, 0.025)))
         frame = pd.DataFrame(rows)
         frame["modified_at"] = _aware((modified // 1_000_000_000 * 1_000_000_000).astype(np.int64))
         self.unit_codes = np.array(codes)
-        self.unit_sspf = schools["sspf_omrade_code"].to_numpy()
+        self.unit_sspf = np.array([unit_sspf.get(c) for c in codes], dtype=object)
         self.unit_unreported = np.array(unreported)
         return frame
 
@@ -453,14 +435,17 @@ class _Builder:
         ])
 
         # home area: an SSPF area code, or another stadsdelsområde code
-        sspf_codes = self.seeds.sspf["sspf_omrade_code"].to_numpy()
+        # (pupils of a unit missing from ref_skolenheter keep the drawn SSPF area)
+        sspf_codes = self.ref.sspf["sspf_omrade_code"].to_numpy()
         home = rng.choice(sspf_codes, size=n).astype(object)
         own_school = rng.random(n_p) < 0.85
-        home[:n_p] = np.where(own_school, self.unit_sspf[unit], home[:n_p])
+        mapped = np.array([s is not None for s in self.unit_sspf])
+        home[:n_p] = np.where(own_school & mapped[unit], self.unit_sspf[unit], home[:n_p])
         elsewhere = (group > 0) & (rng.random(n) < 0.08)
-        home[elsewhere] = rng.choice(np.array(_OTHER_AREAS), size=int(elsewhere.sum()))
-        area_effect = {"SKH-SV": 0.15, "EAV-RA": 0.10, "SKH-BS": 0.05, "EAV-OB": 0.0}
-        risk = rng.normal(size=n) + np.array([area_effect.get(h, -0.2) for h in home])
+        home[elsewhere] = rng.choice(np.array(self.m.other_areas), size=int(elsewhere.sum()))
+        area_effect = self.m.area_effect
+        default_effect = self.m.default_area_effect
+        risk = rng.normal(size=n) + np.array([area_effect.get(h, default_effect) for h in home])
 
         sex_male = rng.random(n) < 0.5
         samord = rng.random(n) < 0.02
@@ -707,7 +692,7 @@ class _Builder:
     def police(self) -> pd.DataFrame:
         rng = self.rng_police
         R, H = self.R, self.H
-        offences = self.seeds.offences
+        offences = self.ref.offences
         birth, risk = self.birth, self.risk
 
         # suspect events per person (ages 12-17 mostly, some 18-25)
@@ -794,18 +779,21 @@ class _Builder:
         r_role = np.concatenate([r_role, np.full(blank_inc.size, "Misstänkt", dtype=object)])
 
         # place: district of the first person's home area, sometimes elsewhere or blank
-        districts = self.seeds.districts
+        districts = self.ref.districts
         # district names usable as offence locations: not a stadsdelsområde's own name when
         # that area lists other districts and the name belongs to no SSPF area
-        area_name = dict(zip(self.seeds.areas["stadsdelsomrade_code"],
-                             self.seeds.areas["stadsdelsomrade_name"], strict=True))
+        area_name = dict(zip(self.ref.areas["stadsdelsomrade_code"],
+                             self.ref.areas["stadsdelsomrade_name"], strict=True))
         per_area = districts.groupby("stadsdelsomrade_code")["stadsdel_name"].transform("size")
         umbrella = ((districts["stadsdel_name"] == districts["stadsdelsomrade_code"].map(area_name))
                     & (per_area > 1) & (districts["sspf_omrade_code"] == ""))
         street = districts[~umbrella]
         by_sspf = {c: g["stadsdel_name"].to_numpy() for c, g in
                    street[street["sspf_omrade_code"] != ""].groupby("sspf_omrade_code")}
+        # people outside every SSPF area: a district of their area outside the SSPF areas
         by_area = {c: g["stadsdel_name"].to_numpy() for c, g in street.groupby("stadsdelsomrade_code")}
+        by_area.update({c: g["stadsdel_name"].to_numpy() for c, g in
+                        street[street["sspf_omrade_code"] == ""].groupby("stadsdelsomrade_code")})
         all_names = street["stadsdel_name"].to_numpy()
         first_person = np.full(n_all, -1)
         order = np.argsort(r_inc, kind="stable")
@@ -820,7 +808,7 @@ class _Builder:
             if u[i] < 0.05:
                 district[i] = ""
             elif u[i] < 0.065:
-                district[i] = _UNKNOWN_POLICE_DISTRICT
+                district[i] = self.m.unknown_police_district
             elif u[i] < 0.18 or h is None:
                 district[i] = all_names[int(pick[i] * len(all_names))]
             else:
@@ -966,7 +954,7 @@ class _Builder:
             "Anmälningsdatum": _date_objects(rows["anm_day"].to_numpy()),
             "Brottskod": rows["Brottskod"].astype("str"),
             "Brottsbenämning": rows["Brottskod"].map(code_to_name).astype("str"),
-            "Kommun": MUNICIPALITY_NAME,
+            "Kommun": self.m.name,
             "Stadsdel": rows["Stadsdel"].astype("str"),
             "Personnummer": rows["Personnummer"].astype("str"),
             "Roll": rows["Roll"].astype("str"),
@@ -1047,10 +1035,14 @@ class _Builder:
         fb = np.where(pending, -1, fb)
 
         home = self.home[a_person]
-        home_area = np.array([h.split("-")[0] for h in home], dtype=object)
+        # home stadsdelsområde: the SSPF area's, or the home area itself (outside every SSPF area)
+        sspf_area = dict(zip(self.ref.sspf["sspf_omrade_code"],
+                             self.ref.sspf["stadsdelsomrade_code"], strict=True))
+        case_district = self.m.case_district_by_area
+        home_area = np.array([sspf_area.get(h, h) for h in home], dtype=object)
         other = rng.random(m) < 0.07
-        home_area[other] = rng.choice(np.array(list(_CASE_DISTRICT_BY_AREA)), int(other.sum()))
-        stadsdel = np.array([_CASE_DISTRICT_BY_AREA[a] for a in home_area], dtype=object)
+        home_area[other] = rng.choice(np.array(list(case_district)), int(other.sum()))
+        stadsdel = np.array([case_district[a] for a in home_area], dtype=object)
 
         last_day = np.maximum.reduce([a_day, skydd, fb])
         order = np.lexsort((a_person, a_day))
@@ -1285,9 +1277,10 @@ class _Builder:
 
 
 def generate(seed: int = DEFAULT_SEED, pupils: int = DEFAULT_PUPILS,
-             lessons_per_day: int = 4) -> Population:
-    """Build the synthetic municipality for ``seed`` with about ``pupils`` pupils (grades 1-9)."""
-    b = _Builder(seed, pupils, lessons_per_day)
+             lessons_per_day: int = 4, municipality: Municipality = STOCKHOLM) -> Population:
+    """Build the synthetic ``municipality`` for ``seed`` with about ``pupils`` pupils
+    (grades 1-9) and ``lessons_per_day`` recorded lessons a pupil and school day."""
+    b = _Builder(seed, pupils, lessons_per_day, municipality)
     organisations = b.organisations()
     persons = b.persons()
     enrolments, calendar_events, attendances = b.school()
@@ -1297,11 +1290,11 @@ def generate(seed: int = DEFAULT_SEED, pupils: int = DEFAULT_PUPILS,
     return Population(
         seed=seed, pupils=pupils, term_start=TERM_START, term_end=TERM_END,
         history_start=HISTORY_START, reference_date=TERM_END,
-        municipality_code=MUNICIPALITY_CODE, municipality_name=MUNICIPALITY_NAME,
-        municipality_organisation_number=MUNICIPALITY_ORGANISATION_NUMBER,
+        municipality_code=municipality.code, municipality_name=municipality.name,
+        municipality_organisation_number=municipality.organisation_number,
         organisations=organisations, persons=persons, enrolments=enrolments,
         calendar_events=calendar_events, attendances=attendances,
         klient=case["klient"], aktualisering=case["aktualisering"],
         utredning=case["utredning"], insats=case["insats"], gallring=case["gallring"],
-        police_rows=police_rows,
+        police_rows=police_rows, municipality=municipality,
     )
