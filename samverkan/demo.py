@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from samverkan.config import Paths
-from samverkan.simulator.municipalities import STOCKHOLM, Municipality
 from samverkan.pseudonymisation import KEY_FILE_ENV, create_key_file, default_key_file, key_configured
+from samverkan.simulator.municipalities import STOCKHOLM, Municipality
 
 TOKEN_ENV = "SAMVERKAN_SS12000_TOKEN"  # noqa: S105 - the name of a variable
 
