@@ -30,6 +30,8 @@ def _summary(p: Paths, publication: object | None) -> None:
             reasons = ", ".join(f"{k} {v}" for k, v in r.get("quarantined_by_reason", {}).items())
             print(f"  {source:12s} received {r['received']:>9,d}  loaded {r['loaded']:>9,d}  "
                   f"quarantined {r['quarantined']:>6,d}{f' ({reasons})' if reasons else ''}")
+        for gap in manifest.get("reference_coverage", []):
+            print(f"  {gap['source']:12s} {_COVERAGE_TEXT[gap['kind']].format(**gap)}")
         for source, reasons in manifest.get("excluded_from_indicators", {}).items():
             detail = ", ".join(
                 f"{reason}: people {n['people']}" if reason == "protected_identity"
@@ -40,6 +42,14 @@ def _summary(p: Paths, publication: object | None) -> None:
     else:
         print("  Nothing was published; the previous publication (if any) is unchanged.")
         print(f"  Why: see the gate reports under {p.validation}")
+
+
+_COVERAGE_TEXT = {
+    "school_unit_not_in_reference": "school unit {value} ({name}) is not in ref_skolenheter.csv: "
+                                    "{records:,d} pupils count in the city and the unit only",
+    "stadsdel_not_in_reference": "stadsdel '{value}' is not in ref_stadsdelar.csv: "
+                                 "{records:,d} records count in the city only",
+}
 
 
 def _print_checks(publication: object | None) -> None:

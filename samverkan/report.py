@@ -722,6 +722,24 @@ def _exclusion_rows(exclusions: dict[str, dict[str, dict[str, int]]]) -> list[di
     return out
 
 
+def _coverage_rows(coverage: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The manifest's reference coverage (what the municipality's reference files do not
+    cover) with Swedish labels."""
+    out = []
+    for gap in coverage:
+        if gap["kind"] == "school_unit_not_in_reference":
+            what = f"Skolenhet {gap['value']}" + (f" ({gap['name']})" if gap.get("name") else "")
+            effect = "saknar SSPF-område: eleverna räknas för hela staden och skolenheten"
+            unit = "elever"
+        else:
+            what = f"Stadsdel ”{gap['value']}”"
+            effect = "okänd stadsdel: posterna räknas bara för hela staden"
+            unit = "poster"
+        out.append({"source": SOURCE_LABELS.get(gap["source"], gap["source"]), "what": what,
+                    "effect": effect, "count": f"{format_number(gap['records'], 'antal')} {unit}"})
+    return out
+
+
 def _catalogue_entries(indicators: Iterable[Indicator]) -> list[tuple[str, list[IndicatorInfo]]]:
     groups: dict[str, list[IndicatorInfo]] = {g: [] for g in GROUPS}
     for ind in indicators:
@@ -759,6 +777,7 @@ def render_report(indicators_parquet: Path, *, lagesbild_parquet: Path | None = 
         min_cell=min_cell,
         load_report=manifest.get("load_report") or {},
         exclusions=_exclusion_rows(manifest.get("excluded_from_indicators") or {}),
+        coverage=_coverage_rows(manifest.get("reference_coverage") or []),
         source_labels=SOURCE_LABELS,
         row_count=len(rows),
         area_levels=AREA_LEVELS,

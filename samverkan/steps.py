@@ -213,6 +213,22 @@ def _identity_exclusions(settings: Settings) -> dict[str, dict[str, dict[str, in
     return report
 
 
+def _reference_coverage(settings: Settings) -> list[dict[str, Any]]:
+    """What the reference files do not cover (dbt load report ``rpt_reference_coverage``):
+    school units SS 12000 serves without an SSPF area, district names the sources write that
+    the reference does not know; with the pupils or records behind each."""
+    conn = duckdb.connect(str(settings.paths.analytics_db), read_only=True)
+    try:
+        rows = conn.execute(
+            "select source_system, kind, value, value_name, records from marts.rpt_reference_coverage "
+            "order by kind, source_system, value").fetchall()
+    except duckdb.CatalogException:
+        return []
+    finally:
+        conn.close()
+    return [{"source": s, "kind": k, "value": v, "name": n, "records": int(r)} for s, k, v, n, r in rows]
+
+
 def _write_gate_report(settings: Settings, version: str, checks: list[GateCheck],
                        kind: str = "gate", title: str = "Publiceringsgrind") -> str:
     """The readable gate report (validation/<kind>-<version>/gate.{json,html}): every check with
@@ -309,6 +325,7 @@ def publish(settings: Settings, version: str, ref: dt.date, extract_results: lis
         "this_run_batches": [b.batch_id for r in extract_results for b in r.batches],
         "load_report": load_report(extract_results),
         "excluded_from_indicators": _identity_exclusions(settings),
+        "reference_coverage": _reference_coverage(settings),
         "min_cell": settings.min_cell,
         "build_fingerprint": build_fingerprint(settings, ref),
     }
