@@ -8,7 +8,7 @@
 | ``ref_skolenheter.csv`` | school_unit_code, [school_unit_name, huvudman,] sspf_omrade_code | school unit → SSPF area |
 | ``ref_indicator_targets.csv`` | indicator_id, area_level, area_code, target, direction, tolerance | targets |
 | ``ref_brottskoder.csv`` (optional) | brottskod, brottsbenamning, brottskategori | offence code → category; the product's default otherwise |
-"""
+"""  # noqa: E501 - a table, one row a line
 
 from __future__ import annotations
 
