@@ -48,14 +48,15 @@ def backfill(date_from: str, date_to: str) -> BackfillOutcome:
                    for day in days]
     results = backfill_steps.merge_results(loaded_days)
     loaded = sum(d.loaded for d in loaded_days)
-    load_report_artifact(steps.load_report(results))
     failed = any(not r.ok for r in results)
     end = days[-1]
     if not failed:
         standing = steps.standing_publication(settings, end)
         if standing:
             log.info("backfill %s..%s: nothing new; publication %s stands", days[0], end, standing)
+            load_report_artifact(steps.load_report(results))
             return BackfillOutcome([d.isoformat() for d in days], 0, None, standing)
+    # From here on the publish flow leaves the load report and gate artifacts of this run.
     version = new_version()
     if failed:
         dbt_success, dbt_detail = False, "not run: an extract batch failed (see extract_batches)"

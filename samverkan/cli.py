@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib.metadata
 import json
 import sys
 from collections.abc import Callable
@@ -246,17 +247,56 @@ def _in_range(parse: Callable[[str], Any], low: float, high: float) -> Callable[
     return convert
 
 
+DESCRIPTION = """\
+Samverkan pulls school attendance (SS 12000), the social-services case system and the
+police file drop, pseudonymises and links them, builds the indicators on children at risk
+with dbt, and publishes them only when the quality and disclosure gates pass. The console
+shows one line per step and a summary; the whole log is in logs/samverkan.log and dbt's in
+logs/dbt/dbt.log, under the data directory (SAMVERKAN_HOME, default ./data).
+"""
+
+EPILOG = """\
+usual sequence:
+  samverkan demo                  try it on a simulated municipality
+  samverkan init                  a new installation: samverkan.toml and reference templates
+  samverkan init --from-ss12000   list the school units from SS 12000
+  samverkan check                 can a run work? (configuration, key, reference, sources)
+  samverkan run                   each night: extract, build, gate and publish
+  samverkan backfill --from D --to D
+                                  load a range of past days, then publish once
+  samverkan lagesbild             each week, after the nightly run: the lägesbild
+  samverkan pseudonym             look up pseudonyms (erasure and correction requests)
+"""
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("samverkan")
+    except importlib.metadata.PackageNotFoundError:  # a source tree that was never installed
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="samverkan", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="samverkan", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}",
+                        help="print the version and exit")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="print the whole log on the console (Prefect's flow and task runs, "
+                             "every samverkan line, debug detail) instead of the progress lines; "
+                             "the log file gets debug detail too")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                title="commands", help="one of:")
 
     demo = sub.add_parser("demo", help="simulate a municipality and run the whole pipeline on it")
     demo.add_argument("--municipality", choices=("stockholm", "malmo"), default="stockholm",
                       help="which simulated municipality (its areas, school units and identity; "
                            "default stockholm)")
-    demo.add_argument("--seed", type=int, default=20260612)
-    demo.add_argument("--pupils", type=int, default=5000)
+    demo.add_argument("--seed", type=int, default=20260612,
+                      help="seed of the simulated municipality (default 20260612): the same seed, "
+                           "size and volume give the same municipality")
+    demo.add_argument("--pupils", type=int, default=5000, metavar="N",
+                      help="about how many pupils the municipality has (default 5000)")
     demo.add_argument("--lessons-per-day", type=_in_range(int, 1, 6), default=4, metavar="N",
                       help="attendance-recorded lessons per pupil and school day, 1..6 (default 4): "
                            "the volume of the attendance feed")
@@ -303,11 +343,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    apply_environment_defaults()
     args = build_parser().parse_args(argv)
+    apply_environment_defaults(verbose=args.verbose)
     if args.command != "pseudonym":
         configure_logging(paths().logs, args.verbose)
-        show_progress_on_console()
+        if not args.verbose:  # verbose: Prefect's console handler prints them with the log
+            show_progress_on_console()
     try:
         return args.func(args)
     except ConfigError as exc:

@@ -25,6 +25,7 @@ GX is imported lazily, once per process (the import costs several seconds).
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import datetime as dt
 import html
@@ -231,8 +232,11 @@ def _gx() -> dict[str, Any]:
 
 def preload() -> threading.Thread:
     """Start importing Great Expectations in the background (it takes seconds), so the first
-    validation does not wait for it; the import lock makes a concurrent caller wait instead."""
-    thread = threading.Thread(target=_gx, name="gx-preload", daemon=True)
+    validation does not wait for it; the import lock makes a concurrent caller wait instead.
+    The thread runs in a copy of the caller's context: its log line belongs to the caller's
+    Prefect run (a new thread has no run context, and Prefect warns about such a line)."""
+    thread = threading.Thread(target=contextvars.copy_context().run, args=(_gx,),
+                              name="gx-preload", daemon=True)
     thread.start()
     return thread
 

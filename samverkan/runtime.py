@@ -14,12 +14,21 @@ PREFECT_DEFAULTS = {
     "DO_NOT_TRACK": "1",
     # Route the platform's own log lines (counts and batch ids only) into Prefect run logs.
     "PREFECT_LOGGING_EXTRA_LOGGERS": "samverkan",
+    # Prefect's console handler (on the root logger, which the `samverkan` lines propagate to)
+    # shows warnings and errors only: the progress lines are printed by samverkan.progress, and
+    # every log line, Prefect's flow and task runs included, stays in the run logs and the log
+    # file. `samverkan -v` shows the whole log on the console instead.
+    "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
 }
 
 
-def apply_environment_defaults() -> None:
-    """Set defaults before Prefect is imported; explicit settings win."""
-    for key, value in PREFECT_DEFAULTS.items():
+def apply_environment_defaults(verbose: bool = False) -> None:
+    """Set defaults before Prefect is imported; explicit settings win. ``verbose``: Prefect's
+    console handler shows every log line (debug included)."""
+    defaults = dict(PREFECT_DEFAULTS)
+    if verbose:
+        defaults["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] = "DEBUG"
+    for key, value in defaults.items():
         os.environ.setdefault(key, value)
 
 

@@ -142,12 +142,12 @@ def dbt_vars(settings: Settings, version: str, ref: dt.date) -> dict[str, Any]:
 
 def transform(settings: Settings, version: str, ref: dt.date) -> Any:
     """dbt build (models and tests) over the restricted and analytics warehouses."""
-    from samverkan.transform import dbt_build
+    from samverkan.transform import dbt_build, report_outcome
 
     settings.paths.ensure()
     progress("dbt build: models and data tests (reference date %s) …", ref)
     outcome = dbt_build(settings.paths, dbt_vars(settings, version, ref), extra_args=PIPELINE_DBT_ARGS)
-    progress("dbt build: %s", outcome.summary())
+    report_outcome(outcome)
     return outcome
 
 
@@ -426,10 +426,12 @@ def lagesbild_reference_date(settings: Settings, override: str | None = None) ->
 
 def transform_lagesbild(settings: Settings, version: str, ref: dt.date) -> Any:
     """dbt build of the lägesbild models only (not a rebuild of the warehouse)."""
-    from samverkan.transform import dbt_build
+    from samverkan.transform import dbt_build, report_outcome
 
     settings.paths.ensure()
-    return dbt_build(settings.paths, dbt_vars(settings, version, ref), extra_args=LAGESBILD_SELECTION)
+    outcome = dbt_build(settings.paths, dbt_vars(settings, version, ref), extra_args=LAGESBILD_SELECTION)
+    report_outcome(outcome)
+    return outcome
 
 
 def _warehouse_indicator_versions(settings: Settings) -> list[str]:

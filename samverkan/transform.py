@@ -12,6 +12,7 @@ value (an identifier in a database error, a unit-test diff) leaves dbt through t
 
 from __future__ import annotations
 
+import contextvars
 import json
 import os
 import re
@@ -33,6 +34,7 @@ from samverkan.progress import progress
 from samverkan.pseudonymisation import PseudonymKeyError, load_key
 
 PROGRESS_EVERY_NODES = 100
+MAX_REPORTED_FAILURES = 20
 RESTRICTED_SCHEMA_SQL = SQL_DIR / "restricted_schema.sql"
 
 # dbt's runner, its adapter registry and os.environ are process-wide: one invocation at a time.
@@ -69,6 +71,19 @@ class DbtOutcome:
         counts = ", ".join(f"{status}={n}" for status, n in sorted(self.counts.items()))
         state = "succeeded" if self.success else "failed"
         return f"dbt {self.command} {state} in {self.elapsed_seconds:.1f}s ({counts or 'no nodes'})"
+
+
+def report_outcome(outcome: DbtOutcome) -> None:
+    """Progress lines for a dbt invocation (dbt itself prints nothing on the console): the
+    summary, then one line per failed node with its cleaned message (the first
+    MAX_REPORTED_FAILURES; every node's line is in dbt's log)."""
+    progress("%s", outcome.summary())
+    for failure in outcome.failures[:MAX_REPORTED_FAILURES]:
+        progress("dbt %s: %s %s %s: %s", outcome.command, failure.resource_type, failure.node,
+                 failure.status, failure.message)
+    if len(outcome.failures) > MAX_REPORTED_FAILURES:
+        progress("dbt %s: %d more failed nodes, see logs/dbt/dbt.log", outcome.command,
+                 len(outcome.failures) - MAX_REPORTED_FAILURES)
 
 
 def dbt_log_dir(paths: Paths) -> Path:
@@ -150,6 +165,11 @@ def run_dbt(
         "--project-dir", str(DBT_PROJECT_DIR),
         "--profiles-dir", str(DBT_PROJECT_DIR),
         "--log-path", str(log_dir),
+        # Nothing on stdout (the caller reports the outcome, its failures cleaned of data
+        # values); everything in log_dir/dbt.log. The file level must be named: it otherwise
+        # follows --log-level.
+        "--log-level", "none",
+        "--log-level-file", "debug",
         "--target-path", str(target_path or paths.dbt_target),
     ]
     if vars:
@@ -201,12 +221,18 @@ def dbt_docs_generate(paths: Paths, vars: Mapping[str, Any] | None = None,
 # ---------------------------------------------------------------------------------------------
 
 class _NodeProgress:
-    """A dbt event callback: a progress line every PROGRESS_EVERY_NODES finished nodes."""
+    """A dbt event callback: a progress line every PROGRESS_EVERY_NODES finished nodes.
+
+    dbt calls it from its worker threads, which do not inherit the caller's context variables:
+    the lines are logged in the context the callback was made in (a Prefect task run's, so they
+    reach that run's logs instead of Prefect warning about a log without a flow run id).
+    """
 
     def __init__(self, command: str) -> None:
         self.command = command
         self.finished = 0
         self.failed = 0
+        self.context = contextvars.copy_context()
 
     def __call__(self, event: Any) -> None:
         if event.info.name != "NodeFinished":
@@ -216,8 +242,9 @@ class _NodeProgress:
         if status in ("error", "fail"):
             self.failed += 1
         if self.finished % PROGRESS_EVERY_NODES == 0:
-            progress("dbt %s: %d nodes done%s", self.command, self.finished,
-                     f", {self.failed} failed" if self.failed else "")
+            # a copy: two dbt threads may report at once, and a context is entered by one only
+            self.context.copy().run(progress, "dbt %s: %d nodes done%s", self.command,
+                                    self.finished, f", {self.failed} failed" if self.failed else "")
 
 
 def _plain_vars(vars: Mapping[str, Any]) -> dict[str, Any]:

@@ -959,8 +959,8 @@ def test_target_holds_no_identifiers(built) -> None:
     assert sql_files > 30
 
 
-def test_empty_warehouse_builds_empty_indicators(tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_empty_warehouse_builds_empty_indicators(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capfd: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("SAMVERKAN_HOME", str(tmp_path))
     monkeypatch.setenv("SAMVERKAN_PSEUDONYM_KEY", TEST_KEY)
     paths = Paths(tmp_path)
@@ -972,11 +972,31 @@ def test_empty_warehouse_builds_empty_indicators(tmp_path: Path,
                         target_path=tmp_path / "target",
                         extra_args=["--exclude", "resource_type:test", "resource_type:unit_test"])
     assert outcome.success, outcome.failures
+    # dbt prints nothing on the console; its per-node lines are in its log file
+    printed = capfd.readouterr()
+    assert not re.search(r"\d+ of \d+ (START|OK)|Running with dbt", printed.out + printed.err)
+    assert re.search(r"\d+ of \d+ OK created", (dbt_log_dir(paths) / "dbt.log").read_text())
     conn = duckdb.connect(str(paths.analytics_db), read_only=True)
     try:
         assert conn.execute("select count(*) from marts.published_indicators").fetchone() == (0,)
     finally:
         conn.close()
+
+
+def test_outcome_reported_as_a_summary_and_one_line_per_failed_node(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from samverkan.transform import MAX_REPORTED_FAILURES, DbtFailure, DbtOutcome, report_outcome
+
+    failures = [DbtFailure(f"not_null_model_{i}", "test", "fail", "3 failing rows")
+                for i in range(MAX_REPORTED_FAILURES + 2)]
+    outcome = DbtOutcome("build", False, failures, {"fail": len(failures), "pass": 5}, 4.2)
+    with caplog.at_level("INFO", logger="samverkan.progress"):
+        report_outcome(outcome)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0] == "dbt build failed in 4.2s (fail=22, pass=5)"
+    assert lines[1] == "dbt build: test not_null_model_0 fail: 3 failing rows"
+    assert lines[-1] == "dbt build: 2 more failed nodes, see logs/dbt/dbt.log"
+    assert len(lines) == 1 + MAX_REPORTED_FAILURES + 1
 
 
 def test_missing_key_fails_clearly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

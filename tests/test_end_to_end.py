@@ -80,6 +80,33 @@ def test_demo_publishes_and_says_where_the_report_is(demo):
     assert key_file.exists() and (key_file.stat().st_mode & 0o777) == 0o600
 
 
+# A dbt per-node line ("  1 of 312 START sql table model …", "… OK created …", "… PASS …").
+DBT_NODE_LINE = re.compile(r"\b\d+ of \d+ (START|OK|PASS|FAIL|ERROR|WARN|SKIP|NO-OP)\b")
+PROGRESS_TIME = re.compile(r"^\s*\[\d\d:\d\d\] ")
+# Measured: 45 lines (a 1 500-pupil demo with one lesson a day prints 39; before the quiet
+# console it printed 1 014).
+MAX_DEMO_CONSOLE_LINES = 60
+
+
+def test_demo_console_is_quiet(demo):
+    """One line per step and the summary: no line twice (a progress line echoed as a log line),
+    no Prefect warning, no dbt node line (those are in dbt's log file)."""
+    assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-5000:]
+    lines = (demo.stdout + demo.stderr).splitlines()
+    seen = [PROGRESS_TIME.sub("", line).strip() for line in lines if line.strip()]
+    twice = sorted({line for line in seen if seen.count(line) > 1})
+    assert not twice, twice
+    warnings = [line for line in lines if "WARNING" in line or "Warning" in line]
+    assert not warnings, warnings
+    assert not [line for line in lines if DBT_NODE_LINE.search(line)]
+    assert len(lines) <= MAX_DEMO_CONSOLE_LINES, "\n".join(lines)
+    assert any("dbt build succeeded" in line for line in lines)
+    logged = "".join(path.read_text(encoding="utf-8", errors="replace")
+                     for path in demo.paths.logs.rglob("*.log*"))
+    assert re.search(r"\d+ of \d+ START sql table model", logged)
+    assert re.search(r"\d+ of \d+ PASS ", logged)
+
+
 def test_report_shows_every_indicator_and_a_lagesbild_page_per_sspf_area(demo):
     """Issue 4's acceptance on the real demo report: every indicator with its Swedish name,
     definition, target and status; a lägesbild page per SSPF area; suppressed cells as `..`."""

@@ -32,6 +32,34 @@ def test_cli_help():
         assert command in result.stdout
 
 
+def test_cli_version():
+    from importlib.metadata import version
+
+    result = subprocess.run([sys.executable, "-m", "samverkan.cli", "--version"], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"samverkan {version('samverkan')}\n"
+
+
+def test_every_option_and_command_of_the_cli_has_help():
+    import argparse
+
+    from samverkan.cli import build_parser
+
+    parser = build_parser()
+    assert "``" not in parser.description and "usual sequence" in parser.epilog
+    subparsers = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert len(subparsers) == 1
+    commands = subparsers[0]
+    helped = {choice.dest: choice.help for choice in commands._choices_actions}
+    assert set(helped) == set(commands.choices)  # every command is listed with a help line
+    missing = [f"samverkan {name}" for name, text in helped.items() if not (text or "").strip()]
+    for prog, p in [("samverkan", parser), *((f"samverkan {n}", c) for n, c in commands.choices.items())]:
+        missing += [f"{prog} {'/'.join(a.option_strings) or a.dest}" for a in p._actions
+                    if not (a.help or "").strip() or a.help == argparse.SUPPRESS]
+    assert not missing, missing
+
+
 def test_lagesbild_flow_is_named_and_thin():
     from flows.lagesbild import build_lagesbild_task, lagesbild, publish_lagesbild_task
 
