@@ -1,6 +1,7 @@
 """Prefect artifacts every run leaves: rows per source, the gate's outcome, the version.
 
-Counts, check names, paths and versions only: never a personnummer, pseudonym or key.
+Counts, check names, paths, versions and the causes of failed extracts (host or path and the
+error, scrubbed) only: never a personnummer, pseudonym or key.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ def load_report_artifact(load_report: dict[str, dict[str, Any]], key: str = "loa
                                            sorted(r.get("quarantined_by_reason", {}).items())),
         "batches": len(r.get("batches", [])) + len(r.get("failed_batches", [])),
         "failed_batches": ", ".join(r.get("failed_batches", [])),
+        "failure_cause": "; ".join(r.get("failure_causes", {}).values()),
     } for source, r in sorted(load_report.items())]
     create_table_artifact(table=rows, key=key,
                           description="Rows per source in this run: received = loaded + quarantined")
@@ -51,7 +53,7 @@ def gate_artifact(publication: PublicationResult, what: str = "indicators",
                      f"(`{publication.gate_report}`)")
     lines += ["", "| check | outcome | detail | report |", "|---|---|---|---|"]
     for check in publication.checks:
-        detail = str(check.detail).replace("|", "/").replace("\n", " ")[:300]
+        detail = str(check.detail).replace("|", "/").replace("\n", " ")[:1500]
         lines.append(f"| {check.name} | {'ok' if check.success else 'FAILED'} | {detail} | "
                      f"{_link(check.report_path)} |")
     create_markdown_artifact(markdown="\n".join(lines), key=key,

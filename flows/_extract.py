@@ -17,8 +17,10 @@ def retry_if_transient(task: Task, task_run: TaskRun, state: State) -> bool:
     return isinstance(exc, BaseException) and steps.is_transient(exc)
 
 
-# The client already retries single requests (429 Retry-After, 5xx, time-outs with backoff);
-# a source that stays down is retried as a whole, which resumes safely from landing.
+# The client already retries single requests (429 Retry-After, 5xx, time-outs, dropped
+# connections with backoff); a source that stays down is retried as a whole, which resumes
+# safely from landing. What retrying cannot fix (refused connection, unknown host, certificate,
+# refused login, missing file or view: samverkan.sources.failures) is not retried.
 @task(name="recover-pull-land-validate-load", retries=2, retry_delay_seconds=[30, 120],
       retry_condition_fn=retry_if_transient)
 def extract_task(source: str) -> ExtractResult:

@@ -6,7 +6,7 @@ import datetime as dt
 import logging
 
 from prefect import flow, task
-from prefect.states import Failed
+from prefect.states import Failed, State
 
 from flows._artifacts import load_report_artifact
 from flows.extract_case_system import extract_case_system
@@ -16,12 +16,21 @@ from flows.publish import publish
 from flows.transform import transform
 from samverkan import steps
 from samverkan.config import load_settings
-from samverkan.extract import BatchResult, ExtractResult
+from samverkan.extract import ExtractResult
 from samverkan.publish import PublicationResult, new_version
 
 EXTRACT_FLOWS = {"ss12000": extract_ss12000, "case_system": extract_case_system,
                  "police": extract_police}
 log = logging.getLogger(__name__)
+
+
+def _failure(state: State) -> BaseException | str | None:
+    """The exception a failed extract raised (or the state's message when there is none)."""
+    try:
+        error = state.result(raise_on_failure=False)
+    except Exception as exc:  # noqa: BLE001 - the result itself could not be read
+        error = exc
+    return error if isinstance(error, BaseException) else (state.message or None)
 
 
 @task(name="run-extract-flow")
@@ -48,10 +57,10 @@ def pipeline(reference_date: str | None = None) -> PublicationResult:
         if state.is_completed():
             results.append(future.result())
         else:
-            # The source could not be extracted: record it as a failed batch so the gate
-            # blocks publication; the other sources' batches stay loaded.
-            results.append(ExtractResult(source, [BatchResult(
-                f"{source}-failed", source, 0, 0, 0, False, ("extract failed",))]))
+            # The source could not be extracted: record it as a failed batch carrying the
+            # cause, so the gate blocks publication and says why; the other sources' batches
+            # stay loaded.
+            results.append(steps.failed_extract(source, _failure(state)))
     if not all(r.ok for r in results):
         # The gate cannot pass with a failed batch: do not rebuild, say why.
         dbt_success, dbt_detail = False, "not run: an extract batch failed (see extract_batches)"

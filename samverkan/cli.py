@@ -8,6 +8,7 @@ import importlib.metadata
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from samverkan.config import ConfigError, Paths, config_file, load_settings, paths
@@ -41,8 +42,27 @@ def _summary(p: Paths, publication: object | None) -> None:
         print(f"  Published version {manifest['version']}")
         print(f"  Report: {(p.current_publication / 'report.html').absolute()}")
     else:
+        gate_report = getattr(publication, "gate_report", None)
+        failed = _failed_extracts(gate_report)
+        if failed:
+            print("  Sources that could not be extracted:")
+            for f in failed:
+                print(f"    {f.get('source', '?'):12s} {f.get('cause', '')}")
         print("  Nothing was published; the previous publication (if any) is unchanged.")
-        print(f"  Why: see the gate reports under {p.validation}")
+        print(f"  Why: see the gate report {gate_report}" if gate_report
+              else f"  Why: see the gate reports under {p.validation}")
+
+
+def _failed_extracts(gate_report: str | None) -> list[dict[str, Any]]:
+    """The failed extracts (source and cause) the gate report lists, if any."""
+    if not gate_report:
+        return []
+    try:
+        doc = json.loads((Path(gate_report).parent / "gate.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    failed = doc.get("failed_extracts") if isinstance(doc, dict) else None
+    return [f for f in failed if isinstance(f, dict)] if isinstance(failed, list) else []
 
 
 _COVERAGE_TEXT = {

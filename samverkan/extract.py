@@ -134,6 +134,9 @@ class BatchResult:
     report_path: str | None = None
     recovered: bool = False
     quarantined_by_reason: dict[str, int] = field(default_factory=dict)
+    # Why the extract failed before a batch was landed (source, host or path, and cause; never a
+    # data value): set on the placeholder batch of an extract that raised (steps.failed_extract).
+    cause: str | None = None
 
 
 @dataclass

@@ -20,7 +20,7 @@ from typing import Any
 import duckdb
 
 from samverkan.config import SOURCES, ConfigError, Settings
-from samverkan.extract import Extractor, ExtractResult, run_extract
+from samverkan.extract import BatchResult, Extractor, ExtractResult, run_extract
 from samverkan.progress import progress
 from samverkan.publish import (
     ANALYTICS_SNAPSHOT,
@@ -98,18 +98,24 @@ def extract(settings: Settings, source: str, until: dt.date | None = None) -> Ex
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Failures worth retrying a whole extract for (it resumes safely): a source that is down
-    or timing out, a dropped database connection. Configuration, authentication and data
-    errors are not retried."""
-    from sqlalchemy.exc import DBAPIError, OperationalError
+    """Failures worth retrying a whole extract for (it resumes safely): time-outs, HTTP 429 and
+    5xx, dropped connections. Refused connections, unknown hosts, TLS certificate failures,
+    authentication, configuration, missing files or views and data errors are not retried.
+    The rules live in :mod:`samverkan.sources.failures`."""
+    from samverkan.sources.failures import is_transient as transient
 
-    from samverkan.sources.ss12000 import SS12000UnavailableError
+    return transient(exc)
 
-    if isinstance(exc, SS12000UnavailableError | OperationalError):
-        return True
-    if isinstance(exc, DBAPIError):
-        return bool(exc.connection_invalidated)
-    return isinstance(exc, ConnectionError | TimeoutError)
+
+def failed_extract(source: str, error: BaseException | str | None) -> ExtractResult:
+    """An extract that raised, as one failed placeholder batch (``<source>-failed``) carrying
+    the cause, so the gate blocks publication and says why; the other sources' batches stay."""
+    from samverkan.sources.failures import failure_cause
+
+    cause = failure_cause(error)
+    log.error("%s: extract failed: %s", source, cause)
+    return ExtractResult(source, [BatchResult(f"{source}-failed", source, 0, 0, 0, False,
+                                              ("extract failed",), cause=cause)])
 
 
 def purge_landing(settings: Settings) -> list[str]:
@@ -159,6 +165,7 @@ class SourceLoad:
     quarantined_by_reason: dict[str, int] = field(default_factory=dict)
     batches: list[str] = field(default_factory=list)
     failed_batches: list[str] = field(default_factory=list)
+    failure_causes: dict[str, str] = field(default_factory=dict)  # failed batch id -> cause
 
 
 def load_report(results: list[ExtractResult]) -> dict[str, dict[str, Any]]:
@@ -173,6 +180,8 @@ def load_report(results: list[ExtractResult]) -> dict[str, dict[str, Any]]:
             for reason, n in b.quarantined_by_reason.items():
                 s.quarantined_by_reason[reason] = s.quarantined_by_reason.get(reason, 0) + n
             (s.batches if b.valid else s.failed_batches).append(b.batch_id)
+            if b.cause:
+                s.failure_causes[b.batch_id] = b.cause
         report[r.source] = asdict(s)
     return report
 
@@ -230,24 +239,34 @@ def _reference_coverage(settings: Settings) -> list[dict[str, Any]]:
 
 
 def _write_gate_report(settings: Settings, version: str, checks: list[GateCheck],
-                       kind: str = "gate", title: str = "Publiceringsgrind") -> str:
+                       kind: str = "gate", title: str = "Publiceringsgrind",
+                       failed_extracts: list[dict[str, str]] | None = None) -> str:
     """The readable gate report (validation/<kind>-<version>/gate.{json,html}): every check with
-    its outcome and a detail that holds names and counts only."""
+    its outcome and a detail that holds names and counts only; and, when extracts failed, each
+    failed source with the cause (host or path and the error, never a data value)."""
     directory = settings.paths.validation / f"{kind}-{version}"
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "gate.json").write_text(
-        json.dumps({"version": version, "success": all(c.success for c in checks),
-                    "checks": [asdict(c) for c in checks]}, indent=2, ensure_ascii=False),
-        encoding="utf-8")
+    doc: dict[str, Any] = {"version": version, "success": all(c.success for c in checks),
+                           "checks": [asdict(c) for c in checks]}
+    if failed_extracts:
+        doc["failed_extracts"] = failed_extracts
+    (directory / "gate.json").write_text(json.dumps(doc, indent=2, ensure_ascii=False),
+                                         encoding="utf-8")
     e = html.escape
     rows = "".join(
         f"<tr><td>{e(c.name)}</td><td>{'godkänd' if c.success else 'UNDERKÄND'}</td>"
         f"<td>{e(c.detail)}</td><td>{e(c.report_path or '')}</td></tr>" for c in checks)
+    failures = ""
+    if failed_extracts:
+        failures = ("<h2>Misslyckade uttag</h2><table border='1'><tr><th>Källa</th><th>Batch</th>"
+                    "<th>Orsak</th></tr>" + "".join(
+                        f"<tr><td>{e(f['source'])}</td><td>{e(f['batch_id'])}</td>"
+                        f"<td>{e(f['cause'])}</td></tr>" for f in failed_extracts) + "</table>")
     (directory / "gate.html").write_text(
         f"<!DOCTYPE html><html lang='sv'><head><meta charset='utf-8'><title>{e(title)} "
         f"{e(version)}</title></head><body><h1>{e(title)} {e(version)}</h1><table border='1'>"
         "<tr><th>Kontroll</th><th>Utfall</th><th>Detalj</th><th>Rapport</th></tr>"
-        f"{rows}</table></body></html>", encoding="utf-8")
+        f"{rows}</table>{failures}</body></html>", encoding="utf-8")
     return str(directory / "gate.html")
 
 
@@ -291,18 +310,20 @@ def publish(settings: Settings, version: str, ref: dt.date, extract_results: lis
     from samverkan.report import render_report, write_indicator_workbook
 
     p = settings.paths.ensure()
-    failed_batches = [f"{b.source}:{b.batch_id}" for r in extract_results for b in r.batches
-                      if not b.valid]
+    failed = [b for r in extract_results for b in r.batches if not b.valid]
+    failed_batches = [f"{b.source}:{b.batch_id}" + (f" ({b.cause})" if b.cause else "") for b in failed]
+    failed_extracts = [{"source": b.source, "batch_id": b.batch_id, "cause": b.cause}
+                       for b in failed if b.cause]
     checks = [
         GateCheck("extract_batches", not failed_batches,
                   "all batches passed" if not failed_batches
-                  else "failed: " + ", ".join(failed_batches),
+                  else "failed: " + "; ".join(failed_batches),
                   next((b.report_path for r in extract_results for b in r.batches
                         if not b.valid), None)),
         GateCheck("dbt_build", dbt_success, dbt_detail or ("ok" if dbt_success else "failed")),
     ]
     if not all(c.success for c in checks):
-        gate = _write_gate_report(settings, version, checks)
+        gate = _write_gate_report(settings, version, checks, failed_extracts=failed_extracts)
         log.warning("publication blocked before export: %s (report %s)",
                     ", ".join(c.name for c in checks if not c.success), gate)
         return PublicationResult(version, False, None, checks, gate_report=gate)

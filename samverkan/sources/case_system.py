@@ -33,8 +33,10 @@ import decimal
 import hashlib
 import json
 import re
+import urllib.parse
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -42,11 +44,13 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 from samverkan.config import CaseSystemConfig
+from samverkan.config.check import CheckResult
 from samverkan.extract import Pull, SourceState
 from samverkan.landing import BatchManifest
+from samverkan.sources.failures import SourceError, database_failure, failure_cause, scrub_driver_message
 from samverkan.warehouse import EntityCounts, quarantine
 
 SOURCE = "case_system"
@@ -121,8 +125,9 @@ TYPE_ERRORS_COLUMN = "_type_errors"
 RAW_ROW_COLUMN = "_raw_row"
 
 
-class CaseSystemError(Exception):
-    """The case system could not be read; the message names the view, never credentials."""
+class CaseSystemError(SourceError):
+    """The case system could not be read; the message names the database (URL without the
+    password) or file, the view and the cause, never credentials or data values."""
 
 
 # --- canonical text and checksums ------------------------------------------------------------
@@ -432,6 +437,187 @@ def _day_bound(dialect: str, day: dt.date) -> sa.BindParameter[Any]:
     return sa.bindparam("until", dt.datetime.combine(day, dt.time()), type_=sa.DateTime())
 
 
+# --- connecting, and why it failed (the extract and the probe share this) --------------------
+
+EXTRACT_CONNECT_TIMEOUT_SECONDS = 30
+PROBE_TIMEOUT_SECONDS = 5
+
+
+def safe_url(url: str | URL) -> str:
+    """The URL for a message: without the password."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparsable URL must not be echoed
+        return "<unparsable case-system URL>"
+
+
+def _password(url: str | URL) -> str | None:
+    try:
+        password = make_url(url).password
+    except Exception:  # noqa: BLE001
+        return None
+    return str(password) if password else None
+
+
+def sqlite_file(url: URL) -> Path | None:
+    """The database file of a SQLite URL; None for an in-memory database."""
+    database = url.database or ""
+    if str(url.query.get("uri", "")).lower() in ("true", "1"):
+        if str(url.query.get("mode", "")).lower() == "memory":
+            return None
+        if database.startswith("file:"):
+            parsed = urllib.parse.urlsplit(database)
+            database = urllib.parse.unquote(parsed.path)
+    if database in ("", ":memory:"):
+        return None
+    return Path(database).absolute()
+
+
+def _read_only_sqlite(url: URL, path: Path) -> URL:
+    """The same database as a read-only SQLite URI: a read-only open never creates a file.
+
+    (``sqlite:///path?mode=ro&uri=true`` does not do this: SQLite reads a name without the
+    ``file:`` scheme as a plain file name, query included, and creates it.)"""
+    query = {k: v for k, v in url.query.items() if k not in ("uri", "mode")}
+    return url.set(database="file:" + urllib.parse.quote(str(path)),
+                   query={**query, "mode": "ro", "uri": "true"})
+
+
+def _connect_args(url: URL, connect_timeout: int, read_timeout: int | None) -> dict[str, Any]:
+    """Time-outs in the terms of the URL's driver (a value set in the URL wins)."""
+    backend, driver = url.get_backend_name(), url.get_driver_name()
+    args: dict[str, Any] = {}
+    if backend == "postgresql":
+        args["timeout" if driver == "pg8000" else "connect_timeout"] = connect_timeout
+    elif backend in ("mysql", "mariadb"):
+        args["connect_timeout"] = connect_timeout
+        if read_timeout is not None:
+            args["read_timeout"] = read_timeout
+    elif backend == "mssql" and driver == "pyodbc":
+        args["timeout"] = connect_timeout
+    elif backend == "sqlite" and read_timeout is not None:
+        args["timeout"] = float(read_timeout)  # waiting for a locked database
+    return {k: v for k, v in args.items() if k not in url.query}
+
+
+def source_engine(url_text: str, *, connect_timeout: int,
+                  read_timeout: int | None = None) -> sa.Engine:
+    """An engine for the configured URL. A SQLite database file must exist (it is opened
+    read-only and never created); the errors name the URL without its password."""
+    try:
+        url = make_url(url_text)
+    except Exception as exc:  # noqa: BLE001 - an unparsable URL is not echoed
+        raise CaseSystemError(f"case system: the configured URL cannot be parsed "
+                              f"({type(exc).__name__})") from None
+    if url.get_backend_name() == "sqlite":
+        path = sqlite_file(url)
+        if path is not None:
+            if not path.exists():
+                raise CaseSystemError(f"case system: the SQLite database {path} does not exist "
+                                      "(check [case_system] url; no file was created)")
+            if not path.is_file():
+                raise CaseSystemError(f"case system: the SQLite database {path} is not a file")
+            url = _read_only_sqlite(url, path)
+    try:
+        return sa.create_engine(url, connect_args=_connect_args(url, connect_timeout, read_timeout))
+    except Exception as exc:  # noqa: BLE001 - bad URL or missing driver
+        text = scrub_driver_message(str(exc).splitlines()[0] if str(exc) else "", [_password(url_text)])
+        raise CaseSystemError(f"case system: cannot use the configured URL {safe_url(url_text)}: "
+                              f"{type(exc).__name__}{': ' + text if text else ''}") from None
+
+
+def driver_error(exc: BaseException, url: str | URL) -> str:
+    """A database error for a message: the failure's reason, the driver's error class and its
+    first line without literals, digit runs or the password."""
+    orig = getattr(exc, "orig", None) or exc
+    args = getattr(orig, "args", ())
+    if len(args) == 2 and isinstance(args[0], int) and isinstance(args[1], str):
+        message = f"{args[0]} {args[1]}"  # MariaDB/MySQL drivers: (error number, message)
+    else:
+        lines = [line for line in str(orig).splitlines() if line.strip()]
+        message = lines[0] if lines else ""  # further lines quote the SQL or give hints
+    text = scrub_driver_message(message, [_password(url)])
+    return f"{database_failure(exc).reason}; {type(orig).__name__}{': ' + text if text else ''}"
+
+
+def connect(engine: sa.Engine, url: str) -> sa.Connection:
+    """A connection, or a :class:`CaseSystemError` naming the database and the cause, transient
+    only when retrying can help (a time-out, a dropped connection; not a refused connection, an
+    unknown host, a refused login or an unknown database)."""
+    try:
+        return engine.connect()
+    except sa.exc.SQLAlchemyError as exc:
+        raise CaseSystemError(f"case system: cannot connect to {safe_url(url)}: {driver_error(exc, url)}",
+                              transient=database_failure(exc).transient) from None
+
+
+def view_select(spec: ViewSpec, schema: str | None) -> sa.Select[Any]:
+    """The extractor's select of a view: the contract columns in contract order."""
+    view = sa.table(spec.name, *[sa.column(c) for c in spec.column_names], schema=schema)
+    return sa.select(*[view.c[c] for c in spec.column_names])
+
+
+def view_problems(conn: sa.Connection, schema: str | None, specs: Sequence[ViewSpec] = VIEWS,
+                  *, try_select: bool = False) -> dict[str, str]:
+    """Per contract view that cannot be read as the extractor reads it: why (the view is
+    missing, or lacks contract columns, named; with ``try_select`` also the driver's error when
+    the extractor's select of no rows fails, e.g. for want of a privilege). Empty when every
+    view can be read."""
+    inspector = sa.inspect(conn)
+    names = {n.lower() for n in [*inspector.get_view_names(schema), *inspector.get_table_names(schema)]}
+    problems: dict[str, str] = {}
+    for spec in specs:
+        if spec.name not in names:
+            problems[spec.name] = "the view does not exist or is not visible to this user"
+            continue
+        present = {str(c["name"]).lower() for c in inspector.get_columns(spec.name, schema)}
+        missing = [c for c in spec.column_names if c not in present]
+        if missing:
+            problems[spec.name] = f"the view lacks the contract column(s) {', '.join(missing)}"
+        elif try_select:
+            try:
+                conn.execute(view_select(spec, schema).where(sa.false())).fetchall()
+            except sa.exc.DBAPIError as exc:
+                if database_failure(exc).transient:
+                    raise
+                conn.rollback()
+                problems[spec.name] = f"cannot be read: {driver_error(exc, conn.engine.url)}"
+    return problems
+
+
+def probe(config: CaseSystemConfig) -> CheckResult:
+    """Whether a run can read the case system: it connects (a SQLite file must exist; it is
+    never created) and each of the five contract views exists with the columns the extractor
+    reads. Connect and statement time-outs of 5 s, no retries; never raises for a failure the
+    user can act on; the detail names the database without its password."""
+    where = safe_url(config.url)
+    try:
+        engine = source_engine(config.url, connect_timeout=PROBE_TIMEOUT_SECONDS,
+                               read_timeout=PROBE_TIMEOUT_SECONDS)
+    except CaseSystemError as exc:
+        return CheckResult(SOURCE, False, str(exc))
+    try:
+        with connect(engine, config.url) as conn:
+            if engine.dialect.name == "postgresql":
+                conn.execute(sa.text(f"set statement_timeout = {PROBE_TIMEOUT_SECONDS * 1000}"))
+            problems = view_problems(conn, config.schema, try_select=True)
+    except CaseSystemError as exc:
+        return CheckResult(SOURCE, False, str(exc))
+    except sa.exc.SQLAlchemyError as exc:
+        return CheckResult(SOURCE, False, f"case system {where}: cannot read the views: "
+                                          f"{driver_error(exc, config.url)}")
+    except Exception as exc:  # noqa: BLE001 - a probe reports, it does not raise
+        return CheckResult(SOURCE, False, f"case system {where}: {failure_cause(exc)}")
+    finally:
+        engine.dispose()
+    prefix = f"{config.schema}." if config.schema else ""
+    if problems:
+        return CheckResult(SOURCE, False, f"case system {where}: " + "; ".join(
+            f"view {prefix}{view}: {problem}" for view, problem in problems.items()))
+    return CheckResult(SOURCE, True, f"case system {where} ({engine.dialect.name}): the views "
+                                     f"{', '.join(prefix + v.name for v in VIEWS)} have the contract columns")
+
+
 # --- the extractor ---------------------------------------------------------------------------
 
 @dataclass
@@ -454,76 +640,26 @@ class CaseSystemExtractor:
 
     # -- pull --
     def _safe_url(self) -> str:
-        try:
-            return make_url(self.config.url).render_as_string(hide_password=True)
-        except Exception:  # noqa: BLE001 - an unparsable URL must not be echoed
-            return "<unparsable case-system URL>"
-
-    def _scrub(self, message: str) -> str:
-        try:
-            password = make_url(self.config.url).password
-        except Exception:  # noqa: BLE001
-            password = None
-        if password:
-            message = message.replace(str(password), "***")
-        return message
-
-    def _error_text(self, exc: BaseException) -> str:
-        orig = getattr(exc, "orig", None) or exc
-        text = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
-        return self._scrub(text)
-
-    def _diagnose(self, conn: sa.Connection, spec: ViewSpec) -> str | None:
-        """Why a view could not be read, in contract terms (missing view or columns), if known."""
-        try:
-            conn.rollback()
-            inspector = sa.inspect(conn)
-            schema = self.config.schema
-            names = {n.lower() for n in
-                     [*inspector.get_view_names(schema), *inspector.get_table_names(schema)]}
-            if spec.name not in names:
-                return "the view does not exist or is not visible to this user"
-            present = {str(c["name"]).lower() for c in inspector.get_columns(spec.name, schema)}
-            missing = [c for c in spec.column_names if c not in present]
-            if missing:
-                return f"the view lacks the contract column(s) {', '.join(missing)}"
-        except Exception:  # noqa: BLE001 - diagnosis is best effort; the driver's reason is used
-            return None
-        return None
+        return safe_url(self.config.url)
 
     def _qualified(self, view: str) -> str:
         return f"{self.config.schema}.{view}" if self.config.schema else view
 
     def pull(self, state: SourceState) -> Pull:
-        try:
-            engine = sa.create_engine(self.config.url)
-        except Exception as exc:  # noqa: BLE001 - bad URL or missing driver
-            raise CaseSystemError(
-                f"case system: cannot use the configured URL {self._safe_url()}: "
-                f"{self._scrub(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)}"
-            ) from None
+        engine = source_engine(self.config.url, connect_timeout=EXTRACT_CONNECT_TIMEOUT_SECONDS)
         tables: dict[str, pa.Table] = {}
         watermarks: dict[str, tuple[str | None, str | None]] = {}
         checksums: dict[str, str] = {}
         type_errors: dict[str, int] = {}
         try:
-            try:
-                conn = engine.connect()
-            except sa.exc.SQLAlchemyError as exc:
-                raise CaseSystemError(
-                    f"case system: cannot connect to {self._safe_url()}: {self._error_text(exc)}"
-                ) from None
+            conn = connect(engine, self.config.url)
             with conn:
                 for spec in VIEWS:
                     wm_from = state.watermarks.get(spec.name)
                     try:
                         got = self._pull_view(conn, spec, wm_from, state.until)
                     except sa.exc.SQLAlchemyError as exc:
-                        reason = self._diagnose(conn, spec) or self._error_text(exc)
-                        raise CaseSystemError(
-                            f"case system: cannot read view {self._qualified(spec.name)} "
-                            f"({engine.dialect.name}): {reason}"
-                        ) from None
+                        raise self._view_error(conn, spec, exc) from None
                     tables[spec.name] = got.table
                     watermarks[spec.name] = (wm_from, got.watermark_to or wm_from)
                     checksums[spec.name] = got.checksum
@@ -539,11 +675,26 @@ class CaseSystemExtractor:
             extra={"backend": dialect, "schema": self.config.schema, "rows_with_type_errors": type_errors},
         )
 
+    def _view_error(self, conn: sa.Connection, spec: ViewSpec,
+                    exc: sa.exc.SQLAlchemyError) -> CaseSystemError:
+        """Why a view could not be read: in contract terms (the view or columns missing) when
+        the catalogue says so, else the driver's error; transient only when retrying can help."""
+        failure = database_failure(exc)
+        reason: str | None = None
+        try:
+            conn.rollback()
+            reason = view_problems(conn, self.config.schema, [spec]).get(spec.name)
+        except Exception:  # noqa: BLE001, S110 - diagnosis is best effort; the driver's reason is used
+            pass
+        return CaseSystemError(
+            f"case system {self._safe_url()}: cannot read view {self._qualified(spec.name)} "
+            f"({conn.dialect.name}): {reason or driver_error(exc, self.config.url)}",
+            transient=failure.transient and reason is None)
+
     def _pull_view(self, conn: sa.Connection, spec: ViewSpec, wm_from: str | None,
                    until: dt.date | None = None) -> _EntityPull:
-        view = sa.table(spec.name, *[sa.column(c) for c in spec.column_names], schema=self.config.schema)
-        wm_col = view.c[spec.watermark_column]
-        stmt = sa.select(*[view.c[c] for c in spec.column_names])
+        stmt = view_select(spec, self.config.schema)
+        wm_col = stmt.selected_columns[spec.watermark_column]
         if wm_from is not None:
             stmt = stmt.where(wm_col > _watermark_bind(conn.dialect.name, wm_from))
         if until is not None:  # a bounded (backfill) pull: changes made on or before that day

@@ -22,7 +22,9 @@ from __future__ import annotations
 import codecs
 import csv
 import datetime as dt
+import fnmatch
 import hashlib
+import os
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -34,8 +36,10 @@ import duckdb
 import pyarrow as pa
 
 from samverkan.config import PoliceConfig
+from samverkan.config.check import CheckResult
 from samverkan.extract import Pull, SourceState
 from samverkan.landing import BatchManifest
+from samverkan.sources.failures import SourceError, failure_cause
 from samverkan.warehouse import EntityCounts, quarantine
 
 SOURCE = "police"
@@ -71,9 +75,46 @@ LANDING_SCHEMA = pa.schema(
 _FILE_DATE_RE = re.compile(r"polis_(\d{8})")
 
 
-class PoliceFileError(Exception):
-    """A delivered file cannot be read as the contract says; the message names the file and the
-    problem (a column name, an encoding), never a row's content."""
+class PoliceFileError(SourceError):
+    """A delivered file (or the inbox) cannot be read as the contract says; the message names
+    the file or directory and the problem (a column name, an encoding), never a row's content."""
+
+
+def inbox_files(inbox: Path) -> list[Path]:
+    """The ``polis_*.csv`` files in the inbox (unsorted); a :class:`PoliceFileError` naming the
+    inbox when it does not exist, is not a directory or cannot be listed."""
+    if not inbox.exists():
+        raise PoliceFileError(f"police inbox {inbox} does not exist (check [police] inbox)")
+    if not inbox.is_dir():
+        raise PoliceFileError(f"police inbox {inbox} is not a directory (check [police] inbox)")
+    try:
+        with os.scandir(inbox) as entries:
+            return [Path(e.path) for e in entries
+                    if fnmatch.fnmatchcase(e.name, FILE_GLOB) and e.is_file()]
+    except OSError as exc:
+        raise PoliceFileError(f"police inbox {inbox} cannot be listed "
+                              f"({exc.strerror or type(exc).__name__})") from None
+
+
+def probe(config: PoliceConfig) -> CheckResult:
+    """Whether a run can read the police inbox: it exists, is a directory, can be listed, and
+    its files can be read. Never raises for a failure the user can act on."""
+    inbox = Path(config.inbox)
+    try:
+        files = inbox_files(inbox)
+        if not os.access(inbox, os.R_OK | os.X_OK):
+            raise PoliceFileError(f"police inbox {inbox} is not readable by this user")
+        unreadable = [p.name for p in files if not os.access(p, os.R_OK)]
+    except PoliceFileError as exc:
+        return CheckResult(SOURCE, False, str(exc))
+    except Exception as exc:  # noqa: BLE001 - a probe reports, it does not raise
+        return CheckResult(SOURCE, False, f"police inbox {inbox}: {failure_cause(exc)}")
+    if unreadable:
+        shown = ", ".join(sorted(unreadable)[:5]) + (" …" if len(unreadable) > 5 else "")
+        return CheckResult(SOURCE, False, f"police inbox {inbox}: {len(unreadable)} file(s) not "
+                                          f"readable by this user: {shown}")
+    return CheckResult(SOURCE, True, f"police inbox {inbox}: a readable directory with "
+                                     f"{len(files)} {FILE_GLOB} file(s)")
 
 
 @dataclass(frozen=True)
@@ -230,10 +271,7 @@ class PoliceExtractor:
 
     def candidate_files(self) -> list[Path]:
         """``polis_*.csv`` files in the inbox, oldest file date (from the name) first."""
-        inbox = Path(self.config.inbox)
-        if not inbox.is_dir():
-            raise PoliceFileError(f"police inbox {inbox} does not exist or is not a directory")
-        return sorted((p for p in inbox.glob(FILE_GLOB) if p.is_file()), key=_sort_key)
+        return sorted(inbox_files(Path(self.config.inbox)), key=_sort_key)
 
     def pull(self, state: SourceState) -> Pull:
         parsed: list[ParsedFile] = []

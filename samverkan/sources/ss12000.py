@@ -12,6 +12,8 @@ test can compare what the server served with what was landed and loaded.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import datetime as dt
 import email.utils
 import gc
@@ -39,9 +41,11 @@ except ImportError:  # pragma: no cover - the json module does the same, slower
     orjson = None  # type: ignore[assignment]
 
 from samverkan.config import ConfigError, SS12000Config
+from samverkan.config.check import CheckResult
 from samverkan.extract import Pull, SourceState, pause_point
 from samverkan.landing import BatchManifest
 from samverkan.progress import progress
+from samverkan.sources.failures import SourceError, failure_cause, network_failure
 from samverkan.warehouse import QUARANTINE_SCHEMA, EntityCounts, quarantine
 
 log = logging.getLogger(__name__)
@@ -170,8 +174,8 @@ def records_checksum(texts: Iterable[str] | pa.Array | pa.ChunkedArray) -> str:
 
 # --- errors and auth -------------------------------------------------------------------------
 
-class SS12000Error(Exception):
-    """A failed SS 12000 request; the message names the endpoint and the cause."""
+class SS12000Error(SourceError):
+    """A failed SS 12000 request; the message names the server, the endpoint and the cause."""
 
 
 class SS12000AuthError(SS12000Error):
@@ -183,7 +187,43 @@ class SS12000ResponseError(SS12000Error):
 
 
 class SS12000UnavailableError(SS12000Error):
-    """Rate limits, server errors or timeouts outlasted the retries."""
+    """Rate limits, server errors, time-outs or dropped connections outlasted the retries."""
+
+    transient = True
+
+
+class SS12000ConnectionError(SS12000Error):
+    """The server cannot be reached in a way retrying does not fix: the connection is refused,
+    the host is unknown, or TLS fails (the certificate is not accepted)."""
+
+
+# A dropped connection mid-answer surfaces as a ChunkedEncodingError, which is no ConnectionError.
+_REQUEST_FAILURES = (requests.Timeout, requests.ConnectionError, requests.exceptions.ChunkedEncodingError)
+
+
+def server_name(url: str) -> str:
+    """Host and port of a URL, for messages (never user info, path or query)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname or "?"
+        port = parts.port
+    except ValueError:
+        return "<unparsable URL>"
+    host = f"[{host}]" if ":" in host else host
+    return f"{host}:{port}" if port else host
+
+
+def _request_failed(where: str, exc: BaseException, attempt: int, max_attempts: int) -> SS12000Error | None:
+    """The error to raise for a failed request, or None when it is worth another attempt:
+    refused connections, unknown hosts and TLS failures fail at once (not transient);
+    time-outs and dropped connections are retried until the attempts run out."""
+    failure = network_failure(exc)
+    if not failure.transient:
+        return SS12000ConnectionError(f"{where}: {failure.reason}")
+    if attempt >= max_attempts:
+        return SS12000UnavailableError(
+            f"{where}: {failure.reason} ({attempt} attempt{'s' if attempt > 1 else ''})")
+    return None
 
 
 class StaticBearerToken(requests.auth.AuthBase):
@@ -265,7 +305,8 @@ class OAuth2ClientCredentials(requests.auth.AuthBase):
         return f"OAuth2ClientCredentials({self.token_url!r}, client_id=***, client_secret=***)"
 
     def _where(self) -> str:
-        return f"POST {urllib.parse.urlsplit(self.token_url).path or '/'} (token_url)"
+        return (f"token endpoint {server_name(self.token_url)}: "
+                f"POST {urllib.parse.urlsplit(self.token_url).path or '/'} (token_url)")
 
     def _fetch(self) -> None:
         where = self._where()
@@ -277,10 +318,10 @@ class OAuth2ClientCredentials(requests.auth.AuthBase):
                     self.token_url, data={"grant_type": "client_credentials"},
                     auth=requests.auth.HTTPBasicAuth(self._client_id, self._client_secret),
                     headers={"Accept": "application/json"}, timeout=(self._timeout, self._timeout))
-            except (requests.Timeout, requests.ConnectionError) as exc:
-                cause = "timed out" if isinstance(exc, requests.Timeout) else "connection failed"
-                if attempt >= self._max_attempts:
-                    raise SS12000UnavailableError(f"{where}: {cause} ({attempt} attempts)") from None
+            except _REQUEST_FAILURES as exc:
+                error = _request_failed(where, exc, attempt, self._max_attempts)
+                if error is not None:
+                    raise error from None
                 self._sleep(self._backoff(attempt))
                 continue
             status = response.status_code
@@ -393,6 +434,7 @@ class SS12000Client:
         if not config.base_url:
             raise ConfigError("[ss12000] base_url is empty")
         self.base_url = config.base_url.rstrip("/")
+        self.server = server_name(self.base_url)
         self.page_size = int(config.page_size)
         if self.page_size < 1:
             raise ConfigError("[ss12000] page_size must be at least 1")
@@ -476,7 +518,7 @@ class SS12000Client:
     def _get_json(self, endpoint: str, query: dict[str, Any],
                   number: int) -> tuple[dict[str, Any], dt.datetime | None]:
         url = f"{self.base_url}/{endpoint}"
-        where = f"GET /{endpoint} page {number}"
+        where = f"server {self.server}: GET /{endpoint} page {number}"
         refreshed = False
         attempt = 0
         while True:
@@ -485,13 +527,12 @@ class SS12000Client:
             try:
                 response = self._session.get(url, params=query, auth=self._auth,
                                              timeout=(self.timeout, self.timeout))
-            except (requests.Timeout, requests.ConnectionError) as exc:
-                cause = "timed out" if isinstance(exc, requests.Timeout) else "connection failed"
-                if attempt >= self.max_attempts:
-                    raise SS12000UnavailableError(
-                        f"{where}: {cause} ({attempt} attempts)") from None
+            except _REQUEST_FAILURES as exc:
+                error = _request_failed(where, exc, attempt, self.max_attempts)
+                if error is not None:
+                    raise error from None
                 delay = self._backoff(attempt)
-                log.warning("%s: %s; retrying in %.1f s", where, cause, delay)
+                log.warning("%s: %s; retrying in %.1f s", where, network_failure(exc).reason, delay)
                 self.retries += 1
                 self._sleep(delay)
                 continue
@@ -548,6 +589,57 @@ def _server_date(response: requests.Response) -> dt.datetime | None:
     except (TypeError, ValueError):
         return None
     return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
+# --- probe (``samverkan check``) -------------------------------------------------------------
+
+PROBE_TIMEOUT_SECONDS = 5.0
+
+
+def _digits(value: Any) -> str:
+    return re.sub(r"\D", "", value) if isinstance(value, str) else ""
+
+
+def probe(config: SS12000Config, organisation_number: str) -> CheckResult:
+    """Whether a run can read the SS 12000 server: it answers, the credentials (static token or
+    OAuth2 client credentials) are accepted, and the first page of ``GET /organisations`` holds
+    the municipality's organisation (``organisationNumber`` equal to ``organisation_number``,
+    digits compared). One attempt per request, time-outs of at most 5 s; never raises for a
+    failure the user can act on; the detail names the server and the cause, never a token,
+    secret or data value."""
+    try:
+        server = server_name(config.base_url or "")
+        limited = dataclasses.replace(
+            config, timeout_seconds=min(float(config.timeout_seconds or PROBE_TIMEOUT_SECONDS),
+                                        PROBE_TIMEOUT_SECONDS))
+        credentials = "the bearer token" if config.token else "the OAuth2 client credentials"
+        with SS12000Client(limited, max_attempts=1, sleep=lambda _: None) as client, \
+                contextlib.closing(client.pages("organisations")) as pages:
+            first = next(pages)
+        data = first.body.get("data")
+        if not isinstance(data, list):
+            return CheckResult(SOURCE, False, f"server {server}: GET /organisations page 1: 'data' is "
+                                              "not a list")
+        wanted = _digits(organisation_number)
+        if not wanted:
+            return CheckResult(SOURCE, False, "the municipality's organisation number (configured) "
+                                              "has no digits")
+        found = any(isinstance(o, dict) and _digits(o.get("organisationNumber")) == wanted
+                    for o in data)
+        if not found:
+            return CheckResult(SOURCE, False, (
+                f"server {server}: answers and accepts {credentials}, but the municipality's "
+                f"organisation number is not among the organisations of GET /organisations "
+                f"(first page, {len(data)} organisations): check [ss12000] base_url and "
+                "municipality_organisation_number"))
+        return CheckResult(SOURCE, True, (
+            f"server {server}: answers, accepts {credentials}, and lists the municipality's "
+            f"organisation ({len(data)} organisations on the first page)"))
+    except (SS12000Error, ConfigError) as exc:
+        return CheckResult(SOURCE, False, failure_cause(exc))
+    except Exception as exc:  # noqa: BLE001 - a probe reports, it does not raise
+        return CheckResult(SOURCE, False, f"server {server_name(config.base_url or '')}: "
+                                          f"{failure_cause(exc)}")
 
 
 # --- extractor -------------------------------------------------------------------------------
