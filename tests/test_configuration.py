@@ -437,3 +437,58 @@ def unused_port() -> int:
 def sqlite_views(path: Path) -> set[str]:
     with sqlite3.connect(path) as conn:
         return {r[0] for r in conn.execute("select name from sqlite_master where type = 'view'")}
+
+
+# --- the sources ---------------------------------------------------------------------------------
+
+def test_a_sqlite_path_that_does_not_exist(home: Home, sources: Sources) -> None:
+    typo = sources.sqlite.with_name("rapprot.sqlite")
+    home.write(config_text(sources, url=f'url = "sqlite:///{typo}"'))
+    check_fails_with(home, "case_system", f"{typo} does not exist")
+    assert not typo.exists()  # never a new empty database file
+
+
+def test_a_refused_connection(home: Home, sources: Sources) -> None:
+    port = unused_port()
+    home.write(config_text(sources, base_url=f'base_url = "http://127.0.0.1:{port}/v2.0"'))
+    check_fails_with(home, "ss12000", f"127.0.0.1:{port}")
+    result = home.cli("check")
+    assert "connection refused" in check_line(result, "ss12000")
+
+
+def test_an_unknown_host(home: Home, sources: Sources) -> None:
+    home.write(config_text(sources, base_url='base_url = "https://skolplattform.nonexistent.invalid/v2.0"'))
+    result = check_fails_with(home, "ss12000", "skolplattform.nonexistent.invalid")
+    assert "unknown host" in check_line(result, "ss12000")
+
+
+def test_authentication_refused(home: Home, sources: Sources) -> None:
+    home.env[TOKEN_ENV] = "not-the-token"
+    result = check_fails_with(home, "ss12000", "HTTP 401")
+    assert "not-the-token" not in result.stdout + result.stderr
+
+
+def test_a_missing_view(home: Home, sources: Sources, tmp_path: Path) -> None:
+    copy = tmp_path / "rapport.sqlite"
+    copy.write_bytes(sources.sqlite.read_bytes())
+    assert "insats" in sqlite_views(copy)
+    with sqlite3.connect(copy) as conn:
+        conn.execute("drop view insats")
+    home.write(config_text(sources, url=f'url = "sqlite:///{copy}"'))
+    check_fails_with(home, "case_system", "insats")
+
+
+def test_a_missing_inbox(home: Home, sources: Sources, tmp_path: Path) -> None:
+    missing = tmp_path / "polis" / "inbox"
+    home.write(config_text(sources, inbox=f'inbox = "{missing}"'))
+    check_fails_with(home, "police", f"{missing} does not exist")
+
+
+def test_run_refuses_to_start_when_a_source_is_unreachable(home: Home, sources: Sources) -> None:
+    port = unused_port()
+    home.write(config_text(sources, base_url=f'base_url = "http://127.0.0.1:{port}/v2.0"'))
+    result = home.cli("run")
+    output = result.stdout + result.stderr
+    assert result.returncode == 1 and "Traceback" not in output, output
+    assert f"127.0.0.1:{port}" in output and "connection refused" in output
+    assert "Samverkan – summary" not in output  # refused before Prefect and the extracts started
