@@ -59,6 +59,8 @@ def preload_quality_checks() -> None:
 
 
 def build_extractor(settings: Settings, source: str) -> Extractor:
+    if settings.source_problems.get(source):
+        raise ConfigError(settings.source_problems[source])
     if source == "ss12000":
         from samverkan.sources.ss12000 import SS12000Extractor
 

@@ -215,8 +215,12 @@ def test_the_municipality_is_required(home: Home, sources: Sources) -> None:
 
 def test_a_token_variable_that_is_not_set(home: Home) -> None:
     del home.env[TOKEN_ENV]
-    check_fails_with(home, "configuration",
-                     f"[ss12000] token_env: the environment variable {TOKEN_ENV} is not set")
+    result = check_fails_with(home, "ss12000",
+                              f"[ss12000] token_env: the environment variable {TOKEN_ENV} is not set")
+    assert check_line(result, "configuration").strip().startswith("ok")
+    # the weekly lägesbild reads no source: its settings load without the token
+    assert load_settings(home.env).source_problems == {"ss12000": [
+        f"{home.config}: [ss12000] token_env: the environment variable {TOKEN_ENV} is not set"]}
 
 
 def test_every_problem_is_reported_at_once(home: Home, sources: Sources) -> None:

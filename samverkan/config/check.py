@@ -128,6 +128,8 @@ def _source_probe(settings: Settings, source: str) -> Callable[[], CheckResult]:
         config = getattr(settings, source)
         if config is None:
             return CheckResult(source, False, f"no [{source}] section in {settings.config_file}")
+        if settings.source_problems.get(source):
+            return CheckResult(source, False, "\n".join(settings.source_problems[source]))
         try:
             if source == "ss12000":
                 from samverkan.sources.ss12000 import probe as probe_ss12000

@@ -154,7 +154,7 @@ _MUNICIPALITY = {
 }
 
 _GENERAL = {
-    "reference_date": Option("date", "the data date (YYYY-MM-DD); default today"),
+    "reference_date": Option("date", "the data date (YYYY-MM-DD); default today", example="2026-06-12"),
     "retention_days": Option("int", "loaded landing batches older than this many days are purged",
                              default=30, minimum=1),
 }
@@ -291,6 +291,9 @@ class Settings:
     min_cell: int = 5
     indicator_parameters: dict[str, Any] = field(default_factory=dict)  # every one, resolved
     config_file: Path | None = None
+    # Problems that only stop the source they belong to (e.g. the SS 12000 token's environment
+    # variable is not set where the weekly lägesbild runs, which reads no source).
+    source_problems: dict[str, list[str]] = field(default_factory=dict)
 
 
 def config_file(p: Paths, environ: Mapping[str, str] | None = None) -> Path:
@@ -433,7 +436,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
                                     "name and organisation_number are required")
                     break
                 problems.append(f"{cfg}: [{section}] {key} is required ({option.help})")
-    ss12000 = _ss12000(values.get("ss12000"), env, cfg, problems) if "ss12000" in values else None
+    source_problems: dict[str, list[str]] = {}
+    ss12000 = (_ss12000(values["ss12000"], env, cfg, source_problems.setdefault("ss12000", []))
+               if "ss12000" in values else None)
+    source_problems = {source: found for source, found in source_problems.items() if found}
     if problems:
         raise ConfigError(problems)
 
@@ -452,12 +458,14 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         min_cell=get("disclosure", "min_cell"),
         indicator_parameters={k: get("indicators", k) for k in declared["indicators"]},
         config_file=cfg,
+        source_problems=source_problems,
     )
 
 
 def _ss12000(values: dict[str, Any], env: Mapping[str, str], cfg: Path,
              problems: list[str]) -> SS12000Config | None:
-    """The SS 12000 section with its secrets read from the environment variables it names."""
+    """The SS 12000 section with its secrets read from the environment variables it names;
+    what is wrong with its credentials goes to ``problems``."""
     section = dict(values)
     oauth = [k for k in ("token_url", "client_id", "client_secret_env") if k in section]
     if "token_env" in section and oauth:
