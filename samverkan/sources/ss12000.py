@@ -50,7 +50,7 @@ from samverkan.warehouse import QUARANTINE_SCHEMA, EntityCounts, quarantine
 
 log = logging.getLogger(__name__)
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
-PROGRESS_EVERY_PAGES = 25
+PROGRESS_EVERY_SECONDS = 15.0  # a long pull says how far it got, at most this often
 
 SOURCE = "ss12000"
 
@@ -770,6 +770,7 @@ class SS12000Extractor:
                 if endpoint == "calendarEvents" and self.calendar_window:
                     params["startTime.onOrAfter"], params["startTime.onOrBefore"] = self.calendar_window
                 batches: list[pa.RecordBatch] = []
+                last_progress = time.monotonic()
                 for page in client.pages(endpoint, params):
                     data = page.body["data"]
                     if not isinstance(data, list):
@@ -777,7 +778,8 @@ class SS12000Extractor:
                                                    "not a list")
                     batches.append(_record_batch(data))
                     pages[entity] = page.number
-                    if page.number % PROGRESS_EVERY_PAGES == 0:
+                    if time.monotonic() - last_progress >= PROGRESS_EVERY_SECONDS:
+                        last_progress = time.monotonic()
                         progress("ss12000 %s: %d pages, %s records so far", endpoint, page.number,
                                  f"{sum(b.num_rows for b in batches):,}")
                     pause_point("ss12000_after_first_page")
