@@ -205,21 +205,25 @@ def _loaded_batches(settings: Settings) -> list[dict[str, str]]:
     return [{"batch_id": b, "source": s} for b, s in rows]
 
 
+def _load_report_rows(settings: Settings, query: str) -> list[tuple[Any, ...]]:
+    """Rows of a dbt load-report model in the analytics warehouse; none before the first build."""
+    conn = duckdb.connect(str(settings.paths.analytics_db), read_only=True)
+    try:
+        return conn.execute(query).fetchall()
+    except duckdb.CatalogException:
+        return []
+    finally:
+        conn.close()
+
+
 def _identity_exclusions(settings: Settings) -> dict[str, dict[str, dict[str, int]]]:
     """Per source and reason: records and people kept out of the indicators (dbt load report).
     People are counted where they can be identified (protected identities); an unusable
     identifier is counted by the records that carry it."""
-    conn = duckdb.connect(str(settings.paths.analytics_db), read_only=True)
-    try:
-        rows = conn.execute(
-            "select source_system, reason, records, people from marts.rpt_identity_exclusions "
-            "order by source_system, reason").fetchall()
-    except duckdb.CatalogException:
-        return {}
-    finally:
-        conn.close()
     report: dict[str, dict[str, dict[str, int]]] = {}
-    for source, reason, records, people in rows:
+    for source, reason, records, people in _load_report_rows(
+            settings, "select source_system, reason, records, people from marts.rpt_identity_exclusions "
+                      "order by source_system, reason"):
         report.setdefault(source, {})[reason] = {"records": int(records), "people": int(people)}
     return report
 
@@ -228,15 +232,9 @@ def _reference_coverage(settings: Settings) -> list[dict[str, Any]]:
     """What the reference files do not cover (dbt load report ``rpt_reference_coverage``):
     school units SS 12000 serves without an SSPF area, district names the sources write that
     the reference does not know; with the pupils or records behind each."""
-    conn = duckdb.connect(str(settings.paths.analytics_db), read_only=True)
-    try:
-        rows = conn.execute(
-            "select source_system, kind, value, value_name, records from marts.rpt_reference_coverage "
-            "order by kind, source_system, value").fetchall()
-    except duckdb.CatalogException:
-        return []
-    finally:
-        conn.close()
+    rows = _load_report_rows(
+        settings, "select source_system, kind, value, value_name, records from marts.rpt_reference_coverage "
+                  "order by kind, source_system, value")
     return [{"source": s, "kind": k, "value": v, "name": n, "records": int(r)} for s, k, v, n, r in rows]
 
 
