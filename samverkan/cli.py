@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import importlib.metadata
 import json
+import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +15,7 @@ from typing import Any
 
 from samverkan.config import ConfigError, Paths, config_file, load_settings, paths
 from samverkan.progress import show_progress_on_console
-from samverkan.runtime import apply_environment_defaults, configure_logging
+from samverkan.runtime import LOG_FILE_NAME, apply_environment_defaults, attach_log_file, configure_logging
 
 
 def _summary(p: Paths, publication: object | None) -> None:
@@ -80,13 +82,26 @@ def _print_checks(publication: object | None) -> None:
 
 
 def _run_flow(flow: Any, what: str, **parameters: Any) -> tuple[bool, Any]:
-    """Run a Prefect flow; (completed, its result), the result None when the flow raised."""
+    """Run a Prefect flow; (completed, its result), the result None when the flow raised.
+    Prefect's failed-run lines and their tracebacks go to the log file, not the console: the
+    command's summary says what failed and why."""
+    attach_log_file(logging.getLogger("prefect"), paths().logs)
     state = flow(**parameters, return_state=True)
     result = state.result(raise_on_failure=False)
     if isinstance(result, BaseException):
-        print(f"The {what} failed: {type(result).__name__}: {result}", file=sys.stderr)
+        print(f"The {what} failed: {_one_line(result)} (details in {paths().logs / LOG_FILE_NAME})",
+              file=sys.stderr)
         result = None
     return state.is_completed(), result
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception as one line for the console: its class and the first line of its message
+    (the sources' errors name the host or path and the cause, never a data value)."""
+    from samverkan.sources.failures import scrub
+
+    text = scrub(str(exc)).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
 def preflight(sources: bool = True) -> bool:
@@ -368,7 +383,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     apply_environment_defaults(verbose=args.verbose)
     if args.command != "pseudonym":
-        configure_logging(paths().logs, args.verbose)
+        with contextlib.suppress(OSError):  # an unusable data directory: `check` says so
+            configure_logging(paths().logs, args.verbose)
         if not args.verbose:  # verbose: Prefect's console handler prints them with the log
             show_progress_on_console()
     try:
@@ -378,6 +394,25 @@ def main(argv: list[str] | None = None) -> int:
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("samverkan: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - no traceback on the console, ever: it goes to the log
+        return _unexpected(args, exc)
+
+
+def _unexpected(args: argparse.Namespace, exc: Exception) -> int:
+    """A failure nothing else caught: one line on the console (the file or path and the cause
+    for an operating-system error such as a full disk or a read-only directory), the traceback
+    in the log file."""
+    logging.getLogger("samverkan").exception("samverkan %s failed", args.command)
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"samverkan {args.command}: cannot use{where}: {exc.strerror}", file=sys.stderr)
+    else:
+        print(f"samverkan {args.command} failed: {_one_line(exc)}", file=sys.stderr)
+    print(f"  details in {paths().logs / LOG_FILE_NAME}", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

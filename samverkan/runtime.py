@@ -15,10 +15,11 @@ PREFECT_DEFAULTS = {
     # Route the platform's own log lines (counts and batch ids only) into Prefect run logs.
     "PREFECT_LOGGING_EXTRA_LOGGERS": "samverkan",
     # Prefect's console handler (on the root logger, which the `samverkan` lines propagate to)
-    # shows warnings and errors only: the progress lines are printed by samverkan.progress, and
-    # every log line, Prefect's flow and task runs included, stays in the run logs and the log
-    # file. `samverkan -v` shows the whole log on the console instead.
-    "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
+    # prints nothing short of a crash: the progress lines are printed by samverkan.progress, a
+    # failure ends as the command's own summary (one line per cause), and every log line,
+    # Prefect's flow and task runs with their tracebacks included, stays in the run logs and the
+    # log file (attach_log_file). `samverkan -v` shows the whole log on the console instead.
+    "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "CRITICAL",
 }
 
 
@@ -32,14 +33,24 @@ def apply_environment_defaults(verbose: bool = False) -> None:
         os.environ.setdefault(key, value)
 
 
+LOG_FILE_NAME = "samverkan.log"
+
+
 def configure_logging(log_dir: Path, verbose: bool = False) -> Path:
+    """The ``samverkan`` logger writes to ``<logs>/samverkan.log``."""
     log_dir.mkdir(parents=True, exist_ok=True)
-    log_file = log_dir / "samverkan.log"
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    root = logging.getLogger("samverkan")
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    if not any(isinstance(h, logging.FileHandler) for h in root.handlers):
+    logger = logging.getLogger("samverkan")
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    return attach_log_file(logger, log_dir)
+
+
+def attach_log_file(logger: logging.Logger, log_dir: Path) -> Path:
+    """Write ``logger``'s records (tracebacks included) to the log file, once. Prefect's loggers
+    get it after Prefect has configured logging (its set-up replaces handlers)."""
+    log_file = log_dir / LOG_FILE_NAME
+    if not any(isinstance(h, logging.FileHandler) and Path(h.baseFilename) == log_file.resolve()
+               for h in logger.handlers):
         handler = logging.FileHandler(log_file, encoding="utf-8")
-        handler.setFormatter(fmt)
-        root.addHandler(handler)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
     return log_file
