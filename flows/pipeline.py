@@ -44,8 +44,10 @@ def purge_landing_task() -> list[str]:
 
 
 @flow(name="pipeline")
-def pipeline(reference_date: str | None = None) -> PublicationResult:
-    """Extract all sources concurrently, build the models, then gate and publish."""
+def pipeline(reference_date: str | None = None, confirm_anomalies: bool = False) -> PublicationResult:
+    """Extract all sources concurrently, look for anomalies in what they deliver, build the
+    models, then gate and publish. ``confirm_anomalies``: the operator confirms the anomalies
+    found (the gate lets them pass)."""
     settings = load_settings()
     ref = steps.reference_date(settings, reference_date).isoformat()
     version = new_version()
@@ -61,19 +63,26 @@ def pipeline(reference_date: str | None = None) -> PublicationResult:
             # cause, so the gate blocks publication and says why; the other sources' batches
             # stay loaded.
             results.append(steps.failed_extract(source, _failure(state)))
+    volumes = steps.source_volume_check(settings, dt.date.fromisoformat(ref), confirm_anomalies)
     if not all(r.ok for r in results):
         # The gate cannot pass with a failed batch: do not rebuild, say why.
         dbt_success, dbt_detail = False, "not run: an extract batch failed (see extract_batches)"
+    elif not volumes.check.success:
+        # A source delivers far less than before: the old figures must not stand silently.
+        dbt_success = False
+        dbt_detail = "not run: a source delivers far less than before (see source_volumes)"
     elif standing := steps.standing_publication(settings, dt.date.fromisoformat(ref)):
         log.info("nothing new since version %s (same batches, reference date and models)", standing)
         purge_landing_task()
         load_report_artifact(steps.load_report(results))
-        return PublicationResult(standing, True, settings.paths.current_publication, unchanged=True)
+        steps.remember_volumes(settings, volumes)  # the baseline the next run compares with
+        return PublicationResult(standing, True, settings.paths.current_publication,
+                                 [volumes.check], unchanged=True)
     else:
         dbt_success, dbt_detail = transform(version=version, reference_date=ref)
     # The publish flow leaves the load report and gate artifacts of this run.
     publication = publish(version=version, reference_date=ref, extract_results=results,
-                          dbt_success=dbt_success, dbt_detail=dbt_detail)
+                          dbt_success=dbt_success, dbt_detail=dbt_detail, source_volumes=volumes)
     purge_landing_task()
     if not publication.published:
         return Failed(message="publication gate failed: "

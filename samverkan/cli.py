@@ -123,14 +123,16 @@ def preflight(sources: bool = True) -> bool:
     return False
 
 
-def run_pipeline(p: Paths, reference_date: str | None, check: bool = True) -> int:
+def run_pipeline(p: Paths, reference_date: str | None, check: bool = True,
+                 confirm_anomalies: bool = False) -> int:
     """The nightly pipeline with its summary; first the checks of `samverkan check` unless
     ``check`` is false (a source can still fail after they passed: the summary says why)."""
     if check and not preflight():
         return 1
     from flows.pipeline import pipeline
 
-    completed, publication = _run_flow(pipeline, "pipeline", reference_date=reference_date)
+    completed, publication = _run_flow(pipeline, "pipeline", reference_date=reference_date,
+                                       confirm_anomalies=confirm_anomalies)
     _summary(p, publication)
     return 0 if completed else 1
 
@@ -247,7 +249,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    return run_pipeline(paths().ensure(), args.reference_date)
+    return run_pipeline(paths().ensure(), args.reference_date, confirm_anomalies=args.confirm_anomalies)
 
 
 def cmd_pseudonym(args: argparse.Namespace) -> int:
@@ -355,6 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the pipeline against the configured sources")
     run.add_argument("--reference-date", help="data date (YYYY-MM-DD); default from config/today")
+    run.add_argument("--confirm-anomalies", action="store_true",
+                     help="publish although a source delivers far less than before (a view that "
+                          "emptied, a school day without attendance): the operator has checked it")
     run.set_defaults(func=cmd_run)
 
     fill = sub.add_parser(

@@ -302,8 +302,50 @@ def _lagesbild_checks(settings: Settings, candidate: Path, run_id: str,
     ]
 
 
+@dataclass
+class SourceVolumes:
+    """The anomaly check of a run (:mod:`samverkan.anomalies`) and the volumes it measured."""
+
+    check: GateCheck
+    volumes: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+def source_volume_check(settings: Settings, ref: dt.date, confirmed: bool = False) -> SourceVolumes:
+    """Does a source deliver far less than before? An anomaly fails the gate check
+    ``source_volumes`` unless the operator ``confirmed`` it (``samverkan run
+    --confirm-anomalies``)."""
+    from samverkan.anomalies import find_anomalies
+    from samverkan.sources.failures import failure_cause
+
+    try:
+        anomalies, volumes = find_anomalies(settings, ref)
+    except Exception as exc:  # noqa: BLE001 - the check reports, the gate decides
+        return SourceVolumes(GateCheck("source_volumes", False,
+                                       f"could not be measured: {failure_cause(exc)}"))
+    if not anomalies:
+        return SourceVolumes(GateCheck("source_volumes", True, "as before"), volumes)
+    detail = "; ".join(f"{a.source}: {a.detail}" for a in anomalies)
+    if confirmed:
+        log.warning("source volumes: confirmed by the operator: %s", detail)
+        return SourceVolumes(GateCheck("source_volumes", True, f"confirmed by the operator: {detail}"),
+                             volumes)
+    return SourceVolumes(GateCheck(
+        "source_volumes", False, f"{detail}. If this is right, publish with `samverkan run "
+        "--confirm-anomalies`"), volumes)
+
+
+def remember_volumes(settings: Settings, source_volumes: SourceVolumes) -> None:
+    """The volumes of a run that published (or whose publication stands): the baseline of the
+    next anomaly check."""
+    from samverkan.anomalies import record_volumes
+
+    if source_volumes.volumes:
+        record_volumes(settings.paths, source_volumes.volumes)
+
+
 def publish(settings: Settings, version: str, ref: dt.date, extract_results: list[ExtractResult],
-            dbt_success: bool, dbt_detail: str = "") -> PublicationResult:
+            dbt_success: bool, dbt_detail: str = "",
+            source_volumes: SourceVolumes | None = None) -> PublicationResult:
     """The publication gate, then an atomic switch of published/current."""
     from samverkan.disclosure import check_disclosure
     from samverkan.quality import validate_indicators
@@ -322,6 +364,8 @@ def publish(settings: Settings, version: str, ref: dt.date, extract_results: lis
                         if not b.valid), None)),
         GateCheck("dbt_build", dbt_success, dbt_detail or ("ok" if dbt_success else "failed")),
     ]
+    if source_volumes is not None:
+        checks.insert(1, source_volumes.check)
     if not all(c.success for c in checks):
         gate = _write_gate_report(settings, version, checks, failed_extracts=failed_extracts)
         log.warning("publication blocked before export: %s (report %s)",
@@ -368,6 +412,8 @@ def publish(settings: Settings, version: str, ref: dt.date, extract_results: lis
     if result.published:
         progress("published version %s", version)
         prune_snapshots(p)
+        if source_volumes is not None:
+            remember_volumes(settings, source_volumes)
     else:
         log.warning("publication blocked: see %s", gate)
     return result

@@ -142,3 +142,65 @@ def test_an_unparsable_case_system_url(home: tuple[Path, dict]) -> None:
         assert result.returncode == 1 and "Traceback" not in console, console
         line = next(x for x in console.splitlines() if "case_system" in x and "FAIL" in x)
         assert "URL" in line or "url" in line, line
+
+
+# --- anomalies: a source that suddenly delivers far less ---------------------------------------
+
+@pytest.fixture
+def served_home(tmp_path: Path, systems: tuple[Path, Path],
+                prefect_api_url: str) -> Iterator[tuple[Path, dict]]:
+    """The small Malmö with its real SS 12000 platform, and its own copy of the case system."""
+    import secrets
+    import shutil
+
+    from samverkan.simulator.population import generate
+    from samverkan.simulator.ss12000_server import SS12000Data, serve
+
+    sqlite, inbox = systems
+    copy = tmp_path / "rapport.sqlite"
+    shutil.copyfile(sqlite, copy)
+    token = secrets.token_urlsafe(12)
+    with serve(SS12000Data.from_population(generate(seed=7, pupils=120, lessons_per_day=1,
+                                                    municipality=MALMO)), token) as server:
+        path = tmp_path / "data"
+        write_reference(MALMO, path / "reference")
+        (path / "samverkan.toml").write_text(
+            '[municipality]\ncode = "1280"\nname = "Malmö"\norganisation_number = "212000-1124"\n\n'
+            '[general]\nreference_date = "2026-06-12"\n\n'
+            f'[ss12000]\nbase_url = "{server.base_url}"\ntoken_env = "{TOKEN_ENV}"\n\n'
+            f'[case_system]\nurl = "sqlite:///{copy}"\n\n[police]\ninbox = "{inbox}"\n', encoding="utf-8")
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("SAMVERKAN_CONFIG", "SAMVERKAN_PSEUDONYM_KEY_FILE")}
+        env.update({"SAMVERKAN_HOME": str(path), "SAMVERKAN_PSEUDONYM_KEY": KEY, TOKEN_ENV: token,
+                    "PREFECT_API_URL": prefect_api_url, "CASE_DB": str(copy)})
+        yield path, env
+
+
+def test_a_case_system_that_empties_stops_publication_until_confirmed(
+        served_home: tuple[Path, dict]) -> None:
+    import sqlite3
+
+    path, env = served_home
+    first = _cli(env, "run")
+    assert first.returncode == 0, first.stdout + first.stderr
+    published = (path / "published" / "current").resolve()
+    # the reporting database is wiped (or the reader lost its rights to the rows)
+    with sqlite3.connect(env["CASE_DB"]) as conn:
+        for (table,) in conn.execute("select name from sqlite_master where type = 'table'").fetchall():
+            conn.execute(f'delete from "{table}"')  # noqa: S608 - the test's own table names
+    second = _cli(env, "run")
+    console = second.stdout + second.stderr
+    assert second.returncode == 1 and "Traceback" not in console, console
+    line = next(x for x in console.splitlines() if "source_volumes" in x)
+    assert "FAIL" in line and "view klient has 0 rows; it had" in line and "--confirm-anomalies" in line
+    assert (path / "published" / "current").resolve() == published  # the old figures stand, said so
+    confirmed = _cli(env, "run", "--confirm-anomalies")
+    console = confirmed.stdout + confirmed.stderr
+    assert confirmed.returncode == 0, console
+    line = next(x for x in console.splitlines() if "source_volumes" in x)
+    assert "[ok  ] source_volumes: confirmed by the operator" in line and "view klient has 0 rows" in line
+    # the warehouse keeps what was loaded: nothing new to publish, the confirmed volumes are the
+    # new baseline, and the next night passes without a confirmation
+    assert (path / "published" / "current").resolve() == published
+    again = _cli(env, "run")
+    assert again.returncode == 0, again.stdout + again.stderr
