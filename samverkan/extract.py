@@ -68,17 +68,25 @@ def pause_point(name: str) -> None:
 
 @dataclass
 class Pull:
-    """What one pull from a source returned."""
+    """What one pull from a source returned.
 
-    tables: dict[str, pa.Table]
+    A table may be a ``pa.RecordBatchReader`` that produces its rows while the batch is landed
+    (see :func:`samverkan.landing.write_batch`). ``refused`` names inputs the source set aside
+    whole (say a delivered file it cannot read as its contract says), each with the cause
+    (names escaped, never a data value): each becomes a failed result of the run, so the gate
+    and the load report say which and why, while the rest of the pull lands and loads."""
+
+    tables: dict[str, pa.Table | pa.RecordBatchReader]
     # entity -> (watermark the pull started from (exclusive), highest value seen (inclusive))
     watermarks: dict[str, tuple[str | None, str | None]]
     content_checksums: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    refused: dict[str, str] = field(default_factory=dict)
 
     @property
     def row_count(self) -> int:
-        return sum(t.num_rows for t in self.tables.values())
+        """Rows of the in-memory tables (a streaming table is counted once landed)."""
+        return sum(t.num_rows for t in self.tables.values() if isinstance(t, pa.Table))
 
     @property
     def has_news(self) -> bool:
@@ -334,11 +342,17 @@ def run_extract(p: Paths, extractor: Extractor, validate: Validator | None = Non
         progress("%s: pulling changes%s …", source, f" up to {until}" if until else "")
         pull = extractor.pull(state)
         pause_point("after_pull")
+        for n, cause in enumerate(pull.refused.values(), start=1):
+            log.warning("%s: input refused: %s", source, cause)
+            result.batches.append(BatchResult(f"{source}-refused-{n}", source, 0, 0, 0, False,
+                                              ("input refused",), cause=cause))
         if not pull.has_news:
             log.info("%s: nothing new since the last extract", source)
             progress("%s: nothing new", source)
             return result
-        progress("%s: %s rows pulled; landing, validating and loading …", source, f"{pull.row_count:,}")
+        progress("%s: %s rows pulled; landing, validating and loading …", source,
+                 f"{pull.row_count:,}" if all(isinstance(t, pa.Table) for t in pull.tables.values())
+                 else "streaming")
         manifest = write_batch(
             p.landing, source, pull.tables, watermarks=pull.watermarks,
             content_checksums=pull.content_checksums, extra=pull.extra,

@@ -88,14 +88,18 @@ def new_batch_id(source: str, at: dt.datetime) -> str:
 def write_batch(
     landing_root: Path,
     source: str,
-    tables: dict[str, pa.Table],
+    tables: dict[str, pa.Table | pa.RecordBatchReader],
     *,
     watermarks: dict[str, tuple[str | None, str | None]],
     content_checksums: dict[str, str] | None = None,
     extra: dict[str, Any] | None = None,
     extracted_at: dt.datetime | None = None,
 ) -> BatchManifest:
-    """Write one immutable batch; ``watermarks[entity] = (from_exclusive, to_inclusive)``."""
+    """Write one immutable batch; ``watermarks[entity] = (from_exclusive, to_inclusive)``.
+
+    A table may be a ``pa.RecordBatchReader``: it is streamed into its Parquet file batch by
+    batch (memory stays flat). ``content_checksums`` and ``extra`` are read after every table
+    has been written, so a streaming source may fill them in while its reader is consumed."""
     at = extracted_at or dt.datetime.now(dt.UTC)
     batch_id = new_batch_id(source, at)
     source_dir = landing_root / source
@@ -106,11 +110,11 @@ def write_batch(
         entities: dict[str, EntityStats] = {}
         for name, table in tables.items():
             file_name = f"{name}.parquet"
-            pq.write_table(table, tmp / file_name, compression="zstd")
+            rows = _write_parquet(table, tmp / file_name)
             wm_from, wm_to = watermarks.get(name, (None, None))
             entities[name] = EntityStats(
                 file=file_name,
-                rows=table.num_rows,
+                rows=rows,
                 file_sha256=file_sha256(tmp / file_name),
                 content_checksum=(content_checksums or {}).get(name),
                 watermark_from=wm_from,
@@ -140,6 +144,19 @@ def write_batch(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return BatchManifest(**{**manifest.__dict__, "directory": final})
+
+
+def _write_parquet(table: pa.Table | pa.RecordBatchReader, path: Path) -> int:
+    """Write a table or stream of record batches to one Parquet file; returns the row count."""
+    if isinstance(table, pa.Table):
+        pq.write_table(table, path, compression="zstd")
+        return table.num_rows
+    rows = 0
+    with pq.ParquetWriter(path, table.schema, compression="zstd") as writer:
+        for batch in table:
+            writer.write_batch(batch)
+            rows += batch.num_rows
+    return rows
 
 
 def _fsync(path: Path) -> None:

@@ -13,7 +13,7 @@ import pytest
 from samverkan.config import Paths, PoliceConfig
 from samverkan.extract import SourceState, run_extract
 from samverkan.landing import BatchManifest, list_batches
-from samverkan.sources.police import PoliceExtractor, PoliceFileError, lines_checksum
+from samverkan.sources.police import PoliceExtractor, lines_checksum
 
 HEADER = ("Diarienummer;Brottsdatum;Anmälningsdatum;Brottskod;Brottsbenämning;Kommun;Stadsdel;"
           "Personnummer;Roll;Ålder;Status;Senast ändrad")
@@ -197,14 +197,16 @@ def test_bad_rows_are_quarantined_with_reasons_and_counts_add_up(
 ])
 def test_header_must_match_the_contract(env: tuple[Paths, Path, PoliceExtractor], header: str,
                                         column: str) -> None:
+    """A bad header refuses that file only: it is moved aside, the good file loads."""
     p, inbox, extractor = env
     (inbox / "polis_20250301.csv").write_bytes(csv_bytes(HEADER, [ROW_A], encoding="utf-8-sig"))
     (inbox / "polis_20250302.csv").write_bytes(csv_bytes(header, [ROW_A], encoding="cp1252"))
-    with pytest.raises(PoliceFileError, match=f"^polis_20250302.csv: {column}"):
-        run_extract(p, extractor)
-    assert list_batches(p.landing, "police") == []  # the whole pull failed: nothing landed
-    (inbox / "polis_20250302.csv").unlink()
-    assert len(run_extract(p, extractor).batches) == 1
+    result = run_extract(p, extractor)
+    refused, loaded = result.batches
+    assert not refused.valid and refused.cause.startswith(f"'polis_20250302.csv': {column}")
+    assert loaded.valid and (loaded.received, loaded.loaded) == (1, 1)
+    assert not (inbox / "polis_20250302.csv").exists()
+    assert (inbox / "quarantine" / "polis_20250302.csv").exists()
 
 
 def test_lf_and_crlf_parse_the_same(env: tuple[Paths, Path, PoliceExtractor]) -> None:
@@ -232,7 +234,8 @@ def test_lf_and_crlf_parse_the_same(env: tuple[Paths, Path, PoliceExtractor]) ->
 def test_missing_header_does_not_echo_the_data(env: tuple[Paths, Path, PoliceExtractor]) -> None:
     p, inbox, extractor = env
     (inbox / "polis_20250312.csv").write_bytes(csv_bytes(ROW_A, [ROW_B], encoding="utf-8"))
-    with pytest.raises(PoliceFileError, match="^polis_20250312.csv: unknown column at position 1") as err:
-        run_extract(p, extractor)
+    (b,) = run_extract(p, extractor).batches
+    assert b.cause.startswith("'polis_20250312.csv': unknown column at position 1")
+    reason = (inbox / "quarantine" / "polis_20250312.csv.reason.txt").read_text(encoding="utf-8")
     for value in ("5000-K100001-25", "20130101-2397", "Skärholmen"):
-        assert value not in str(err.value)
+        assert value not in b.cause and value not in reason
