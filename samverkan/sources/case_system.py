@@ -749,6 +749,32 @@ def probe(config: CaseSystemConfig) -> CheckResult:
                                      f"{', '.join(prefix + v.name for v in VIEWS)} have the contract columns")
 
 
+def view_row_counts(config: CaseSystemConfig) -> dict[str, int]:
+    """The current number of rows of each contract view (``select count(*)``), for the anomaly
+    gate: a view that had rows and now has none points to a wiped or mis-permissioned reporting
+    database. Raises :class:`CaseSystemError` (no data values, no password) when a view cannot
+    be counted."""
+    engine = source_engine(config.url, connect_timeout=PROBE_TIMEOUT_SECONDS * 6)
+    counts: dict[str, int] = {}
+    try:
+        with connect(engine, config.url) as conn:
+            for spec in VIEWS:
+                view = sa.table(spec.name, schema=config.schema)
+                try:
+                    counts[spec.name] = int(conn.execute(
+                        sa.select(sa.func.count()).select_from(view)).scalar_one())
+                except sa.exc.SQLAlchemyError as exc:
+                    prefix = f"{config.schema}." if config.schema else ""
+                    raise CaseSystemError(
+                        f"case system {safe_url(config.url)}: cannot count the rows of view "
+                        f"{prefix}{spec.name}: {driver_error(exc, config.url)}",
+                        transient=database_failure(exc).transient) from None
+                conn.rollback()
+    finally:
+        engine.dispose()
+    return counts
+
+
 # --- the extractor ---------------------------------------------------------------------------
 
 @dataclass
