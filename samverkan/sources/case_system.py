@@ -19,7 +19,11 @@ two extra landing columns so nothing is lost:
   only for rows with a type error.
 
 ``load`` inserts the clean rows into ``raw_case_system.*`` without ``fornamn``/``efternamn`` and
-quarantines rows with a type error or a missing key.
+quarantines, with a reason code, the rows that break a row rule (:data:`ROW_RULES`: type
+errors, a missing key or change time, unknown values, implausible dates, a repeated key); only
+the faults in :data:`BATCH_FAULTS` block a batch. Pulls reach back ``overlap_minutes`` before
+the watermark and also select rows with a null change time; rows the warehouse already holds
+(:meth:`CaseSystemExtractor.pull_context`) are skipped before landing and counted.
 
 The content checksum of an entity is :func:`rows_checksum` over the rows exactly as the driver
 returned them (computed vectorised per chunk), so it can be recomputed independently from the
