@@ -103,6 +103,9 @@ class SourceState:
     # A bounded pull (backfill) stops at this data date: only changes made on or before it
     # (local, Europe/Stockholm) are pulled; None pulls everything new.
     until: dt.date | None = None
+    # What the extractor read from the warehouse before the pull (its optional
+    # ``pull_context(conn, watermarks)``), e.g. the rows already loaded near the watermarks.
+    context: Any = None
 
 
 class Extractor(Protocol):
@@ -332,12 +335,15 @@ def run_extract(p: Paths, extractor: Extractor, validate: Validator | None = Non
         if not result.ok:
             return result  # the watermark did not move; do not pull past unloaded data
         with restricted_connection(p) as conn:
+            watermarks = get_watermarks(conn, source)
+            pull_context = getattr(extractor, "pull_context", None)
             state = SourceState(
-                watermarks=get_watermarks(conn, source),
+                watermarks=watermarks,
                 seen_files=frozenset(conn.execute(
                     "select file_name, sha256 from load_meta.source_files where source = ?", [source]
                 ).fetchall()),
                 until=until,
+                context=pull_context(conn, watermarks) if pull_context else None,
             )
         progress("%s: pulling changes%s …", source, f" up to {until}" if until else "")
         pull = extractor.pull(state)

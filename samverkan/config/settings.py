@@ -179,6 +179,9 @@ _CASE_SYSTEM = {
                   "(sqlite:///…, postgresql+psycopg://…, mysql+pymysql://…)", required=True,
                   example="postgresql+psycopg://reader@casedb.example.se/rapport"),
     "schema": Option("text", "database schema of the views, if not the default one"),
+    "overlap_minutes": Option("int", "minutes each incremental pull reaches back before the last "
+                              "watermark, so rows committed late with an older andrad_tid are "
+                              "read; rows already loaded are skipped", default=60, minimum=0),
 }
 
 _POLICE = {
@@ -272,6 +275,7 @@ class SS12000Config:
 class CaseSystemConfig:
     url: str
     schema: str | None = None
+    overlap_minutes: int = 60
 
 
 @dataclass(frozen=True)

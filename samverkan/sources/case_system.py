@@ -19,7 +19,11 @@ two extra landing columns so nothing is lost:
   only for rows with a type error.
 
 ``load`` inserts the clean rows into ``raw_case_system.*`` without ``fornamn``/``efternamn`` and
-quarantines rows with a type error or a missing key.
+quarantines, with a reason code, the rows that break a row rule (:data:`ROW_RULES`: type
+errors, a missing key or change time, unknown values, implausible dates, a repeated key); only
+the faults in :data:`BATCH_FAULTS` block a batch. Pulls reach back ``overlap_minutes`` before
+the watermark and also select rows with a null change time; rows the warehouse already holds
+(:meth:`CaseSystemExtractor.pull_context`) are skipped before landing and counted.
 
 The content checksum of an entity is :func:`rows_checksum` over the rows exactly as the driver
 returned them (computed vectorised per chunk), so it can be recomputed independently from the
@@ -32,6 +36,7 @@ import datetime as dt
 import decimal
 import hashlib
 import json
+import logging
 import re
 import urllib.parse
 from collections.abc import Iterable, Sequence
@@ -52,6 +57,8 @@ from samverkan.extract import Pull, SourceState
 from samverkan.landing import BatchManifest
 from samverkan.sources.failures import SourceError, database_failure, failure_cause, scrub_driver_message
 from samverkan.warehouse import EntityCounts, quarantine
+
+log = logging.getLogger(__name__)
 
 SOURCE = "case_system"
 LOCAL_TZ = ZoneInfo("Europe/Stockholm")
@@ -123,6 +130,134 @@ VIEW_BY_NAME: dict[str, ViewSpec] = {v.name: v for v in VIEWS}
 
 TYPE_ERRORS_COLUMN = "_type_errors"
 RAW_ROW_COLUMN = "_raw_row"
+
+
+# --- what quarantines a row and what blocks a batch (the one table) ---------------------------
+
+EARLIEST_PLAUSIBLE_DATE = dt.date(1990, 1, 1)
+# Dates may not lie after the extraction date; the margin absorbs clock skew (as the GX suites).
+PLAUSIBLE_DATE_MARGIN = dt.timedelta(days=1)
+
+TYP_VALUES = ("Anmälan", "Ansökan", "Övrigt")
+ANMALARE_VALUES = ("Skola", "Förskola", "Polis", "Hälso- och sjukvård", "Socialtjänst", "Anhörig",
+                   "Annan", "Anonym")
+BESLUT_VALUES = ("Inleda utredning", "Inte inleda utredning", "Överförd")
+RESULTAT_VALUES = ("Insats beviljad", "Ingen insats", "Avslutad utan beslut")
+INSATSTYP_VALUES = ("SST", "SIG", "KP", "KF", "OV", "PLAC_FH", "PLAC_HVB", "PLAC_SIS")
+AVSLUTSORSAK_VALUES = ("Mål uppnått", "Återförening med vårdnadshavare", "Flytt", "Avbruten", "Annan")
+GALLRING_TABLES = ("klient", "aktualisering", "utredning", "insats")
+
+DUPLICATE_KEY = "duplicate_key"
+MISSING_CHANGE_TIME = "missing_change_time"
+
+
+@dataclass(frozen=True)
+class RowRule:
+    """A row-level fault: the row is quarantined with ``reason`` and the rest of the batch loads.
+
+    ``condition`` is DuckDB SQL over one landed row (contract columns typed, ``_type_errors``),
+    where ``{earliest}`` and ``{latest}`` are the plausible date bounds (1990-01-01 and the
+    extraction date plus a day); ``detail`` is SQL for the quarantine detail (default: the
+    description). The first rule that matches gives the reason. ``duplicate_key`` has no
+    condition: it compares rows (see :func:`_load_entity`)."""
+
+    reason: str
+    condition: str | None
+    description: str
+    detail: str | None = None
+
+
+def _sql_list(values: Sequence[str]) -> str:
+    return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+
+
+def _typing_rules(spec: ViewSpec) -> tuple[RowRule, ...]:
+    wm = spec.watermark_column
+    own_error = f"list_contains(string_split(coalesce({TYPE_ERRORS_COLUMN}, ''), ','), 'bad_date:{wm}')"
+    first_error = f"split_part(split_part({TYPE_ERRORS_COLUMN}, ',', 1), ':', 1)"
+    missing = ", ".join(f"case when {k} is null then '{k}' end" for k in spec.key)
+    return (
+        RowRule(MISSING_CHANGE_TIME, f"{wm} is null and not {own_error}",
+                f"{wm} (the watermark column) is null: the row is quarantined once (its content is "
+                "remembered) instead of being missed by every incremental pull",
+                f"concat_ws(', ', 'missing {wm}', {TYPE_ERRORS_COLUMN})"),
+        RowRule("bad_date", f"{first_error} = 'bad_date'",
+                "a date or timestamp cannot be converted to its contract type", TYPE_ERRORS_COLUMN),
+        RowRule("bad_type", f"{TYPE_ERRORS_COLUMN} is not null",
+                "a value cannot be converted to its contract type", TYPE_ERRORS_COLUMN),
+        RowRule("missing_key", " or ".join(f"{k} is null" for k in spec.key),
+                f"the key ({', '.join(spec.key)}) is null", f"'missing ' || concat_ws(', ', {missing})"),
+    )
+
+
+def _required(column: str) -> RowRule:
+    return RowRule("missing_value", f"{column} is null", f"{column} is null")
+
+
+def _allowed(column: str, values: Sequence[str]) -> RowRule:
+    return RowRule("unknown_value", f"{column} is not null and {column} not in ({_sql_list(values)})",
+                   f"{column} is not one of the contract's values")
+
+
+def _plausible(column: str, *, future_allowed: bool = False) -> RowRule:
+    if future_allowed:
+        return RowRule("implausible_date", f"{column} < DATE '{{earliest}}'", f"{column} is before 1990")
+    return RowRule("implausible_date", f"{column} < DATE '{{earliest}}' or {column} > DATE '{{latest}}'",
+                   f"{column} is before 1990 or after the extraction date")
+
+
+def _ordered(later: str, earlier: str) -> RowRule:
+    return RowRule("date_order", f"{later} < {earlier}", f"{later} is before {earlier}")
+
+
+_CONTENT_RULES: dict[str, tuple[RowRule, ...]] = {
+    "klient": (_plausible("andrad_tid"),),
+    "aktualisering": (
+        _required("klient_id"), _required("inkom_datum"),
+        _allowed("typ", TYP_VALUES), _allowed("anmalare_kategori", ANMALARE_VALUES),
+        _allowed("beslut", BESLUT_VALUES),
+        _plausible("inkom_datum"), _plausible("skyddsbedomning_datum"),
+        _plausible("forhandsbedomning_datum"), _plausible("andrad_tid"),
+        _ordered("forhandsbedomning_datum", "inkom_datum"),
+    ),
+    "utredning": (
+        _required("klient_id"), _required("startdatum"), _allowed("resultat", RESULTAT_VALUES),
+        _plausible("startdatum"), _plausible("avslutsdatum"), _plausible("andrad_tid"),
+        _ordered("avslutsdatum", "startdatum"),
+    ),
+    "insats": (
+        _required("klient_id"), _required("insatstyp"), _required("startdatum"),
+        _allowed("insatstyp", INSATSTYP_VALUES), _allowed("avslutsorsak", AVSLUTSORSAK_VALUES),
+        _plausible("startdatum", future_allowed=True), _plausible("slutdatum"),
+        _plausible("planerat_slutdatum", future_allowed=True), _plausible("andrad_tid"),
+        _ordered("slutdatum", "startdatum"),
+    ),
+    "gallring": (_allowed("tabell", GALLRING_TABLES), _plausible("gallrad_tid")),
+}
+
+ROW_RULES: dict[str, tuple[RowRule, ...]] = {
+    spec.name: (*_typing_rules(spec), *_CONTENT_RULES[spec.name],
+                RowRule(DUPLICATE_KEY, None,
+                        f"the key ({', '.join(spec.key)}) repeats in one pull: the version with the "
+                        f"latest {spec.watermark_column} loads; identical copies load once; copies "
+                        "with the same time but different content all quarantine"))
+    for spec in VIEWS
+}
+
+# Faults that block the whole batch (the extract fails, the watermark does not move, nothing of
+# the source is loaded that night): code -> (what happens, where it is detected).
+BATCH_FAULTS: dict[str, tuple[str, str]] = {
+    "connection": ("the database cannot be reached or refuses the login", "pull (connect)"),
+    "view_missing": ("a contract view does not exist or is not visible to the user", "pull, probe"),
+    "column_missing": ("a contract view lacks a contract column", "pull, probe"),
+    "view_unreadable": ("the select of a view fails (a privilege, or a cast in the view that "
+                        "fails at read time: no row can be isolated)", "pull"),
+    "accounting": ("rows received differ from rows loaded plus rows quarantined", "load"),
+    "suite_failed": ("a Great Expectations suite fails on the rows left after the row rules "
+                     "(a safety net: the row rules cover every suite check)", "validation"),
+    "view_emptied": ("a view that had rows now has none (a wiped or mis-permissioned "
+                     "reporting database)", "the anomaly gate, from view_row_counts()"),
+}
 
 
 class CaseSystemError(SourceError):
@@ -618,6 +753,32 @@ def probe(config: CaseSystemConfig) -> CheckResult:
                                      f"{', '.join(prefix + v.name for v in VIEWS)} have the contract columns")
 
 
+def view_row_counts(config: CaseSystemConfig) -> dict[str, int]:
+    """The current number of rows of each contract view (``select count(*)``), for the anomaly
+    gate: a view that had rows and now has none points to a wiped or mis-permissioned reporting
+    database. Raises :class:`CaseSystemError` (no data values, no password) when a view cannot
+    be counted."""
+    engine = source_engine(config.url, connect_timeout=PROBE_TIMEOUT_SECONDS * 6)
+    counts: dict[str, int] = {}
+    try:
+        with connect(engine, config.url) as conn:
+            for spec in VIEWS:
+                view = sa.table(spec.name, schema=config.schema)
+                try:
+                    counts[spec.name] = int(conn.execute(
+                        sa.select(sa.func.count()).select_from(view)).scalar_one())
+                except sa.exc.SQLAlchemyError as exc:
+                    prefix = f"{config.schema}." if config.schema else ""
+                    raise CaseSystemError(
+                        f"case system {safe_url(config.url)}: cannot count the rows of view "
+                        f"{prefix}{spec.name}: {driver_error(exc, config.url)}",
+                        transient=database_failure(exc).transient) from None
+                conn.rollback()
+    finally:
+        engine.dispose()
+    return counts
+
+
 # --- the extractor ---------------------------------------------------------------------------
 
 @dataclass
@@ -626,6 +787,97 @@ class _EntityPull:
     watermark_to: str | None
     checksum: str
     type_errors: int
+    already_loaded: int = 0
+    already_quarantined: int = 0
+
+
+@dataclass(frozen=True)
+class KnownRows:
+    """What the warehouse already holds near a view's watermark, as md5 of the row JSON
+    (:func:`row_json_sql`): rows loaded since the watermark minus the overlap, and rows
+    quarantined with a null change time (ever) or a change time since then."""
+
+    loaded: frozenset[str] = frozenset()
+    quarantined: frozenset[str] = frozenset()
+
+    def __bool__(self) -> bool:
+        return bool(self.loaded or self.quarantined)
+
+
+def _parse_time(text: str | None) -> dt.datetime | None:
+    if text is None:
+        return None
+    try:
+        return _local_naive(dt.datetime.fromisoformat(text.strip()))
+    except ValueError:
+        return None
+
+
+def _later(a: str | None, b: str | None) -> str | None:
+    """The later of two watermark texts (a watermark never moves back)."""
+    if a is None or b is None:
+        return a if b is None else b
+    ta, tb = _parse_time(a), _parse_time(b)
+    if ta is not None and tb is not None:
+        return b if tb > ta else a
+    return b if b > a else a
+
+
+def overlap_lower_bound(watermark: str, overlap_minutes: int) -> str:
+    """The lower bound (exclusive) of a pull: the stored watermark minus the overlap, in the
+    watermark's own text form (SQLite compares it as text)."""
+    at = _parse_time(watermark)
+    if at is None or overlap_minutes <= 0:
+        return watermark
+    sep = "T" if len(watermark) > 10 and watermark[10] == "T" else " "
+    return (at - dt.timedelta(minutes=overlap_minutes)).isoformat(sep=sep)
+
+
+def latest_plausible_change(now: dt.datetime | None = None) -> dt.datetime:
+    """Change times after this (the start of the latest plausible date, as the row rules and the
+    GX suites compare) are implausible: they are quarantined and never move a watermark."""
+    _, latest = plausible_bounds(now)
+    return dt.datetime.combine(latest, dt.time())
+
+
+def _drop_known(scratch: duckdb.DuckDBPyConnection, spec: ViewSpec, batch: pa.RecordBatch,
+                known: KnownRows, stored: dt.datetime | None,
+                cap: pa.Scalar) -> tuple[pa.Array | None, int, int]:
+    """Which rows of a chunk to keep: a row that can be a re-delivery (null change time, change
+    time at or before the stored watermark, or implausibly late) and whose content the warehouse
+    already holds, loaded or quarantined, is dropped. Returns (keep mask or None, dropped as
+    loaded, dropped as quarantined)."""
+    wm_array = batch.column(spec.watermark_column)
+    maybe = pc.or_kleene(pc.is_null(wm_array), pc.greater(wm_array, cap))
+    if stored is not None:
+        maybe = pc.or_kleene(maybe, pc.less_equal(wm_array, pa.scalar(stored, pa.timestamp("us"))))
+    maybe = pc.fill_null(maybe, True)
+    if not pc.any(maybe).as_py():
+        return None, 0, 0
+    candidates = pa.Table.from_batches([batch]).append_column(
+        "_index", pa.array(range(batch.num_rows), pa.int64())).filter(maybe)
+    scratch.register("_chunk", candidates)
+    try:
+        found = scratch.execute(
+            f"""
+            select _index, {TYPE_ERRORS_COLUMN} is null as clean, md5({row_json_sql(spec)}) as loaded_hash,
+                   md5(coalesce({RAW_ROW_COLUMN}, {row_json_sql(spec)})) as quarantined_hash
+            from _chunk
+            """).fetchall()
+    finally:
+        scratch.unregister("_chunk")
+    keep = [True] * batch.num_rows
+    n_loaded = n_quarantined = 0
+    for index, clean, loaded_hash, quarantined_hash in found:
+        if clean and loaded_hash in known.loaded:
+            keep[index] = False
+            n_loaded += 1
+        elif quarantined_hash in known.quarantined:
+            keep[index] = False
+            n_quarantined += 1
+    if n_loaded + n_quarantined == 0:
+        return None, 0, 0
+    return pa.array(keep, pa.bool_()), n_loaded, n_quarantined
 
 
 class CaseSystemExtractor:
@@ -645,34 +897,72 @@ class CaseSystemExtractor:
     def _qualified(self, view: str) -> str:
         return f"{self.config.schema}.{view}" if self.config.schema else view
 
+    def pull_context(self, conn: duckdb.DuckDBPyConnection,
+                     watermarks: dict[str, str]) -> dict[str, KnownRows]:
+        """Per view, the rows the warehouse already holds that the overlap window (or the
+        null-change-time select) can deliver again; read by ``run_extract`` before the pull."""
+        known: dict[str, KnownRows] = {}
+        for spec in VIEWS:
+            wm = spec.watermark_column
+            stored = _parse_time(watermarks.get(spec.name))
+            lower = stored - dt.timedelta(minutes=self.config.overlap_minutes) if stored else None
+            loaded: set[str] = set()
+            if lower is not None:
+                loaded = {r[0] for r in conn.execute(
+                    f"select md5({row_json_sql(spec)}) from raw_case_system.{spec.name} where {wm} >= ?",
+                    [lower]).fetchall()}
+            quarantined = {r[0] for r in conn.execute(
+                f"""
+                select md5(raw_row) from load_meta.quarantine
+                where source = ? and entity = ? and raw_row is not null
+                  and (reason = '{MISSING_CHANGE_TIME}'
+                       or try_cast(json_extract_string(raw_row, '$.{wm}') as timestamp) >= ?)
+                """, [SOURCE, spec.name, lower or dt.datetime.max]).fetchall()}
+            known[spec.name] = KnownRows(frozenset(loaded), frozenset(quarantined))
+        return known
+
     def pull(self, state: SourceState) -> Pull:
         engine = source_engine(self.config.url, connect_timeout=EXTRACT_CONNECT_TIMEOUT_SECONDS)
         tables: dict[str, pa.Table] = {}
         watermarks: dict[str, tuple[str | None, str | None]] = {}
         checksums: dict[str, str] = {}
         type_errors: dict[str, int] = {}
+        already_loaded: dict[str, int] = {}
+        already_quarantined: dict[str, int] = {}
+        context = state.context if isinstance(state.context, dict) else {}
         try:
             conn = connect(engine, self.config.url)
             with conn:
                 for spec in VIEWS:
                     wm_from = state.watermarks.get(spec.name)
                     try:
-                        got = self._pull_view(conn, spec, wm_from, state.until)
+                        got = self._pull_view(conn, spec, wm_from, state.until,
+                                              context.get(spec.name) or KnownRows())
                     except sa.exc.SQLAlchemyError as exc:
                         raise self._view_error(conn, spec, exc) from None
                     tables[spec.name] = got.table
-                    watermarks[spec.name] = (wm_from, got.watermark_to or wm_from)
+                    watermarks[spec.name] = (wm_from, _later(wm_from, got.watermark_to))
                     checksums[spec.name] = got.checksum
                     type_errors[spec.name] = got.type_errors
+                    already_loaded[spec.name] = got.already_loaded
+                    already_quarantined[spec.name] = got.already_quarantined
                     conn.rollback()  # end the read transaction (server-side cursors live in one)
             dialect = engine.dialect.name
         finally:
             engine.dispose()
+        skipped = sum(already_loaded.values()) + sum(already_quarantined.values())
+        if skipped:
+            log.info("case system: %d rows delivered again (overlap window or null change time) "
+                     "were already loaded (%d) or quarantined (%d) and are skipped", skipped,
+                     sum(already_loaded.values()), sum(already_quarantined.values()))
         return Pull(
             tables=tables,
             watermarks=watermarks,
             content_checksums=checksums,
-            extra={"backend": dialect, "schema": self.config.schema, "rows_with_type_errors": type_errors},
+            extra={"backend": dialect, "schema": self.config.schema, "rows_with_type_errors": type_errors,
+                   "overlap_minutes": self.config.overlap_minutes,
+                   "skipped_already_loaded": already_loaded,
+                   "skipped_already_quarantined": already_quarantined},
         )
 
     def _view_error(self, conn: sa.Connection, spec: ViewSpec,
@@ -692,13 +982,21 @@ class CaseSystemExtractor:
             transient=failure.transient and reason is None)
 
     def _pull_view(self, conn: sa.Connection, spec: ViewSpec, wm_from: str | None,
-                   until: dt.date | None = None) -> _EntityPull:
+                   until: dt.date | None = None, known: KnownRows | None = None) -> _EntityPull:
+        """Read one view in chunks (a server-side cursor, ``chunk_rows`` at a time): the rows
+        changed after the watermark minus the overlap, and every row with a null change time.
+        Rows the warehouse already holds (``known``) are dropped before landing and counted."""
+        known = known or KnownRows()
         stmt = view_select(spec, self.config.schema)
         wm_col = stmt.selected_columns[spec.watermark_column]
+        bounds: list[Any] = []
         if wm_from is not None:
-            stmt = stmt.where(wm_col > _watermark_bind(conn.dialect.name, wm_from))
+            lower = overlap_lower_bound(wm_from, self.config.overlap_minutes)
+            bounds.append(wm_col > _watermark_bind(conn.dialect.name, lower))
         if until is not None:  # a bounded (backfill) pull: changes made on or before that day
-            stmt = stmt.where(wm_col < _day_bound(conn.dialect.name, until + dt.timedelta(days=1)))
+            bounds.append(wm_col < _day_bound(conn.dialect.name, until + dt.timedelta(days=1)))
+        if bounds:
+            stmt = stmt.where(sa.or_(sa.and_(*bounds), wm_col.is_(None)))
         stmt = stmt.order_by(wm_col)
         result = conn.execution_options(stream_results=True, yield_per=self.chunk_rows).execute(stmt)
         batches: list[pa.RecordBatch] = []
@@ -706,21 +1004,35 @@ class CaseSystemExtractor:
         best: Any = None
         best_text: str | None = None
         wm_index = spec.column_names.index(spec.watermark_column)
-        n_errors = 0
-        for rows in result.partitions():
-            batch, chunk_texts = rows_to_batch(spec, rows)
-            texts.append(chunk_texts)
-            batches.append(batch)
-            n_errors += batch.num_rows - batch.column(TYPE_ERRORS_COLUMN).null_count
-            wm_array = batch.column(spec.watermark_column)
-            if wm_array.null_count < len(wm_array):
-                chunk_max = pc.max(wm_array)
-                if best is None or chunk_max.as_py() > best:
-                    best = chunk_max.as_py()
-                    idx = pc.index(wm_array, chunk_max).as_py()
-                    best_text = canonical_text(rows[idx][wm_index])
+        n_errors = n_loaded = n_quarantined = 0
+        cap = pa.scalar(latest_plausible_change(), pa.timestamp("us"))
+        stored = _parse_time(wm_from)
+        scratch = duckdb.connect() if known else None
+        try:
+            for rows in result.partitions():
+                batch, chunk_texts = rows_to_batch(spec, rows)
+                wm_array = batch.column(spec.watermark_column)
+                plausible = pc.filter(wm_array, pc.less_equal(wm_array, cap))
+                if len(plausible):
+                    chunk_max = pc.max(plausible)
+                    if best is None or chunk_max.as_py() > best:
+                        best = chunk_max.as_py()
+                        idx = pc.index(wm_array, chunk_max).as_py()
+                        best_text = canonical_text(rows[idx][wm_index])
+                if scratch is not None:
+                    keep, n_l, n_q = _drop_known(scratch, spec, batch, known, stored, cap)
+                    if keep is not None:
+                        batch, chunk_texts = batch.filter(keep), chunk_texts.filter(keep)
+                        n_loaded += n_l
+                        n_quarantined += n_q
+                texts.append(chunk_texts)
+                batches.append(batch)
+                n_errors += batch.num_rows - batch.column(TYPE_ERRORS_COLUMN).null_count
+        finally:
+            if scratch is not None:
+                scratch.close()
         table = pa.Table.from_batches(batches, schema=landing_schema(spec))
-        return _EntityPull(table, best_text, checksum_of_row_texts(texts), n_errors)
+        return _EntityPull(table, best_text, checksum_of_row_texts(texts), n_errors, n_loaded, n_quarantined)
 
     # -- load --
     def load(self, conn: duckdb.DuckDBPyConnection, manifest: BatchManifest) -> dict[str, EntityCounts]:
@@ -733,26 +1045,55 @@ class CaseSystemExtractor:
         return counts
 
 
+def plausible_bounds(extracted_at: str | dt.datetime | None) -> tuple[dt.date, dt.date]:
+    """The plausible date range of a batch: 1990-01-01 to the extraction date plus a day."""
+    if isinstance(extracted_at, str):
+        try:
+            extracted_at = dt.datetime.fromisoformat(extracted_at)
+        except ValueError:
+            extracted_at = None
+    at = extracted_at or dt.datetime.now(dt.UTC)
+    return EARLIEST_PLAUSIBLE_DATE, (at + PLAUSIBLE_DATE_MARGIN).date()
+
+
+def row_json_sql(spec: ViewSpec) -> str:
+    """DuckDB SQL for a row as JSON (the warehouse columns): the quarantine's ``raw_row`` of a
+    row without a type error, and, hashed, how the pull recognises a row already loaded."""
+    return "to_json(struct_pack(" + ", ".join(f"{c} := {c}" for c in spec.warehouse_columns) + "))::varchar"
+
+
+def _rule_sql(spec: ViewSpec, extracted_at: str) -> tuple[str, str]:
+    """The CASE expressions for the reason and the detail of a landed row (null: no fault)."""
+    earliest, latest = plausible_bounds(extracted_at)
+    reasons, details = [], []
+    for rule in ROW_RULES[spec.name]:
+        if rule.condition is None:
+            continue
+        cond = (rule.condition.replace("{earliest}", earliest.isoformat())
+                .replace("{latest}", latest.isoformat()))
+        reasons.append(f"when {cond} then '{rule.reason}'")
+        details.append(f"when {cond} then {rule.detail or _sql_list([rule.description])}")
+    return f"case {' '.join(reasons)} end", f"case {' '.join(details)} end"
+
+
 def _load_entity(conn: duckdb.DuckDBPyConnection, manifest: BatchManifest, spec: ViewSpec) -> EntityCounts:
     cols = spec.warehouse_columns
     col_list = ", ".join(cols)
-    key_missing = " or ".join(f"{k} is null" for k in spec.key)
-    missing_detail = ", ".join(f"case when {k} is null then '{k}' end" for k in spec.key)
-    raw_json = "to_json(struct_pack(" + ", ".join(f"{c} := {c}" for c in cols) + "))::varchar"
     exclude = f" exclude ({', '.join(spec.landing_only)})" if spec.landing_only else ""
+    reason_sql, detail_sql = _rule_sql(spec, manifest.extracted_at)
     conn.execute(
         f"""
         create or replace temp table _case_system_landed as
         select *{exclude},
                file_row_number + 1 as _row_number,
-               case when {TYPE_ERRORS_COLUMN} is not null
-                         then split_part(split_part({TYPE_ERRORS_COLUMN}, ',', 1), ':', 1)
-                    when {key_missing} then 'missing_key' end as _reason
+               {reason_sql} as _reason,
+               {detail_sql} as _detail
         from read_parquet(?, file_row_number = true)
         """,
         [str(manifest.entity_path(spec.name))],
     )
     try:
+        _mark_duplicate_keys(conn, spec)
         received = conn.execute("select count(*) from _case_system_landed").fetchone()[0]
         loaded = conn.execute(
             f"""
@@ -763,10 +1104,8 @@ def _load_entity(conn: duckdb.DuckDBPyConnection, manifest: BatchManifest, spec:
         ).fetchone()[0]
         rejected = conn.execute(
             f"""
-            select _row_number as row_number, _reason as reason,
-                   coalesce({TYPE_ERRORS_COLUMN}, 'missing ' || concat_ws(', ', {missing_detail}))
-                       as detail,
-                   coalesce({RAW_ROW_COLUMN}, {raw_json}) as raw_row
+            select _row_number as row_number, _reason as reason, _detail as detail,
+                   coalesce({RAW_ROW_COLUMN}, {row_json_sql(spec)}) as raw_row
             from _case_system_landed where _reason is not null order by _row_number
             """
         ).to_arrow_table()
@@ -774,3 +1113,38 @@ def _load_entity(conn: duckdb.DuckDBPyConnection, manifest: BatchManifest, spec:
     finally:
         conn.execute("drop table if exists _case_system_landed")
     return EntityCounts(received=received, loaded=loaded, quarantined=quarantined)
+
+
+def _mark_duplicate_keys(conn: duckdb.DuckDBPyConnection, spec: ViewSpec) -> None:
+    """Quarantine (``duplicate_key``) the rows whose key repeats among the rows that passed the
+    other rules: the version with the latest change time loads; of identical copies of it the
+    first loads; copies with that time but different content all quarantine (which one is
+    right cannot be known)."""
+    key = ", ".join(spec.key)
+    wm = spec.watermark_column
+    content = f"md5({row_json_sql(spec)})"
+    conn.execute(
+        f"""
+        update _case_system_landed as l
+        set _reason = '{DUPLICATE_KEY}', _detail = r.detail
+        from (
+            select _row_number,
+                   case when {wm} < newest
+                             then 'an older version of the key in the same pull (the newest loads)'
+                        when lowest <> highest
+                             then 'copies of the key with the same {wm} but different content (none loads)'
+                        else 'an identical copy of a row in the same pull (one loads)' end as detail
+            from (
+                select _row_number, {wm},
+                       max({wm}) over (partition by {key}) as newest,
+                       min(content) over (partition by {key}, {wm}) as lowest,
+                       max(content) over (partition by {key}, {wm}) as highest,
+                       row_number() over (partition by {key}, {wm} order by _row_number) as copy_number,
+                       count(*) over (partition by {key}) as copies
+                from (select *, {content} as content from _case_system_landed where _reason is null)
+            )
+            where copies > 1 and ({wm} < newest or lowest <> highest or copy_number > 1)
+        ) as r
+        where l._row_number = r._row_number
+        """
+    )
