@@ -478,6 +478,8 @@ class OAuth2ClientCredentials(requests.auth.AuthBase):
                 body = _read_body(response, where, max_bytes=TOKEN_BODY_MAX_BYTES,
                                   what="a token answer", deadline=self.deadline, timeout=timeout)
             except _REQUEST_FAILURES as exc:
+                if self.deadline is not None and self.deadline.remaining() <= 0:
+                    raise self.deadline.error(where, "no answer yet") from None
                 error = _request_failed(where, exc, attempt, self._max_attempts)
                 if error is not None:
                     raise error from None
@@ -627,8 +629,8 @@ class SS12000Client:
         self.backoff_seconds = backoff_seconds
         self.max_backoff_seconds = max_backoff_seconds
         self.max_retry_after_seconds = max_retry_after_seconds
-        max_records = max(1, int(config.max_records))
-        self.max_pages = max_pages or -(-max_records // self.page_size) + 1
+        self.max_records = max(1, int(config.max_records))
+        self.max_pages = max_pages or -(-self.max_records // self.page_size) + 1
         self.max_empty_pages = max(1, max_empty_pages)
         self.max_body_bytes = max_body_bytes or self.page_size * RECORD_BYTES_BOUND + BODY_SLACK_BYTES
         self.deadline = Deadline(deadline_seconds if deadline_seconds is not None
@@ -662,9 +664,9 @@ class SS12000Client:
             where = f"server {self.server}: GET /{endpoint} page {number}"
             if number > self.max_pages:
                 raise SS12000ResponseError(
-                    f"{where}: more than {self.max_pages:,} pages, more than {self.page_size:,} records "
-                    f"a page could need for [ss12000] max_records ({self.max_pages - 1:,} pages); "
-                    "the server keeps returning a pageToken")
+                    f"{where}: more than {self.max_pages:,} pages, more than {self.max_records:,} "
+                    f"records ([ss12000] max_records) at {self.page_size:,} a page could need; the "
+                    "server keeps returning a pageToken")
             body, server_date = self._get_json(endpoint, query, number)
             records = page_records(body)
             if records > self.page_size:
@@ -746,6 +748,8 @@ class SS12000Client:
                                   what=f"a page of {self.page_size:,} records",
                                   deadline=self.deadline, timeout=timeout)
             except _REQUEST_FAILURES as exc:
+                if self.deadline.remaining() <= 0:
+                    raise self.deadline.error(where, "no answer yet") from None
                 error = _request_failed(where, exc, attempt, self.max_attempts)
                 if error is not None:
                     raise error from None
