@@ -926,8 +926,11 @@ def _deleted_batch(data: dict[str, Any]) -> pa.RecordBatch:
     )
 
 
-def latest_instant(values: pa.Array | pa.ChunkedArray, start: str | None = None) -> str | None:
-    """The text (as received) of the latest valid RFC 3339 instant among ``values`` and ``start``."""
+def latest_instant(values: pa.Array | pa.ChunkedArray, start: str | None = None,
+                   until: str | None = None) -> str | None:
+    """The text (as received) of the latest valid RFC 3339 instant among ``values`` and ``start``,
+    not counting instants after ``until`` (a record modified in the future is quarantined; it
+    must not move the watermark past the changes still to come)."""
     chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
     table = pa.table({"m": pa.chunked_array(
         [c.cast(pa.string()) for c in chunks] + [pa.array([start], pa.string())], pa.string())})
@@ -939,8 +942,8 @@ def latest_instant(values: pa.Array | pa.ChunkedArray, start: str | None = None)
             select arg_max(m, ts) from (
                 select m, try_cast(m as timestamptz) as ts from _wm
                 where m is not null and regexp_full_match(m, '{RFC3339_RE}')
-            ) where ts is not null
-            """
+            ) where ts is not null and (? is null or ts <= cast(? as timestamptz))
+            """, [until, until]
         ).fetchone()
     finally:
         conn.close()
@@ -1019,8 +1022,9 @@ class SS12000Extractor:
                     pause_point("ss12000_after_first_page")
                 table = pa.Table.from_batches(batches, schema=RECORD_SCHEMA)
                 tables[entity] = table
-                watermarks[entity] = (after, latest_instant(table["modified"], after) if table.num_rows
-                                      else after)
+                until = _rfc3339(dt.datetime.now(dt.UTC) + PLAUSIBLE_FUTURE_MARGIN)
+                watermarks[entity] = (after, latest_instant(table["modified"], after, until)
+                                      if table.num_rows else after)
                 checksums[entity] = records_checksum(table["record"])
 
             after = state.watermarks.get(DELETED_ENTITY)
@@ -1060,6 +1064,106 @@ class SS12000Extractor:
             if entity in manifest.entities:
                 counts[entity] = _LOADERS[entity](conn, manifest, entity, str(manifest.entity_path(entity)))
         return counts
+
+
+# --- which faults are row-level, which batch-level (the one place that says so) -------------
+# A row-level fault quarantines the record (reason code, detail = the field) and the rest of the
+# batch loads; the loader's checks below implement them (``_BASE_CHECKS``, ``_ENROLMENT_CHECKS``,
+# the ``_load_*`` functions and ``_plausibility_checks``). A batch-level fault stops the whole
+# batch: the client (an unreadable or hostile answer: SS12000Error), the extractor (``data`` of
+# the wrong shape) or the Great Expectations suites ``expectations/ss12000.*.json`` (which still
+# hold every check as a backstop; a row-level fault never reaches them).
+EARLIEST_PLAUSIBLE_DATE = "1990-01-01"   # no SS 12000 event, change or report is older
+EARLIEST_PLAUSIBLE_BIRTH_DATE = "1900-01-01"
+PLAUSIBLE_FUTURE_MARGIN = dt.timedelta(days=1)  # the same margin as the suites' "in the future"
+ORGANISATION_TYPES = ("Huvudman", "Verksamhetsområde", "Förvaltning", "Rektorsområde", "Skola",
+                      "Skolenhet", "Varumärke", "Bolag", "Övrigt", "Stadsdel")
+SEX_CODES = ("Man", "Kvinna", "Okänt")
+SCHOOL_TYPES = ("FS", "FKLASS", "FTH", "OPPFTH", "GR", "GRS", "TR", "SP", "SAM", "GY", "GYS", "VUX",
+                "VUXSFI", "VUXGR", "VUXGY", "VUXSARGR", "VUXSARTR", "VUXSARGY", "SFI", "SARVUX",
+                "SARVUXGR", "SARVUXGY", "KU", "YH", "FHS", "STF", "KKU", "HS", "ABU", "AU")
+
+ROW_FAULTS: dict[str, str] = {
+    "invalid_json": "the record is not JSON",
+    "not_an_object": "the record is not a JSON object",
+    "missing_id": "no id, or an empty one",
+    "missing_field": "a required field is absent or null",
+    "wrong_type": "a field has the wrong JSON type",
+    "bad_timestamp": "a timestamp is not RFC 3339 with an offset",
+    "bad_date": "a date is not YYYY-MM-DD",
+    "not_allowed": "a code outside its SS 12000 v2.1 set: organisationType, sex, "
+                   "enrolments[].schoolType (schoolYear outside 0-10)",
+    "implausible_date": f"meta.modified, reportedTimestamp, startTime or an enrolment's startDate "
+                        f"before {EARLIEST_PLAUSIBLE_DATE}, birthDate before "
+                        f"{EARLIEST_PLAUSIBLE_BIRTH_DATE}; meta.modified, reportedTimestamp or "
+                        "birthDate after the extraction (plus a day)",
+}
+BATCH_FAULTS: dict[str, str] = {
+    "unreadable_page": "an answer that is not JSON, not an object with 'data', or 'data' of the "
+                       "wrong shape (SS12000ResponseError)",
+    "hostile_server": "paging without end, an answer past the deadline, a page over the limit or "
+                      "the body cap, a redirect to another host (SS12000Error)",
+    "missing_column": "a loaded table lacks a column a suite reads (the suites)",
+    "empty_feed": "a table with no rows is not checked; a source that serves nothing loads nothing",
+    "repeated_id": "an id twice in one batch: paging is broken (expect_column_values_to_be_unique)",
+    "unknown_security_marking": "securityMarking outside Ingen, Sekretessmarkering, Skyddad "
+                                "folkbokföring: quarantining the person would keep an older, "
+                                "unprotected version in use, so the batch stops",
+    "implausible_minutes": "a minutes field outside 0-600 or absence over 600: the source or the "
+                           "mapping changed (every record would be affected)",
+    "lesson_order": "endTime before startTime or a lesson over 600 minutes; an enrolment ending "
+                    "before it starts; a Skolenhet without schoolUnitCode",
+}
+
+
+def _sql_list(values: Iterable[str]) -> str:
+    return "(" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + ")"
+
+
+def _plausible_until(manifest: BatchManifest) -> str:
+    try:
+        at = dt.datetime.fromisoformat(manifest.extracted_at)
+    except (TypeError, ValueError):
+        at = dt.datetime.now(dt.UTC)
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=dt.UTC)
+    return _rfc3339(at + PLAUSIBLE_FUTURE_MARGIN)
+
+
+def _ts_outside(name: str, until: str | None) -> str:
+    ts = f"try_cast({_v(name)} as timestamptz)"
+    late = f" or {ts} > timestamptz '{until}'" if until else ""
+    return f"({ts} < timestamptz '{EARLIEST_PLAUSIBLE_DATE}T00:00:00Z'{late})"
+
+
+def _plausibility_checks(entity: str, until: str) -> list[_Check]:
+    """The row-level value checks of ``entity`` (after its type checks): codes outside their
+    set and implausible dates (ROW_FAULTS)."""
+    modified = [_Check(_ts_outside("modified", until), "implausible_date", "meta.modified")]
+    if entity == "organisations":
+        return [*modified, _Check(f"{_v('type')} not in {_sql_list(ORGANISATION_TYPES)}",
+                                  "not_allowed", "organisationType")]
+    if entity == "persons":
+        birth = f"try_cast({_v('birth_date')} as date)"
+        return [*modified,
+                _Check(f"{_present('sex')} and {_v('sex')} not in {_sql_list(SEX_CODES)}",
+                       "not_allowed", "sex"),
+                _Check(f"{_present('birth_date')} and ({birth} < date '{EARLIEST_PLAUSIBLE_BIRTH_DATE}' "
+                       f"or {birth} > cast(timestamptz '{until}' as date))", "implausible_date",
+                       "birthDate")]
+    if entity == "calendar_events":
+        return [*modified, _Check(_ts_outside("start", None), "implausible_date", "startTime")]
+    if entity == "attendances":
+        return [*modified, _Check(f"{_present('reported_at')} and {_ts_outside('reported_at', until)}",
+                                  "implausible_date", "reportedTimestamp")]
+    if entity == "enrolments":
+        return [_Check(f"{_v('school_type')} not in {_sql_list(SCHOOL_TYPES)}", "not_allowed",
+                       "enrolments[].schoolType"),
+                _Check(f"{_present('school_year')} and try_cast({_v('school_year')} as integer) "
+                       "not between 0 and 10", "not_allowed", "enrolments[].schoolYear"),
+                _Check(f"try_cast({_v('start')} as date) < date '{EARLIEST_PLAUSIBLE_DATE}'",
+                       "implausible_date", "enrolments[].startDate")]
+    return []
 
 
 # --- load SQL --------------------------------------------------------------------------------
@@ -1294,7 +1398,8 @@ def _load_organisations(conn: duckdb.DuckDBPyConnection, manifest: BatchManifest
               _Check(f"{_present('school_types')} and not coalesce(list_bool_and(list_transform("
                      "json_type(j_school_types, '$[*]'), x -> x = 'VARCHAR')), true)",
                      "wrong_type", "schoolTypes[]"),
-              *_optional_ref("parent", "parentOrganisation")]
+              *_optional_ref("parent", "parentOrganisation"),
+              *_plausibility_checks(entity, _plausible_until(manifest))]
     stage = "_ss_organisations"
     _run(conn, _stage_sql(stage, _source(path), fields, checks, keep_json=("school_types",)))
     insert = _insert(
@@ -1333,7 +1438,8 @@ def _load_persons(conn: duckdb.DuckDBPyConnection, manifest: BatchManifest, enti
               *_optional_date("birth_date", "birthDate"),
               *_optional("sex", "sex", "VARCHAR"),
               *_optional("marking", "securityMarking", "VARCHAR"),
-              *_optional("enrolments", "enrolments", "ARRAY")]
+              *_optional("enrolments", "enrolments", "ARRAY"),
+              *_plausibility_checks(entity, _plausible_until(manifest))]
     person_stage = "_ss_persons_pre"
     _run(conn, _stage_sql(person_stage, _source(path), fields, checks, keep_json=("enrolments",)))
     # Enrolments: one row per array element of persons that passed their own checks.
@@ -1345,7 +1451,7 @@ def _load_persons(conn: duckdb.DuckDBPyConnection, manifest: BatchManifest, enti
                        from_json(p.j_enrolments, '["JSON"]') as elements
                 from {person_stage} p
                 where p.reason is null and {_present('enrolments')})""",
-        _ENROLMENT_FIELDS, _ENROLMENT_CHECKS,
+        _ENROLMENT_FIELDS, [*_ENROLMENT_CHECKS, *_plausibility_checks("enrolments", "")],
     ))
     stage = "_ss_persons"
     conn.execute(f"""
@@ -1385,7 +1491,8 @@ def _load_calendar_events(conn: duckdb.DuckDBPyConnection, manifest: BatchManife
     fields = [*_BASE_FIELDS, ("activity", "$.activity"), ("activity_id", "$.activity.id"),
               ("start", "$.startTime"), ("end", "$.endTime")]
     checks = [*_BASE_CHECKS, *_optional_ref("activity", "activity"),
-              *_required_ts("start", "startTime"), *_required_ts("end", "endTime")]
+              *_required_ts("start", "startTime"), *_required_ts("end", "endTime"),
+              *_plausibility_checks(entity, _plausible_until(manifest))]
     stage = "_ss_calendar_events"
     _run(conn, _stage_sql(stage, _source(path), fields, checks))
     insert = _insert(
@@ -1413,7 +1520,8 @@ def _load_attendances(conn: duckdb.DuckDBPyConnection, manifest: BatchManifest, 
               *_required_ref("student", "student"),
               *_required("reported", "isReported", "BOOLEAN"),
               *(c for name, key in _MINUTES for c in _optional_int(name, key)),
-              *_optional_ts("reported_at", "reportedTimestamp")]
+              *_optional_ts("reported_at", "reportedTimestamp"),
+              *_plausibility_checks(entity, _plausible_until(manifest))]
     stage = "_ss_attendances"
     _run(conn, _stage_sql(stage, _source(path), fields, checks))
     # Negative minutes are loaded as they are: the data-quality suite reports them.
