@@ -577,6 +577,60 @@ def test_untypable_records_are_quarantined_without_names(served, home):
     assert "Öhrström" not in _all_text_in_restricted_db(home)
 
 
+def test_row_level_faults_are_quarantined_with_reasons_and_the_batch_passes(served, home):
+    from samverkan.quality import batch_validator
+    from samverkan.sources.ss12000 import BATCH_FAULTS, ROW_FAULTS
+
+    data, server = served
+    for aid in data.ids("attendances"):  # the population's negative minutes are a batch-level fault
+        rec = data.get("attendances", aid)
+        if rec["invalidAbsenceMinutes"] < 0:
+            data.upsert("attendances", {**rec, "invalidAbsenceMinutes": 0})
+    modified = "2026-05-01T10:00:00+02:00"
+    org = data.get("organisations", data.ids("organisations")[0])
+    data.upsert_many("organisations", [
+        {**org, "id": "0a000000-0000-4000-8000-0000000000c1", "organisationType": "Skolhus",
+         "meta": {"created": modified, "modified": modified}}], verbatim=True)
+    base = data.get("attendances", data.ids("attendances")[0])
+    data.upsert_many("attendances", [
+        {**base, "id": "0f000000-0000-4000-8000-0000000000c1",
+         "meta": {"created": modified, "modified": "1985-03-01T08:00:00Z"}},
+        {**base, "id": "0f000000-0000-4000-8000-0000000000c2", "reportedTimestamp": "2099-01-01T00:00:00Z",
+         "meta": {"created": modified, "modified": modified}},
+    ], verbatim=True)
+    event = data.get("calendarEvents", data.ids("calendarEvents")[0])
+    data.upsert_many("calendarEvents", [
+        {**event, "id": "0e000000-0000-4000-8000-0000000000c1", "startTime": "1970-01-01T08:00:00Z",
+         "endTime": "1970-01-01T09:00:00Z", "meta": {"created": modified, "modified": modified}}],
+        verbatim=True)
+    person = data.get("persons", "0c000000-0000-4000-8000-000000000001")
+    odd_sex = {**person, "id": "0c000000-0000-4000-8000-0000000000c1", "sex": "X"}
+    odd_school = {**person, "id": "0c000000-0000-4000-8000-0000000000c2",
+                  "enrolments": [{**person["enrolments"][0], "schoolType": "XX"}]}
+    data.upsert("persons", odd_sex)
+    data.upsert("persons", odd_school)
+    ex = extractor(server)
+    result = run_extract(home, ex, batch_validator(ex, home))
+    assert result.ok, result
+    batch = result.batches[0]
+    assert batch.received == batch.loaded + batch.quarantined and batch.quarantined == 6
+    assert batch.quarantined_by_reason == {"not_allowed": 3, "implausible_date": 3}
+    assert set(batch.quarantined_by_reason) <= set(ROW_FAULTS) and not set(ROW_FAULTS) & set(BATCH_FAULTS)
+    with duckdb.connect(str(home.restricted_db), read_only=True) as conn:
+        rows = conn.execute("select entity, reason, detail from load_meta.quarantine "
+                            "order by entity, reason, detail").fetchall()
+        assert rows == [
+            ("attendances", "implausible_date", "meta.modified"),
+            ("attendances", "implausible_date", "reportedTimestamp"),
+            ("calendar_events", "implausible_date", "startTime"),
+            ("organisations", "not_allowed", "organisationType"),
+            ("persons", "not_allowed", "enrolments[].schoolType"),
+            ("persons", "not_allowed", "sex"),
+        ]
+        assert conn.execute("select count(*) from raw_ss12000.attendances").fetchone()[0] == \
+            data.count("attendances") - 2
+
+
 # --- extractor: retries and failures ---------------------------------------------------------
 
 def test_rate_limits_and_server_errors_are_retried(served, home):

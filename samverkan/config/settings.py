@@ -172,6 +172,13 @@ _SS12000 = {
     "page_size": Option("int", "records asked for per page", default=5000, minimum=1, maximum=100_000),
     "timeout_seconds": Option("number", "time-out of one request, in seconds", default=30.0,
                               minimum=0.1, maximum=600),
+    "deadline_minutes": Option("number", "the longest a whole pull may take (every request, retry "
+                               "and page), in minutes; a server that keeps it going longer (endless "
+                               "pages, a trickling answer) fails the pull", default=120.0,
+                               minimum=1, maximum=24 * 60),
+    "max_records": Option("int", "the most records one endpoint can hold in a pull; with page_size it "
+                          "bounds the pages a pull follows (max_records / page_size + 1)",
+                          default=200_000_000, minimum=1),
 }
 
 _CASE_SYSTEM = {
@@ -269,6 +276,8 @@ class SS12000Config:
     client_secret: str | None = None
     page_size: int = 5000
     timeout_seconds: float = 30.0
+    deadline_minutes: float = 120.0
+    max_records: int = 200_000_000
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import re
+import socket
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
@@ -34,6 +35,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import requests
+import urllib3.exceptions
 
 try:  # a fast JSON parser; installed with Prefect, optional here
     import orjson
@@ -197,8 +199,149 @@ class SS12000ConnectionError(SS12000Error):
     the host is unknown, or TLS fails (the certificate is not accepted)."""
 
 
+class SS12000DeadlineError(SS12000Error):
+    """The pull did not finish within ``[ss12000] deadline_minutes``: the server kept it going
+    (an answer trickling in, retries that would outlast it, a pull longer than configured).
+    Not transient: retrying the whole pull against the same server would take as long again."""
+
+
+class SS12000RedirectError(SS12000ResponseError):
+    """The server (or the token endpoint) redirected to another host or scheme: answers from
+    there are not accepted as SS 12000 data (nor a token from there)."""
+
+
 # A dropped connection mid-answer surfaces as a ChunkedEncodingError, which is no ConnectionError.
 _REQUEST_FAILURES = (requests.Timeout, requests.ConnectionError, requests.exceptions.ChunkedEncodingError)
+
+# --- limits of a pull (hostile or broken servers) ---------------------------------------------
+# One pull has an overall deadline ([ss12000] deadline_minutes): every request, its body, every
+# retry's wait and the paging loop share it; each read of the body waits at most
+# min(timeout_seconds, what is left of the deadline), so a trickling answer ends by it.
+# A page is refused when it holds more records than the ``limit`` asked for, or when its body
+# grows past page_size x RECORD_BYTES_BOUND (+ BODY_SLACK_BYTES): the body is streamed and the
+# count checked as it arrives, so a huge page is refused before it is held whole.
+# Paging ends with an error after MAX_EMPTY_PAGES pages in a row without a record but with a new
+# pageToken, after a repeated pageToken, or past max_pages (max_records / page_size + 1).
+RECORD_BYTES_BOUND = 64 * 1024     # a generous bound of one record's JSON (a person: ~2 KiB)
+BODY_SLACK_BYTES = 1 << 20         # the page's envelope and a small page's headroom
+TOKEN_BODY_MAX_BYTES = 1 << 20     # an OAuth2 token answer
+MAX_EMPTY_PAGES = 50
+MAX_REDIRECTS = 5                  # same-origin redirects followed per request (GET only)
+_READ_CHUNK = 1 << 16
+
+
+class Deadline:
+    """A wall-clock deadline (monotonic) shared by every request of one pull."""
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.seconds = float(seconds)
+        self._clock = clock
+        self.started = clock()
+        self.at = self.started + self.seconds
+
+    def remaining(self) -> float:
+        return self.at - self._clock()
+
+    def elapsed(self) -> float:
+        return self._clock() - self.started
+
+    def limit(self, timeout: float) -> float:
+        """``timeout`` shortened to what is left (at least 10 ms: a socket time-out of 0 would
+        make it non-blocking)."""
+        return max(0.01, min(timeout, self.remaining()))
+
+    def error(self, where: str, cause: str) -> SS12000DeadlineError:
+        return SS12000DeadlineError(
+            f"{where}: {cause}; the pull did not finish within its deadline of "
+            f"{_duration(self.seconds)} ([ss12000] deadline_minutes), stopped after "
+            f"{_duration(self.elapsed())}")
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 120:
+        return f"{seconds / 60:.4g} minutes"
+    return f"{seconds:.3g} s"
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urllib.parse.urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    port = port or {"http": 80, "https": 443}.get(parts.scheme.lower())
+    return parts.scheme.lower(), f"{(parts.hostname or '').lower()}:{port}"
+
+
+def _origin_name(url: str) -> str:
+    return f"{urllib.parse.urlsplit(url).scheme.lower()}://{server_name(url)}"
+
+
+def _redirect_target(response: requests.Response, url: str) -> str | None:
+    location = response.headers.get("Location")
+    return urllib.parse.urljoin(url, location.strip()) if location and location.strip() else None
+
+
+def _refuse_redirect(where: str, url: str, target: str, status: int) -> SS12000RedirectError:
+    return SS12000RedirectError(
+        f"{where}: HTTP {status} redirects from {_origin_name(url)} to another server, "
+        f"{_origin_name(target)}: answers from another host or scheme are not accepted (if the "
+        "service has moved, change the configured URL to the new address)")
+
+
+def _socket_of(raw: Any) -> socket.socket | None:
+    """The socket an urllib3 response is read from (its time-out can then follow the deadline)."""
+    connection = getattr(raw, "_connection", None) or getattr(raw, "connection", None)
+    sock = getattr(connection, "sock", None)
+    return sock if isinstance(sock, socket.socket) else None
+
+
+def _read_body(response: requests.Response, where: str, *, max_bytes: int, what: str,
+               deadline: Deadline | None, timeout: float) -> bytes:
+    """The body of a streamed response, at most ``max_bytes`` (decoded), read in chunks that each
+    wait at most ``timeout`` and never past ``deadline``. Failures of the connection are raised
+    as the ``requests`` exceptions the retry loop knows; the response is always closed."""
+    try:
+        length = response.headers.get("Content-Length", "").strip()
+        if length.isdigit() and int(length) > max_bytes:
+            raise SS12000ResponseError(
+                f"{where}: the answer announces {int(length):,} bytes, more than {what} may take "
+                f"({max_bytes:,} bytes); refused without reading it")
+        raw = response.raw
+        sock = _socket_of(raw)
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            if deadline is not None:
+                if deadline.remaining() <= 0:
+                    raise deadline.error(where, f"the answer was still arriving ({total:,} bytes "
+                                                "so far)")
+                if sock is not None:
+                    with contextlib.suppress(OSError):
+                        sock.settimeout(deadline.limit(timeout))
+            try:
+                chunk = raw.read1(_READ_CHUNK, decode_content=True)
+            except (urllib3.exceptions.ReadTimeoutError, TimeoutError) as exc:
+                if deadline is not None and deadline.remaining() <= 0:
+                    raise deadline.error(where, f"the answer was still arriving ({total:,} bytes "
+                                                "so far)") from None
+                raise requests.exceptions.ReadTimeout(str(exc)) from None
+            except urllib3.exceptions.DecodeError:
+                raise SS12000ResponseError(f"{where}: the answer's content encoding cannot be "
+                                           "decoded") from None
+            except (urllib3.exceptions.ProtocolError, urllib3.exceptions.SSLError, OSError) as exc:
+                raise requests.exceptions.ChunkedEncodingError(exc) from None
+            if not chunk:
+                break
+            total += len(chunk)
+            if total > max_bytes:
+                raise SS12000ResponseError(
+                    f"{where}: the answer is larger than {what} may take ({max_bytes:,} bytes); "
+                    "refused after reading that much")
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        response.close()
 
 
 def server_name(url: str) -> str:
@@ -273,8 +416,10 @@ class OAuth2ClientCredentials(requests.auth.AuthBase):
         sleep: Callable[[float], None] = time.sleep,
         session: requests.Session | None = None,
         clock: Callable[[], float] = time.monotonic,
+        deadline: Deadline | None = None,
     ) -> None:
         self.token_url = token_url
+        self.deadline = deadline
         self._client_id = client_id
         self._client_secret = client_secret
         self._timeout = timeout
@@ -308,39 +453,63 @@ class OAuth2ClientCredentials(requests.auth.AuthBase):
         return (f"token endpoint {server_name(self.token_url)}: "
                 f"POST {urllib.parse.urlsplit(self.token_url).path or '/'} (token_url)")
 
+    def _wait(self, where: str, delay: float, cause: str) -> None:
+        if self.deadline is not None and delay >= self.deadline.remaining():
+            raise self.deadline.error(where, f"{cause}; waiting {delay:.3g} s to retry would pass it")
+        self._sleep(delay)
+
     def _fetch(self) -> None:
+        """POST the client-credentials grant. Redirects are never followed (a POST is not
+        re-sent elsewhere): to another host or scheme the error names both, on the same server
+        it asks for the configured token_url to be the final address."""
         where = self._where()
         attempt = 0
         while True:
             attempt += 1
+            if self.deadline is not None and self.deadline.remaining() <= 0:
+                raise self.deadline.error(where, "no token yet")
+            timeout = self.deadline.limit(self._timeout) if self.deadline else self._timeout
             try:
                 response = self._session.post(
                     self.token_url, data={"grant_type": "client_credentials"},
                     auth=requests.auth.HTTPBasicAuth(self._client_id, self._client_secret),
-                    headers={"Accept": "application/json"}, timeout=(self._timeout, self._timeout))
+                    headers={"Accept": "application/json"}, timeout=(timeout, timeout),
+                    allow_redirects=False, stream=True)
+                body = _read_body(response, where, max_bytes=TOKEN_BODY_MAX_BYTES,
+                                  what="a token answer", deadline=self.deadline, timeout=timeout)
             except _REQUEST_FAILURES as exc:
+                if self.deadline is not None and self.deadline.remaining() <= 0:
+                    raise self.deadline.error(where, "no answer yet") from None
                 error = _request_failed(where, exc, attempt, self._max_attempts)
                 if error is not None:
                     raise error from None
-                self._sleep(self._backoff(attempt))
+                self._wait(where, self._backoff(attempt), network_failure(exc).reason)
                 continue
             status = response.status_code
+            if 300 <= status < 400:
+                target = _redirect_target(response, self.token_url)
+                if target is not None and _origin(target) != _origin(self.token_url):
+                    raise _refuse_redirect(where, self.token_url, target, status)
+                raise SS12000RedirectError(
+                    f"{where}: HTTP {status} {response.reason}: the token endpoint redirects "
+                    "(within the same server); redirects are not followed for the token request: "
+                    "set [ss12000] token_url to the final address")
             if status == 429 or status >= 500:
                 if attempt >= self._max_attempts:
                     raise SS12000UnavailableError(f"{where}: HTTP {status} {response.reason} "
                                                   f"({attempt} attempts)")
-                self._sleep(self._backoff(attempt))
+                self._wait(where, self._backoff(attempt), f"HTTP {status}")
                 continue
             if status in (400, 401, 403):
                 raise SS12000AuthError(
                     f"{where}: HTTP {status} {response.reason}: the token endpoint refused the client "
                     f"credentials (check the [ss12000] client_id and client_secret)"
-                    f"{self._oauth_error(response)}")
+                    f"{self._oauth_error(body)}")
             if status != 200:
                 raise SS12000AuthError(f"{where}: HTTP {status} {response.reason}"
-                                       f"{self._oauth_error(response)}")
+                                       f"{self._oauth_error(body)}")
             try:
-                doc = json.loads(response.content)
+                doc = json.loads(body)
             except ValueError:
                 doc = None
             token = doc.get("access_token") if isinstance(doc, dict) else None
@@ -361,9 +530,9 @@ class OAuth2ClientCredentials(requests.auth.AuthBase):
             log.info("ss12000: obtained an access token from the token endpoint")
             return
 
-    def _oauth_error(self, response: requests.Response) -> str:
+    def _oauth_error(self, body: bytes) -> str:
         try:
-            doc = json.loads(response.content)
+            doc = json.loads(body)
         except ValueError:
             return ""
         if not isinstance(doc, dict):
@@ -417,8 +586,22 @@ class Page:
     server_date: dt.datetime | None
 
 
+def page_records(body: dict[str, Any]) -> int:
+    """How many records a page holds: the items of ``data`` (a list), or the ids of a deletions
+    payload (an object of lists); 0 for anything else (the extractor refuses it)."""
+    data = body.get("data")
+    if isinstance(data, list):
+        return len(data)
+    if isinstance(data, dict):
+        return sum(len(v) if isinstance(v, list) else int(v is not None) for v in data.values())
+    return 0
+
+
 class SS12000Client:
-    """GET + paging against an SS 12000 server, with retries for 429, 5xx and timeouts."""
+    """GET + paging against an SS 12000 server, with retries for 429, 5xx and timeouts, within
+    the limits of a pull (see RECORD_BYTES_BOUND above): one overall deadline, a page cap, a
+    body cap, and no answers from another host or scheme (redirects there are refused; a
+    redirect within the same scheme, host and port is followed, at most MAX_REDIRECTS times)."""
 
     def __init__(
         self,
@@ -429,7 +612,10 @@ class SS12000Client:
         max_backoff_seconds: float = 30.0,
         max_retry_after_seconds: float = 120.0,
         sleep: Callable[[float], None] = time.sleep,
-        max_pages: int = 1_000_000,
+        max_pages: int | None = None,
+        max_empty_pages: int = MAX_EMPTY_PAGES,
+        deadline_seconds: float | None = None,
+        max_body_bytes: int | None = None,
     ) -> None:
         if not config.base_url:
             raise ConfigError("[ss12000] base_url is empty")
@@ -443,11 +629,16 @@ class SS12000Client:
         self.backoff_seconds = backoff_seconds
         self.max_backoff_seconds = max_backoff_seconds
         self.max_retry_after_seconds = max_retry_after_seconds
-        self.max_pages = max_pages
+        self.max_records = max(1, int(config.max_records))
+        self.max_pages = max_pages or -(-self.max_records // self.page_size) + 1
+        self.max_empty_pages = max(1, max_empty_pages)
+        self.max_body_bytes = max_body_bytes or self.page_size * RECORD_BYTES_BOUND + BODY_SLACK_BYTES
+        self.deadline = Deadline(deadline_seconds if deadline_seconds is not None
+                                 else float(config.deadline_minutes) * 60)
         self._sleep = sleep
         self._session = requests.Session()
         self._auth = auth_from_config(config, max_attempts=self.max_attempts, backoff=self._backoff,
-                                      sleep=sleep, session=self._session)
+                                      sleep=sleep, session=self._session, deadline=self.deadline)
         self._session.headers["Accept"] = "application/json"
         self.requests_made = 0
         self.retries = 0
@@ -466,21 +657,36 @@ class SS12000Client:
         follow-ups only ``pageToken`` and ``limit`` (the spec forbids combining them)."""
         query: dict[str, Any] = {**(params or {}), "limit": self.page_size}
         number = 0
+        empty_in_a_row = 0
         seen_tokens: set[str] = set()
         while True:
             number += 1
+            where = f"server {self.server}: GET /{endpoint} page {number}"
             if number > self.max_pages:
-                raise SS12000ResponseError(f"GET /{endpoint}: more than {self.max_pages} pages; "
-                                           "the server keeps returning a pageToken")
+                raise SS12000ResponseError(
+                    f"{where}: more than {self.max_pages:,} pages, more than {self.max_records:,} "
+                    f"records ([ss12000] max_records) at {self.page_size:,} a page could need; the "
+                    "server keeps returning a pageToken")
             body, server_date = self._get_json(endpoint, query, number)
-            yield Page(number, body, server_date)
+            records = page_records(body)
+            if records > self.page_size:
+                raise SS12000ResponseError(
+                    f"{where}: the page holds {records:,} records, more than the limit of "
+                    f"{self.page_size:,} asked for ([ss12000] page_size)")
             token = body.get("pageToken")
-            if token is None or token == "":
+            more = token is not None and token != ""
+            empty_in_a_row = empty_in_a_row + 1 if records == 0 and more else 0
+            if empty_in_a_row >= self.max_empty_pages:
+                raise SS12000ResponseError(
+                    f"{where}: {empty_in_a_row} pages in a row without a record, each with a new "
+                    "pageToken: the server pages without progress (paging would never end)")
+            yield Page(number, body, server_date)
+            if not more:
                 return
             if not isinstance(token, str):
-                raise SS12000ResponseError(f"GET /{endpoint} page {number}: pageToken is not a string")
+                raise SS12000ResponseError(f"{where}: pageToken is not a string")
             if token in seen_tokens:
-                raise SS12000ResponseError(f"GET /{endpoint} page {number}: the server repeated a "
+                raise SS12000ResponseError(f"{where}: the server repeated a "
                                            "pageToken (paging would never end)")
             seen_tokens.add(token)
             query = {"pageToken": token, "limit": self.page_size}
@@ -505,9 +711,15 @@ class SS12000Client:
                 return min(max(seconds, 0.0), self.max_retry_after_seconds)
         return self._backoff(attempt)
 
-    def _error_detail(self, response: requests.Response) -> str:
+    def _wait(self, where: str, delay: float, cause: str) -> None:
+        if delay >= self.deadline.remaining():
+            raise self.deadline.error(where, f"{cause}; waiting {delay:.3g} s to retry would pass it")
+        self.retries += 1
+        self._sleep(delay)
+
+    def _error_detail(self, body: bytes) -> str:
         try:
-            doc = json.loads(response.content)
+            doc = json.loads(body)
         except ValueError:
             return ""
         if not isinstance(doc, dict):
@@ -518,27 +730,50 @@ class SS12000Client:
     def _get_json(self, endpoint: str, query: dict[str, Any],
                   number: int) -> tuple[dict[str, Any], dt.datetime | None]:
         url = f"{self.base_url}/{endpoint}"
+        params: dict[str, Any] | None = query
         where = f"server {self.server}: GET /{endpoint} page {number}"
         refreshed = False
         attempt = 0
+        redirects = 0
         while True:
             attempt += 1
+            if self.deadline.remaining() <= 0:
+                raise self.deadline.error(where, "not yet read")
             self.requests_made += 1
+            timeout = self.deadline.limit(self.timeout)
             try:
-                response = self._session.get(url, params=query, auth=self._auth,
-                                             timeout=(self.timeout, self.timeout))
+                response = self._session.get(url, params=params, auth=self._auth, stream=True,
+                                             allow_redirects=False, timeout=(timeout, timeout))
+                body = _read_body(response, where, max_bytes=self.max_body_bytes,
+                                  what=f"a page of {self.page_size:,} records",
+                                  deadline=self.deadline, timeout=timeout)
             except _REQUEST_FAILURES as exc:
+                if self.deadline.remaining() <= 0:
+                    raise self.deadline.error(where, "no answer yet") from None
                 error = _request_failed(where, exc, attempt, self.max_attempts)
                 if error is not None:
                     raise error from None
                 delay = self._backoff(attempt)
-                log.warning("%s: %s; retrying in %.1f s", where, network_failure(exc).reason, delay)
-                self.retries += 1
-                self._sleep(delay)
+                cause = network_failure(exc).reason
+                log.warning("%s: %s; retrying in %.1f s", where, cause, delay)
+                self._wait(where, delay, cause)
                 continue
             status = response.status_code
             if status == 200:
-                return self._parse(response, where), _server_date(response)
+                return self._parse(body, where), _server_date(response)
+            if 300 <= status < 400:
+                target = _redirect_target(response, response.url or url)
+                if target is None:
+                    raise SS12000ResponseError(f"{where}: HTTP {status} {response.reason} without "
+                                               "a Location")
+                if _origin(target) != _origin(self.base_url):
+                    raise _refuse_redirect(where, self.base_url, target, status)
+                redirects += 1
+                if redirects > MAX_REDIRECTS:
+                    raise SS12000ResponseError(f"{where}: more than {MAX_REDIRECTS} redirects")
+                url, params = target, None  # the Location carries its own query
+                attempt -= 1  # a redirect is no failed attempt
+                continue
             if status == 401:
                 if not refreshed and self._auth.refresh():
                     refreshed = True
@@ -548,27 +783,26 @@ class SS12000Client:
                         "(check the [ss12000] token)")
                 raise SS12000AuthError(
                     f"{where}: HTTP 401 Unauthorized: the server rejected the bearer token "
-                    f"{hint}{self._error_detail(response)}")
+                    f"{hint}{self._error_detail(body)}")
             if status == 403:
                 raise SS12000AuthError(f"{where}: HTTP 403 Forbidden: the token is not allowed to "
-                                       f"read this endpoint{self._error_detail(response)}")
+                                       f"read this endpoint{self._error_detail(body)}")
             if status == 429 or status >= 500:
                 if attempt >= self.max_attempts:
                     raise SS12000UnavailableError(
                         f"{where}: HTTP {status} {response.reason} ({attempt} attempts)"
-                        f"{self._error_detail(response)}")
+                        f"{self._error_detail(body)}")
                 delay = self._retry_after(response, attempt)
                 log.warning("%s: HTTP %d; retrying in %.1f s", where, status, delay)
-                self.retries += 1
-                self._sleep(delay)
+                self._wait(where, delay, f"HTTP {status}")
                 continue
             raise SS12000ResponseError(
-                f"{where}: HTTP {status} {response.reason}{self._error_detail(response)}")
+                f"{where}: HTTP {status} {response.reason}{self._error_detail(body)}")
 
     @staticmethod
-    def _parse(response: requests.Response, where: str) -> dict[str, Any]:
+    def _parse(body: bytes, where: str) -> dict[str, Any]:
         try:
-            doc = parse_json(response.content)
+            doc = parse_json(body)
         except (ValueError, RecursionError):
             raise SS12000ResponseError(f"{where}: the response is not valid JSON") from None
         if not isinstance(doc, dict) or "data" not in doc:
@@ -692,8 +926,11 @@ def _deleted_batch(data: dict[str, Any]) -> pa.RecordBatch:
     )
 
 
-def latest_instant(values: pa.Array | pa.ChunkedArray, start: str | None = None) -> str | None:
-    """The text (as received) of the latest valid RFC 3339 instant among ``values`` and ``start``."""
+def latest_instant(values: pa.Array | pa.ChunkedArray, start: str | None = None,
+                   until: str | None = None) -> str | None:
+    """The text (as received) of the latest valid RFC 3339 instant among ``values`` and ``start``,
+    not counting instants after ``until`` (a record modified in the future is quarantined; it
+    must not move the watermark past the changes still to come)."""
     chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
     table = pa.table({"m": pa.chunked_array(
         [c.cast(pa.string()) for c in chunks] + [pa.array([start], pa.string())], pa.string())})
@@ -705,8 +942,8 @@ def latest_instant(values: pa.Array | pa.ChunkedArray, start: str | None = None)
             select arg_max(m, ts) from (
                 select m, try_cast(m as timestamptz) as ts from _wm
                 where m is not null and regexp_full_match(m, '{RFC3339_RE}')
-            ) where ts is not null
-            """
+            ) where ts is not null and (? is null or ts <= cast(? as timestamptz))
+            """, [until, until]
         ).fetchone()
     finally:
         conn.close()
@@ -785,8 +1022,9 @@ class SS12000Extractor:
                     pause_point("ss12000_after_first_page")
                 table = pa.Table.from_batches(batches, schema=RECORD_SCHEMA)
                 tables[entity] = table
-                watermarks[entity] = (after, latest_instant(table["modified"], after) if table.num_rows
-                                      else after)
+                until = _rfc3339(dt.datetime.now(dt.UTC) + PLAUSIBLE_FUTURE_MARGIN)
+                watermarks[entity] = (after, latest_instant(table["modified"], after, until)
+                                      if table.num_rows else after)
                 checksums[entity] = records_checksum(table["record"])
 
             after = state.watermarks.get(DELETED_ENTITY)
@@ -826,6 +1064,106 @@ class SS12000Extractor:
             if entity in manifest.entities:
                 counts[entity] = _LOADERS[entity](conn, manifest, entity, str(manifest.entity_path(entity)))
         return counts
+
+
+# --- which faults are row-level, which batch-level (the one place that says so) -------------
+# A row-level fault quarantines the record (reason code, detail = the field) and the rest of the
+# batch loads; the loader's checks below implement them (``_BASE_CHECKS``, ``_ENROLMENT_CHECKS``,
+# the ``_load_*`` functions and ``_plausibility_checks``). A batch-level fault stops the whole
+# batch: the client (an unreadable or hostile answer: SS12000Error), the extractor (``data`` of
+# the wrong shape) or the Great Expectations suites ``expectations/ss12000.*.json`` (which still
+# hold every check as a backstop; a row-level fault never reaches them).
+EARLIEST_PLAUSIBLE_DATE = "1990-01-01"   # no SS 12000 event, change or report is older
+EARLIEST_PLAUSIBLE_BIRTH_DATE = "1900-01-01"
+PLAUSIBLE_FUTURE_MARGIN = dt.timedelta(days=1)  # the same margin as the suites' "in the future"
+ORGANISATION_TYPES = ("Huvudman", "Verksamhetsområde", "Förvaltning", "Rektorsområde", "Skola",
+                      "Skolenhet", "Varumärke", "Bolag", "Övrigt", "Stadsdel")
+SEX_CODES = ("Man", "Kvinna", "Okänt")
+SCHOOL_TYPES = ("FS", "FKLASS", "FTH", "OPPFTH", "GR", "GRS", "TR", "SP", "SAM", "GY", "GYS", "VUX",
+                "VUXSFI", "VUXGR", "VUXGY", "VUXSARGR", "VUXSARTR", "VUXSARGY", "SFI", "SARVUX",
+                "SARVUXGR", "SARVUXGY", "KU", "YH", "FHS", "STF", "KKU", "HS", "ABU", "AU")
+
+ROW_FAULTS: dict[str, str] = {
+    "invalid_json": "the record is not JSON",
+    "not_an_object": "the record is not a JSON object",
+    "missing_id": "no id, or an empty one",
+    "missing_field": "a required field is absent or null",
+    "wrong_type": "a field has the wrong JSON type",
+    "bad_timestamp": "a timestamp is not RFC 3339 with an offset",
+    "bad_date": "a date is not YYYY-MM-DD",
+    "not_allowed": "a code outside its SS 12000 v2.1 set: organisationType, sex, "
+                   "enrolments[].schoolType (schoolYear outside 0-10)",
+    "implausible_date": f"meta.modified, reportedTimestamp, startTime or an enrolment's startDate "
+                        f"before {EARLIEST_PLAUSIBLE_DATE}, birthDate before "
+                        f"{EARLIEST_PLAUSIBLE_BIRTH_DATE}; meta.modified, reportedTimestamp or "
+                        "birthDate after the extraction (plus a day)",
+}
+BATCH_FAULTS: dict[str, str] = {
+    "unreadable_page": "an answer that is not JSON, not an object with 'data', or 'data' of the "
+                       "wrong shape (SS12000ResponseError)",
+    "hostile_server": "paging without end, an answer past the deadline, a page over the limit or "
+                      "the body cap, a redirect to another host (SS12000Error)",
+    "missing_column": "a loaded table lacks a column a suite reads (the suites)",
+    "empty_feed": "a table with no rows is not checked; a source that serves nothing loads nothing",
+    "repeated_id": "an id twice in one batch: paging is broken (expect_column_values_to_be_unique)",
+    "unknown_security_marking": "securityMarking outside Ingen, Sekretessmarkering, Skyddad "
+                                "folkbokföring: quarantining the person would keep an older, "
+                                "unprotected version in use, so the batch stops",
+    "implausible_minutes": "a minutes field outside 0-600 or absence over 600: the source or the "
+                           "mapping changed (every record would be affected)",
+    "lesson_order": "endTime before startTime or a lesson over 600 minutes; an enrolment ending "
+                    "before it starts; a Skolenhet without schoolUnitCode",
+}
+
+
+def _sql_list(values: Iterable[str]) -> str:
+    return "(" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + ")"
+
+
+def _plausible_until(manifest: BatchManifest) -> str:
+    try:
+        at = dt.datetime.fromisoformat(manifest.extracted_at)
+    except (TypeError, ValueError):
+        at = dt.datetime.now(dt.UTC)
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=dt.UTC)
+    return _rfc3339(at + PLAUSIBLE_FUTURE_MARGIN)
+
+
+def _ts_outside(name: str, until: str | None) -> str:
+    ts = f"try_cast({_v(name)} as timestamptz)"
+    late = f" or {ts} > timestamptz '{until}'" if until else ""
+    return f"({ts} < timestamptz '{EARLIEST_PLAUSIBLE_DATE}T00:00:00Z'{late})"
+
+
+def _plausibility_checks(entity: str, until: str) -> list[_Check]:
+    """The row-level value checks of ``entity`` (after its type checks): codes outside their
+    set and implausible dates (ROW_FAULTS)."""
+    modified = [_Check(_ts_outside("modified", until), "implausible_date", "meta.modified")]
+    if entity == "organisations":
+        return [*modified, _Check(f"{_v('type')} not in {_sql_list(ORGANISATION_TYPES)}",
+                                  "not_allowed", "organisationType")]
+    if entity == "persons":
+        birth = f"try_cast({_v('birth_date')} as date)"
+        return [*modified,
+                _Check(f"{_present('sex')} and {_v('sex')} not in {_sql_list(SEX_CODES)}",
+                       "not_allowed", "sex"),
+                _Check(f"{_present('birth_date')} and ({birth} < date '{EARLIEST_PLAUSIBLE_BIRTH_DATE}' "
+                       f"or {birth} > cast(timestamptz '{until}' as date))", "implausible_date",
+                       "birthDate")]
+    if entity == "calendar_events":
+        return [*modified, _Check(_ts_outside("start", None), "implausible_date", "startTime")]
+    if entity == "attendances":
+        return [*modified, _Check(f"{_present('reported_at')} and {_ts_outside('reported_at', until)}",
+                                  "implausible_date", "reportedTimestamp")]
+    if entity == "enrolments":
+        return [_Check(f"{_v('school_type')} not in {_sql_list(SCHOOL_TYPES)}", "not_allowed",
+                       "enrolments[].schoolType"),
+                _Check(f"{_present('school_year')} and try_cast({_v('school_year')} as integer) "
+                       "not between 0 and 10", "not_allowed", "enrolments[].schoolYear"),
+                _Check(f"try_cast({_v('start')} as date) < date '{EARLIEST_PLAUSIBLE_DATE}'",
+                       "implausible_date", "enrolments[].startDate")]
+    return []
 
 
 # --- load SQL --------------------------------------------------------------------------------
@@ -1060,7 +1398,8 @@ def _load_organisations(conn: duckdb.DuckDBPyConnection, manifest: BatchManifest
               _Check(f"{_present('school_types')} and not coalesce(list_bool_and(list_transform("
                      "json_type(j_school_types, '$[*]'), x -> x = 'VARCHAR')), true)",
                      "wrong_type", "schoolTypes[]"),
-              *_optional_ref("parent", "parentOrganisation")]
+              *_optional_ref("parent", "parentOrganisation"),
+              *_plausibility_checks(entity, _plausible_until(manifest))]
     stage = "_ss_organisations"
     _run(conn, _stage_sql(stage, _source(path), fields, checks, keep_json=("school_types",)))
     insert = _insert(
@@ -1099,7 +1438,8 @@ def _load_persons(conn: duckdb.DuckDBPyConnection, manifest: BatchManifest, enti
               *_optional_date("birth_date", "birthDate"),
               *_optional("sex", "sex", "VARCHAR"),
               *_optional("marking", "securityMarking", "VARCHAR"),
-              *_optional("enrolments", "enrolments", "ARRAY")]
+              *_optional("enrolments", "enrolments", "ARRAY"),
+              *_plausibility_checks(entity, _plausible_until(manifest))]
     person_stage = "_ss_persons_pre"
     _run(conn, _stage_sql(person_stage, _source(path), fields, checks, keep_json=("enrolments",)))
     # Enrolments: one row per array element of persons that passed their own checks.
@@ -1111,7 +1451,7 @@ def _load_persons(conn: duckdb.DuckDBPyConnection, manifest: BatchManifest, enti
                        from_json(p.j_enrolments, '["JSON"]') as elements
                 from {person_stage} p
                 where p.reason is null and {_present('enrolments')})""",
-        _ENROLMENT_FIELDS, _ENROLMENT_CHECKS,
+        _ENROLMENT_FIELDS, [*_ENROLMENT_CHECKS, *_plausibility_checks("enrolments", "")],
     ))
     stage = "_ss_persons"
     conn.execute(f"""
@@ -1151,7 +1491,8 @@ def _load_calendar_events(conn: duckdb.DuckDBPyConnection, manifest: BatchManife
     fields = [*_BASE_FIELDS, ("activity", "$.activity"), ("activity_id", "$.activity.id"),
               ("start", "$.startTime"), ("end", "$.endTime")]
     checks = [*_BASE_CHECKS, *_optional_ref("activity", "activity"),
-              *_required_ts("start", "startTime"), *_required_ts("end", "endTime")]
+              *_required_ts("start", "startTime"), *_required_ts("end", "endTime"),
+              *_plausibility_checks(entity, _plausible_until(manifest))]
     stage = "_ss_calendar_events"
     _run(conn, _stage_sql(stage, _source(path), fields, checks))
     insert = _insert(
@@ -1179,7 +1520,8 @@ def _load_attendances(conn: duckdb.DuckDBPyConnection, manifest: BatchManifest, 
               *_required_ref("student", "student"),
               *_required("reported", "isReported", "BOOLEAN"),
               *(c for name, key in _MINUTES for c in _optional_int(name, key)),
-              *_optional_ts("reported_at", "reportedTimestamp")]
+              *_optional_ts("reported_at", "reportedTimestamp"),
+              *_plausibility_checks(entity, _plausible_until(manifest))]
     stage = "_ss_attendances"
     _run(conn, _stage_sql(stage, _source(path), fields, checks))
     # Negative minutes are loaded as they are: the data-quality suite reports them.
