@@ -22,9 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
-import sqlalchemy as sa
 
-from samverkan.config import CaseSystemConfig, Paths, Settings
+from samverkan.config import Paths, Settings
 
 DROP_SHARE = 0.5  # a view with fewer rows than this share of its last published count
 VOLUMES_FILE = "source_volumes.json"
@@ -35,24 +34,6 @@ LOCAL_TIME_ZONE = "Europe/Stockholm"
 class Anomaly:
     source: str
     detail: str
-
-
-def case_system_row_counts(config: CaseSystemConfig) -> dict[str, int]:
-    """Rows per reporting view, counted at the source."""
-    from samverkan.sources.case_system import (
-        EXTRACT_CONNECT_TIMEOUT_SECONDS,
-        VIEWS,
-        connect,
-        source_engine,
-    )
-
-    engine = source_engine(config.url, connect_timeout=EXTRACT_CONNECT_TIMEOUT_SECONDS)
-    try:
-        with connect(engine, config.url) as conn:
-            return {spec.name: int(conn.execute(sa.select(sa.func.count()).select_from(
-                sa.table(spec.name, schema=config.schema))).scalar_one()) for spec in VIEWS}
-    finally:
-        engine.dispose()
 
 
 def shrunken_views(now: dict[str, int], before: dict[str, int]) -> list[Anomaly]:
@@ -120,7 +101,9 @@ def find_anomalies(settings: Settings, ref: dt.date) -> tuple[list[Anomaly], dic
     anomalies = school_day_without_attendance(settings.paths.restricted_db, ref)
     volumes: dict[str, dict[str, int]] = {}
     if settings.case_system is not None:
-        volumes["case_system"] = case_system_row_counts(settings.case_system)
+        from samverkan.sources.case_system import view_row_counts
+
+        volumes["case_system"] = view_row_counts(settings.case_system)
         anomalies += shrunken_views(volumes["case_system"],
                                     published_volumes(settings.paths).get("case_system", {}))
     return anomalies, volumes
