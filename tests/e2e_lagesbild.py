@@ -88,7 +88,7 @@ def test_nightly_publication_carries_the_lagesbild_and_the_workbook(run: Run) ->
     current = run.paths.current_publication
     manifest = json.loads((current / "manifest.json").read_text(encoding="utf-8"))
     names = {"indicators.csv", "indicators.parquet", "indicators.xlsx", "lagesbild.csv",
-             "lagesbild.parquet", "report.html", "analytics.duckdb"}
+             "lagesbild.parquet", "report.html"}
     assert set(manifest["files"]) == names
     for name, digest in manifest["files"].items():
         assert file_sha256(current / name) == digest, name
