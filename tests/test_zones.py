@@ -197,9 +197,10 @@ def test_a_scratch_file_a_killed_run_left_is_removed_when_a_run_starts(world: Wo
 
 HOLD_RUN_LOCK = """
 import sys, time
+from pathlib import Path
 from samverkan.config import Paths
 from samverkan.locks import run_lock
-with run_lock(Paths(sys.argv[1]), "samverkan run") as holder:
+with run_lock(Paths(Path(sys.argv[1])), "samverkan run") as holder:
     print(holder["started"], flush=True)
     time.sleep(120)
 """

@@ -141,7 +141,8 @@ class Paths:
         them too), and make files this process creates owner-only (umask 077): a file written
         into the published or analysts' zone is given its group-readable mode explicitly."""
         os.umask(PROCESS_UMASK)
-        self.home.mkdir(parents=True, exist_ok=True)
+        # the groups reach the published and analysts' zones through the data directory
+        self.home.mkdir(mode=GROUP_READ_DIR, parents=True, exist_ok=True)
         for directory, mode in self.zone_modes().items():
             directory.mkdir(mode=mode, parents=True, exist_ok=True)
             if directory.stat().st_mode & 0o777 != mode:
