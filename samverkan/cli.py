@@ -156,12 +156,15 @@ def exclusive(command: str, run: Callable[[Paths], int]) -> int:
     that holds it, when another run is in progress. Scratch files (a killed validation's
     leftovers) are removed when the run starts and when it ends."""
     from samverkan.locks import RunInProgress, run_lock
-    from samverkan.quality import clear_scratch
 
     p = paths().ensure()
     try:
         with run_lock(p, command):
+            from samverkan.publish import remove_person_level_from_published
+            from samverkan.quality import clear_scratch
+
             clear_scratch(p)
+            remove_person_level_from_published(p)  # left there by an earlier release
             try:
                 return run(p)
             finally:

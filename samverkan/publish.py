@@ -301,7 +301,31 @@ def prune_snapshots(p: Paths, keep: int = SNAPSHOTS_KEPT) -> list[str]:
             pruned.append(directory.name)
     if pruned:
         log.info("analysts' snapshots removed: versions %s", ", ".join(pruned))
+    remove_person_level_from_published(p)
     return pruned
+
+
+def remove_person_level_from_published(p: Paths) -> list[Path]:
+    """Remove what earlier releases put into the published versions for analysts (the
+    snapshot and the dbt docs): person-level data never stays in the published zone."""
+    versions = indicator_publication(p).versions
+    if not versions.is_dir():
+        return []
+    removed = []
+    for directory in sorted(d for d in versions.iterdir() if d.is_dir()):
+        for name in (ANALYTICS_SNAPSHOT, ANALYTICS_SNAPSHOT + ".wal", DBT_DOCS_DIR):
+            path = directory / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.exists() or path.is_symlink():
+                path.unlink()
+            else:
+                continue
+            removed.append(path)
+    if removed:
+        log.info("removed %d analysts' files from the published versions (they live in %s)",
+                 len(removed), p.analysts)
+    return removed
 
 
 def export_lagesbild_candidate(p: Paths, version: str, indicators: Path, min_cell: int = 5, *,

@@ -298,3 +298,19 @@ def test_the_landing_purge_waits_then_says_who_holds_the_restricted_warehouse(
     assert short_wait <= seconds < short_wait + 15, seconds
     # released: the purge works again (nothing is old enough with the default retention)
     assert purge_landing(world.paths) == []
+
+
+def test_an_earlier_release_s_snapshot_is_removed_from_the_published_versions(tmp_path) -> None:
+    """Earlier releases put the analysts' snapshot and the dbt docs into each published
+    version: a run removes them; the aggregates stay."""
+    from samverkan.publish import remove_person_level_from_published
+
+    p = Paths(tmp_path / "home")
+    version = p.published / "versions" / "20260101T000000Z"
+    (version / "dbt_docs").mkdir(parents=True)
+    (version / "dbt_docs" / "index.html").write_text("<html></html>", encoding="utf-8")
+    duckdb.connect(str(version / "analytics.duckdb")).close()
+    (version / "indicators.csv").write_text("indicator_id\n", encoding="utf-8")
+    removed = remove_person_level_from_published(p)
+    assert {path.name for path in removed} == {"analytics.duckdb", "dbt_docs"}
+    assert sorted(path.name for path in version.iterdir()) == ["indicators.csv"]
