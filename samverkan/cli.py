@@ -8,12 +8,14 @@ import datetime as dt
 import importlib.metadata
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from samverkan.config import ConfigError, Paths, config_file, load_settings, paths
+from samverkan.locks import WarehouseBusy
 from samverkan.progress import show_progress_on_console
 from samverkan.runtime import LOG_FILE_NAME, apply_environment_defaults, attach_log_file, configure_logging
 
@@ -166,8 +168,31 @@ def run_lagesbild(p: Paths, reference_date: str | None) -> int:
     return 0 if completed else 1
 
 
+def exclusive(command: str, run: Callable[[Paths], int]) -> int:
+    """``run(paths)`` holding the data directory's run lock; exit 1 at once, naming the run
+    that holds it, when another run is in progress. Scratch files (a killed validation's
+    leftovers) are removed when the run starts and when it ends."""
+    from samverkan.locks import RunInProgress, run_lock
+
+    p = paths().ensure()
+    try:
+        with run_lock(p, command):
+            from samverkan.publish import remove_person_level_from_published
+            from samverkan.quality import clear_scratch
+
+            clear_scratch(p)
+            remove_person_level_from_published(p)  # left there by an earlier release
+            try:
+                return run(p)
+            finally:
+                clear_scratch(p)
+    except RunInProgress as exc:
+        print(f"samverkan: cannot start: {exc}", file=sys.stderr)
+        return 1
+
+
 def cmd_lagesbild(args: argparse.Namespace) -> int:
-    return run_lagesbild(paths().ensure(), args.reference_date)
+    return exclusive("samverkan lagesbild", lambda p: run_lagesbild(p, args.reference_date))
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
@@ -178,11 +203,14 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     except BackfillError as exc:
         print(f"samverkan backfill: {exc}", file=sys.stderr)
         return 2
+    return exclusive("samverkan backfill", lambda p: _backfill(p, days))
+
+
+def _backfill(p: Paths, days: list[dt.date]) -> int:
     if not preflight():
         return 1
     from flows.backfill import backfill  # Prefect's import takes seconds: after the checks
 
-    p = paths().ensure()
     print(f"Backfilling {len(days)} days ({days[0]} – {days[-1]}): each day's changes from every "
           "source as its own batch, then one build and one publication …", flush=True)
     completed, outcome = _run_flow(backfill, "backfill", date_from=days[0].isoformat(),
@@ -244,12 +272,14 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from samverkan.demo import run_demo
 
-    return run_demo(paths().ensure(), args.seed, args.pupils, args.lessons_per_day,
-                    fault_rate=args.fault_rate, municipality=args.municipality)
+    return exclusive("samverkan demo", lambda p: run_demo(
+        p, args.seed, args.pupils, args.lessons_per_day, fault_rate=args.fault_rate,
+        municipality=args.municipality))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    return run_pipeline(paths().ensure(), args.reference_date, confirm_anomalies=args.confirm_anomalies)
+    return exclusive("samverkan run", lambda p: run_pipeline(
+        p, args.reference_date, confirm_anomalies=args.confirm_anomalies))
 
 
 def cmd_pseudonym(args: argparse.Namespace) -> int:
@@ -386,6 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    os.umask(0o077)  # files and folders this process creates: owner only (README, "Zones")
     apply_environment_defaults(verbose=args.verbose)
     if args.command != "pseudonym":
         with contextlib.suppress(OSError):  # an unusable data directory: `check` says so
@@ -398,6 +429,9 @@ def main(argv: list[str] | None = None) -> int:
         print("samverkan: configuration error:", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
+        return 1
+    except WarehouseBusy as exc:
+        print(f"samverkan: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("samverkan: interrupted", file=sys.stderr)

@@ -78,10 +78,14 @@ def reset_if_other_municipality(p: Paths, seed: int, pupils: int, lessons_per_da
         wanted["municipality"] = municipality.key
     if marker.exists() and json.loads(marker.read_text(encoding="utf-8")) == wanted:
         return
-    for zone in (p.landing, p.warehouse, p.published, p.validation, p.simulator, p.run_state,
+    for zone in (p.landing, p.warehouse, p.published, p.analysts, p.validation, p.simulator,
                  p.reference):
         if zone.exists():
             shutil.rmtree(zone)
+    if p.run_state.exists():  # all but the run lock this demo holds
+        for item in p.run_state.iterdir():
+            if item != p.run_lock:
+                shutil.rmtree(item) if item.is_dir() and not item.is_symlink() else item.unlink()
     p.ensure()
     p.simulator.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps(wanted), encoding="utf-8")

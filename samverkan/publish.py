@@ -9,6 +9,11 @@ Two publications share this code:
   ``lagesbild.parquet``, ``lagesbild.html`` and ``manifest.json``, behind
   ``published/lagesbild/current``.
 
+The published zone holds aggregates only: it goes to management and partners. The analysts'
+person-level (pseudonymised) snapshot of the analytics warehouse and the dbt docs are a third
+target of the same kind outside it, ``analytics/versions/<version>/`` behind
+``analytics/current``, written and switched only when the nightly publication is.
+
 A candidate is written to a staging directory next to ``versions/``; ``current`` is a
 symbolic link that is replaced in one ``rename``: readers see the old version or the new one,
 never a mix. A candidate that fails any check is never moved into ``versions/``; the previous
@@ -30,7 +35,9 @@ import duckdb
 import pandas as pd
 
 from samverkan.config import Paths
+from samverkan.config.settings import GROUP_READ_DIR, GROUP_READ_FILE
 from samverkan.landing import file_sha256
+from samverkan.locks import connect_warehouse, wait_for_warehouse
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +92,8 @@ ANALYTICS_SNAPSHOT = "analytics.duckdb"
 DBT_DOCS_DIR = "dbt_docs"
 DBT_DOCS_FILES = {"static_index.html": "index.html", "catalog.json": "catalog.json",
                   "manifest.json": "manifest.json"}
-SNAPSHOTS_KEPT = 3  # versions that keep their snapshot (older ones keep tables and report)
+SNAPSHOTS_KEPT = 3  # analysts' versions kept (snapshot and docs)
+SNAPSHOT_MODE = 0o440  # read-only, for the owner and the analysts' group
 
 
 @dataclass
@@ -139,6 +147,24 @@ def lagesbild_publication(p: Paths) -> PublicationTarget:
     return PublicationTarget(p.published / "lagesbild", "lagesbild")
 
 
+def analysts_publication(p: Paths) -> PublicationTarget:
+    """The analysts' snapshot and dbt docs: ``analytics/current`` (not in the published zone)."""
+    return PublicationTarget(p.analysts, "analysts' snapshot")
+
+
+def set_group_readable(root: Path) -> None:
+    """``root`` and everything below it readable by the group at most: directories 0750,
+    files 0640 (the analytics snapshot 0440, read-only)."""
+    root.chmod(GROUP_READ_DIR)
+    for path in root.rglob("*"):
+        if path.is_symlink():
+            continue
+        if path.is_dir():
+            path.chmod(GROUP_READ_DIR)
+        else:
+            path.chmod(SNAPSHOT_MODE if path.name == ANALYTICS_SNAPSHOT else GROUP_READ_FILE)
+
+
 def new_version(now: dt.datetime | None = None) -> str:
     """A publication version: the UTC time of the run, sortable and unique per run."""
     return (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%dT%H%M%SZ")
@@ -158,7 +184,7 @@ def current_version(p: Paths | PublicationTarget) -> str | None:
     return manifest["version"] if manifest else None
 
 
-def _new_staging(target: PublicationTarget, version: str) -> Path:
+def new_staging(target: PublicationTarget, version: str) -> Path:
     staging = target.staging(version)
     if staging.exists():
         shutil.rmtree(staging)
@@ -186,8 +212,8 @@ CANDIDATE_QUERY = (
 def export_candidate(p: Paths, version: str, min_cell: int = 5, *, trailing_weeks: int) -> Path:
     """Write the indicator table and the weekly lägesbild (both after secondary suppression)
     from the analytics warehouse into the nightly publication's staging directory."""
-    staging = _new_staging(indicator_publication(p), version)
-    conn = duckdb.connect(str(p.analytics_db), read_only=True)
+    staging = new_staging(indicator_publication(p), version)
+    conn = connect_warehouse(p.analytics_db, read_only=True)
     try:
         indicators = secondary_suppressed(conn, min_cell, p.reference)
         conn.register("candidate", indicators)
@@ -237,14 +263,16 @@ def write_analytics_snapshot(p: Paths, staging: Path) -> Path:
     target = staging / ANALYTICS_SNAPSHOT
     conn = duckdb.connect()
     try:
-        conn.execute(f"attach '{p.analytics_db}' as warehouse (read_only)")
+        wait_for_warehouse(
+            lambda: conn.execute(f"attach '{p.analytics_db}' as warehouse (read_only)"),
+            p.analytics_db)
         conn.execute(f"attach '{target}' as snapshot")
         conn.execute("copy from database warehouse to snapshot")
         conn.execute("detach snapshot")
         conn.execute("detach warehouse")
     finally:
         conn.close()
-    target.chmod(0o444)
+    target.chmod(SNAPSHOT_MODE)
     return target
 
 
@@ -259,20 +287,45 @@ def copy_dbt_docs(target_dir: Path, staging: Path) -> Path:
 
 
 def prune_snapshots(p: Paths, keep: int = SNAPSHOTS_KEPT) -> list[str]:
-    """Remove the analytics snapshot from all but the newest ``keep`` versions (an analyst who
-    still has an old one open keeps reading it: the file lives until closed)."""
+    """Remove all but the newest ``keep`` versions of the analysts' zone (snapshot and docs;
+    never the one ``current`` points at). An analyst who still has an old snapshot open keeps
+    reading it: the file lives until closed."""
+    target = analysts_publication(p)
+    if not target.versions.is_dir():
+        return []
+    current = target.current.resolve() if target.current.is_symlink() else None
+    pruned = []
+    for directory in sorted(d for d in target.versions.iterdir() if d.is_dir())[:-keep or None]:
+        if directory.resolve() != current:
+            shutil.rmtree(directory)
+            pruned.append(directory.name)
+    if pruned:
+        log.info("analysts' snapshots removed: versions %s", ", ".join(pruned))
+    remove_person_level_from_published(p)
+    return pruned
+
+
+def remove_person_level_from_published(p: Paths) -> list[Path]:
+    """Remove what earlier releases put into the published versions for analysts (the
+    snapshot and the dbt docs): person-level data never stays in the published zone."""
     versions = indicator_publication(p).versions
     if not versions.is_dir():
         return []
-    pruned = []
-    for directory in sorted(d for d in versions.iterdir() if d.is_dir())[:-keep or None]:
-        snapshot = directory / ANALYTICS_SNAPSHOT
-        if snapshot.exists():
-            snapshot.unlink()
-            pruned.append(directory.name)
-    if pruned:
-        log.info("analytics snapshots removed from versions %s", ", ".join(pruned))
-    return pruned
+    removed = []
+    for directory in sorted(d for d in versions.iterdir() if d.is_dir()):
+        for name in (ANALYTICS_SNAPSHOT, ANALYTICS_SNAPSHOT + ".wal", DBT_DOCS_DIR):
+            path = directory / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.exists() or path.is_symlink():
+                path.unlink()
+            else:
+                continue
+            removed.append(path)
+    if removed:
+        log.info("removed %d analysts' files from the published versions (they live in %s)",
+                 len(removed), p.analysts)
+    return removed
 
 
 def export_lagesbild_candidate(p: Paths, version: str, indicators: Path, min_cell: int = 5, *,
@@ -280,8 +333,8 @@ def export_lagesbild_candidate(p: Paths, version: str, indicators: Path, min_cel
     """Write the weekly lägesbild from the analytics warehouse into its staging directory,
     with secondary suppression against the published indicator table ``indicators`` (the
     Parquet file of the publication it is built on)."""
-    staging = _new_staging(lagesbild_publication(p), version)
-    conn = duckdb.connect(str(p.analytics_db), read_only=True)
+    staging = new_staging(lagesbild_publication(p), version)
+    conn = connect_warehouse(p.analytics_db, read_only=True)
     try:
         _export_lagesbild(conn, pd.read_parquet(indicators), staging, min_cell, trailing_weeks)
     finally:
@@ -351,8 +404,11 @@ def publish_candidate(
     }
     (staging / MANIFEST).write_text(
         json.dumps(manifest, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
-    target.versions.mkdir(parents=True, exist_ok=True)
+    target.versions.mkdir(mode=GROUP_READ_DIR, parents=True, exist_ok=True)
     final = target.versions / version
+    set_group_readable(staging)
+    target.root.chmod(GROUP_READ_DIR)
+    target.versions.chmod(GROUP_READ_DIR)
     os.rename(staging, final)
     _swap_current(target, final)
     log.info("published %s version %s", target.name, version)

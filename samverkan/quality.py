@@ -567,8 +567,8 @@ def _render_html(doc: dict[str, Any]) -> str:
 @contextmanager
 def _scratch_db(p: Paths, label: str, keep: Callable[[], bool] = lambda: False) -> Iterator[Path]:
     """A scratch DuckDB file, removed afterwards unless ``keep()`` says it is still needed."""
-    directory = p.validation / "scratch"
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = p.scratch
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)  # owner only: it holds personnummer
     path = directory / f"{label}-{secrets.token_hex(4)}.duckdb"
     try:
         yield path
@@ -845,13 +845,22 @@ def validate_lagesbild(table_path_or_db: Path | str, paths: Paths, run_id: str,
                                expectations_dir)
 
 
-def remove_stale_scratch(paths: Paths, older_than: dt.timedelta = dt.timedelta(hours=12)) -> int:
+def clear_scratch(paths: Paths) -> int:
+    """Delete every scratch database (a killed validation's leftovers hold personnummer);
+    returns how many. Only for a process that holds the run lock (:mod:`samverkan.locks`):
+    no other run's validation can be using one."""
+    return remove_stale_scratch(paths, older_than=None)
+
+
+def remove_stale_scratch(paths: Paths,
+                         older_than: dt.timedelta | None = dt.timedelta(hours=12)) -> int:
     """Delete scratch databases a killed validation left behind (older than ``older_than``,
-    so a validation running in another process keeps its file); returns how many."""
-    directory = paths.validation / "scratch"
+    so a validation running in another process keeps its file; all of them when ``None``);
+    returns how many."""
+    directory = paths.scratch
     if not directory.exists():
         return 0
-    limit = time.time() - older_than.total_seconds()
+    limit = time.time() - (older_than.total_seconds() if older_than is not None else -60.0)
     removed = 0
     for item in directory.iterdir():
         with suppress(FileNotFoundError):

@@ -11,10 +11,9 @@ import datetime as dt
 import logging
 import shutil
 
-import duckdb
-
 from samverkan.config import SOURCES, Paths
 from samverkan.landing import list_batches
+from samverkan.locks import connect_warehouse
 from samverkan.warehouse import warehouse_lock
 
 log = logging.getLogger(__name__)
@@ -23,14 +22,16 @@ DEFAULT_RETENTION_DAYS = 30
 
 def purge_landing(p: Paths, retention_days: int = DEFAULT_RETENTION_DAYS,
                   now: dt.datetime | None = None) -> list[str]:
-    """Delete loaded landing batches extracted more than ``retention_days`` ago; returns their ids."""
+    """Delete loaded landing batches extracted more than ``retention_days`` ago; returns their ids.
+    Waits (bounded) for the restricted warehouse when another process holds it, then raises
+    :class:`samverkan.warehouse.WarehouseBusy`."""
     if retention_days < 0:
         raise ValueError("retention_days must be zero or more")
     if not p.restricted_db.exists():
         return []
     cutoff = (now or dt.datetime.now(dt.UTC)) - dt.timedelta(days=retention_days)
     with warehouse_lock(p):
-        conn = duckdb.connect(str(p.restricted_db), read_only=True)
+        conn = connect_warehouse(p.restricted_db, read_only=True)
         try:
             loaded = {r[0] for r in conn.execute("select batch_id from load_meta.batches").fetchall()}
         finally:

@@ -21,6 +21,7 @@ import duckdb
 
 from samverkan.config import SOURCES, ConfigError, Settings
 from samverkan.extract import BatchResult, Extractor, ExtractResult, run_extract
+from samverkan.locks import WarehouseBusy, connect_warehouse
 from samverkan.progress import progress
 from samverkan.publish import (
     ANALYTICS_SNAPSHOT,
@@ -28,13 +29,16 @@ from samverkan.publish import (
     MANIFEST,
     GateCheck,
     PublicationResult,
+    analysts_publication,
     copy_dbt_docs,
     current_manifest,
+    discard_candidate,
     export_candidate,
     export_lagesbild_candidate,
     indicator_catalogue,
     indicator_publication,
     lagesbild_publication,
+    new_staging,
     prune_snapshots,
     publish_candidate,
     write_analytics_snapshot,
@@ -121,10 +125,16 @@ def failed_extract(source: str, error: BaseException | str | None) -> ExtractRes
 
 
 def purge_landing(settings: Settings) -> list[str]:
-    """Landing retention: loaded batches older than ``retention_days`` (default 30) go."""
+    """Landing retention: loaded batches older than ``retention_days`` (default 30) go. When
+    the restricted warehouse stays held by another process, the purge waits, then is skipped
+    with one line saying why (the next run purges)."""
     from samverkan.retention import purge_landing as purge
 
-    return purge(settings.paths, settings.retention_days)
+    try:
+        return purge(settings.paths, settings.retention_days)
+    except WarehouseBusy as exc:
+        log.warning("landing retention skipped this run: %s", exc)
+        return []
 
 
 def reference_date(settings: Settings, override: str | None = None) -> dt.date:
@@ -195,7 +205,7 @@ def _loaded_batches(settings: Settings) -> list[dict[str, str]]:
     from samverkan.warehouse import warehouse_lock
 
     with warehouse_lock(p):
-        conn = duckdb.connect(str(p.restricted_db), read_only=True)
+        conn = connect_warehouse(p.restricted_db, read_only=True)
         try:
             rows = conn.execute(
                 "select batch_id, source from load_meta.batches order by loaded_at, batch_id"
@@ -207,7 +217,7 @@ def _loaded_batches(settings: Settings) -> list[dict[str, str]]:
 
 def _load_report_rows(settings: Settings, query: str) -> list[tuple[Any, ...]]:
     """Rows of a dbt load-report model in the analytics warehouse; none before the first build."""
-    conn = duckdb.connect(str(settings.paths.analytics_db), read_only=True)
+    conn = connect_warehouse(settings.paths.analytics_db, read_only=True)
     try:
         return conn.execute(query).fetchall()
     except duckdb.CatalogException:
@@ -373,8 +383,14 @@ def publish(settings: Settings, version: str, ref: dt.date, extract_results: lis
         return PublicationResult(version, False, None, checks, gate_report=gate)
 
     progress("gate: exporting the candidate, Great Expectations checkpoint, disclosure check …")
-    staging = export_candidate(p, version, min_cell=settings.min_cell,
-                               trailing_weeks=lagesbild_trailing_weeks(settings))
+    try:
+        staging = export_candidate(p, version, min_cell=settings.min_cell,
+                                   trailing_weeks=lagesbild_trailing_weeks(settings))
+    except WarehouseBusy as exc:
+        checks.append(GateCheck("export", False, str(exc)))
+        gate = _write_gate_report(settings, version, checks)
+        log.warning("publication blocked before export: %s", exc)
+        return PublicationResult(version, False, None, checks, gate_report=gate)
     with _VALIDATION_LOCK:
         gx = validate_indicators(staging / "indicators.parquet", p, version)
     checks.append(GateCheck("indicator_checkpoint", gx.success,
@@ -394,6 +410,7 @@ def publish(settings: Settings, version: str, ref: dt.date, extract_results: lis
         "min_cell": settings.min_cell,
         "build_fingerprint": build_fingerprint(settings, ref),
     }
+    analysts_staging: Path | None = None
     if all(c.success for c in checks):
         progress("gate passed; writing the report, the workbook, the analysts' snapshot and docs …")
         catalogue = indicator_catalogue(p.dbt_target)
@@ -405,16 +422,22 @@ def publish(settings: Settings, version: str, ref: dt.date, extract_results: lis
         write_indicator_workbook(staging / "indicators.parquet", catalogue, staging / "indicators.xlsx",
                                  min_cell=settings.min_cell,
                                  targets=p.reference / "ref_indicator_targets.csv")
-        checks.append(_analyst_access(settings, staging, version, ref))
+        analysts_staging = new_staging(analysts_publication(p), version)
+        checks.append(_analyst_access(settings, analysts_staging, version, ref))
     gate = _write_gate_report(settings, version, checks)
     result = publish_candidate(indicator_publication(p), version, staging, checks, manifest_extra)
     result.gate_report = gate
     if result.published:
         progress("published version %s", version)
+        # the analysts' snapshot of the same build, outside the published zone
+        publish_candidate(analysts_publication(p), version, analysts_staging, checks,
+                          {"reference_date": ref.isoformat(), "publication": version})
         prune_snapshots(p)
         if source_volumes is not None:
             remember_volumes(settings, source_volumes)
     else:
+        if analysts_staging is not None:
+            discard_candidate(analysts_staging)
         log.warning("publication blocked: see %s", gate)
     return result
 
@@ -456,11 +479,14 @@ def standing_publication(settings: Settings, ref: dt.date) -> str | None:
 
 def _analyst_access(settings: Settings, staging: Path, version: str, ref: dt.date) -> GateCheck:
     """The analysts' read-only snapshot of the analytics warehouse and the dbt docs, written
-    into the candidate: every publication carries both, or it is not published."""
+    into ``staging`` (the analysts' zone, analytics/.staging-<version>/, never the published
+    zone): every publication comes with both, or it is not published."""
     from samverkan.transform import dbt_docs_generate
 
     try:
         write_analytics_snapshot(settings.paths, staging)
+    except WarehouseBusy as exc:
+        return GateCheck("analyst_access", False, f"analytics snapshot failed: {exc}")
     except duckdb.Error as exc:
         return GateCheck("analyst_access", False, f"analytics snapshot failed ({type(exc).__name__})")
     docs = dbt_docs_generate(settings.paths, dbt_vars(settings, version, ref), static=True)
@@ -502,7 +528,7 @@ def transform_lagesbild(settings: Settings, version: str, ref: dt.date) -> Any:
 
 
 def _warehouse_indicator_versions(settings: Settings) -> list[str]:
-    conn = duckdb.connect(str(settings.paths.analytics_db), read_only=True)
+    conn = connect_warehouse(settings.paths.analytics_db, read_only=True)
     try:
         rows = conn.execute(
             "select distinct data_version from marts.published_indicators order by 1").fetchall()

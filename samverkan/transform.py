@@ -26,10 +26,9 @@ from itertools import takewhile
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
 from samverkan.config import DBT_PROJECT_DIR, SQL_DIR, Paths
 from samverkan.config import paths as configured_paths
+from samverkan.locks import WarehouseBusy, connect_warehouse, ensure_writable
 from samverkan.progress import progress
 from samverkan.pseudonymisation import PseudonymKeyError, load_key
 
@@ -108,7 +107,7 @@ def ensure_raw_schema(paths: Paths) -> None:
     """Create the warehouse directories and the raw tables of the restricted warehouse (an
     empty warehouse then builds to empty indicator tables)."""
     paths.ensure()
-    conn = duckdb.connect(str(paths.restricted_db))
+    conn = connect_warehouse(paths.restricted_db)
     try:
         conn.execute(RESTRICTED_SCHEMA_SQL.read_text(encoding="utf-8"))
     finally:
@@ -122,7 +121,7 @@ def load_reference_tables(paths: Paths) -> None:
     from samverkan.config.reference import load_reference, read_reference
 
     data = read_reference(paths.reference)
-    conn = duckdb.connect(str(paths.analytics_db))
+    conn = connect_warehouse(paths.analytics_db)
     try:
         load_reference(conn, data)
     finally:
@@ -190,13 +189,21 @@ def dbt_build(paths: Paths, vars: Mapping[str, Any] | None = None,
     municipality's reference files; ``extra_args`` such as ``["--select", "..."]`` narrow it."""
     from samverkan.config.reference import ReferenceError
 
-    ensure_raw_schema(paths)
     try:
+        ensure_raw_schema(paths)
         load_reference_tables(paths)
+        ensure_writable(paths)  # dbt opens both files itself: wait here while another holds one
     except ReferenceError as exc:
         return DbtOutcome("build", False, [DbtFailure("reference", "configuration", "error", problem)
                                            for problem in exc.problems])
+    except WarehouseBusy as exc:
+        return _busy("build", exc)
     return run_dbt(["build", *extra_args], paths, vars, target_path)
+
+
+def _busy(command: str, exc: WarehouseBusy) -> DbtOutcome:
+    """A dbt command not started: a warehouse file stayed held by another process."""
+    return DbtOutcome(command, False, [DbtFailure("warehouse", "lock", "error", str(exc))])
 
 
 def dbt_parse(paths: Paths | None = None, target_path: Path | None = None) -> DbtOutcome:
@@ -209,7 +216,11 @@ def dbt_docs_generate(paths: Paths, vars: Mapping[str, Any] | None = None,
     """``dbt docs generate`` (manifest and catalog in the target directory; with ``static``
     also ``static_index.html``, one page that works without a server, and no recompilation:
     the publication documents the models the build just ran)."""
-    ensure_raw_schema(paths)
+    try:
+        ensure_raw_schema(paths)
+        ensure_writable(paths)
+    except WarehouseBusy as exc:
+        return _busy("docs generate", exc)
     args = ["docs", "generate"]
     if static:
         args.append("--static")

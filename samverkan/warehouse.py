@@ -4,6 +4,10 @@ DuckDB allows one writing process at a time. Every write goes through
 :func:`restricted_connection`, which holds an exclusive file lock for its duration, so
 concurrent extract flows (threads or processes) queue instead of failing, and nothing keeps
 the file open between steps.
+
+Every connection to a warehouse file is opened by
+:func:`samverkan.locks.connect_warehouse`, which waits (bounded) while another process holds
+the file and then says which one.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import pyarrow as pa
 
 from samverkan.config import SQL_DIR, Paths
 from samverkan.landing import BatchManifest
+from samverkan.locks import connect_warehouse
 
 
 class AccountingError(Exception):
@@ -64,7 +69,7 @@ def ensure_restricted_schema(conn: duckdb.DuckDBPyConnection) -> None:
 def restricted_connection(p: Paths) -> Iterator[duckdb.DuckDBPyConnection]:
     """An exclusive read-write connection to the restricted warehouse, schema ensured."""
     with warehouse_lock(p):
-        conn = duckdb.connect(str(p.restricted_db))
+        conn = connect_warehouse(p.restricted_db)
         try:
             ensure_restricted_schema(conn)
             yield conn

@@ -214,8 +214,8 @@ def demo_world(tmp_path_factory, prefect_api_url: str) -> DemoWorld:
 
 
 class SnapshotReader(threading.Thread):
-    """An analyst: opens a published analytics snapshot read-only and queries it, again and
-    again, until stopped; records every error."""
+    """An analyst: opens the analysts' snapshot (analytics/current/analytics.duckdb) read-only
+    and queries it, again and again, until stopped; records every error."""
 
     def __init__(self, snapshot: Path) -> None:
         super().__init__(daemon=True)
@@ -256,10 +256,11 @@ class LagesbildRun:
 def lagesbild_run(demo_world: DemoWorld) -> LagesbildRun:
     """`samverkan lagesbild` on the demo world, as the Monday schedule starts it: in its own
     process it rebuilds the lägesbild models in the analytics warehouse and publishes, while an
-    analyst reads the nightly publication's read-only snapshot of that warehouse."""
+    analyst reads the read-only snapshot of that warehouse in the analysts' folder."""
     assert demo_world.returncode == 0, demo_world.stdout[-2000:] + demo_world.stderr[-3000:]
     current = demo_world.paths.current_publication.resolve()
-    reader = SnapshotReader(current / "analytics.duckdb")
+    snapshot = (demo_world.paths.analysts / "current").resolve() / "analytics.duckdb"
+    reader = SnapshotReader(snapshot)
     reader.start()
     try:
         process = subprocess.run([sys.executable, "-m", "samverkan.cli", "lagesbild"],
@@ -268,4 +269,4 @@ def lagesbild_run(demo_world: DemoWorld) -> LagesbildRun:
     finally:
         reader.stop.set()
         reader.join(timeout=60)
-    return LagesbildRun(process, current / "analytics.duckdb", reader, current.name)
+    return LagesbildRun(process, snapshot, reader, current.name)

@@ -370,13 +370,16 @@ def test_second_run_with_nothing_new_adds_nothing(demo, live):
 
 def test_analysts_read_the_snapshot_while_the_weekly_run_writes(demo, lagesbild_run):
     """The weekly lägesbild run (its own process) rebuilds models in the analytics warehouse
-    while an analyst reads the published read-only snapshot of it: both succeed."""
+    while an analyst reads the read-only snapshot of it in the analysts' folder (not in the
+    published one): both succeed."""
     assert lagesbild_run.process.returncode == 0, (lagesbild_run.process.stdout[-2000:]
                                                    + lagesbild_run.process.stderr[-3000:])
     assert not lagesbild_run.reader.errors, lagesbild_run.reader.errors[:3]
     assert lagesbild_run.reader.reads >= 5, lagesbild_run.reader.reads
     snapshot = lagesbild_run.snapshot
     assert snapshot.stat().st_mode & 0o222 == 0, "the snapshot file is read-only"
+    assert snapshot.parent.parent.parent == demo.paths.analysts
+    assert not list(demo.paths.published.rglob("*.duckdb"))
     assert (snapshot.parent / "dbt_docs" / "index.html").is_file()
     # the README's example questions answer on the snapshot, which holds no direct identifiers
     questions = _readme_sql()

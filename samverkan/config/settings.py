@@ -31,6 +31,12 @@ SOURCES = ("ss12000", "case_system", "police")
 CONFIG_ENV = "SAMVERKAN_CONFIG"
 HOME_ENV = "SAMVERKAN_HOME"
 CONFIG_FILE_NAME = "samverkan.toml"
+# Modes of the zones (README, "Zones"): personal data and secrets owner-only; what is handed on
+# (the published zone to management and partners, the analysts' zone) readable by the group at
+# most, never by other users.
+PROCESS_UMASK = 0o077
+OWNER_ONLY_DIR, OWNER_ONLY_FILE = 0o700, 0o600
+GROUP_READ_DIR, GROUP_READ_FILE = 0o750, 0o640
 
 
 class ConfigError(Exception):
@@ -103,10 +109,48 @@ class Paths:
         two data directories (a demo and the tests, two test workers) never share one."""
         return self.run_state / "dbt-target"
 
+    @property
+    def scratch(self) -> Path:
+        """Scratch DuckDB files holding a batch while it is validated (personnummer)."""
+        return self.validation / "scratch"
+
+    @property
+    def analysts(self) -> Path:
+        """The analysts' zone: ``versions/<version>/`` (the read-only snapshot of the analytics
+        warehouse and the dbt docs) behind a ``current`` link. Person-level (pseudonymised):
+        never inside the published zone."""
+        return self.home / "analytics"
+
+    @property
+    def run_lock(self) -> Path:
+        """The lock a run holds on this data directory (see :mod:`samverkan.locks`)."""
+        return self.run_state / "samverkan.lock"
+
+    def zone_modes(self) -> dict[Path, int]:
+        """Each zone directory and its mode. Owner only (0700) where personal data or secrets
+        live; the published and analysts' zones readable by the group at most (0750)."""
+        return {
+            self.landing: OWNER_ONLY_DIR, self.warehouse: OWNER_ONLY_DIR,
+            self.validation: OWNER_ONLY_DIR, self.scratch: OWNER_ONLY_DIR,
+            self.keys: OWNER_ONLY_DIR, self.logs: OWNER_ONLY_DIR, self.run_state: OWNER_ONLY_DIR,
+            self.published: GROUP_READ_DIR, self.analysts: GROUP_READ_DIR,
+        }
+
     def ensure(self) -> Paths:
-        for directory in (self.landing, self.warehouse, self.published, self.validation, self.logs,
-                          self.run_state):
-            directory.mkdir(parents=True, exist_ok=True)
+        """Create the zones with their modes (an existing installation's zones are set to
+        them too), and make files this process creates owner-only (umask 077): a file written
+        into the published or analysts' zone is given its group-readable mode explicitly."""
+        os.umask(PROCESS_UMASK)
+        # the groups reach the published and analysts' zones through the data directory
+        self.home.mkdir(mode=GROUP_READ_DIR, parents=True, exist_ok=True)
+        for directory, mode in self.zone_modes().items():
+            directory.mkdir(mode=mode, parents=True, exist_ok=True)
+            if directory.stat().st_mode & 0o777 != mode:
+                directory.chmod(mode)
+        for database in (self.restricted_db, self.analytics_db):
+            for path in (database, database.with_name(database.name + ".wal")):
+                if path.exists() and path.stat().st_mode & 0o777 != OWNER_ONLY_FILE:
+                    path.chmod(OWNER_ONLY_FILE)
         return self
 
 
