@@ -93,8 +93,8 @@ def test_nightly_publication_carries_the_lagesbild_and_the_workbook(run: Run) ->
     for name, digest in manifest["files"].items():
         assert file_sha256(current / name) == digest, name
     checks = {c["name"]: c["success"] for c in manifest["validation"]["checks"]}
-    assert checks == {"extract_batches": True, "source_volumes": True, "dbt_build": True, "indicator_checkpoint": True,
-                      "disclosure_control": True, "lagesbild_checkpoint": True,
+    assert checks == {"extract_batches": True, "source_volumes": True, "dbt_build": True,
+                      "indicator_checkpoint": True, "disclosure_control": True, "lagesbild_checkpoint": True,
                       "lagesbild_disclosure_control": True, "analyst_access": True}
     nightly = pd.read_csv(current / "lagesbild.csv", dtype=TEXT_COLUMNS)
     assert set(nightly["iso_week"]) == {ISO_WEEK} and set(nightly["data_version"]) == {run.version}
