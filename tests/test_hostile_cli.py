@@ -74,16 +74,22 @@ def systems(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def home(tmp_path: Path, platform: str, systems: tuple[Path, Path],
          prefect_api_url: str) -> tuple[Path, dict]:
     sqlite, inbox = systems
-    path = tmp_path / "data"
+    return installation(tmp_path / "data", platform, "token", sqlite, inbox, prefect_api_url)
+
+
+def installation(path: Path, base_url: str, token: str, sqlite: Path, inbox: Path,
+                 prefect_api_url: str) -> tuple[Path, dict]:
+    """Malmö's data directory (configuration and reference files) and the environment of a
+    `samverkan` command on it."""
     write_reference(MALMO, path / "reference")
     (path / "samverkan.toml").write_text(
         '[municipality]\ncode = "1280"\nname = "Malmö"\norganisation_number = "212000-1124"\n\n'
         '[general]\nreference_date = "2026-06-12"\n\n'
-        f'[ss12000]\nbase_url = "{platform}"\ntoken_env = "{TOKEN_ENV}"\n\n'
+        f'[ss12000]\nbase_url = "{base_url}"\ntoken_env = "{TOKEN_ENV}"\n\n'
         f'[case_system]\nurl = "sqlite:///{sqlite}"\n\n[police]\ninbox = "{inbox}"\n', encoding="utf-8")
     env = {k: v for k, v in os.environ.items()
            if k not in ("SAMVERKAN_CONFIG", "SAMVERKAN_PSEUDONYM_KEY_FILE")}
-    env.update({"SAMVERKAN_HOME": str(path), "SAMVERKAN_PSEUDONYM_KEY": KEY, TOKEN_ENV: "token",
+    env.update({"SAMVERKAN_HOME": str(path), "SAMVERKAN_PSEUDONYM_KEY": KEY, TOKEN_ENV: token,
                 "PREFECT_API_URL": prefect_api_url})
     return path, env
 
@@ -162,17 +168,8 @@ def served_home(tmp_path: Path, systems: tuple[Path, Path],
     token = secrets.token_urlsafe(12)
     with serve(SS12000Data.from_population(generate(seed=7, pupils=120, lessons_per_day=1,
                                                     municipality=MALMO)), token) as server:
-        path = tmp_path / "data"
-        write_reference(MALMO, path / "reference")
-        (path / "samverkan.toml").write_text(
-            '[municipality]\ncode = "1280"\nname = "Malmö"\norganisation_number = "212000-1124"\n\n'
-            '[general]\nreference_date = "2026-06-12"\n\n'
-            f'[ss12000]\nbase_url = "{server.base_url}"\ntoken_env = "{TOKEN_ENV}"\n\n'
-            f'[case_system]\nurl = "sqlite:///{copy}"\n\n[police]\ninbox = "{inbox}"\n', encoding="utf-8")
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("SAMVERKAN_CONFIG", "SAMVERKAN_PSEUDONYM_KEY_FILE")}
-        env.update({"SAMVERKAN_HOME": str(path), "SAMVERKAN_PSEUDONYM_KEY": KEY, TOKEN_ENV: token,
-                    "PREFECT_API_URL": prefect_api_url, "CASE_DB": str(copy)})
+        path, env = installation(tmp_path / "data", server.base_url, token, copy, inbox, prefect_api_url)
+        env["CASE_DB"] = str(copy)
         yield path, env
 
 
