@@ -356,9 +356,10 @@ def run_extract(p: Paths, extractor: Extractor, validate: Validator | None = Non
             log.info("%s: nothing new since the last extract", source)
             progress("%s: nothing new", source)
             return result
-        progress("%s: %s rows pulled; landing, validating and loading …", source,
-                 f"{pull.row_count:,}" if all(isinstance(t, pa.Table) for t in pull.tables.values())
-                 else "streaming")
+        if all(isinstance(t, pa.Table) for t in pull.tables.values()):
+            progress("%s: %s rows pulled; landing, validating and loading …", source, f"{pull.row_count:,}")
+        else:  # streamed into landing: counted once landed
+            progress("%s: new deliveries; landing, validating and loading …", source)
         manifest = write_batch(
             p.landing, source, pull.tables, watermarks=pull.watermarks,
             content_checksums=pull.content_checksums, extra=pull.extra,

@@ -141,8 +141,11 @@ class Paths:
         them too), and make files this process creates owner-only (umask 077): a file written
         into the published or analysts' zone is given its group-readable mode explicitly."""
         os.umask(PROCESS_UMASK)
-        # the groups reach the published and analysts' zones through the data directory
-        self.home.mkdir(mode=GROUP_READ_DIR, parents=True, exist_ok=True)
+        # the groups reach the published and analysts' zones through the data directory (one
+        # this process creates; an operator's own directory keeps the mode it was given)
+        if not self.home.exists():
+            self.home.mkdir(parents=True)
+            self.home.chmod(GROUP_READ_DIR)
         for directory, mode in self.zone_modes().items():
             directory.mkdir(mode=mode, parents=True, exist_ok=True)
             if directory.stat().st_mode & 0o777 != mode:
