@@ -420,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     apply_environment_defaults(verbose=args.verbose)
     if args.command != "pseudonym":
         with contextlib.suppress(OSError):  # an unusable data directory: `check` says so
-            configure_logging(paths().logs, args.verbose)
+            configure_logging(paths().ensure().logs, args.verbose)
         if not args.verbose:  # verbose: Prefect's console handler prints them with the log
             show_progress_on_console()
     try:

@@ -67,8 +67,9 @@ class InitResult:
 
 
 def init_home(p: Paths, config: Path | None = None) -> InitResult:
-    """Write ``samverkan.toml`` (unless it exists) and the missing reference templates."""
-    p.home.mkdir(parents=True, exist_ok=True)
+    """Create the data directory's zones and write ``samverkan.toml`` (unless it exists) and
+    the missing reference templates."""
+    p.ensure()  # the data directory and its zones, with their modes
     target = config or p.home / CONFIG_FILE_NAME
     written = False
     if not target.exists():
