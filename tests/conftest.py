@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -9,8 +10,9 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +53,35 @@ LONGEST_FIRST = ("test_end_to_end.py", "test_operations.py", "test_source_change
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable within a file
+
+
+Handler = Callable[[BaseHTTPRequestHandler], None]
+
+
+@contextlib.contextmanager
+def http_server(handle: Handler, host: str = "127.0.0.1") -> Iterator[ThreadingHTTPServer]:
+    """A real HTTP server on ``host`` whose every GET and POST is answered by ``handle``."""
+
+    class _Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                handle(self)
+
+        do_POST = do_GET  # noqa: N815
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer((host, 0), _Handler)
+    server.daemon_threads = True
+    server.requests = 0  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def _reachable(host: str, port: int) -> bool:

@@ -13,12 +13,12 @@ from __future__ import annotations
 import json
 import os
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
+from conftest import http_server
 
 from samverkan.simulator.municipalities import MALMO, write_reference
 
@@ -32,29 +32,23 @@ ORGANISATIONS = {"data": [{"id": "7f1c0d7e-0000-4000-8000-000000000001", "displa
                                     "modified": "2026-01-01T00:00:00+01:00"}}]}
 
 
-class _RightsLostMidRun(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
-        if self.path.split("?")[0].endswith("/organisations"):
-            body, status = json.dumps(ORGANISATIONS).encode(), 200
-        else:
-            body, status = b'{"error": "insufficient rights"}', 403
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
+def _rights_lost_mid_run(request: BaseHTTPRequestHandler) -> None:
+    """Lists the municipality in /organisations, refuses everything else."""
+    if request.path.split("?")[0].endswith("/organisations"):
+        body, status = json.dumps(ORGANISATIONS).encode(), 200
+    else:
+        body, status = b'{"error": "insufficient rights"}', 403
+    request.send_response(status)
+    request.send_header("Content-Type", "application/json")
+    request.send_header("Content-Length", str(len(body)))
+    request.end_headers()
+    request.wfile.write(body)
 
 
 @pytest.fixture(scope="module")
 def platform() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _RightsLostMidRun)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v2.0"
-    server.shutdown()
+    with http_server(_rights_lost_mid_run) as server:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v2.0"
 
 
 @pytest.fixture(scope="module")

@@ -8,14 +8,13 @@ import contextlib
 import itertools
 import json
 import resource
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from conftest import Handler, http_server
 
 from samverkan.config import SS12000Config
 from samverkan.extract import SourceState
@@ -30,35 +29,6 @@ from samverkan.sources.ss12000 import (
 
 TOKEN = "hostile-token-7d1e"  # noqa: S105 - a test credential
 PERSONNUMMER = "201301012397"
-
-Handler = Callable[[BaseHTTPRequestHandler], None]
-
-
-@contextlib.contextmanager
-def http_server(handle: Handler, host: str = "127.0.0.1") -> Iterator[ThreadingHTTPServer]:
-    """A real HTTP server on ``host`` whose every GET and POST is answered by ``handle``."""
-
-    class _Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
-            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                handle(self)
-
-        do_POST = do_GET  # noqa: N815
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer((host, 0), _Handler)
-    server.daemon_threads = True
-    server.requests = 0  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-
 
 def base_url(server: ThreadingHTTPServer) -> str:
     host, port = server.server_address[:2]

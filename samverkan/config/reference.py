@@ -16,6 +16,7 @@ between the fields and a header line naming the columns.
 from __future__ import annotations
 
 import csv
+import difflib
 import functools
 import hashlib
 import io
@@ -200,8 +201,6 @@ def _read_rows(table: Table, path: Path, problems: list[str]) -> list[tuple[int,
     wrong = False
     for h in header:
         if h not in names:
-            import difflib
-
             close = difflib.get_close_matches(h, names, n=1, cutoff=0.6)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             problems.append(f"{path}:1: unknown column '{h}'{hint}; expected " + ", ".join(names))

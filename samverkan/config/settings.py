@@ -487,15 +487,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
                 problems.append(f"{cfg}: [{section}] {key}: {problem}")
             else:
                 values[section][key] = value
-    for section in ("municipality",) + tuple(s for s in SOURCES if s in values):
-        for key, option in declared[section].items():
-            if option.required and key not in values.get(section, {}) and not any(
-                    p_.startswith(f"{cfg}: [{section}] {key}:") for p_ in problems):
-                if section == "municipality" and section not in doc:
-                    problems.append(f"{cfg}: no [municipality] section: the municipality's code, "
-                                    "name and organisation_number are required")
-                    break
-                problems.append(f"{cfg}: [{section}] {key} is required ({option.help})")
+    if "municipality" not in doc:
+        problems.append(f"{cfg}: no [municipality] section: the municipality's code, name and "
+                        "organisation_number are required")
+    for section in values:  # a required key given with a wrong value is reported above
+        problems += [f"{cfg}: [{section}] {key} is required ({option.help})"
+                     for key, option in declared[section].items()
+                     if option.required and key not in doc[section]]
     source_problems: dict[str, list[str]] = {}
     ss12000 = (_ss12000(values["ss12000"], env, cfg, source_problems.setdefault("ss12000", []))
                if "ss12000" in values else None)
