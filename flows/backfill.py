@@ -37,9 +37,11 @@ def extract_day_task(day: str) -> list[ExtractResult]:
 
 
 @flow(name="backfill")
-def backfill(date_from: str, date_to: str) -> BackfillOutcome:
+def backfill(date_from: str, date_to: str, confirm_anomalies: bool = False) -> BackfillOutcome:
     """Pull every source day by day from ``date_from`` to ``date_to``, then publish once with
-    ``date_to`` as the reference date (unless nothing new was loaded and that is published)."""
+    ``date_to`` as the reference date (unless nothing new was loaded and that is published).
+    As in the nightly pipeline, a source that delivers far less than at the last publication
+    stops publication unless the operator confirms it (``confirm_anomalies``)."""
     settings = load_settings()
     days = backfill_steps.days_in_range(dt.date.fromisoformat(date_from),
                                         dt.date.fromisoformat(date_to))
@@ -50,20 +52,26 @@ def backfill(date_from: str, date_to: str) -> BackfillOutcome:
     loaded = sum(d.loaded for d in loaded_days)
     failed = any(not r.ok for r in results)
     end = days[-1]
-    if not failed:
+    volumes = steps.source_volume_check(settings, end, confirm_anomalies, "samverkan backfill --from "
+                                        f"{days[0].isoformat()} --to {end.isoformat()}")
+    if not failed and volumes.check.success:
         standing = steps.standing_publication(settings, end)
         if standing:
             log.info("backfill %s..%s: nothing new; publication %s stands", days[0], end, standing)
             load_report_artifact(steps.load_report(results))
+            steps.remember_volumes(settings, volumes)  # the baseline the next run compares with
             return BackfillOutcome([d.isoformat() for d in days], 0, None, standing)
     # From here on the publish flow leaves the load report and gate artifacts of this run.
     version = new_version()
     if failed:
         dbt_success, dbt_detail = False, "not run: an extract batch failed (see extract_batches)"
+    elif not volumes.check.success:
+        dbt_success = False
+        dbt_detail = "not run: a source delivers far less than before (see source_volumes)"
     else:
         dbt_success, dbt_detail = transform(version=version, reference_date=end.isoformat())
     publication = publish(version=version, reference_date=end.isoformat(), extract_results=results,
-                          dbt_success=dbt_success, dbt_detail=dbt_detail)
+                          dbt_success=dbt_success, dbt_detail=dbt_detail, source_volumes=volumes)
     outcome = BackfillOutcome([d.isoformat() for d in days], loaded, publication)
     if not publication.published:
         return Failed(message="publication gate failed: "

@@ -203,10 +203,10 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     except BackfillError as exc:
         print(f"samverkan backfill: {exc}", file=sys.stderr)
         return 2
-    return exclusive("samverkan backfill", lambda p: _backfill(p, days))
+    return exclusive("samverkan backfill", lambda p: _backfill(p, days, args.confirm_anomalies))
 
 
-def _backfill(p: Paths, days: list[dt.date]) -> int:
+def _backfill(p: Paths, days: list[dt.date], confirm_anomalies: bool = False) -> int:
     if not preflight():
         return 1
     from flows.backfill import backfill  # Prefect's import takes seconds: after the checks
@@ -214,7 +214,7 @@ def _backfill(p: Paths, days: list[dt.date]) -> int:
     print(f"Backfilling {len(days)} days ({days[0]} – {days[-1]}): each day's changes from every "
           "source as its own batch, then one build and one publication …", flush=True)
     completed, outcome = _run_flow(backfill, "backfill", date_from=days[0].isoformat(),
-                                   date_to=days[-1].isoformat())
+                                   date_to=days[-1].isoformat(), confirm_anomalies=confirm_anomalies)
     if outcome is None:
         _summary(p, None)
         return 1
@@ -398,6 +398,9 @@ def build_parser() -> argparse.ArgumentParser:
                       metavar="YYYY-MM-DD", help="first data date of the range")
     fill.add_argument("--to", dest="date_to", type=dt.date.fromisoformat, required=True,
                       metavar="YYYY-MM-DD", help="last data date; the publication's reference date")
+    fill.add_argument("--confirm-anomalies", action="store_true",
+                      help="publish although a source delivers far less than at the last "
+                           "publication: the operator has checked it")
     fill.set_defaults(func=cmd_backfill)
 
     weekly = sub.add_parser(

@@ -320,10 +320,11 @@ class SourceVolumes:
     volumes: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
-def source_volume_check(settings: Settings, ref: dt.date, confirmed: bool = False) -> SourceVolumes:
+def source_volume_check(settings: Settings, ref: dt.date, confirmed: bool = False,
+                        command: str = "samverkan run") -> SourceVolumes:
     """Does a source deliver far less than before? An anomaly fails the gate check
-    ``source_volumes`` unless the operator ``confirmed`` it (``samverkan run
-    --confirm-anomalies``)."""
+    ``source_volumes`` unless the operator ``confirmed`` it (``command`` with
+    ``--confirm-anomalies``: ``samverkan run`` or ``samverkan backfill``)."""
     from samverkan.anomalies import find_anomalies
     from samverkan.sources.failures import failure_cause
 
@@ -340,7 +341,7 @@ def source_volume_check(settings: Settings, ref: dt.date, confirmed: bool = Fals
         return SourceVolumes(GateCheck("source_volumes", True, f"confirmed by the operator: {detail}"),
                              volumes)
     return SourceVolumes(GateCheck(
-        "source_volumes", False, f"{detail}. If this is right, publish with `samverkan run "
+        "source_volumes", False, f"{detail}. If this is right, publish with `{command} "
         "--confirm-anomalies`"), volumes)
 
 

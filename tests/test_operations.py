@@ -123,3 +123,30 @@ def test_backfill_refuses_a_range_in_the_wrong_order(world: World) -> None:
     result = _cli(world, "backfill", "--from", "2026-06-12", "--to", "2026-06-01")
     assert result.returncode == 2
     assert "is after --to" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_backfill_after_the_case_system_emptied_waits_for_the_operator(world: World) -> None:
+    """A backfill compares what the sources deliver with the last publication, as the nightly
+    run does: views that emptied stop publication until the operator confirms it."""
+    import sqlite3
+
+    day = DATE_TO.isoformat()
+    if not world.paths.current_publication.exists():  # the first test publishes; alone, do it here
+        assert _cli(world, "backfill", "--from", day, "--to", day).returncode == 0
+    current = world.paths.current_publication.resolve()
+    with sqlite3.connect(world.paths.simulator / "case_system.sqlite") as conn:
+        for (table,) in conn.execute("select name from sqlite_master where type = 'table'").fetchall():
+            conn.execute(f'delete from "{table}"')  # noqa: S608 - the test's own table names
+    blocked = _cli(world, "backfill", "--from", day, "--to", day)
+    console = blocked.stdout + blocked.stderr
+    assert blocked.returncode == 1 and "Traceback" not in console, console[-3000:]
+    line = next(x for x in console.splitlines() if "source_volumes" in x)
+    assert "FAIL" in line and "view klient has 0 rows; it had" in line, line
+    assert f"`samverkan backfill --from {day} --to {day} --confirm-anomalies`" in line, line
+    assert world.paths.current_publication.resolve() == current
+    confirmed = _cli(world, "backfill", "--from", day, "--to", day, "--confirm-anomalies")
+    assert confirmed.returncode == 0, (confirmed.stdout + confirmed.stderr)[-3000:]
+    assert world.paths.current_publication.resolve() == current  # nothing new to publish
+    # the confirmed volumes are the new baseline: the next backfill needs no confirmation
+    again = _cli(world, "backfill", "--from", day, "--to", day)
+    assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
