@@ -378,7 +378,8 @@ CASES: tuple[Case, ...] = (
           "2026-13-45"), "samverkan.toml"),
     Case("config-impossible-toml-date", "reference_date = 2026-13-45 (a TOML date, unquoted)",
          toml('reference_date = "2026-06-12"', "reference_date = 2026-13-45"),
-         ("FAIL", "configuration", "{config}", "not valid TOML", "line 7"), "samverkan.toml"),
+         ("FAIL", "configuration", "{config}", "not valid TOML", "line 7", "key reference_date",
+          "YYYY-MM-DD"), "samverkan.toml"),
     Case("config-municipality-code-missing", "[municipality] has no code",
          toml('code = "1280"\n', ""),
          ("FAIL", "configuration", "{config}", "[municipality] code is required"), "samverkan.toml"),
@@ -451,7 +452,10 @@ CASES: tuple[Case, ...] = (
     Case("case-sqlite-missing", "the SQLite file does not exist (and must not be created)",
          sqlite_missing, ("FAIL", "case_system", "{missing}", "does not exist", "no file was created")),
     Case("case-sqlite-locked", "another process holds the SQLite database (BEGIN EXCLUSIVE)",
-         sqlite_locked, ("FAIL", "case_system", "{case_db}", "locked")),
+         sqlite_locked, ("FAIL", "case_system", "{case_db}", "the database is locked",
+                         "another process holds a write transaction")),
+    Case("case-sqlite-path-is-a-directory", "the SQLite path names a directory",
+         case_url("sqlite:///{reference}"), ("FAIL", "case_system", "{reference}", "is not a file")),
     Case("case-view-missing", "the view insats does not exist", view_missing,
          ("FAIL", "case_system", "{case_db}", "view insats", "does not exist")),
     Case("case-column-missing", "the view utredning lacks the column resultat", column_missing,
@@ -483,6 +487,10 @@ CASES: tuple[Case, ...] = (
          base_url("https://skolplattform.example.se:port/v2.0"),
          ("FAIL", "configuration", "{config}", "[ss12000] base_url", "not a valid URL",
           "Port could not be cast"), "samverkan.toml"),
+    Case("ss12000-url-wrong-scheme", "the base URL is an FTP address",
+         base_url("ftp://skolplattform.example.se/v2.0"),
+         ("FAIL", "configuration", "{config}", "[ss12000] base_url", "scheme must be http or https"),
+         "samverkan.toml"),
     Case("ss12000-html-page", "the base URL answers 200 with an HTML page (a portal, not SS 12000)",
          base_url("{html_url}"), ("FAIL", "ss12000", "{html_host}", "GET /organisations",
                                   "an HTML page", "not an SS 12000 API", "[ss12000] base_url")),
@@ -643,3 +651,16 @@ def test_preflight_refuses(case: Case, tmp_path: Path, sources: tuple[Path, Path
     for secret in SECRETS:
         assert secret not in text, f"a secret reached the console:\n{text}"
     assert seconds < 60, f"{case.id}: the check took {seconds:.0f} s"
+
+
+def test_a_byte_order_mark_before_samverkan_toml_is_no_error(tmp_path: Path, sources: tuple[Path, Path],
+                                                             platform: Any) -> None:
+    """Notepad and Excel save UTF-8 with a byte-order mark; the configuration reads it as it
+    reads the reference files (the corpus above shows what a file that is not UTF-8 gives)."""
+    from samverkan.config import load_settings
+
+    sqlite, inbox = sources
+    inst = install(tmp_path / "data", platform.base_url, TOKEN, sqlite, inbox, "http://127.0.0.1:9/api")
+    inst.config.write_bytes(b"\xef\xbb\xbf" + inst.config.read_bytes())
+    settings = load_settings(inst.env)
+    assert (settings.municipality.code, settings.municipality.name) == ("1280", "Malmö")

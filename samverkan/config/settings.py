@@ -509,7 +509,25 @@ def _read_document(cfg: Path, environ: Mapping[str, str]) -> dict[str, Any]:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{cfg}: not valid TOML ({exc})") from None
+        raise ConfigError(f"{cfg}: not valid TOML ({exc}){_toml_hint(text, str(exc))}") from None
+
+
+def _toml_hint(text: str, message: str) -> str:
+    """Which key (or section) the line of a TOML error holds, never its value; and, for a
+    value that looks like a date, how a date is written."""
+    match = re.search(r"at line (\d+)", message)
+    lines = text.splitlines()
+    if not match or not 0 < int(match[1]) <= len(lines):
+        return ""
+    line = lines[int(match[1]) - 1]
+    key = re.match(r"\s*([A-Za-z0-9_.\-\"' ]+?)\s*=\s*(.*)$", line)
+    if not key:
+        section = re.match(r"\s*\[+([^\]]*)", line)
+        return f"; the line of section [{section[1].strip()}]" if section else ""
+    hint = f"; the line of the key {key[1].strip()}"
+    if re.match(r"\d{4}-\d{1,2}-\d{1,2}", key[2]):
+        hint += " (a date is written YYYY-MM-DD, and must exist)"
+    return hint
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
