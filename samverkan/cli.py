@@ -158,8 +158,8 @@ def _lagesbild_summary(p: Paths, publication: object | None) -> None:
         print(f"  Why: see the gate reports under {p.validation}")
 
 
-def run_lagesbild(p: Paths, reference_date: str | None) -> int:
-    if not preflight(sources=False):  # the lägesbild reads the warehouse, not the sources
+def run_lagesbild(p: Paths, reference_date: str | None, check: bool = True) -> int:
+    if check and not preflight(sources=False):  # the lägesbild reads the warehouse only
         return 1
     from flows.lagesbild import lagesbild
 
@@ -168,31 +168,55 @@ def run_lagesbild(p: Paths, reference_date: str | None) -> int:
     return 0 if completed else 1
 
 
-def exclusive(command: str, run: Callable[[Paths], int]) -> int:
+def exclusive(command: str, run: Callable[[Paths], int],
+              check: Callable[[], bool] | None = None) -> int:
     """``run(paths)`` holding the data directory's run lock; exit 1 at once, naming the run
-    that holds it, when another run is in progress. Scratch files (a killed validation's
-    leftovers) are removed when the run starts and when it ends."""
+    that holds it, when another run is in progress. ``check`` (the checks of `samverkan
+    check`) runs first, right after the lock is taken: when it fails, nothing else is done
+    (nothing imported that the run itself needs, nothing written but the check's own probe
+    files). Scratch files (a killed validation's leftovers) are removed when the run starts and
+    when it ends."""
     from samverkan.locks import RunInProgress, run_lock
 
-    p = paths().ensure()
+    p = paths()
+    try:
+        p.ensure()
+    except OSError as exc:  # the data directory cannot be created or written
+        if check is not None and not check():  # its failure names the data directory
+            return 1
+        print(f"samverkan: cannot start: the data directory {p.home} cannot be written "
+              f"({exc.strerror or type(exc).__name__})", file=sys.stderr)
+        return 1
     try:
         with run_lock(p, command):
-            from samverkan.publish import remove_person_level_from_published
-            from samverkan.quality import clear_scratch
-
-            clear_scratch(p)
-            remove_person_level_from_published(p)  # left there by an earlier release
+            _clear_scratch(p)
             try:
+                if check is not None and not check():
+                    return 1
+                from samverkan.publish import remove_person_level_from_published
+
+                remove_person_level_from_published(p)  # left there by an earlier release
                 return run(p)
             finally:
-                clear_scratch(p)
+                _clear_scratch(p)
     except RunInProgress as exc:
         print(f"samverkan: cannot start: {exc}", file=sys.stderr)
         return 1
 
 
+def _clear_scratch(p: Paths) -> None:
+    """Remove every scratch file (only while holding the run lock); the validation module is
+    imported only when there is one, so a run its checks refuse stays quick."""
+    if p.scratch.is_dir() and any(p.scratch.iterdir()):
+        from samverkan.quality import clear_scratch
+
+        clear_scratch(p)
+
+
 def cmd_lagesbild(args: argparse.Namespace) -> int:
-    return exclusive("samverkan lagesbild", lambda p: run_lagesbild(p, args.reference_date))
+    return exclusive("samverkan lagesbild",
+                     lambda p: run_lagesbild(p, args.reference_date, check=False),
+                     check=lambda: preflight(sources=False))
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
@@ -203,12 +227,11 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     except BackfillError as exc:
         print(f"samverkan backfill: {exc}", file=sys.stderr)
         return 2
-    return exclusive("samverkan backfill", lambda p: _backfill(p, days, args.confirm_anomalies))
+    return exclusive("samverkan backfill", lambda p: _backfill(p, days, args.confirm_anomalies),
+                     check=preflight)
 
 
 def _backfill(p: Paths, days: list[dt.date], confirm_anomalies: bool = False) -> int:
-    if not preflight():
-        return 1
     from flows.backfill import backfill  # Prefect's import takes seconds: after the checks
 
     print(f"Backfilling {len(days)} days ({days[0]} – {days[-1]}): each day's changes from every "
@@ -279,7 +302,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     return exclusive("samverkan run", lambda p: run_pipeline(
-        p, args.reference_date, confirm_anomalies=args.confirm_anomalies))
+        p, args.reference_date, check=False, confirm_anomalies=args.confirm_anomalies),
+        check=preflight)
 
 
 def cmd_pseudonym(args: argparse.Namespace) -> int:
@@ -447,13 +471,19 @@ def _unexpected(args: argparse.Namespace, exc: Exception) -> int:
     """A failure nothing else caught: one line on the console (the file or path and the cause
     for an operating-system error such as a full disk or a read-only directory), the traceback
     in the log file."""
-    logging.getLogger("samverkan").exception("samverkan %s failed", args.command)
+    logger = logging.getLogger("samverkan")
+    log_file = paths().logs / LOG_FILE_NAME
+    has_file = any(isinstance(h, logging.FileHandler) for h in logger.handlers)
+    if has_file or args.verbose:  # without a log file the traceback would reach the console
+        logger.exception("samverkan %s failed", args.command)
     if isinstance(exc, OSError) and exc.strerror:
         where = f" {exc.filename}" if exc.filename else ""
         print(f"samverkan {args.command}: cannot use{where}: {exc.strerror}", file=sys.stderr)
     else:
         print(f"samverkan {args.command} failed: {_one_line(exc)}", file=sys.stderr)
-    print(f"  details in {paths().logs / LOG_FILE_NAME}", file=sys.stderr)
+    print(f"  details in {log_file}" if has_file else
+          f"  no log file ({log_file.parent} cannot be written); `samverkan -v {args.command}` "
+          "prints the details", file=sys.stderr)
     return 1
 
 

@@ -20,6 +20,10 @@ PREFECT_DEFAULTS = {
     # Prefect's flow and task runs with their tracebacks included, stays in the run logs and the
     # log file (attach_log_file). `samverkan -v` shows the whole log on the console instead.
     "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "CRITICAL",
+    # A `samverkan` line logged outside a flow run (the command's own failure line, after
+    # Prefect is imported) goes to the log file; without this Prefect's API handler prints a
+    # UserWarning about it on the console.
+    "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
 }
 
 

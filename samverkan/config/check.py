@@ -134,7 +134,8 @@ def _source_probe(settings: Settings, source: str) -> Callable[[], CheckResult]:
             if source == "ss12000":
                 from samverkan.sources.ss12000 import probe as probe_ss12000
 
-                return probe_ss12000(config, settings.municipality.organisation_number)
+                return probe_ss12000(config, settings.municipality.organisation_number,
+                                     settings.config_file)
             if source == "case_system":
                 from samverkan.sources.case_system import probe as probe_case_system
 

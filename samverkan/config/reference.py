@@ -15,6 +15,7 @@ between the fields and a header line naming the columns.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import difflib
 import functools
@@ -178,17 +179,33 @@ def csv_rows(path: Path) -> list[dict[str, str]]:
     return [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
 
 
+# Characters no CSV text holds (tab, line feed and carriage return are text).
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
 def _read_rows(table: Table, path: Path, problems: list[str]) -> list[tuple[int, dict[str, str]]]:
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        data = path.read_bytes()
     except FileNotFoundError:
         problems.append(f"{path}: missing ({table.help}); `samverkan init` writes a template")
         return []
-    except UnicodeDecodeError:
-        problems.append(f"{path}: not UTF-8 text (save it as CSV UTF-8)")
-        return []
     except OSError as exc:
         problems.append(f"{path}: cannot be read ({exc.strerror or type(exc).__name__})")
+        return []
+    body = data.removeprefix(codecs.BOM_UTF8)  # Excel's byte-order mark
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = body.count(b"\n", 0, exc.start) + 1
+        problems.append(f"{path}:{line}: not UTF-8 text (byte 0x{body[exc.start]:02x}); save it "
+                        "as CSV UTF-8")
+        return []
+    control = _CONTROL.search(text)
+    if control:
+        line = text.count("\n", 0, control.start()) + 1
+        char = control.group()
+        what = "a NUL byte" if char == "\0" else f"the control character U+{ord(char):04X}"
+        problems.append(f"{path}:{line}: holds {what}: not a text file (save it as CSV UTF-8)")
         return []
     lines = text.splitlines()
     if not lines or not lines[0].strip():
@@ -302,7 +319,8 @@ def _check_codes(data: dict[str, list[tuple[int, dict[str, str]]]], files: dict[
         if r["area_code"] and not r["area_level"]:
             problems.append(f"{files['ref_indicator_targets']}:{line}: area_code "
                             f"'{r['area_code']}' needs its area_level")
-        elif r["area_code"] and r["area_level"] in known and r["area_code"] not in known[r["area_level"]]:
+        elif (r["area_code"] and known.get(r["area_level"])
+              and r["area_code"] not in known[r["area_level"]]):  # not when that file failed
             problems.append(f"{files['ref_indicator_targets']}:{line}: area_code '{r['area_code']}' is "
                             f"not a {r['area_level']} of the reference files")
 

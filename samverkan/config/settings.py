@@ -187,6 +187,7 @@ class Option:
     pattern: str | None = None
     pattern_help: str = ""
     example: Any = None
+    schemes: tuple[str, ...] = ()  # a URL's allowed schemes (empty: any)
 
 
 _MUNICIPALITY = {
@@ -208,11 +209,12 @@ _GENERAL = {
 
 _SS12000 = {
     "base_url": Option("url", "the SS 12000 API's base URL (ends before /organisations)",
-                       required=True, example="https://skolplattform.example.se/v2.0"),
+                       required=True, example="https://skolplattform.example.se/v2.0",
+                       schemes=("http", "https")),
     "token_env": Option("env", "environment variable that holds a static bearer token",
                         example="SS12000_TOKEN"),
     "token_url": Option("url", "OAuth2 token endpoint (client credentials), instead of token_env",
-                        example="https://idp.example.se/oauth/token"),
+                        example="https://idp.example.se/oauth/token", schemes=("http", "https")),
     "client_id": Option("text", "OAuth2 client id (with token_url)", example="samverkan"),
     "client_secret_env": Option("env", "environment variable that holds the OAuth2 client secret",
                                 example="SS12000_CLIENT_SECRET"),
@@ -417,13 +419,59 @@ def _convert(option: Option, value: Any) -> tuple[Any, str | None]:
         return None, "is empty"
     if option.pattern and not re.fullmatch(option.pattern, text):
         return None, f"must be {option.pattern_help}, got {_describe(value)}"
-    if kind == "url" and not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", text):
-        return None, f"not a URL (scheme://…): {_describe(value)}"
+    if kind == "url":
+        problem = _url_problem(text, option.schemes)
+        if problem:
+            return None, f"{problem}: {_describe(_without_password(value))}"
     if kind == "env" and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", text):
         return None, f"not the name of an environment variable: {_describe(value)}"
     if kind == "path":
         return Path(text).expanduser(), None
     return text, None
+
+
+# A database URL as SQLAlchemy's make_url reads it (sqlalchemy/engine/url.py, _parse_url):
+# matched here so that the configuration check needs no SQLAlchemy import.
+_DATABASE_URL = re.compile(r"""
+    (?P<name>[\w+]+)://
+    (?:(?P<username>[^:/]*)(?::(?P<password>[^@]*))?@)?
+    (?:(?:\[(?P<ipv6host>[^/?]+)\]|(?P<ipv4host>[^/:?]+))?(?::(?P<port>[^/?]*))?)?
+    (?:/(?P<database>[^?]*))?
+    (?:\?(?P<query>.*))?""", re.VERBOSE)
+
+
+def _url_problem(text: str, schemes: tuple[str, ...]) -> str | None:
+    """What is wrong with a URL, as far as can be told without connecting: a web address
+    (``schemes`` given) by its scheme, host and port; a database URL (no ``schemes``) as
+    SQLAlchemy parses it. None when nothing is."""
+    import urllib.parse
+
+    if not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", text):
+        return "not a URL (scheme://…)"
+    if not schemes:
+        match = _DATABASE_URL.match(text)
+        if match is None:
+            return "not a database URL (dialect+driver://user:password@host:port/database)"
+        port = match["port"]
+        if port and not port.isdigit():
+            return ("not a valid URL (the port after the host is not a number; a password with "
+                    "@, : or / must be %-encoded)")
+        return None
+    try:
+        parts = urllib.parse.urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number 0..65535
+    except ValueError as exc:
+        return f"not a valid URL ({exc})"
+    if parts.scheme.lower() not in schemes:
+        return f"not a valid URL (the scheme must be {' or '.join(schemes)}, not {parts.scheme})"
+    if not parts.hostname:
+        return "not a valid URL (no host name)"
+    return None
+
+
+def _without_password(text: str) -> str:
+    """A URL for a message: the password of ``user:password@`` replaced by ***."""
+    return re.sub(r"^((?:[A-Za-z][A-Za-z0-9+.-]*://)?[^:/@]*:)[^@/]*@", r"\1***@", text)
 
 
 def _numeric(text: str) -> bool:
@@ -448,13 +496,38 @@ def _read_document(cfg: Path, environ: Mapping[str, str]) -> dict[str, Any]:
             f"{environ.get(HOME_ENV, 'default ./data')}). Create one with `samverkan init`, "
             f"or name another file with {CONFIG_ENV}.")
     try:
-        text = cfg.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{cfg}: cannot be read ({type(exc).__name__}: {exc})") from None
+        data = cfg.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{cfg}: cannot be read ({exc.strerror or type(exc).__name__})") from None
+    try:
+        text = data.removeprefix(b"\xef\xbb\xbf").decode("utf-8")  # a byte-order mark is no error
+    except UnicodeDecodeError as exc:
+        data = data.removeprefix(b"\xef\xbb\xbf")
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(f"{cfg}: line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); "
+                          "save the file as UTF-8") from None
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{cfg}: not valid TOML ({exc})") from None
+        raise ConfigError(f"{cfg}: not valid TOML ({exc}){_toml_hint(text, str(exc))}") from None
+
+
+def _toml_hint(text: str, message: str) -> str:
+    """Which key (or section) the line of a TOML error holds, never its value; and, for a
+    value that looks like a date, how a date is written."""
+    match = re.search(r"at line (\d+)", message)
+    lines = text.splitlines()
+    if not match or not 0 < int(match[1]) <= len(lines):
+        return ""
+    line = lines[int(match[1]) - 1]
+    key = re.match(r"\s*([A-Za-z0-9_.\-\"' ]+?)\s*=\s*(.*)$", line)
+    if not key:
+        section = re.match(r"\s*\[+([^\]]*)", line)
+        return f"; the line of section [{section[1].strip()}]" if section else ""
+    hint = f"; the line of the key {key[1].strip()}"
+    if re.match(r"\d{4}-\d{1,2}-\d{1,2}", key[2]):
+        hint += " (a date is written YYYY-MM-DD, and must exist)"
+    return hint
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:

@@ -18,7 +18,8 @@ Not transient (fail at once; neither the HTTP client nor Prefect's task retries 
 
 Transient (the client retries a request with backoff; Prefect retries a whole extract, which
 resumes safely): time-outs, HTTP 429 and 5xx, dropped connections (reset, closed mid-answer,
-server gone away), and other operational database errors.
+server gone away), a SQLite database another process holds locked, and other operational
+database errors.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ CERTIFICATE = "certificate"
 TLS = "tls"
 AUTH = "auth"
 UNKNOWN_DATABASE = "unknown_database"
+LOCKED = "locked"
 TIMEOUT = "timeout"
 DROPPED = "dropped"
 OTHER = "other"
@@ -222,6 +224,9 @@ def database_failure(exc: BaseException) -> Failure:
                        "password, or its access (check the user and password of [case_system] url)")
     if code in _MYSQL_UNKNOWN_DB or sqlstate == "3D000" or _DATABASE_RE.search(text):
         return Failure(UNKNOWN_DATABASE, False, "the database does not exist (check [case_system] url)")
+    if "database is locked" in text or "database table is locked" in text:  # SQLite
+        return Failure(LOCKED, True, "the database is locked: another process holds a write "
+                       "transaction on it (the read waited for it and gave up)")
     if "timeout expired" in text or "timed out" in text or "timeout" in type(orig).__name__.lower():
         return Failure(TIMEOUT, True, "timed out")
     if code in _MYSQL_DROPPED or any(t in text for t in _DROPPED_TEXT):

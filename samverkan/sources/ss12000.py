@@ -27,6 +27,7 @@ import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -47,7 +48,7 @@ from samverkan.config.check import CheckResult
 from samverkan.extract import Pull, SourceState, pause_point
 from samverkan.landing import BatchManifest
 from samverkan.progress import progress
-from samverkan.sources.failures import SourceError, failure_cause, network_failure
+from samverkan.sources.failures import SourceError, failure_cause, network_failure, scrub
 from samverkan.warehouse import QUARANTINE_SCHEMA, EntityCounts, quarantine
 
 log = logging.getLogger(__name__)
@@ -760,7 +761,8 @@ class SS12000Client:
                 continue
             status = response.status_code
             if status == 200:
-                return self._parse(body, where), _server_date(response)
+                return self._parse(body, where, response.headers.get("Content-Type")), \
+                    _server_date(response)
             if 300 <= status < 400:
                 target = _redirect_target(response, response.url or url)
                 if target is None:
@@ -800,10 +802,16 @@ class SS12000Client:
                 f"{where}: HTTP {status} {response.reason}{self._error_detail(body)}")
 
     @staticmethod
-    def _parse(body: bytes, where: str) -> dict[str, Any]:
+    def _parse(body: bytes, where: str, content_type: str | None = None) -> dict[str, Any]:
         try:
             doc = parse_json(body)
         except (ValueError, RecursionError):
+            kind = (content_type or "").split(";")[0].strip().lower()
+            if "html" in kind or body.lstrip()[:1] == b"<":
+                shown = f" (Content-Type {scrub(kind)[:60]})" if kind else ""
+                raise SS12000ResponseError(
+                    f"{where}: the response is not valid JSON but an HTML page{shown}: this is "
+                    "not an SS 12000 API; check that [ss12000] base_url is the API's root") from None
             raise SS12000ResponseError(f"{where}: the response is not valid JSON") from None
         if not isinstance(doc, dict) or "data" not in doc:
             raise SS12000ResponseError(f"{where}: the response is not an object with 'data'")
@@ -834,13 +842,14 @@ def _digits(value: Any) -> str:
     return re.sub(r"\D", "", value) if isinstance(value, str) else ""
 
 
-def probe(config: SS12000Config, organisation_number: str) -> CheckResult:
+def probe(config: SS12000Config, organisation_number: str,
+          config_file: Path | None = None) -> CheckResult:
     """Whether a run can read the SS 12000 server: it answers, the credentials (static token or
     OAuth2 client credentials) are accepted, and the first page of ``GET /organisations`` holds
     the municipality's organisation (``organisationNumber`` equal to ``organisation_number``,
     digits compared). One attempt per request, time-outs of at most 5 s; never raises for a
-    failure the user can act on; the detail names the server and the cause, never a token,
-    secret or data value."""
+    failure the user can act on; the detail names the server and the cause (and
+    ``config_file`` where the fix is a key in it), never a token, secret or data value."""
     try:
         server = server_name(config.base_url or "")
         limited = dataclasses.replace(
@@ -865,7 +874,7 @@ def probe(config: SS12000Config, organisation_number: str) -> CheckResult:
                 f"server {server}: answers and accepts {credentials}, but the municipality's "
                 f"organisation number is not among the organisations of GET /organisations "
                 f"(first page, {len(data)} organisations): check [ss12000] base_url and "
-                "municipality_organisation_number"))
+                f"[municipality] organisation_number{f' in {config_file}' if config_file else ''}"))
         return CheckResult(SOURCE, True, (
             f"server {server}: answers, accepts {credentials}, and lists the municipality's "
             f"organisation ({len(data)} organisations on the first page)"))
