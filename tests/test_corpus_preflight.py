@@ -440,6 +440,12 @@ CASES: tuple[Case, ...] = (
     Case("data-directory-not-writable", "the data directory cannot be written",
          data_directory_cannot_be_written,
          ("FAIL", "data directory", "{data_home}", "cannot be written")),
+    Case("prefect-api-down", "PREFECT_API_URL names a Prefect server that is not running",
+         lambda w: w.env.__setitem__("PREFECT_API_URL", f"http://127.0.0.1:{w.closed_port}/api"),
+         ("FAIL", "prefect", "127.0.0.1:{closed_port}/api", "does not answer", "prefect server start")),
+    Case("prefect-api-not-http", "PREFECT_API_URL is not an http(s) URL",
+         env_set("PREFECT_API_URL", "127.0.0.1:4200/api"),
+         ("FAIL", "prefect", "PREFECT_API_URL", "is not an http(s) URL")),
     Case("run-in-progress", "another run holds the data directory's run lock",
          run_in_progress, ("cannot start", "a run is in progress", "{home}", "pid {pid}",
                            "`samverkan run`", "started {started}")),
@@ -620,12 +626,11 @@ def _files_under(path: Path) -> list[Path]:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_preflight_refuses(case: Case, tmp_path: Path, sources: tuple[Path, Path], platform: Any,
-                           https_platform: str, html_platform: str) -> None:
+                           https_platform: str, html_platform: str, prefect_api_url: str) -> None:
     sqlite, inbox = sources
     closed_port = _closed_port()
-    # a Prefect API nothing listens on: a run that got past its checks fails there, quickly
-    inst = install(tmp_path / "data", platform.base_url, TOKEN, sqlite, inbox,
-                   f"http://127.0.0.1:{_closed_port()}/api")
+    # the test worker's real Prefect server (the checks ask it for its health)
+    inst = install(tmp_path / "data", platform.base_url, TOKEN, sqlite, inbox, prefect_api_url)
     with contextlib.ExitStack() as stack:
         world = World(inst, tmp_path, platform, https_platform, html_platform, closed_port, stack)
         world.values.update(

@@ -14,6 +14,10 @@ import os
 import stat
 import tempfile
 import time
+import tomllib
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -123,6 +127,57 @@ def check_reference(p: Paths) -> CheckResult:
                        f"units, {counts['ref_stadsdelar']} district names)")
 
 
+def prefect_api_url(environ: Mapping[str, str]) -> str | None:
+    """The Prefect API a run reports to: ``PREFECT_API_URL``, else the active profile's in
+    ``$PREFECT_HOME/profiles.toml`` (read as a file: importing Prefect takes seconds); None when
+    neither sets one (each run then starts a temporary server of its own)."""
+    if environ.get("PREFECT_API_URL"):
+        return environ["PREFECT_API_URL"]
+    home = Path(environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
+    try:
+        profiles = tomllib.loads((home / "profiles.toml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+    name = environ.get("PREFECT_PROFILE") or profiles.get("active")
+    url = profiles.get("profiles", {}).get(name, {}).get("PREFECT_API_URL")
+    return url if isinstance(url, str) and url else None
+
+
+def check_prefect(environ: Mapping[str, str], timeout: float = 5.0) -> CheckResult:
+    """The Prefect API answers its health check (or no API is configured: each run starts a
+    temporary server)."""
+    url = prefect_api_url(environ)
+    if url is None:
+        return CheckResult("prefect", True, "no PREFECT_API_URL: each run starts a temporary Prefect server")
+    parts = urllib.parse.urlsplit(url)
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ":?"
+    shown = f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path}"  # never a password
+    if parts.scheme not in ("http", "https") or not parts.hostname or port == ":?":
+        return CheckResult("prefect", False, f"PREFECT_API_URL {shown} is not an http(s) URL with a "
+                                             "host and port")
+    hint = ("start the Prefect server (`prefect server start`), or unset PREFECT_API_URL and "
+            "each run starts a temporary one")
+    request = urllib.request.Request(url.rstrip("/") + "/health")  # noqa: S310 - http(s), above
+    if environ.get("PREFECT_API_KEY"):
+        request.add_header("Authorization", f"Bearer {environ['PREFECT_API_KEY']}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:  # noqa: S310 - http(s) only
+            status = answer.status
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        cause = getattr(reason, "strerror", None) or str(reason) or type(reason).__name__
+        return CheckResult("prefect", False, f"the Prefect API at {shown} does not answer ({cause}); {hint}")
+    if status != 200:
+        return CheckResult("prefect", False, f"the Prefect API at {shown} answered HTTP {status} to its "
+                                             f"health check; {hint}")
+    return CheckResult("prefect", True, f"the Prefect API at {shown}")
+
+
 def _source_probe(settings: Settings, source: str) -> Callable[[], CheckResult]:
     def probe() -> CheckResult:
         config = getattr(settings, source)
@@ -155,12 +210,15 @@ def run_checks(environ: Mapping[str, str] | None = None, *, sources: bool = True
     p = paths(env)
     configuration, settings = check_configuration(env)
     results = [configuration, check_key(env), check_data_directory(p), check_reference(p)]
-    if sources:
-        if settings is None:
-            results += [CheckResult(s, False, "not checked: the configuration has errors") for s in SOURCES]
-        else:
-            with ThreadPoolExecutor(max_workers=len(SOURCES)) as pool:
+    with ThreadPoolExecutor(max_workers=len(SOURCES) + 1) as pool:
+        prefect = pool.submit(check_prefect, env)
+        if sources:
+            if settings is None:
+                results += [CheckResult(s, False, "not checked: the configuration has errors")
+                            for s in SOURCES]
+            else:
                 futures = [pool.submit(_source_probe(settings, s)) for s in SOURCES]
                 results += [f.result() for f in futures]
+        results.append(prefect.result())
     return CheckReport(results, time.monotonic() - started, settings)
 
