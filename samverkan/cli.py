@@ -46,7 +46,9 @@ def _summary(p: Paths, publication: object | None) -> None:
         gate_report = getattr(publication, "gate_report", None)
         gate = _gate_json(gate_report)
         loads = gate.get("load_report")
-        if isinstance(loads, dict) and loads:
+        loads = {s: r for s, r in loads.items() if r.get("received") or r.get("batches")} \
+            if isinstance(loads, dict) else {}
+        if loads:  # what the sources that could be read delivered, though nothing was published
             print("  Loaded by this run (into the warehouse; not published):")
             _print_load_report(loads)
         failed = _failed_extracts(gate)

@@ -398,6 +398,8 @@ def _run_night(corpus: Corpus, number: int) -> Night:
         with corpus.warehouse() as conn:
             before = {r[0] for r in conn.execute("select batch_id from load_meta.batches").fetchall()}
     result = hostile.cli(corpus.world.env, "run")
+    # kept beside the data directory, for the diagnosis of a failing case
+    (paths.home.parent / f"night-{number}.console.txt").write_text(hostile.console(result), encoding="utf-8")
     with corpus.warehouse() as conn:
         batches = [r[0] for r in conn.execute("select batch_id from load_meta.batches").fetchall()
                    if r[0] not in before]
