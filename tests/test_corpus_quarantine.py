@@ -48,7 +48,6 @@ from samverkan.sources.police import BATCH_FAULTS as POLICE_FILE_FAULTS
 
 # --- the faults ------------------------------------------------------------------------------
 
-LOADED = "loaded"                  # the row loads (a fault that is not a row fault)
 BAD_IDENTIFIER = "bad_identifier"  # loads, kept out of the indicators as an unusable identifier
 ONE_RECORD = "one_record"          # a quoted line break: one record, loaded
 CORRECTION = "correction"          # a second delivery for a date: loads, the newest version wins
@@ -151,9 +150,8 @@ def _ss(endpoint: str, rid: str, change: Callable[[dict], dict],
 def _person(serial: int, checksum_ok: bool = True,
             **changes: Any) -> Callable[[dict], dict]:
     def change(record: dict) -> dict:
-        out = {**record, "civicNo": {"value": _personnummer(serial, checksum_ok).replace("-", "")},
-               **changes}
-        return out
+        return {**record, "civicNo": {"value": _personnummer(serial, checksum_ok).replace("-", "")},
+                **changes}
     return change
 
 
@@ -213,7 +211,8 @@ def _good_rows(s: Sources, prefix: str, serial: int, n: int = 2) -> list[list[st
 
 
 def _write(path: Path, header: list[str], rows: list[list[str]], encoding: str = "utf-8-sig",
-           prefix: bytes = b"", tail: bytes = b"") -> None:
+           tail: bytes = b"") -> None:
+    """A police delivery; ``tail`` is put at the end of the first data line (a broken byte)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, delimiter=";", lineterminator="\r\n")
     writer.writerow(header)
@@ -222,43 +221,52 @@ def _write(path: Path, header: list[str], rows: list[list[str]], encoding: str =
     lines = body.split(b"\r\n")
     # the fault goes into the first data line, so the header stays readable
     data = (lines[0] + b"\r\n" + lines[1] + tail + b"\r\n" + b"\r\n".join(lines[2:])) if tail else body
-    path.write_bytes(prefix + data)
+    path.write_bytes(data)
 
 
-_SERIALS = {"polis_20260603.csv": 301, "polis_20260604.csv": 311, "polis_20260605.csv": 321}
+# The rows of each refused file: (Diarienummer prefix, serial of the first personnummer).
+REFUSED_ROWS = {"polis_20260603.csv": ("9903", 301), "polis_20260604.csv": ("9904", 311),
+                "polis_20260605.csv": ("9905", 321), CRAFTED_NAME: ("9906", 331),
+                "polis_20260607.csv": ("9907", 341)}
+
+
+def _rows_of(s: Sources, name: str) -> list[list[str]]:
+    return _good_rows(s, *REFUSED_ROWS[name])
 
 
 def _missing_column(s: Sources) -> None:
+    name = "polis_20260603.csv"
     header = [h for h in POLICE_HEADER if h != "Ålder"]
-    rows = [[v for h, v in zip(POLICE_HEADER, r, strict=True) if h != "Ålder"]
-            for r in _good_rows(s, "9903", 301)]
-    _write(s.inbox / "polis_20260603.csv", header, rows)
+    rows = [[v for h, v in zip(POLICE_HEADER, r, strict=True) if h != "Ålder"] for r in _rows_of(s, name)]
+    _write(s.inbox / name, header, rows)
 
 
 def _broken_bom(s: Sources) -> None:
-    _write(s.inbox / "polis_20260604.csv", POLICE_HEADER, _good_rows(s, "9904", 311), tail=b"\xc3\x28")
+    name = "polis_20260604.csv"
+    _write(s.inbox / name, POLICE_HEADER, _rows_of(s, name), tail=b"\xc3\x28")
 
 
 def _not_utf8(s: Sources) -> None:
     # 0x81 is neither UTF-8 (a lone continuation byte) nor defined in Windows-1252
-    _write(s.inbox / "polis_20260605.csv", POLICE_HEADER, _good_rows(s, "9905", 321),
-           encoding="utf-8", tail=b"\x81")
+    name = "polis_20260605.csv"
+    _write(s.inbox / name, POLICE_HEADER, _rows_of(s, name), encoding="utf-8", tail=b"\x81")
 
 
 def _crafted_name(s: Sources) -> None:
-    _write(s.inbox / CRAFTED_NAME, POLICE_HEADER, _good_rows(s, "9906", 331))
+    _write(s.inbox / CRAFTED_NAME, POLICE_HEADER, _rows_of(s, CRAFTED_NAME))
 
 
 def _symlink_outside(s: Sources) -> None:
-    target = s.outside / "polis_20260607.csv"
-    _write(target, POLICE_HEADER, _good_rows(s, "9907", 341))
-    (s.inbox / "polis_20260607.csv").symlink_to(target)
+    name = "polis_20260607.csv"
+    target = s.outside / name
+    _write(target, POLICE_HEADER, _rows_of(s, name))
+    (s.inbox / name).symlink_to(target)
 
 
 @dataclass(frozen=True)
 class Case:
     """One fault: its source, how it is injected into the night's sources, and the outcome it
-    must have: a row reason code (quarantined with it), LOADED, BAD_IDENTIFIER, ONE_RECORD,
+    must have: a row reason code (quarantined with it), BAD_IDENTIFIER, ONE_RECORD,
     CORRECTION, EMPTY, or the police file-fault code the file is refused with."""
 
     id: str
@@ -354,9 +362,6 @@ FILE_CASES = tuple(c for c in CASES if c.outcome in (CORRECTION, EMPTY))
 ROW_CASES = tuple(c for c in CASES if c not in REFUSED and c not in FILE_CASES)
 RAW_TABLES = {"ss12000": "raw_ss12000", "case_system": "raw_case_system", "police": "raw_police"}
 SOURCES = tuple(RAW_TABLES)
-# Diarienummer prefix of each refused file's rows (see _good_rows)
-REFUSED_ROWS = {"polis_20260603.csv": "9903", "polis_20260604.csv": "9904", "polis_20260605.csv": "9905",
-                CRAFTED_NAME: "9906", "polis_20260607.csv": "9907"}
 
 
 def test_the_corpus_is_declared_once() -> None:
@@ -422,7 +427,7 @@ def _release(s: Sources) -> None:
     quarantine = s.inbox / "quarantine"
     for name, encoding in (("polis_20260603.csv", "utf-8-sig"), ("polis_20260604.csv", "utf-8-sig"),
                            ("polis_20260605.csv", "cp1252")):  # Windows-1252 is a valid encoding
-        _write(s.inbox / name, POLICE_HEADER, _good_rows(s, REFUSED_ROWS[name], _SERIALS[name]), encoding)
+        _write(s.inbox / name, POLICE_HEADER, _rows_of(s, name), encoding)
         (quarantine / name).unlink()
         (quarantine / (name + ".reason.txt")).unlink()
     (quarantine / CRAFTED_NAME).rename(s.inbox / "polis_20260606.csv")  # the content was fine
@@ -737,7 +742,7 @@ def test_refused_file(corpus: Corpus, case: Case) -> None:
             [case.key, night.batches]).fetchone()[0]
         rows = conn.execute(
             f"select count(*) from raw_police.events where diarienummer like ? and {_in_batches()}",
-            [f"5000-K{REFUSED_ROWS[case.key]}%", night.batches]).fetchone()[0]
+            [f"5000-K{REFUSED_ROWS[case.key][0]}%", night.batches]).fetchone()[0]
     assert (seen, rows) == (0, 0)
     if case.outcome == "not_a_regular_file":
         assert (corpus.sources.outside / "polis_20260607.csv").is_file()  # the target untouched
