@@ -29,6 +29,7 @@ reason file.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 import re
@@ -746,3 +747,29 @@ def test_refused_file(corpus: Corpus, case: Case) -> None:
     assert (seen, rows) == (0, 0)
     if case.outcome == "not_a_regular_file":
         assert (corpus.sources.outside / "polis_20260607.csv").is_file()  # the target untouched
+
+
+def test_a_record_served_again_is_skipped_only_while_its_date_is_still_in_the_future() -> None:
+    """The rule behind ss12000_future_dated_record at function level, with the clock as a
+    parameter: an identical copy of a quarantined record is skipped while its meta.modified is
+    still in the future, judged again once that date has come, and a changed copy always is."""
+    import hashlib
+
+    import pyarrow as pa
+
+    from samverkan.sources.ss12000 import _record_batch, _without_quarantined, scrub_raw_row
+
+    record = {"id": "att-1", "calendarEvent": {"id": "ev-1"}, "student": {"id": "p-1"},
+              "isReported": True, "meta": {"created": MODIFIED, "modified": "2027-01-10T08:00:00+01:00"}}
+    other = {**record, "id": "att-2"}
+    table = pa.Table.from_batches([_record_batch([record, other])])
+    kept = scrub_raw_row("attendances", table["record"][0].as_py())
+    known = {"att-1": frozenset({hashlib.md5(kept.encode()).hexdigest()})}  # noqa: S324
+    before = dt.datetime(2026, 12, 6, tzinfo=dt.UTC)
+    after = dt.datetime(2027, 1, 11, tzinfo=dt.UTC)
+    rest, skipped = _without_quarantined(table, "attendances", known, before)
+    assert skipped == 1 and rest["id"].to_pylist() == ["att-2"]
+    rest, skipped = _without_quarantined(table, "attendances", known, after)
+    assert skipped == 0 and rest.num_rows == 2  # its date has come: judged again
+    changed = pa.Table.from_batches([_record_batch([{**record, "isReported": False}])])
+    assert _without_quarantined(changed, "attendances", known, before)[1] == 0

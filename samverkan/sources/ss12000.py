@@ -927,22 +927,37 @@ def _deleted_batch(data: dict[str, Any]) -> pa.RecordBatch:
     )
 
 
-def _without_quarantined(table: pa.Table, entity: str,
-                         known: dict[str, frozenset[str]]) -> tuple[pa.Table, int]:
-    """``table`` without the records already in quarantine with the same content (``known``:
-    id -> md5 of the kept record, see ``SS12000Extractor.pull_context``); and how many went."""
+def _still_implausible(modified: str | None, until: dt.datetime) -> bool:
+    """Whether a record's ``meta.modified`` still lies after ``until`` (or cannot be read): its
+    verdict would be the same, so an identical copy already in quarantine need not be judged
+    again. A record whose date has become plausible is judged again (and loads)."""
+    try:
+        at = dt.datetime.fromisoformat(modified) if modified else None
+    except ValueError:
+        return True
+    return at is None or at.tzinfo is None or at > until
+
+
+def _without_quarantined(table: pa.Table, entity: str, known: dict[str, frozenset[str]],
+                         until: dt.datetime) -> tuple[pa.Table, int]:
+    """``table`` without the records a server serves again on every pull because they are
+    modified after ``until`` (the watermark never passes them), when an identical copy is
+    already in quarantine (``known``: id -> md5 of the kept record, see
+    ``SS12000Extractor.pull_context``); and how many went."""
     if not known or table.num_rows == 0:
         return table, 0
     candidates = pc.fill_null(pc.is_in(table["id"], value_set=pa.array(list(known), pa.string())), False)
     if not pc.any(candidates).as_py():
         return table, 0
     keep = np.ones(table.num_rows, dtype=bool)
-    ids, records = table["id"], table["record"]
-    for i in np.flatnonzero(candidates.to_numpy(zero_copy_only=False)):
-        text = records[int(i)].as_py()
+    ids, mods, records = table["id"], table["modified"], table["record"]
+    for i in (int(i) for i in np.flatnonzero(candidates.to_numpy(zero_copy_only=False))):
+        if not _still_implausible(mods[i].as_py(), until):
+            continue
+        text = records[i].as_py()
         kept = {scrub_raw_row(entity, text, reason) for reason in (None, "oversized_record")}
         digests = {hashlib.md5(k.encode("utf-8")).hexdigest() for k in kept if k is not None}  # noqa: S324
-        if digests & known[ids[int(i)].as_py()]:
+        if digests & known[ids[i].as_py()]:
             keep[i] = False
     return table.filter(pa.array(keep)), int((~keep).sum())
 
@@ -1004,9 +1019,10 @@ class SS12000Extractor:
     def pull_context(self, conn: duckdb.DuckDBPyConnection,
                      watermarks: dict[str, str]) -> dict[str, dict[str, frozenset[str]]]:
         """The records of this source in quarantine, as entity -> id -> md5 of the record kept
-        there: a server serves a record again on every pull while its ``meta.modified`` lies
-        after the watermark (a record dated in the future never moves the watermark), and an
-        identical record already quarantined is skipped, not quarantined again."""
+        there. A server serves a record again on every pull while its ``meta.modified`` lies
+        after the watermark (a record dated in the future never moves the watermark); while it
+        is still in the future, an identical copy already quarantined is skipped, not
+        quarantined again (``_without_quarantined``)."""
         rows = conn.execute(
             """
             select entity, id, list(distinct kept) from (
@@ -1062,10 +1078,11 @@ class SS12000Extractor:
                                  f"{sum(b.num_rows for b in batches):,}")
                     pause_point("ss12000_after_first_page")
                 table = pa.Table.from_batches(batches, schema=RECORD_SCHEMA)
+                plausible_until = dt.datetime.now(dt.UTC) + PLAUSIBLE_FUTURE_MARGIN
                 table, skipped[entity] = _without_quarantined(
-                    table, entity, (state.context or {}).get(entity, {}))
+                    table, entity, (state.context or {}).get(entity, {}), plausible_until)
                 tables[entity] = table
-                until = _rfc3339(dt.datetime.now(dt.UTC) + PLAUSIBLE_FUTURE_MARGIN)
+                until = _rfc3339(plausible_until)
                 watermarks[entity] = (after, latest_instant(table["modified"], after, until)
                                       if table.num_rows else after)
                 checksums[entity] = records_checksum(table["record"])
