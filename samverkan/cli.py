@@ -32,10 +32,7 @@ def _summary(p: Paths, publication: object | None) -> None:
         return
     if publication is not None and getattr(publication, "published", False):
         manifest = json.loads(current.read_text(encoding="utf-8"))
-        for source, r in manifest.get("load_report", {}).items():
-            reasons = ", ".join(f"{k} {v}" for k, v in r.get("quarantined_by_reason", {}).items())
-            print(f"  {source:12s} received {r['received']:>9,d}  loaded {r['loaded']:>9,d}  "
-                  f"quarantined {r['quarantined']:>6,d}{f' ({reasons})' if reasons else ''}")
+        _print_load_report(manifest.get("load_report", {}))
         for gap in manifest.get("reference_coverage", []):
             print(f"  {gap['source']:12s} {_COVERAGE_TEXT[gap['kind']].format(**gap)}")
         for source, reasons in manifest.get("excluded_from_indicators", {}).items():
@@ -47,7 +44,14 @@ def _summary(p: Paths, publication: object | None) -> None:
         print(f"  Report: {(p.current_publication / 'report.html').absolute()}")
     else:
         gate_report = getattr(publication, "gate_report", None)
-        failed = _failed_extracts(gate_report)
+        gate = _gate_json(gate_report)
+        loads = gate.get("load_report")
+        loads = {s: r for s, r in loads.items() if r.get("received") or r.get("batches")} \
+            if isinstance(loads, dict) else {}
+        if loads:  # what the sources that could be read delivered, though nothing was published
+            print("  Loaded by this run (into the warehouse; not published):")
+            _print_load_report(loads)
+        failed = _failed_extracts(gate)
         if failed:
             print("  Sources that could not be extracted:")
             for f in failed:
@@ -57,15 +61,28 @@ def _summary(p: Paths, publication: object | None) -> None:
               else f"  Why: see the gate reports under {p.validation}")
 
 
-def _failed_extracts(gate_report: str | None) -> list[dict[str, Any]]:
-    """The failed extracts (source and cause) the gate report lists, if any."""
+def _print_load_report(report: dict[str, Any]) -> None:
+    """Per source: rows received, loaded and quarantined (by reason)."""
+    for source, r in report.items():
+        reasons = ", ".join(f"{k} {v}" for k, v in r.get("quarantined_by_reason", {}).items())
+        print(f"  {source:12s} received {r['received']:>9,d}  loaded {r['loaded']:>9,d}  "
+              f"quarantined {r['quarantined']:>6,d}{f' ({reasons})' if reasons else ''}")
+
+
+def _gate_json(gate_report: str | None) -> dict[str, Any]:
+    """The gate report's gate.json beside ``gate_report`` (its HTML), or {}."""
     if not gate_report:
-        return []
+        return {}
     try:
         doc = json.loads((Path(gate_report).parent / "gate.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return []
-    failed = doc.get("failed_extracts") if isinstance(doc, dict) else None
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def _failed_extracts(gate: dict[str, Any]) -> list[dict[str, Any]]:
+    """The failed extracts (source and cause) the gate report lists, if any."""
+    failed = gate.get("failed_extracts")
     return [f for f in failed if isinstance(f, dict)] if isinstance(failed, list) else []
 
 

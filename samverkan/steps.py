@@ -250,16 +250,21 @@ def _reference_coverage(settings: Settings) -> list[dict[str, Any]]:
 
 def _write_gate_report(settings: Settings, version: str, checks: list[GateCheck],
                        kind: str = "gate", title: str = "Publiceringsgrind",
-                       failed_extracts: list[dict[str, str]] | None = None) -> str:
+                       failed_extracts: list[dict[str, str]] | None = None,
+                       loads: dict[str, dict[str, Any]] | None = None) -> str:
     """The readable gate report (validation/<kind>-<version>/gate.{json,html}): every check with
-    its outcome and a detail that holds names and counts only; and, when extracts failed, each
-    failed source with the cause (host or path and the error, never a data value)."""
+    its outcome and a detail that holds names and counts only; when extracts failed, each
+    failed source with the cause (host or path and the error, never a data value); and the
+    run's load report (``loads``: rows received, loaded and quarantined per source), so a run
+    whose publication is held back still says what it loaded."""
     directory = settings.paths.validation / f"{kind}-{version}"
     directory.mkdir(parents=True, exist_ok=True)
     doc: dict[str, Any] = {"version": version, "success": all(c.success for c in checks),
                            "checks": [asdict(c) for c in checks]}
     if failed_extracts:
         doc["failed_extracts"] = failed_extracts
+    if loads is not None:
+        doc["load_report"] = loads
     (directory / "gate.json").write_text(json.dumps(doc, indent=2, ensure_ascii=False),
                                          encoding="utf-8")
     e = html.escape
@@ -367,6 +372,7 @@ def publish(settings: Settings, version: str, ref: dt.date, extract_results: lis
     failed_batches = [f"{b.source}:{b.batch_id}" + (f" ({b.cause})" if b.cause else "") for b in failed]
     failed_extracts = [{"source": b.source, "batch_id": b.batch_id, "cause": b.cause}
                        for b in failed if b.cause]
+    loads = load_report(extract_results)
     checks = [
         GateCheck("extract_batches", not failed_batches,
                   "all batches passed" if not failed_batches
@@ -378,7 +384,8 @@ def publish(settings: Settings, version: str, ref: dt.date, extract_results: lis
     if source_volumes is not None:
         checks.insert(1, source_volumes.check)
     if not all(c.success for c in checks):
-        gate = _write_gate_report(settings, version, checks, failed_extracts=failed_extracts)
+        gate = _write_gate_report(settings, version, checks, failed_extracts=failed_extracts,
+                                  loads=loads)
         log.warning("publication blocked before export: %s (report %s)",
                     ", ".join(c.name for c in checks if not c.success), gate)
         return PublicationResult(version, False, None, checks, gate_report=gate)
@@ -389,7 +396,7 @@ def publish(settings: Settings, version: str, ref: dt.date, extract_results: lis
                                    trailing_weeks=lagesbild_trailing_weeks(settings))
     except WarehouseBusy as exc:
         checks.append(GateCheck("export", False, str(exc)))
-        gate = _write_gate_report(settings, version, checks)
+        gate = _write_gate_report(settings, version, checks, loads=loads)
         log.warning("publication blocked before export: %s", exc)
         return PublicationResult(version, False, None, checks, gate_report=gate)
     with _VALIDATION_LOCK:
@@ -405,7 +412,7 @@ def publish(settings: Settings, version: str, ref: dt.date, extract_results: lis
         "reference_date": ref.isoformat(),
         "extract_batches": _loaded_batches(settings),
         "this_run_batches": [b.batch_id for r in extract_results for b in r.batches],
-        "load_report": load_report(extract_results),
+        "load_report": loads,
         "excluded_from_indicators": _identity_exclusions(settings),
         "reference_coverage": _reference_coverage(settings),
         "min_cell": settings.min_cell,
@@ -425,7 +432,7 @@ def publish(settings: Settings, version: str, ref: dt.date, extract_results: lis
                                  targets=p.reference / "ref_indicator_targets.csv")
         analysts_staging = new_staging(analysts_publication(p), version)
         checks.append(_analyst_access(settings, analysts_staging, version, ref))
-    gate = _write_gate_report(settings, version, checks)
+    gate = _write_gate_report(settings, version, checks, loads=loads)
     result = publish_candidate(indicator_publication(p), version, staging, checks, manifest_extra)
     result.gate_report = gate
     if result.published:

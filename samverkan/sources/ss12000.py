@@ -223,7 +223,8 @@ _REQUEST_FAILURES = (requests.Timeout, requests.ConnectionError, requests.except
 # count checked as it arrives, so a huge page is refused before it is held whole.
 # Paging ends with an error after MAX_EMPTY_PAGES pages in a row without a record but with a new
 # pageToken, after a repeated pageToken, or past max_pages (max_records / page_size + 1).
-RECORD_BYTES_BOUND = 64 * 1024     # a generous bound of one record's JSON (a person: ~2 KiB)
+RECORD_BYTES_BOUND = 64 * 1024     # the most one record's JSON may hold (a person: ~2 KiB);
+                                   # a larger record is quarantined (oversized_record)
 BODY_SLACK_BYTES = 1 << 20         # the page's envelope and a small page's headroom
 TOKEN_BODY_MAX_BYTES = 1 << 20     # an OAuth2 token answer
 MAX_EMPTY_PAGES = 50
@@ -935,6 +936,41 @@ def _deleted_batch(data: dict[str, Any]) -> pa.RecordBatch:
     )
 
 
+def _still_implausible(modified: str | None, until: dt.datetime) -> bool:
+    """Whether a record's ``meta.modified`` still lies after ``until`` (or cannot be read): its
+    verdict would be the same, so an identical copy already in quarantine need not be judged
+    again. A record whose date has become plausible is judged again (and loads)."""
+    try:
+        at = dt.datetime.fromisoformat(modified) if modified else None
+    except ValueError:
+        return True
+    return at is None or at.tzinfo is None or at > until
+
+
+def _without_quarantined(table: pa.Table, entity: str, known: dict[str, frozenset[str]],
+                         until: dt.datetime) -> tuple[pa.Table, int]:
+    """``table`` without the records a server serves again on every pull because they are
+    modified after ``until`` (the watermark never passes them), when an identical copy is
+    already in quarantine (``known``: id -> md5 of the kept record, see
+    ``SS12000Extractor.pull_context``); and how many went."""
+    if not known or table.num_rows == 0:
+        return table, 0
+    candidates = pc.fill_null(pc.is_in(table["id"], value_set=pa.array(list(known), pa.string())), False)
+    if not pc.any(candidates).as_py():
+        return table, 0
+    keep = np.ones(table.num_rows, dtype=bool)
+    ids, mods, records = table["id"], table["modified"], table["record"]
+    for i in (int(i) for i in np.flatnonzero(candidates.to_numpy(zero_copy_only=False))):
+        if not _still_implausible(mods[i].as_py(), until):
+            continue
+        text = records[i].as_py()
+        kept = {scrub_raw_row(entity, text, reason) for reason in (None, "oversized_record")}
+        digests = {hashlib.md5(k.encode("utf-8")).hexdigest() for k in kept if k is not None}  # noqa: S324
+        if digests & known[ids[i].as_py()]:
+            keep[i] = False
+    return table.filter(pa.array(keep)), int((~keep).sum())
+
+
 def latest_instant(values: pa.Array | pa.ChunkedArray, start: str | None = None,
                    until: str | None = None) -> str | None:
     """The text (as received) of the latest valid RFC 3339 instant among ``values`` and ``start``,
@@ -989,6 +1025,26 @@ class SS12000Extractor:
         auth_from_config(config)  # fail early on a configuration without credentials
 
     # pull -------------------------------------------------------------------------------------
+    def pull_context(self, conn: duckdb.DuckDBPyConnection,
+                     watermarks: dict[str, str]) -> dict[str, dict[str, frozenset[str]]]:
+        """The records of this source in quarantine, as entity -> id -> md5 of the record kept
+        there. A server serves a record again on every pull while its ``meta.modified`` lies
+        after the watermark (a record dated in the future never moves the watermark); while it
+        is still in the future, an identical copy already quarantined is skipped, not
+        quarantined again (``_without_quarantined``)."""
+        rows = conn.execute(
+            """
+            select entity, id, list(distinct kept) from (
+                select entity, md5(raw_row) as kept,
+                       case when json_valid(raw_row) then json_extract_string(raw_row, '$.id') end as id
+                from load_meta.quarantine where source = ? and raw_row is not null
+            ) where id is not null group by entity, id
+            """, [SOURCE]).fetchall()
+        known: dict[str, dict[str, frozenset[str]]] = {}
+        for entity, rid, kept in rows:
+            known.setdefault(entity, {})[rid] = frozenset(kept)
+        return known
+
     def pull(self, state: SourceState) -> Pull:
         gc_was_enabled = gc.isenabled()
         gc.disable()  # millions of short-lived dicts: collection passes would find nothing
@@ -1005,6 +1061,7 @@ class SS12000Extractor:
         watermarks: dict[str, tuple[str | None, str | None]] = {}
         checksums: dict[str, str] = {}
         pages: dict[str, int] = {}
+        skipped: dict[str, int] = {}
         with SS12000Client(self.config, **self.client_options) as client:
             for entity, endpoint in RECORD_ENDPOINTS.items():
                 after = state.watermarks.get(entity)
@@ -1030,8 +1087,11 @@ class SS12000Extractor:
                                  f"{sum(b.num_rows for b in batches):,}")
                     pause_point("ss12000_after_first_page")
                 table = pa.Table.from_batches(batches, schema=RECORD_SCHEMA)
+                plausible_until = dt.datetime.now(dt.UTC) + PLAUSIBLE_FUTURE_MARGIN
+                table, skipped[entity] = _without_quarantined(
+                    table, entity, (state.context or {}).get(entity, {}), plausible_until)
                 tables[entity] = table
-                until = _rfc3339(dt.datetime.now(dt.UTC) + PLAUSIBLE_FUTURE_MARGIN)
+                until = _rfc3339(plausible_until)
                 watermarks[entity] = (after, latest_instant(table["modified"], after, until)
                                       if table.num_rows else after)
                 checksums[entity] = records_checksum(table["record"])
@@ -1060,7 +1120,11 @@ class SS12000Extractor:
             watermarks[DELETED_ENTITY] = (after, _rfc3339(snapshot))
             checksums[DELETED_ENTITY] = records_checksum(deleted["record"])
             extra = {"base_url": client.base_url, "pages": pages, "requests": client.requests_made,
-                     "retries": client.retries}
+                     "retries": client.retries,
+                     "skipped_already_quarantined": {e: n for e, n in skipped.items() if n}}
+        if any(skipped.values()):
+            log.info("ss12000: records served again and already in quarantine (same content) were "
+                     "skipped: %s", ", ".join(f"{e} {n}" for e, n in skipped.items() if n))
         return Pull(tables=tables, watermarks=watermarks, content_checksums=checksums, extra=extra)
 
     # load -------------------------------------------------------------------------------------
@@ -1093,6 +1157,8 @@ SCHOOL_TYPES = ("FS", "FKLASS", "FTH", "OPPFTH", "GR", "GRS", "TR", "SP", "SAM",
                 "SARVUXGR", "SARVUXGY", "KU", "YH", "FHS", "STF", "KKU", "HS", "ABU", "AU")
 
 ROW_FAULTS: dict[str, str] = {
+    "oversized_record": f"the record's JSON is over {RECORD_BYTES_BOUND // 1024} KiB "
+                        "(RECORD_BYTES_BOUND); only its id and meta are kept in quarantine",
     "invalid_json": "the record is not JSON",
     "not_an_object": "the record is not a JSON object",
     "missing_id": "no id, or an empty one",
@@ -1254,6 +1320,8 @@ def _optional_ref(name: str, path: str) -> list[_Check]:
 
 _BASE_FIELDS = [("id", "$.id"), ("meta", "$.meta"), ("modified", "$.meta.modified")]
 _BASE_CHECKS = [
+    _Check(f"record_bytes > {RECORD_BYTES_BOUND}", "oversized_record",
+           f"record (over {RECORD_BYTES_BOUND} bytes)"),
     _Check("not valid", "invalid_json", "record"),
     _Check("top is distinct from 'OBJECT'", "not_an_object", "record"),
     _Check(f"not {_present('id')}", "missing_id", "id"),
@@ -1335,8 +1403,10 @@ def _run(conn: duckdb.DuckDBPyConnection, statements: list[str]) -> None:
 
 
 def _source(path: str, columns: str = "record") -> str:
+    """The landed records of ``path`` with their position (``row_number``) and the size of the
+    record's JSON in bytes (``record_bytes``, for the per-record limit)."""
     quoted = path.replace("'", "''")
-    return (f"select file_row_number + 1 as row_number, {columns} "
+    return (f"select file_row_number + 1 as row_number, strlen(record) as record_bytes, {columns} "
             f"from read_parquet('{quoted}', file_row_number = true)")
 
 
@@ -1352,10 +1422,19 @@ def _scrub(value: Any, top: bool, keep_display_name: bool) -> Any:
     return value
 
 
-def scrub_raw_row(entity: str, text: str | None) -> str | None:
-    """A rejected record as kept in quarantine: without names, contact data or addresses."""
+def scrub_raw_row(entity: str, text: str | None, reason: str | None = None) -> str | None:
+    """A rejected record as kept in quarantine: without names, contact data or addresses; of an
+    oversized record only its ``id`` and ``meta`` (the rest is kept in landing)."""
     if text is None:
         return None
+    if reason == "oversized_record":
+        try:
+            value = json.loads(text)
+        except ValueError:
+            return None
+        if not isinstance(value, dict):
+            return None
+        return canonical_json({k: value[k] for k in ("id", "meta") if k in value})
     try:
         value = json.loads(text)
     except ValueError:
@@ -1379,7 +1458,9 @@ def _finish(conn: duckdb.DuckDBPyConnection, manifest: BatchManifest, entity: st
                 from {stage} q left join ({raw_sql}) r using (row_number)
                 where q.reason is not null order by q.row_number"""
         ).to_arrow_table()
-        raw = [scrub_raw_row(entity, t) for t in rejected.column("raw_row").to_pylist()]
+        raw = [scrub_raw_row(entity, t, r) for t, r in zip(rejected.column("raw_row").to_pylist(),
+                                                            rejected.column("reason").to_pylist(),
+                                                            strict=True)]
         rejected = rejected.set_column(3, "raw_row", pa.array(raw, pa.string()))
         quarantined = quarantine(conn, manifest, entity, rejected.select(QUARANTINE_SCHEMA.names))
         log.warning("batch %s, %s: %d records quarantined", manifest.batch_id, entity, quarantined)
