@@ -172,20 +172,12 @@ def exclusive(command: str, run: Callable[[Paths], int]) -> int:
     """``run(paths)`` holding the data directory's run lock; exit 1 at once, naming the run
     that holds it, when another run is in progress. Scratch files (a killed validation's
     leftovers) are removed when the run starts and when it ends."""
-    from samverkan.locks import RunInProgress, run_lock
+    from samverkan.locks import RunInProgress, exclusive_run
 
     p = paths().ensure()
     try:
-        with run_lock(p, command):
-            from samverkan.publish import remove_person_level_from_published
-            from samverkan.quality import clear_scratch
-
-            clear_scratch(p)
-            remove_person_level_from_published(p)  # left there by an earlier release
-            try:
-                return run(p)
-            finally:
-                clear_scratch(p)
+        with exclusive_run(p, command):
+            return run(p)
     except RunInProgress as exc:
         print(f"samverkan: cannot start: {exc}", file=sys.stderr)
         return 1
