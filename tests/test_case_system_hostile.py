@@ -28,6 +28,7 @@ from test_case_system import (  # noqa: F401 - the fixtures are used by name
 
 from samverkan.config import EXPECTATIONS_DIR, CaseSystemConfig, Paths
 from samverkan.extract import SourceState, run_extract
+from samverkan.landing import BatchManifest
 from samverkan.quality import batch_validator
 from samverkan.sources import case_system as cs
 from samverkan.sources.case_system import (
@@ -300,3 +301,40 @@ def test_pull_context_without_a_warehouse_history(sqlite_backend: Backend) -> No
     sqlite_backend.reset(FIXTURE)
     pull = CaseSystemExtractor(sqlite_backend.config).pull(SourceState(watermarks={}))
     assert pull.extra["skipped_already_loaded"] == {v.name: 0 for v in VIEWS}
+
+
+def _benchmark_module():  # noqa: ANN202 - the benchmark script's module
+    import importlib.util
+
+    path = Path(__file__).parent / "benchmarks" / "case_system_large_view.py"
+    spec = importlib.util.spec_from_file_location("case_system_large_view", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_view_is_landed_chunk_by_chunk(tmp_path: Path) -> None:
+    """Each chunk of the cursor becomes a row group of the landing file as it arrives (the
+    pull never gathers a view); the file holds what an in-memory pull returns, the checksum
+    is the one recomputed from the source rows, and the pull's spool directory is gone."""
+    import sqlite3
+
+    import pyarrow.parquet as pq
+
+    database = tmp_path / "cases.db"
+    _benchmark_module().build_case_system(database, rows=1_000, clients=50)
+    extractor = CaseSystemExtractor(CaseSystemConfig(url=f"sqlite:///{database}"), chunk_rows=100)
+    p = Paths(tmp_path / "home").ensure()
+    (b,) = run_extract(p, extractor).batches
+    assert b.valid and b.received == b.loaded + b.quarantined == 1_050
+    manifest = BatchManifest.read(next((p.landing / "case_system").glob("case_system-*")))
+    landed = pq.ParquetFile(manifest.entity_path("aktualisering"))
+    assert (landed.metadata.num_rows, landed.metadata.num_row_groups) == (1_000, 10)
+    assert pq.ParquetFile(manifest.entity_path("klient")).metadata.num_row_groups == 1
+    in_memory = extractor.pull(SourceState(watermarks={})).tables["aktualisering"]
+    assert landed.read().equals(in_memory)
+    columns = ", ".join(cs.VIEW_BY_NAME["aktualisering"].column_names)
+    with sqlite3.connect(database) as conn:
+        rows = conn.execute(f"select {columns} from aktualisering").fetchall()  # noqa: S608
+    assert manifest.entities["aktualisering"].content_checksum == cs.rows_checksum(rows)
+    assert [d.name for d in (p.landing / "case_system").iterdir()] == [manifest.batch_id]
