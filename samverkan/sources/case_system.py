@@ -258,7 +258,8 @@ BATCH_FAULTS: dict[str, tuple[str, str]] = {
                         "fails at read time: no row can be isolated)", "pull"),
     "accounting": ("rows received differ from rows loaded plus rows quarantined", "load"),
     "suite_failed": ("a Great Expectations suite fails on the rows left after the row rules "
-                     "(a safety net: the row rules cover every suite check)", "validation"),
+                     "(the key set and unique: an invariant of missing_key and duplicate_key)",
+                     "validation"),
     "view_emptied": ("a view that had rows now has none (a wiped or mis-permissioned "
                      "reporting database)", "the anomaly gate, from view_row_counts()"),
 }
