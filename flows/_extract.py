@@ -7,6 +7,7 @@ from prefect.client.schemas.objects import TaskRun
 from prefect.states import State
 
 from flows._artifacts import load_report_artifact
+from flows._exclusive import exclusive
 from samverkan import steps
 from samverkan.config import load_settings
 from samverkan.extract import ExtractResult
@@ -29,7 +30,10 @@ def extract_task(source: str) -> ExtractResult:
 
 
 def make_extract_flow(source: str) -> Flow:
-    @flow(name=f"extract-{source.replace('_', '-')}", log_prints=False)
+    name = f"extract-{source.replace('_', '-')}"
+
+    @flow(name=name, log_prints=False)
+    @exclusive(name)
     def extract_flow() -> ExtractResult:
         """Incremental extract of one source into landing and the restricted warehouse."""
         result = extract_task(source)

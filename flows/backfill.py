@@ -10,6 +10,7 @@ from prefect import flow, task
 from prefect.states import Failed
 
 from flows._artifacts import load_report_artifact
+from flows._exclusive import exclusive
 from flows._extract import retry_if_transient
 from flows.publish import publish
 from flows.transform import transform
@@ -37,6 +38,7 @@ def extract_day_task(day: str) -> list[ExtractResult]:
 
 
 @flow(name="backfill")
+@exclusive("backfill")
 def backfill(date_from: str, date_to: str, confirm_anomalies: bool = False) -> BackfillOutcome:
     """Pull every source day by day from ``date_from`` to ``date_to``, then publish once with
     ``date_to`` as the reference date (unless nothing new was loaded and that is published).

@@ -11,6 +11,7 @@ from prefect import flow, task
 from prefect.states import Failed
 
 from flows._artifacts import gate_artifact
+from flows._exclusive import exclusive
 from samverkan import steps
 from samverkan.config import load_settings
 from samverkan.publish import PublicationResult, new_version
@@ -31,6 +32,7 @@ def publish_lagesbild_task(version: str, reference_date: str, dbt_success: bool,
 
 
 @flow(name="lagesbild")
+@exclusive("lagesbild")
 def lagesbild(reference_date: str | None = None) -> PublicationResult:
     """Build, check and publish the lägesbild of the latest ended ISO week."""
     settings = load_settings()

@@ -9,6 +9,7 @@ from prefect import flow, task
 from prefect.states import Failed, State
 
 from flows._artifacts import load_report_artifact
+from flows._exclusive import exclusive
 from flows.extract_case_system import extract_case_system
 from flows.extract_police import extract_police
 from flows.extract_ss12000 import extract_ss12000
@@ -44,6 +45,7 @@ def purge_landing_task() -> list[str]:
 
 
 @flow(name="pipeline")
+@exclusive("pipeline")
 def pipeline(reference_date: str | None = None, confirm_anomalies: bool = False) -> PublicationResult:
     """Extract all sources concurrently, look for anomalies in what they deliver, build the
     models, then gate and publish. ``confirm_anomalies``: the operator confirms the anomalies

@@ -5,6 +5,7 @@ from __future__ import annotations
 from prefect import flow, task
 
 from flows._artifacts import gate_artifact, load_report_artifact
+from flows._exclusive import exclusive
 from samverkan import steps
 from samverkan.config import load_settings
 from samverkan.extract import ExtractResult
@@ -22,6 +23,7 @@ def publish_task(version: str, reference_date: str, extract_results: list[Extrac
 
 
 @flow(name="publish")
+@exclusive("publish")
 def publish(version: str | None = None, reference_date: str | None = None,
             extract_results: list[ExtractResult] | None = None, dbt_success: bool = True,
             dbt_detail: str = "", source_volumes: steps.SourceVolumes | None = None) -> PublicationResult:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prefect import flow, task
 
+from flows._exclusive import exclusive
 from samverkan import steps
 from samverkan.config import load_settings
 from samverkan.publish import new_version
@@ -19,6 +20,7 @@ def dbt_build_task(version: str, reference_date: str) -> tuple[bool, str]:
 
 
 @flow(name="transform")
+@exclusive("transform")
 def transform(version: str | None = None, reference_date: str | None = None) -> tuple[bool, str]:
     """Build every dbt model and run its tests; returns (success, detail)."""
     ref = steps.reference_date(load_settings(), reference_date)

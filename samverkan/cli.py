@@ -193,7 +193,7 @@ def exclusive(command: str, run: Callable[[Paths], int],
     (nothing imported that the run itself needs, nothing written but the check's own probe
     files). Scratch files (a killed validation's leftovers) are removed when the run starts and
     when it ends."""
-    from samverkan.locks import RunInProgress, run_lock
+    from samverkan.locks import ChecksFailed, RunInProgress, exclusive_run
 
     p = paths()
     try:
@@ -205,29 +205,13 @@ def exclusive(command: str, run: Callable[[Paths], int],
               f"({exc.strerror or type(exc).__name__})", file=sys.stderr)
         return 1
     try:
-        with run_lock(p, command):
-            _clear_scratch(p)
-            try:
-                if check is not None and not check():
-                    return 1
-                from samverkan.publish import remove_person_level_from_published
-
-                remove_person_level_from_published(p)  # left there by an earlier release
-                return run(p)
-            finally:
-                _clear_scratch(p)
+        with exclusive_run(p, command, check):
+            return run(p)
+    except ChecksFailed:
+        return 1
     except RunInProgress as exc:
         print(f"samverkan: cannot start: {exc}", file=sys.stderr)
         return 1
-
-
-def _clear_scratch(p: Paths) -> None:
-    """Remove every scratch file (only while holding the run lock); the validation module is
-    imported only when there is one, so a run its checks refuse stays quick."""
-    if p.scratch.is_dir() and any(p.scratch.iterdir()):
-        from samverkan.quality import clear_scratch
-
-        clear_scratch(p)
 
 
 def cmd_lagesbild(args: argparse.Namespace) -> int:

@@ -18,6 +18,8 @@ import datetime as dt
 import fcntl
 import logging
 import os
+import secrets
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,7 +31,15 @@ import duckdb
 import pyarrow as pa
 
 from samverkan.config import Paths
-from samverkan.landing import BatchManifest, list_batches, remove_stale_temporaries, write_batch
+from samverkan.config.settings import OWNER_ONLY_DIR
+from samverkan.landing import (
+    SPOOL_PREFIX,
+    BatchManifest,
+    SpooledTable,
+    list_batches,
+    remove_stale_temporaries,
+    write_batch,
+)
 from samverkan.progress import progress
 from samverkan.warehouse import (
     EntityCounts,
@@ -71,12 +81,14 @@ class Pull:
     """What one pull from a source returned.
 
     A table may be a ``pa.RecordBatchReader`` that produces its rows while the batch is landed
-    (see :func:`samverkan.landing.write_batch`). ``refused`` names inputs the source set aside
-    whole (say a delivered file it cannot read as its contract says), each with the cause
-    (names escaped, never a data value): each becomes a failed result of the run, so the gate
-    and the load report say which and why, while the rest of the pull lands and loads."""
+    (see :func:`samverkan.landing.write_batch`), or a :class:`~samverkan.landing.SpooledTable`
+    the pull wrote into its spool directory as it read (landing moves the file in). ``refused``
+    names inputs the source set aside whole (say a delivered file it cannot read as its
+    contract says), each with the cause (names escaped, never a data value): each becomes a
+    failed result of the run, so the gate and the load report say which and why, while the rest
+    of the pull lands and loads."""
 
-    tables: dict[str, pa.Table | pa.RecordBatchReader]
+    tables: dict[str, pa.Table | pa.RecordBatchReader | SpooledTable]
     # entity -> (watermark the pull started from (exclusive), highest value seen (inclusive))
     watermarks: dict[str, tuple[str | None, str | None]]
     content_checksums: dict[str, str] = field(default_factory=dict)
@@ -85,8 +97,9 @@ class Pull:
 
     @property
     def row_count(self) -> int:
-        """Rows of the in-memory tables (a streaming table is counted once landed)."""
-        return sum(t.num_rows for t in self.tables.values() if isinstance(t, pa.Table))
+        """Rows of the in-memory and spooled tables (a streaming table is counted once landed)."""
+        return sum(t.num_rows if isinstance(t, pa.Table) else t.rows
+                   for t in self.tables.values() if isinstance(t, pa.Table | SpooledTable))
 
     @property
     def has_news(self) -> bool:
@@ -106,6 +119,10 @@ class SourceState:
     # What the extractor read from the warehouse before the pull (its optional
     # ``pull_context(conn, watermarks)``), e.g. the rows already loaded near the watermarks.
     context: Any = None
+    # A private directory in the landing zone (restricted) where the pull may write what it
+    # reads as it reads it (SpooledTable); removed when the pull has landed. None: keep it in
+    # memory.
+    spool: Path | None = None
 
 
 class Extractor(Protocol):
@@ -317,6 +334,46 @@ def _load_validated(p: Paths, extractor: Extractor, manifest: BatchManifest,
     return result
 
 
+def _pull_and_land(p: Paths, extractor: Extractor, result: ExtractResult, until: dt.date | None,
+                   spool: Path) -> BatchManifest | None:
+    """Pull what is new and land it as one batch; None when there is nothing new."""
+    source = extractor.source
+    with restricted_connection(p) as conn:
+        watermarks = get_watermarks(conn, source)
+        pull_context = getattr(extractor, "pull_context", None)
+        state = SourceState(
+            watermarks=watermarks,
+            seen_files=frozenset(conn.execute(
+                "select file_name, sha256 from load_meta.source_files where source = ?", [source]
+            ).fetchall()),
+            until=until,
+            context=pull_context(conn, watermarks) if pull_context else None,
+            spool=spool,
+        )
+    progress("%s: pulling changes%s …", source, f" up to {until}" if until else "")
+    pull = extractor.pull(state)
+    pause_point("after_pull")
+    for n, cause in enumerate(pull.refused.values(), start=1):
+        log.warning("%s: input refused: %s", source, cause)
+        result.batches.append(BatchResult(f"{source}-refused-{n}", source, 0, 0, 0, False,
+                                          ("input refused",), cause=cause))
+    if not pull.has_news:
+        log.info("%s: nothing new since the last extract", source)
+        progress("%s: nothing new", source)
+        return None
+    if all(isinstance(t, pa.Table | SpooledTable) for t in pull.tables.values()):
+        progress("%s: %s rows pulled; landing, validating and loading …", source, f"{pull.row_count:,}")
+    else:  # streamed into landing: counted once landed
+        progress("%s: new deliveries; landing, validating and loading …", source)
+    manifest = write_batch(
+        p.landing, source, pull.tables, watermarks=pull.watermarks,
+        content_checksums=pull.content_checksums, extra=pull.extra,
+    )
+    log.info("%s: landed batch %s with %d rows", source, manifest.batch_id, manifest.row_count)
+    pause_point("after_land")
+    return manifest
+
+
 def run_extract(p: Paths, extractor: Extractor, validate: Validator | None = None,
                 until: dt.date | None = None) -> ExtractResult:
     """Recover unfinished batches, pull what is new (up to the data date ``until`` when given),
@@ -334,37 +391,13 @@ def run_extract(p: Paths, extractor: Extractor, validate: Validator | None = Non
             result.batches.append(_validate_and_load(p, extractor, manifest, validate, True))
         if not result.ok:
             return result  # the watermark did not move; do not pull past unloaded data
-        with restricted_connection(p) as conn:
-            watermarks = get_watermarks(conn, source)
-            pull_context = getattr(extractor, "pull_context", None)
-            state = SourceState(
-                watermarks=watermarks,
-                seen_files=frozenset(conn.execute(
-                    "select file_name, sha256 from load_meta.source_files where source = ?", [source]
-                ).fetchall()),
-                until=until,
-                context=pull_context(conn, watermarks) if pull_context else None,
-            )
-        progress("%s: pulling changes%s …", source, f" up to {until}" if until else "")
-        pull = extractor.pull(state)
-        pause_point("after_pull")
-        for n, cause in enumerate(pull.refused.values(), start=1):
-            log.warning("%s: input refused: %s", source, cause)
-            result.batches.append(BatchResult(f"{source}-refused-{n}", source, 0, 0, 0, False,
-                                              ("input refused",), cause=cause))
-        if not pull.has_news:
-            log.info("%s: nothing new since the last extract", source)
-            progress("%s: nothing new", source)
+        spool = p.landing / source / f"{SPOOL_PREFIX}{secrets.token_hex(6)}"
+        spool.mkdir(mode=OWNER_ONLY_DIR, parents=True)
+        try:
+            manifest = _pull_and_land(p, extractor, result, until, spool)
+        finally:
+            shutil.rmtree(spool, ignore_errors=True)
+        if manifest is None:
             return result
-        if all(isinstance(t, pa.Table) for t in pull.tables.values()):
-            progress("%s: %s rows pulled; landing, validating and loading …", source, f"{pull.row_count:,}")
-        else:  # streamed into landing: counted once landed
-            progress("%s: new deliveries; landing, validating and loading …", source)
-        manifest = write_batch(
-            p.landing, source, pull.tables, watermarks=pull.watermarks,
-            content_checksums=pull.content_checksums, extra=pull.extra,
-        )
-        log.info("%s: landed batch %s with %d rows", source, manifest.batch_id, manifest.row_count)
-        pause_point("after_land")
         result.batches.append(_validate_and_load(p, extractor, manifest, validate, False))
     return result

@@ -22,6 +22,24 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 MANIFEST = "manifest.json"
+PARQUET_COMPRESSION = "zstd"
+# A pull's private directory in landing/<source>/ (SourceState.spool): removed when the pull
+# ends, and, like a half-written batch, by the next run when a killed run left it.
+SPOOL_PREFIX = ".tmp-pull-"
+
+
+@dataclass(frozen=True)
+class SpooledTable:
+    """A table a pull has already written, as the Parquet file a landing batch holds, into its
+    spool directory (``SourceState.spool``): landing moves the file into the batch."""
+
+    path: Path
+    rows: int
+
+
+def parquet_writer(where: Path | pa.NativeFile, schema: pa.Schema) -> pq.ParquetWriter:
+    """A writer of a landing Parquet file (each ``write_batch`` a row group)."""
+    return pq.ParquetWriter(where, schema, compression=PARQUET_COMPRESSION)
 
 
 @dataclass(frozen=True)
@@ -88,7 +106,7 @@ def new_batch_id(source: str, at: dt.datetime) -> str:
 def write_batch(
     landing_root: Path,
     source: str,
-    tables: dict[str, pa.Table | pa.RecordBatchReader],
+    tables: dict[str, pa.Table | pa.RecordBatchReader | SpooledTable],
     *,
     watermarks: dict[str, tuple[str | None, str | None]],
     content_checksums: dict[str, str] | None = None,
@@ -98,8 +116,9 @@ def write_batch(
     """Write one immutable batch; ``watermarks[entity] = (from_exclusive, to_inclusive)``.
 
     A table may be a ``pa.RecordBatchReader``: it is streamed into its Parquet file batch by
-    batch (memory stays flat). ``content_checksums`` and ``extra`` are read after every table
-    has been written, so a streaming source may fill them in while its reader is consumed."""
+    batch (memory stays flat); or a :class:`SpooledTable`, whose file is moved in.
+    ``content_checksums`` and ``extra`` are read after every table has been written, so a
+    streaming source may fill them in while its reader is consumed."""
     at = extracted_at or dt.datetime.now(dt.UTC)
     batch_id = new_batch_id(source, at)
     source_dir = landing_root / source
@@ -146,13 +165,17 @@ def write_batch(
     return BatchManifest(**{**manifest.__dict__, "directory": final})
 
 
-def _write_parquet(table: pa.Table | pa.RecordBatchReader, path: Path) -> int:
-    """Write a table or stream of record batches to one Parquet file; returns the row count."""
+def _write_parquet(table: pa.Table | pa.RecordBatchReader | SpooledTable, path: Path) -> int:
+    """Write a table or stream of record batches to one Parquet file (or move a spooled one
+    there); returns the row count."""
+    if isinstance(table, SpooledTable):
+        shutil.move(table.path, path)  # a rename: the spool is in the same landing directory
+        return table.rows
     if isinstance(table, pa.Table):
-        pq.write_table(table, path, compression="zstd")
+        pq.write_table(table, path, compression=PARQUET_COMPRESSION)
         return table.num_rows
     rows = 0
-    with pq.ParquetWriter(path, table.schema, compression="zstd") as writer:
+    with parquet_writer(path, table.schema) as writer:
         for batch in table:
             writer.write_batch(batch)
             rows += batch.num_rows

@@ -3,10 +3,14 @@
 **The run lock.** One run at a time on a data directory.
 
 ``samverkan run``, ``backfill``, ``lagesbild`` and ``demo`` hold an exclusive ``flock`` on
-``run/samverkan.lock`` for their whole duration, taken before Prefect starts. The file holds a
-small JSON document naming the holder (pid, command, start time), so a second command says at
-once which run is in progress instead of failing later on a DuckDB lock. The kernel releases
-a ``flock`` when its process dies: a lock file left by a killed run never blocks the next one.
+``run/samverkan.lock`` for their whole duration, taken before Prefect starts; every flow
+(``flows/``) takes it too when it starts, so a run a Prefect worker starts from a deployment
+and a command cannot overlap. The lock is re-entrant within a process: a flow called by the
+command that holds it, or by another flow, runs under the lock its process already holds.
+The file holds a small JSON document naming the holder (pid, command, start time), so a
+second run says at once which run is in progress instead of failing later on a DuckDB lock.
+The kernel releases a ``flock`` when its process dies: a lock file left by a killed run never
+blocks the next one.
 
 Holding the lock is what makes "when a run starts" safe for clean-ups that must not touch a
 concurrent run's files (the validation scratch files).
@@ -27,6 +31,7 @@ import fcntl
 import json
 import os
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -72,27 +77,114 @@ def _read_holder(fd: int) -> dict[str, Any]:
     return {}
 
 
-@contextmanager
-def run_lock(p: Paths, command: str) -> Iterator[dict[str, Any]]:
-    """Hold this data directory's run lock, or raise :class:`RunInProgress` at once."""
-    p.run_state.mkdir(mode=OWNER_ONLY_DIR, parents=True, exist_ok=True)
-    fd = os.open(p.run_lock, os.O_RDWR | os.O_CREAT, OWNER_ONLY_FILE)
-    try:
+# The run locks this process holds: lock file -> [fd, holder, depth]. A flow called inside
+# another flow (or by the command that took the lock) enters the lock its process holds instead
+# of taking it again: flock is per open file, so a second open in the same process would refuse.
+_HELD: dict[str, list[Any]] = {}
+_HELD_GUARD = threading.Lock()
+
+
+def _take(p: Paths, command: str) -> tuple[dict[str, Any], bool]:
+    """Take (or re-enter) the run lock; (holder, whether this call took it)."""
+    key = os.path.realpath(p.run_lock)
+    with _HELD_GUARD:
+        held = _HELD.get(key)
+        if held is not None:
+            held[2] += 1
+            return held[1], False
+        p.run_state.mkdir(mode=OWNER_ONLY_DIR, parents=True, exist_ok=True)
+        fd = os.open(p.run_lock, os.O_RDWR | os.O_CREAT, OWNER_ONLY_FILE)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise RunInProgress(p, _read_holder(fd)) from None
+            holder = _read_holder(fd)
+            os.close(fd)
+            raise RunInProgress(p, holder) from None
+        except BaseException:
+            os.close(fd)
+            raise
         holder = {"pid": os.getpid(), "command": command,
                   "started": dt.datetime.now().astimezone().isoformat(timespec="seconds")}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(holder).encode("utf-8"), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(holder).encode("utf-8"), 0)
+        except BaseException:
+            os.close(fd)  # closing the file releases its flock
+            raise
+        _HELD[key] = [fd, holder, 1]
+        return holder, True
+
+
+def _release(p: Paths) -> None:
+    key = os.path.realpath(p.run_lock)
+    with _HELD_GUARD:
+        held = _HELD[key]
+        held[2] -= 1
+        if held[2] > 0:
+            return
+        del _HELD[key]
+        fd = held[0]
+        try:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+
+@contextmanager
+def _locked(p: Paths, command: str) -> Iterator[tuple[dict[str, Any], bool]]:
+    holder, outermost = _take(p, command)
+    try:
+        yield holder, outermost
+    finally:
+        _release(p)
+
+
+@contextmanager
+def run_lock(p: Paths, command: str) -> Iterator[dict[str, Any]]:
+    """Hold this data directory's run lock, or raise :class:`RunInProgress` at once.
+    Re-entrant within a process: an inner holder gets the outer one's holder document."""
+    with _locked(p, command) as (holder, _outermost):
+        yield holder
+
+
+@contextmanager
+class ChecksFailed(Exception):
+    """The checks that run first under the lock failed (they printed why); nothing was done."""
+
+
+def exclusive_run(p: Paths, command: str,
+                  check: Callable[[], bool] | None = None) -> Iterator[dict[str, Any]]:
+    """One run on this data directory: the run lock (:func:`run_lock`), and, for the run that
+    takes it (not a flow inside it), the clean-ups only a lock holder may do: the validation
+    scratch a killed run left is removed when the run starts and when it ends, and the
+    person-level files an earlier release put into the published versions are removed.
+    ``check`` (the checks of `samverkan check`) runs first, right after the lock is taken: when
+    it fails, :class:`ChecksFailed` is raised and nothing else is done (nothing imported that
+    the run itself needs, nothing written but the checks' own probe files)."""
+    with _locked(p, command) as (holder, outermost):
+        if check is not None and not check():
+            raise ChecksFailed(command)
+        if not outermost:
+            yield holder
+            return
+        from samverkan.publish import remove_person_level_from_published
+
+        _clear_scratch(p)
+        remove_person_level_from_published(p)  # left there by an earlier release
         try:
             yield holder
         finally:
-            os.ftruncate(fd, 0)
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
+            _clear_scratch(p)
+
+
+def _clear_scratch(p: Paths) -> None:
+    """Remove every validation scratch file (only while holding the run lock); the validation
+    module is imported only when there is one."""
+    if p.scratch.is_dir() and any(p.scratch.iterdir()):
+        from samverkan.quality import clear_scratch
+
+        clear_scratch(p)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ quoted line break stays inside its record."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import os
 from pathlib import Path
@@ -62,6 +63,18 @@ def test_the_rule_table_is_declared_once() -> None:
     contract = (Path(__file__).parents[1] / "dbt_project" / "SOURCE_CONTRACTS.md").read_text("utf-8")
     for code in [*reasons, *BATCH_FAULTS]:
         assert f"`{code}`" in contract, code
+    # The suite runs after the row rules: it holds only what no row rule covers (the loader's
+    # file position) and the key's Diarienummer (the invariant of missing_key), never a check of
+    # a column a row rule already judges, which could not fail.
+    suite = json.loads((Path(__file__).parents[1] / "expectations" / "police.events.json"
+                        ).read_text(encoding="utf-8"))
+    checked = set()
+    for exp in suite["expectations"]:
+        checked |= set(exp["kwargs"].get("column_list") or [exp["kwargs"]["column"]])
+    assert checked == {"file_name", "line_number", "diarienummer"}, checked
+    ruled = " ".join(r.condition for r in ROW_RULES)
+    for column in ("roll", "status", "brottskod", "alder", "brottsdatum"):
+        assert column in ruled, column
 
 
 def test_row_faults_are_quarantined_and_the_rest_loads_through_the_real_suite(

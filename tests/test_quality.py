@@ -587,19 +587,22 @@ CLEAN_ROWS = {
                          " date '2025-02-28', '0930', 'Misshandel', 'Stockholm', 'Rinkeby', '20130101-2397',"
                          " 'Misstänkt', 12, 'Aktiv', timestamp '2025-03-01 07:00:00')",
 }
+# Rows only a suite catches: the row rules quarantine row-level faults before the suites run, so
+# the suites keep what judges the batch (a repeated key or file position, an unknown security
+# marking, a lesson over 600 minutes) and the key checks.
 BAD_ROWS = {
-    "raw_police.events": ("('b', 'polis_20250301.csv', 3, '5000-K123456-25', date '2025-02-27', null, '93A0',"
+    "raw_police.events": ("('b', 'polis_20250301.csv', 2, '5000-K123456-26', date '2025-02-27', null, '93A0',"
                           " null, null, null, null, 'Vittne', 12, 'Aktiv', null)",
-                          {"brottskod_four_digits", "expect_column_values_to_be_in_set(roll)"}),
-    "raw_case_system.aktualisering": ("('b', 12, 1, date '2025-02-20', 'Anmälan', 'Skola', null,"
+                          {"file_position_unique"}),
+    "raw_case_system.aktualisering": ("('b', 10, 1, date '2025-02-20', 'Anmälan', 'Skola', null,"
                                       " date '2025-02-19', 'Inleda utredning', null, null)",
-                                      {"decision_not_before_receipt"}),
+                                      {"expect_column_values_to_be_unique(aktualisering_id)"}),
+    "raw_case_system.gallring": ("('b', 'insats', 29, timestamp '2025-02-02 00:00:00')", {"key_unique"}),
     "raw_ss12000.calendar_events": ("('b', 'ev-2', null, timestamptz '2025-02-03 08:00:00+01',"
                                     " timestamptz '2025-02-03 19:00:00+01', null)",
                                     {"lesson_at_most_600_minutes"}),
     "raw_ss12000.persons": ("('b', 'p-2', null, date '2026-01-01', 'Man', 'Hemlig', null)",
-                            {"expect_column_values_to_be_in_set(security_marking)",
-                             "expect_column_values_to_be_between(birth_date)"}),
+                            {"expect_column_values_to_be_in_set(security_marking)"}),
 }
 
 

@@ -8,8 +8,11 @@ import contextlib
 import itertools
 import json
 import resource
+import socket
+import threading
 import time
 import uuid
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -138,6 +141,85 @@ def test_a_trickling_answer_ends_by_the_deadline():
     assert "GET /organisations page 1: the answer was still arriving" in message
     assert "deadline of 5 s" in message
     assert elapsed < 5 + 1.5
+
+
+def _trickle(send: Any, data: Iterator[bytes] | bytes, seconds: float = 60.0) -> None:
+    """Send ``data`` a byte every 0.2 s (each read well within timeout_seconds), for at most
+    ``seconds`` or until the client hangs up."""
+    ends = time.monotonic() + seconds
+    with contextlib.suppress(OSError):
+        for byte in data:
+            if time.monotonic() > ends:
+                return
+            send(bytes([byte]) if isinstance(byte, int) else byte)
+            time.sleep(0.2)
+
+
+def _endless_headers() -> Iterator[bytes]:
+    yield from (bytes([b]) for b in b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Slow: ")
+    while True:
+        yield b"a"
+
+
+def test_trickling_headers_end_by_the_deadline():
+    """The status line and headers one byte at a time: no socket read times out, only the
+    deadline can end the request."""
+
+    def handle(h: BaseHTTPRequestHandler) -> None:
+        h.server.requests += 1  # type: ignore[attr-defined]
+        _trickle(lambda b: (h.wfile.write(b), h.wfile.flush()), _endless_headers())
+
+    with http_server(handle) as server:
+        error, elapsed = pull_fails(config(server, timeout_seconds=1.0, deadline_minutes=2 / 60))
+        requests_made = server.requests  # type: ignore[attr-defined]
+    assert isinstance(error, SS12000DeadlineError) and not is_transient(error)
+    message = str(error)
+    assert ("GET /organisations page 1: the status line and headers of the answer had not all "
+            "arrived; the pull did not finish within its deadline of 2 s") in message
+    assert requests_made == 1  # ended, not retried
+    assert elapsed < 2 + 1.5
+
+
+@contextlib.contextmanager
+def _trickling_tls_server() -> Iterator[int]:
+    """A TCP server on loopback that answers a TLS ClientHello with the header of a 16 KiB
+    handshake record and then its body a byte at a time: the client's handshake never fails a
+    read, and never completes."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve(conn: socket.socket) -> None:
+        with conn:
+            conn.recv(65536)  # the ClientHello
+            _trickle(conn.sendall, itertools.chain([b"\x16\x03\x03\x40\x00"],
+                                                   itertools.repeat(b"\x00")))
+
+    def accept() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                conn, _ = listener.accept()
+                threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        listener.close()
+
+
+def test_a_trickling_tls_handshake_ends_by_the_deadline():
+    """Connecting is bounded by the connect time-out, shortened to what is left of the deadline
+    (CPython bounds a whole TLS handshake by the socket's time-out)."""
+    with _trickling_tls_server() as port:
+        cfg = SS12000Config(base_url=f"https://127.0.0.1:{port}/v2.1", token=TOKEN, page_size=5,
+                            timeout_seconds=30.0, deadline_minutes=2 / 60)
+        error, elapsed = pull_fails(cfg)
+    assert isinstance(error, SS12000DeadlineError) and not is_transient(error)
+    assert "GET /organisations page 1: the status line and headers of the answer had not all " \
+           "arrived" in str(error)
+    assert elapsed < 2 + 1.5
 
 
 def _peak_rss_bytes() -> int:

@@ -3,8 +3,10 @@
 Contract: ``dbt_project/SOURCE_CONTRACTS.md``, "Case system". The same code reads the views on
 SQLite, PostgreSQL and MariaDB (tested) and on other SQLAlchemy backends (untested). Each view
 is pulled incrementally on its modification column (``andrad_tid``; ``gallring.gallrad_tid``)
-with a streaming cursor and converted chunk by chunk into Arrow record batches, so a big view
-never sits in memory as Python objects.
+with a streaming cursor and converted chunk by chunk into Arrow record batches, each written as
+a row group of the view's landing Parquet file as it arrives (``run_extract``'s spool
+directory, moved into the batch when it lands), so memory is bounded by the chunk, whatever
+the view's size.
 
 Landing (restricted zone) keeps every contract column, names included, typed to the contract
 (integer → int64, boolean → bool, varchar → string, date → date32, timestamp → timestamp[us],
@@ -26,12 +28,13 @@ the watermark and also select rows with a null change time; rows the warehouse a
 (:meth:`CaseSystemExtractor.pull_context`) are skipped before landing and counted.
 
 The content checksum of an entity is :func:`rows_checksum` over the rows exactly as the driver
-returned them (computed vectorised per chunk), so it can be recomputed independently from the
-source database.
+returned them (their texts computed vectorised per chunk, spooled and sorted by DuckDB within a
+fixed memory limit), so it can be recomputed independently from the source database.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import decimal
 import hashlib
@@ -39,7 +42,7 @@ import json
 import logging
 import re
 import urllib.parse
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,13 +51,14 @@ from zoneinfo import ZoneInfo
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 
 from samverkan.config import CaseSystemConfig
 from samverkan.config.check import CheckResult
 from samverkan.extract import Pull, SourceState
-from samverkan.landing import BatchManifest
+from samverkan.landing import BatchManifest, SpooledTable, parquet_writer
 from samverkan.sources.failures import SourceError, database_failure, failure_cause, scrub_driver_message
 from samverkan.warehouse import EntityCounts, quarantine
 
@@ -254,7 +258,8 @@ BATCH_FAULTS: dict[str, tuple[str, str]] = {
                         "fails at read time: no row can be isolated)", "pull"),
     "accounting": ("rows received differ from rows loaded plus rows quarantined", "load"),
     "suite_failed": ("a Great Expectations suite fails on the rows left after the row rules "
-                     "(a safety net: the row rules cover every suite check)", "validation"),
+                     "(the key set and unique: an invariant of missing_key and duplicate_key)",
+                     "validation"),
     "view_emptied": ("a view that had rows now has none (a wiped or mis-permissioned "
                      "reporting database)", "the anomaly gate, from view_row_counts()"),
 }
@@ -359,24 +364,54 @@ def row_texts(columns: Sequence[list[Any]], n_rows: int) -> pa.Array:
     return pc.binary_join_element_wise(*fields, "")
 
 
-def checksum_of_row_texts(chunks: Sequence[pa.Array], slice_rows: int = 200_000) -> str:
-    """sha256 over the sorted row texts joined by newlines (same as :func:`rows_checksum`).
-
-    Arrow sorts strings by their UTF-8 bytes, which is code point order, as Python sorts."""
+def _hash_sorted_texts(parts: Iterable[pa.Array]) -> str:
+    """sha256 over texts that arrive sorted, in parts, joined by newlines."""
     h = hashlib.sha256()
-    if not chunks:
-        return h.hexdigest()
-    texts = pa.concat_arrays([c.cast(pa.large_string()) for c in chunks])
-    texts = texts.take(pc.sort_indices(texts))
     separator = pa.scalar("\n", pa.large_string())
-    for start in range(0, len(texts), slice_rows):
-        part = texts.slice(start, slice_rows)
+    first = True
+    for part in parts:
+        if not len(part):
+            continue
+        part = part.cast(pa.large_string())
         joined = pc.binary_join(
             pa.LargeListArray.from_arrays(pa.array([0, len(part)], pa.int64()), part), separator)[0]
-        if start:
+        if not first:
             h.update(b"\n")
         h.update(joined.as_buffer())
+        first = False
     return h.hexdigest()
+
+
+def checksum_of_row_texts(chunks: Sequence[pa.Array], slice_rows: int = 200_000) -> str:
+    """sha256 over the sorted row texts joined by newlines (same as :func:`rows_checksum`), in
+    memory.
+
+    Arrow sorts strings by their UTF-8 bytes, which is code point order, as Python sorts."""
+    if not chunks:
+        return _hash_sorted_texts([])
+    texts = pa.concat_arrays([c.cast(pa.large_string()) for c in chunks])
+    texts = texts.take(pc.sort_indices(texts))
+    return _hash_sorted_texts(texts.slice(start, slice_rows) for start in range(0, len(texts), slice_rows))
+
+
+# The external sort of a view's row texts (checksum_of_spooled_row_texts): DuckDB's memory
+# while sorting; beyond it, sorted runs go to the pull's spool directory (restricted zone).
+SORT_MEMORY_LIMIT = "256MB"
+
+
+def checksum_of_spooled_row_texts(path: Path, temp_directory: Path, slice_rows: int = 100_000) -> str:
+    """:func:`checksum_of_row_texts` of the row texts in a Parquet file (column ``t``), sorted
+    by DuckDB within :data:`SORT_MEMORY_LIMIT` (spilling into ``temp_directory``), so memory
+    does not grow with the view. DuckDB compares text by its UTF-8 bytes, as Arrow does."""
+    conn = duckdb.connect(config={"memory_limit": SORT_MEMORY_LIMIT,
+                                  "temp_directory": str(temp_directory),
+                                  "preserve_insertion_order": False})
+    try:
+        reader = conn.execute("select t from read_parquet(?) order by t",
+                              [str(path)]).to_arrow_reader(slice_rows)
+        return _hash_sorted_texts(batch.column(0) for batch in reader)
+    finally:
+        conn.close()
 
 
 # --- typing values to the contract -----------------------------------------------------------
@@ -783,7 +818,7 @@ def view_row_counts(config: CaseSystemConfig) -> dict[str, int]:
 
 @dataclass
 class _EntityPull:
-    table: pa.Table
+    table: pa.Table | SpooledTable
     watermark_to: str | None
     checksum: str
     type_errors: int
@@ -880,6 +915,21 @@ def _drop_known(scratch: duckdb.DuckDBPyConnection, spec: ViewSpec, batch: pa.Re
     return pa.array(keep, pa.bool_()), n_loaded, n_quarantined
 
 
+_TEXTS_SCHEMA = pa.schema([("t", pa.string())])
+
+
+@contextlib.contextmanager
+def _texts_writer(sink: Path | list[pa.Array]) -> Iterator[Callable[[pa.Array], None]]:
+    """A function that keeps the row texts of a chunk: appended to ``sink`` in memory, or
+    written as a row group of the Parquet file ``sink``."""
+    if isinstance(sink, list):
+        yield sink.append
+        return
+    with pq.ParquetWriter(sink, _TEXTS_SCHEMA) as writer:
+        yield lambda texts: writer.write_batch(pa.record_batch([texts.cast(pa.string())],
+                                                               schema=_TEXTS_SCHEMA))
+
+
 class CaseSystemExtractor:
     """Incremental extractor for the case-system views (``klient``, ``aktualisering``,
     ``utredning``, ``insats``, ``gallring``)."""
@@ -923,7 +973,7 @@ class CaseSystemExtractor:
 
     def pull(self, state: SourceState) -> Pull:
         engine = source_engine(self.config.url, connect_timeout=EXTRACT_CONNECT_TIMEOUT_SECONDS)
-        tables: dict[str, pa.Table] = {}
+        tables: dict[str, pa.Table | SpooledTable] = {}
         watermarks: dict[str, tuple[str | None, str | None]] = {}
         checksums: dict[str, str] = {}
         type_errors: dict[str, int] = {}
@@ -937,7 +987,7 @@ class CaseSystemExtractor:
                     wm_from = state.watermarks.get(spec.name)
                     try:
                         got = self._pull_view(conn, spec, wm_from, state.until,
-                                              context.get(spec.name) or KnownRows())
+                                              context.get(spec.name) or KnownRows(), state.spool)
                     except sa.exc.SQLAlchemyError as exc:
                         raise self._view_error(conn, spec, exc) from None
                     tables[spec.name] = got.table
@@ -982,10 +1032,16 @@ class CaseSystemExtractor:
             transient=failure.transient and reason is None)
 
     def _pull_view(self, conn: sa.Connection, spec: ViewSpec, wm_from: str | None,
-                   until: dt.date | None = None, known: KnownRows | None = None) -> _EntityPull:
+                   until: dt.date | None = None, known: KnownRows | None = None,
+                   spool: Path | None = None) -> _EntityPull:
         """Read one view in chunks (a server-side cursor, ``chunk_rows`` at a time): the rows
         changed after the watermark minus the overlap, and every row with a null change time.
-        Rows the warehouse already holds (``known``) are dropped before landing and counted."""
+        Rows the warehouse already holds (``known``) are dropped before landing and counted.
+
+        Each chunk is written as it arrives, as a row group of the view's landing file in
+        ``spool`` (its row texts, for the content checksum, into a file beside it, sorted
+        there), so memory is bounded by the chunk, whatever the view's size. Without a spool
+        (a pull outside ``run_extract``) the same is written in memory and returned as a table."""
         known = known or KnownRows()
         stmt = view_select(spec, self.config.schema)
         wm_col = stmt.selected_columns[spec.watermark_column]
@@ -999,40 +1055,55 @@ class CaseSystemExtractor:
             stmt = stmt.where(sa.or_(sa.and_(*bounds), wm_col.is_(None)))
         stmt = stmt.order_by(wm_col)
         result = conn.execution_options(stream_results=True, yield_per=self.chunk_rows).execute(stmt)
-        batches: list[pa.RecordBatch] = []
-        texts: list[pa.Array] = []
         best: Any = None
         best_text: str | None = None
         wm_index = spec.column_names.index(spec.watermark_column)
-        n_errors = n_loaded = n_quarantined = 0
+        n_rows = n_errors = n_loaded = n_quarantined = 0
         cap = pa.scalar(latest_plausible_change(), pa.timestamp("us"))
         stored = _parse_time(wm_from)
+        rows_sink: Path | pa.BufferOutputStream = (
+            spool / f"{spec.name}.parquet" if spool is not None else pa.BufferOutputStream())
+        texts_sink: Path | list[pa.Array] = (
+            spool / f"{spec.name}.row-texts.parquet" if spool is not None else [])
         scratch = duckdb.connect() if known else None
         try:
-            for rows in result.partitions():
-                batch, chunk_texts = rows_to_batch(spec, rows)
-                wm_array = batch.column(spec.watermark_column)
-                plausible = pc.filter(wm_array, pc.less_equal(wm_array, cap))
-                if len(plausible):
-                    chunk_max = pc.max(plausible)
-                    if best is None or chunk_max.as_py() > best:
-                        best = chunk_max.as_py()
-                        idx = pc.index(wm_array, chunk_max).as_py()
-                        best_text = canonical_text(rows[idx][wm_index])
-                if scratch is not None:
-                    keep, n_l, n_q = _drop_known(scratch, spec, batch, known, stored, cap)
-                    if keep is not None:
-                        batch, chunk_texts = batch.filter(keep), chunk_texts.filter(keep)
-                        n_loaded += n_l
-                        n_quarantined += n_q
-                texts.append(chunk_texts)
-                batches.append(batch)
-                n_errors += batch.num_rows - batch.column(TYPE_ERRORS_COLUMN).null_count
+            with parquet_writer(rows_sink, landing_schema(spec)) as writer, \
+                    _texts_writer(texts_sink) as write_texts:
+                for rows in result.partitions():
+                    batch, chunk_texts = rows_to_batch(spec, rows)
+                    wm_array = batch.column(spec.watermark_column)
+                    plausible = pc.filter(wm_array, pc.less_equal(wm_array, cap))
+                    if len(plausible):
+                        chunk_max = pc.max(plausible)
+                        if best is None or chunk_max.as_py() > best:
+                            best = chunk_max.as_py()
+                            idx = pc.index(wm_array, chunk_max).as_py()
+                            best_text = canonical_text(rows[idx][wm_index])
+                    del rows
+                    if scratch is not None:
+                        keep, n_l, n_q = _drop_known(scratch, spec, batch, known, stored, cap)
+                        if keep is not None:
+                            batch, chunk_texts = batch.filter(keep), chunk_texts.filter(keep)
+                            n_loaded += n_l
+                            n_quarantined += n_q
+                    if batch.num_rows:
+                        writer.write_batch(batch)
+                        write_texts(chunk_texts)
+                    n_rows += batch.num_rows
+                    n_errors += batch.num_rows - batch.column(TYPE_ERRORS_COLUMN).null_count
         finally:
             if scratch is not None:
                 scratch.close()
-        table = pa.Table.from_batches(batches, schema=landing_schema(spec))
-        return _EntityPull(table, best_text, checksum_of_row_texts(texts), n_errors, n_loaded, n_quarantined)
+        table: pa.Table | SpooledTable
+        if isinstance(rows_sink, Path) and isinstance(texts_sink, Path):
+            checksum = checksum_of_spooled_row_texts(texts_sink, texts_sink.parent)
+            texts_sink.unlink()
+            table = SpooledTable(rows_sink, n_rows)
+        else:
+            assert isinstance(rows_sink, pa.BufferOutputStream) and isinstance(texts_sink, list)
+            checksum = checksum_of_row_texts(texts_sink)
+            table = pq.read_table(pa.BufferReader(rows_sink.getvalue()))
+        return _EntityPull(table, best_text, checksum, n_errors, n_loaded, n_quarantined)
 
     # -- load --
     def load(self, conn: duckdb.DuckDBPyConnection, manifest: BatchManifest) -> dict[str, EntityCounts]:

@@ -13,6 +13,7 @@ test can compare what the server served with what was landed and loaded.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import datetime as dt
 import email.utils
@@ -22,8 +23,10 @@ import json
 import logging
 import re
 import socket
+import threading
 import time
 import urllib.parse
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
@@ -36,6 +39,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import requests
+import requests.adapters
+import urllib3
+import urllib3.connection
 import urllib3.exceptions
 
 try:  # a fast JSON parser; installed with Prefect, optional here
@@ -215,9 +221,11 @@ class SS12000RedirectError(SS12000ResponseError):
 _REQUEST_FAILURES = (requests.Timeout, requests.ConnectionError, requests.exceptions.ChunkedEncodingError)
 
 # --- limits of a pull (hostile or broken servers) ---------------------------------------------
-# One pull has an overall deadline ([ss12000] deadline_minutes): every request, its body, every
-# retry's wait and the paging loop share it; each read of the body waits at most
-# min(timeout_seconds, what is left of the deadline), so a trickling answer ends by it.
+# One pull has an overall deadline ([ss12000] deadline_minutes): every request (connect, TLS,
+# status line, headers, body), every retry's wait and the paging loop share it. Each read waits
+# at most min(timeout_seconds, what is left of the deadline), and a watchdog (Deadline.bound)
+# shuts the connection down when the deadline passes, so an answer trickling in a byte at a
+# time, headers included, ends by it.
 # A page is refused when it holds more records than the ``limit`` asked for, or when its body
 # grows past page_size x RECORD_BYTES_BOUND (+ BODY_SLACK_BYTES): the body is streamed and the
 # count checked as it arrives, so a huge page is refused before it is held whole.
@@ -233,19 +241,35 @@ _READ_CHUNK = 1 << 16
 
 
 class Deadline:
-    """A wall-clock deadline (monotonic) shared by every request of one pull."""
+    """A wall-clock deadline (monotonic) shared by every request of one pull.
 
-    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+    Socket time-outs bound each read, not a request: a server that sends its status line,
+    headers or body a byte at a time never lets one run out. So every request runs inside
+    :meth:`bound`, which starts a watchdog timer for what is left of the deadline; when it
+    fires, it shuts down every connection opened under this deadline, the blocked read returns
+    and the request ends with the deadline's error. Sessions must come from
+    :func:`deadline_session` for their connections to be watched."""
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic, *,
+                 setting: str = "[ss12000] deadline_minutes") -> None:
         self.seconds = float(seconds)
+        self.setting = setting
         self._clock = clock
         self.started = clock()
         self.at = self.started + self.seconds
+        self.fired = False
+        self._lock = threading.Lock()
+        self._sockets: weakref.WeakSet[socket.socket] = weakref.WeakSet()
 
     def remaining(self) -> float:
         return self.at - self._clock()
 
     def elapsed(self) -> float:
         return self._clock() - self.started
+
+    def passed(self) -> bool:
+        """Whether the deadline has passed (or its watchdog cut the connections)."""
+        return self.fired or self.remaining() <= 0
 
     def limit(self, timeout: float) -> float:
         """``timeout`` shortened to what is left (at least 10 ms: a socket time-out of 0 would
@@ -255,8 +279,116 @@ class Deadline:
     def error(self, where: str, cause: str) -> SS12000DeadlineError:
         return SS12000DeadlineError(
             f"{where}: {cause}; the pull did not finish within its deadline of "
-            f"{_duration(self.seconds)} ([ss12000] deadline_minutes), stopped after "
+            f"{_duration(self.seconds)} ({self.setting}), stopped after "
             f"{_duration(self.elapsed())}")
+
+    @contextlib.contextmanager
+    def bound(self) -> Iterator[None]:
+        """Run one request (connect, TLS, status line, headers, body) within the deadline."""
+        timer = threading.Timer(max(0.0, self.remaining()), self._expire)
+        timer.daemon = True
+        token = _ACTIVE_DEADLINE.set(self)
+        timer.start()
+        try:
+            yield
+        finally:
+            timer.cancel()
+            _ACTIVE_DEADLINE.reset(token)
+
+    def watch(self, sock: socket.socket) -> None:
+        """Shut ``sock`` down when the deadline passes (at once if it has)."""
+        with self._lock:
+            if not self.fired:
+                self._sockets.add(sock)
+                return
+        _shutdown(sock)
+
+    def unwatch(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.discard(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.fired = True
+            sockets = list(self._sockets)
+            self._sockets.clear()
+        for sock in sockets:
+            _shutdown(sock)
+
+
+def _shutdown(sock: socket.socket) -> None:
+    """End both directions of a connection, so that a read blocked on it returns. The plain
+    socket method, also for a TLS socket (whose own ``shutdown`` would drop its TLS state under
+    the reading thread)."""
+    with contextlib.suppress(OSError, ValueError, TypeError):
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+# The cause of a deadline error before the answer's headers were read (connecting, or a server
+# sending its status line and headers slowly).
+_NO_HEADERS = "the status line and headers of the answer had not all arrived"
+
+# The deadline of the request running in this thread (set by Deadline.bound): the connections
+# it opens register with it.
+_ACTIVE_DEADLINE: contextvars.ContextVar[Deadline | None] = contextvars.ContextVar(
+    "samverkan_ss12000_deadline", default=None)
+
+
+class _WatchedConnection:
+    """Mixin for urllib3 connections: the socket of a connection opened under a
+    :class:`Deadline` is shut down when it passes. (Connecting needs no watchdog: the TCP connect
+    and the whole TLS handshake each wait at most the connect time-out, which the client
+    shortens to what is left of the deadline.)"""
+
+    sock: Any
+
+    def connect(self) -> None:
+        super().connect()  # type: ignore[misc]
+        deadline = _ACTIVE_DEADLINE.get()
+        if deadline is not None and isinstance(self.sock, socket.socket):
+            deadline.watch(self.sock)
+
+
+class _WatchedHTTPConnection(_WatchedConnection, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _WatchedHTTPSConnection(_WatchedConnection, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class _WatchedHTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+class _WatchedAdapter(requests.adapters.HTTPAdapter):
+    """An adapter whose connections a :class:`Deadline` can cut (also through an HTTP proxy)."""
+
+    _POOLS: dict[str, type[urllib3.HTTPConnectionPool]] = {"http": _WatchedHTTPPool,
+                                                          "https": _WatchedHTTPSPool}
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = dict(self._POOLS)
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if type(manager) is urllib3.ProxyManager:  # not a SOCKS proxy, which has its own pools
+            manager.pool_classes_by_scheme = dict(self._POOLS)
+        return manager
+
+
+def deadline_session() -> requests.Session:
+    """A session whose requests :meth:`Deadline.bound` can end when the deadline passes."""
+    session = requests.Session()
+    adapter = _WatchedAdapter()
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
 
 
 def _duration(seconds: float) -> str:
@@ -315,7 +447,7 @@ def _read_body(response: requests.Response, where: str, *, max_bytes: int, what:
         total = 0
         while True:
             if deadline is not None:
-                if deadline.remaining() <= 0:
+                if deadline.passed():
                     raise deadline.error(where, f"the answer was still arriving ({total:,} bytes "
                                                 "so far)")
                 if sock is not None:
@@ -324,7 +456,7 @@ def _read_body(response: requests.Response, where: str, *, max_bytes: int, what:
             try:
                 chunk = raw.read1(_READ_CHUNK, decode_content=True)
             except (urllib3.exceptions.ReadTimeoutError, TimeoutError) as exc:
-                if deadline is not None and deadline.remaining() <= 0:
+                if deadline is not None and deadline.passed():
                     raise deadline.error(where, f"the answer was still arriving ({total:,} bytes "
                                                 "so far)") from None
                 raise requests.exceptions.ReadTimeout(str(exc)) from None
@@ -332,8 +464,14 @@ def _read_body(response: requests.Response, where: str, *, max_bytes: int, what:
                 raise SS12000ResponseError(f"{where}: the answer's content encoding cannot be "
                                            "decoded") from None
             except (urllib3.exceptions.ProtocolError, urllib3.exceptions.SSLError, OSError) as exc:
+                if deadline is not None and deadline.passed():
+                    raise deadline.error(where, f"the answer was still arriving ({total:,} bytes "
+                                                "so far)") from None
                 raise requests.exceptions.ChunkedEncodingError(exc) from None
             if not chunk:
+                if deadline is not None and deadline.fired:  # cut by the watchdog, not the end
+                    raise deadline.error(where, f"the answer was still arriving ({total:,} bytes "
+                                                "so far)")
                 break
             total += len(chunk)
             if total > max_bytes:
@@ -428,7 +566,7 @@ class OAuth2ClientCredentials(requests.auth.AuthBase):
         self._max_attempts = max(1, max_attempts)
         self._backoff = backoff
         self._sleep = sleep
-        self._session = session or requests.Session()
+        self._session = session or deadline_session()
         self._clock = clock
         self._token: str | None = None
         self._expires_at: float | None = None
@@ -456,7 +594,7 @@ class OAuth2ClientCredentials(requests.auth.AuthBase):
                 f"POST {urllib.parse.urlsplit(self.token_url).path or '/'} (token_url)")
 
     def _wait(self, where: str, delay: float, cause: str) -> None:
-        if self.deadline is not None and delay >= self.deadline.remaining():
+        if self.deadline is not None and (self.deadline.passed() or delay >= self.deadline.remaining()):
             raise self.deadline.error(where, f"{cause}; waiting {delay:.3g} s to retry would pass it")
         self._sleep(delay)
 
@@ -468,20 +606,21 @@ class OAuth2ClientCredentials(requests.auth.AuthBase):
         attempt = 0
         while True:
             attempt += 1
-            if self.deadline is not None and self.deadline.remaining() <= 0:
+            if self.deadline is not None and self.deadline.passed():
                 raise self.deadline.error(where, "no token yet")
             timeout = self.deadline.limit(self._timeout) if self.deadline else self._timeout
             try:
-                response = self._session.post(
-                    self.token_url, data={"grant_type": "client_credentials"},
-                    auth=requests.auth.HTTPBasicAuth(self._client_id, self._client_secret),
-                    headers={"Accept": "application/json"}, timeout=(timeout, timeout),
-                    allow_redirects=False, stream=True)
-                body = _read_body(response, where, max_bytes=TOKEN_BODY_MAX_BYTES,
-                                  what="a token answer", deadline=self.deadline, timeout=timeout)
+                with self.deadline.bound() if self.deadline else contextlib.nullcontext():
+                    response = self._session.post(
+                        self.token_url, data={"grant_type": "client_credentials"},
+                        auth=requests.auth.HTTPBasicAuth(self._client_id, self._client_secret),
+                        headers={"Accept": "application/json"}, timeout=(timeout, timeout),
+                        allow_redirects=False, stream=True)
+                    body = _read_body(response, where, max_bytes=TOKEN_BODY_MAX_BYTES,
+                                      what="a token answer", deadline=self.deadline, timeout=timeout)
             except _REQUEST_FAILURES as exc:
-                if self.deadline is not None and self.deadline.remaining() <= 0:
-                    raise self.deadline.error(where, "no answer yet") from None
+                if self.deadline is not None and self.deadline.passed():
+                    raise self.deadline.error(where, _NO_HEADERS) from None
                 error = _request_failed(where, exc, attempt, self._max_attempts)
                 if error is not None:
                     raise error from None
@@ -617,6 +756,7 @@ class SS12000Client:
         max_pages: int | None = None,
         max_empty_pages: int = MAX_EMPTY_PAGES,
         deadline_seconds: float | None = None,
+        deadline_setting: str = "[ss12000] deadline_minutes",
         max_body_bytes: int | None = None,
     ) -> None:
         if not config.base_url:
@@ -636,9 +776,9 @@ class SS12000Client:
         self.max_empty_pages = max(1, max_empty_pages)
         self.max_body_bytes = max_body_bytes or self.page_size * RECORD_BYTES_BOUND + BODY_SLACK_BYTES
         self.deadline = Deadline(deadline_seconds if deadline_seconds is not None
-                                 else float(config.deadline_minutes) * 60)
+                                 else float(config.deadline_minutes) * 60, setting=deadline_setting)
         self._sleep = sleep
-        self._session = requests.Session()
+        self._session = deadline_session()
         self._auth = auth_from_config(config, max_attempts=self.max_attempts, backoff=self._backoff,
                                       sleep=sleep, session=self._session, deadline=self.deadline)
         self._session.headers["Accept"] = "application/json"
@@ -714,7 +854,7 @@ class SS12000Client:
         return self._backoff(attempt)
 
     def _wait(self, where: str, delay: float, cause: str) -> None:
-        if delay >= self.deadline.remaining():
+        if self.deadline.passed() or delay >= self.deadline.remaining():
             raise self.deadline.error(where, f"{cause}; waiting {delay:.3g} s to retry would pass it")
         self.retries += 1
         self._sleep(delay)
@@ -739,19 +879,20 @@ class SS12000Client:
         redirects = 0
         while True:
             attempt += 1
-            if self.deadline.remaining() <= 0:
+            if self.deadline.passed():
                 raise self.deadline.error(where, "not yet read")
             self.requests_made += 1
             timeout = self.deadline.limit(self.timeout)
             try:
-                response = self._session.get(url, params=params, auth=self._auth, stream=True,
-                                             allow_redirects=False, timeout=(timeout, timeout))
-                body = _read_body(response, where, max_bytes=self.max_body_bytes,
-                                  what=f"a page of {self.page_size:,} records",
-                                  deadline=self.deadline, timeout=timeout)
+                with self.deadline.bound():
+                    response = self._session.get(url, params=params, auth=self._auth, stream=True,
+                                                 allow_redirects=False, timeout=(timeout, timeout))
+                    body = _read_body(response, where, max_bytes=self.max_body_bytes,
+                                      what=f"a page of {self.page_size:,} records",
+                                      deadline=self.deadline, timeout=timeout)
             except _REQUEST_FAILURES as exc:
-                if self.deadline.remaining() <= 0:
-                    raise self.deadline.error(where, "no answer yet") from None
+                if self.deadline.passed():
+                    raise self.deadline.error(where, _NO_HEADERS) from None
                 error = _request_failed(where, exc, attempt, self.max_attempts)
                 if error is not None:
                     raise error from None
@@ -837,6 +978,7 @@ def _server_date(response: requests.Response) -> dt.datetime | None:
 # --- probe (``samverkan check``) -------------------------------------------------------------
 
 PROBE_TIMEOUT_SECONDS = 5.0
+PROBE_DEADLINE_SECONDS = 15.0  # the whole probe: a token, a page (a server trickling its answer)
 
 
 def _digits(value: Any) -> str:
@@ -857,7 +999,10 @@ def probe(config: SS12000Config, organisation_number: str,
             config, timeout_seconds=min(float(config.timeout_seconds or PROBE_TIMEOUT_SECONDS),
                                         PROBE_TIMEOUT_SECONDS))
         credentials = "the bearer token" if config.token else "the OAuth2 client credentials"
-        with SS12000Client(limited, max_attempts=1, sleep=lambda _: None) as client, \
+        with SS12000Client(limited, max_attempts=1, sleep=lambda _: None,
+                           deadline_seconds=min(float(config.deadline_minutes) * 60,
+                                                PROBE_DEADLINE_SECONDS),
+                           deadline_setting="the limit of a check") as client, \
                 contextlib.closing(client.pages("organisations")) as pages:
             first = next(pages)
         data = first.body.get("data")
