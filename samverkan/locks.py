@@ -148,11 +148,11 @@ def run_lock(p: Paths, command: str) -> Iterator[dict[str, Any]]:
         yield holder
 
 
-@contextmanager
 class ChecksFailed(Exception):
     """The checks that run first under the lock failed (they printed why); nothing was done."""
 
 
+@contextmanager
 def exclusive_run(p: Paths, command: str,
                   check: Callable[[], bool] | None = None) -> Iterator[dict[str, Any]]:
     """One run on this data directory: the run lock (:func:`run_lock`), and, for the run that
