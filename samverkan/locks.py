@@ -84,8 +84,11 @@ def run_lock(p: Paths, command: str) -> Iterator[dict[str, Any]]:
             raise RunInProgress(p, _read_holder(fd)) from None
         holder = {"pid": os.getpid(), "command": command,
                   "started": dt.datetime.now().astimezone().isoformat(timespec="seconds")}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(holder).encode("utf-8"), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(holder).encode("utf-8"), 0)
+        except OSError as exc:  # e.g. a full disk: name the file
+            raise OSError(exc.errno, exc.strerror, str(p.run_lock)) from None
         try:
             yield holder
         finally:
