@@ -22,6 +22,7 @@ import html
 import http.client
 import json
 import os
+import random
 import re
 import secrets
 import shutil
@@ -38,6 +39,7 @@ from urllib.parse import urlsplit
 import pytest
 from conftest import POSTGRES_ADMIN_URL, http_server, require, require_server
 from hostile import (
+    SEED,
     Installation,
     assert_clean_failure,
     assert_no_traceback,
@@ -288,6 +290,28 @@ def disk_full(world: World) -> None:
             out.flush()
 
 
+def disk_fills_during_the_run(world: World) -> None:
+    """A big new police file (200 000 rows) and a data directory with 256 KiB left: the run
+    gets past the preflight and fills the disk while it lands the file."""
+    require(world.tmpfs, "filling the data directory's disk needs a tmpfs (the tests run as root in CI)")
+    last = sorted(world.inbox.glob("polis_*.csv"))[-1]
+    lines = last.read_text(encoding="utf-8-sig").splitlines()
+    header, row = lines[0], lines[1].split(";")
+    new = world.inbox / f"polis_{POLICE_DATE}.csv"
+    world.repairs.append(lambda: new.unlink(missing_ok=True))
+    draw = random.Random(SEED)
+    with new.open("w", encoding="utf-8") as out:
+        out.write(header + "\n")
+        for _ in range(200_000):
+            row[0] = f"5000-K{draw.randrange(10**6):06d}-26"
+            out.write(";".join(row) + "\n")
+    filler = world.install.home / "filler.bin"
+    world.repairs.append(lambda: filler.unlink(missing_ok=True))
+    free = shutil.disk_usage(world.install.home).free
+    with filler.open("wb") as out:
+        os.posix_fallocate(out.fileno(), 0, free - (256 << 10))
+
+
 # --- the corpus -------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -299,6 +323,7 @@ class Case:
     gate: bool = True  # the cause is in gate.json and gate.html (a full disk cannot write them)
     preflight: bool = True  # the night gets past the preflight (a full disk stops it before)
     hits: int | None = None  # requests the platform's fault answers
+    raised: bool = True  # an exception ended the extract: its traceback is in the log file
 
 
 def _fault(fault: Fault, **ss12000: Any) -> Callable[[World], None]:
@@ -329,9 +354,12 @@ CASES = [
     Case("case-system-view-cast-fails-on-a-personnummer", view_cast_fails, "case_system",
          ("case system", "127.0.0.1:5432", "cannot read view", "klient", "invalid input syntax")),
     Case("police-only-new-file-misses-a-column", police_missing_column, "police",
-         (f"polis_{POLICE_DATE}.csv", "Stadsdel", "quarantine")),
-    Case("data-directory-disk-full", disk_full, "",
-         ("cannot use {home}/", "No space left on device"), gate=False, preflight=False),
+         (f"polis_{POLICE_DATE}.csv", "Stadsdel", "quarantine"), raised=False),
+    Case("data-directory-disk-fills-during-the-run", disk_fills_during_the_run, "police",
+         ("{home}/landing/police", "No space left on device")),
+    # the log file cannot be written either: the console says so, in one line
+    Case("data-directory-disk-full-at-the-start", disk_full, "",
+         ("cannot use {home}/", "No space left on device"), gate=False, preflight=False, raised=False),
 ]
 
 
@@ -357,17 +385,17 @@ def test_a_night_the_gate_must_block(world: World, case: Case) -> None:
         world.repair()
     needles = tuple(n.format(platform=world.platform_host, home=world.install.home)
                     for n in case.needles)
-    text = console(result)
-    if case.preflight:
-        assert "Checks passed" in text, text[-3000:]  # it broke inside the run, after the preflight
+    line = assert_clean_failure(result, *((case.source,) if case.source else ()), *needles)
+    assert publication_fingerprint(paths) == before, line
+    assert paths.current_publication.resolve() == current
+    if case.preflight:  # it broke inside the run, after the preflight
+        assert "Checks passed" in console(result), console(result)[-3000:]
+    if case.raised:
         with log_file.open("rb") as log:  # the details are kept, in the log file
             log.seek(log_start)
             assert b"Traceback (most recent call last)" in log.read()
     if case.hits is not None:
         assert world.platform.hits == case.hits, world.platform.hits
-    line = assert_clean_failure(result, *((case.source,) if case.source else ()), *needles)
-    assert publication_fingerprint(paths) == before, line
-    assert paths.current_publication.resolve() == current
     if case.gate:
         gate = _gate_dir(result)
         doc = json.loads((gate / "gate.json").read_text(encoding="utf-8"))
@@ -375,6 +403,8 @@ def test_a_night_the_gate_must_block(world: World, case: Case) -> None:
         assert any(all(n in c for n in needles) for c in causes), (needles, doc.get("failed_extracts"))
         page = html.unescape((gate / "gate.html").read_text(encoding="utf-8"))
         assert any(c in page for c in causes), causes
+        artifacts = "\n".join(prefect_records(started)["artifacts"])
+        assert any(c in artifacts for c in causes), (causes, artifacts[-3000:])
     if "personnummer" in world.install.extra:
         assert_nowhere(world.install.extra.pop("personnummer"), world, result, started)
 
@@ -386,9 +416,31 @@ def _forms(pnr: str) -> list[str]:
     return [pnr, digits, digits[-10:], f"{digits[-10:-4]}-{digits[-4:]}"]
 
 
-def prefect_texts(since: dt.datetime) -> str:
-    """Everything Prefect's own database holds of the runs started since ``since``: the flow
-    and task runs with every state (message and data), their logs and their artifacts."""
+def _strings(value: Any) -> Iterator[str]:
+    """Every string in ``value``, JSON texts decoded (an artifact's table is a JSON text)."""
+    if isinstance(value, str):
+        try:
+            decoded = json.loads(value)
+        except ValueError:
+            yield value
+            return
+        if isinstance(decoded, str):
+            yield decoded
+        else:
+            yield from _strings(decoded)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _strings(item)
+    elif value is not None:
+        yield str(value)
+
+
+def prefect_records(since: dt.datetime) -> dict[str, list[str]]:
+    """What Prefect's own database holds of the runs started since ``since``: the flow and
+    task runs with every state (message and data), their logs and their artifacts."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
         ArtifactFilter,
@@ -400,30 +452,31 @@ def prefect_texts(since: dt.datetime) -> str:
         LogFilterFlowRunId,
     )
 
-    texts: list[str] = []
+    found: dict[str, list[str]] = {"runs": [], "logs": [], "artifacts": []}
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
             start_time=FlowRunFilterStartTime(after_=since - dt.timedelta(seconds=5))))
         assert runs, "no Prefect flow run of the night"
         ids = [r.id for r in runs]
         for run in runs:
-            texts.append(run.model_dump_json())
-            texts += [s.model_dump_json() for s in client.read_flow_run_states(run.id)]
+            found["runs"].append(run.model_dump_json())
+            found["runs"] += [s.model_dump_json() for s in client.read_flow_run_states(run.id)]
         tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)))
         for task_run in tasks:
-            texts.append(task_run.model_dump_json())
-            texts += [s.model_dump_json() for s in client.read_task_run_states(task_run.id)]
+            found["runs"].append(task_run.model_dump_json())
+            found["runs"] += [s.model_dump_json() for s in client.read_task_run_states(task_run.id)]
         offset = 0
         while batch := client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=ids)),
                                         limit=200, offset=offset):
-            texts += [log.message for log in batch]
+            found["logs"] += [log.message for log in batch]
             offset += len(batch)
-        assert offset, "no Prefect logs of the night"
         artifacts = client.read_artifacts(
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=ids)))
-        assert artifacts, "no Prefect artifacts of the night"
-        texts += [a.model_dump_json() for a in artifacts]
-    return "\n".join(texts)
+        for artifact in artifacts:
+            found["artifacts"] += [*_strings(artifact.data), artifact.description or ""]
+    assert found["logs"], "no Prefect logs of the night"
+    assert found["artifacts"], "no Prefect artifacts of the night"
+    return found
 
 
 def assert_nowhere(pnr: str, world: World, result: subprocess.CompletedProcess,
@@ -435,7 +488,8 @@ def assert_nowhere(pnr: str, world: World, result: subprocess.CompletedProcess,
         "log file": (paths.logs / "samverkan.log").read_text(encoding="utf-8", errors="replace"),
         "gate.json": (gate / "gate.json").read_text(encoding="utf-8"),
         "gate.html": (gate / "gate.html").read_text(encoding="utf-8"),
-        "Prefect's database": prefect_texts(since),
+        **{f"Prefect's database ({kind})": "\n".join(texts)
+           for kind, texts in prefect_records(since).items()},
     }
     for place, text in places.items():
         for form in _forms(pnr):
