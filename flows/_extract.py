@@ -20,8 +20,8 @@ def retry_if_transient(task: Task, task_run: TaskRun, state: State) -> bool:
 # The client already retries single requests (429 Retry-After, 5xx, time-outs, dropped
 # connections with backoff); a source that stays down is retried as a whole, which resumes
 # safely from landing. What retrying cannot fix (refused connection, unknown host, certificate,
-# refused login, missing file or view: samverkan.sources.failures) is not retried. How many
-# times is `[general] extract_retries` (default 2: the decorator's).
+# refused login, missing file or view: samverkan.sources.failures) is not retried.
+# `[general] extract_retries` sets how many times (default 2, as declared here).
 @task(name="recover-pull-land-validate-load", retries=2, retry_delay_seconds=[30, 120],
       retry_condition_fn=retry_if_transient)
 def extract_task(source: str) -> ExtractResult:

@@ -12,6 +12,10 @@ endpoints (every endpoint but /organisations, which the preflight probe reads), 
 system and a police inbox of its own, a data directory (on a small tmpfs when the tests run as
 root, so a case can fill the disk) and a first `samverkan run` that publishes. A case injects
 its fault, runs the night and repairs the fault, so the next case starts clean.
+
+Not here: an SS 12000 answer that trickles past `[ss12000] deadline_minutes`. The shortest
+deadline the configuration accepts is one minute, too long for this file; the client's
+deadline is tested directly in tests/test_ss12000_hostile.py.
 """
 
 from __future__ import annotations
