@@ -22,6 +22,7 @@ def retry_if_transient(task: Task, task_run: TaskRun, state: State) -> bool:
 # connections with backoff); a source that stays down is retried as a whole, which resumes
 # safely from landing. What retrying cannot fix (refused connection, unknown host, certificate,
 # refused login, missing file or view: samverkan.sources.failures) is not retried.
+# `[general] extract_retries` sets how many times (default 2, as declared here).
 @task(name="recover-pull-land-validate-load", retries=2, retry_delay_seconds=[30, 120],
       retry_condition_fn=retry_if_transient)
 def extract_task(source: str) -> ExtractResult:
@@ -36,7 +37,8 @@ def make_extract_flow(source: str) -> Flow:
     @exclusive(name)
     def extract_flow() -> ExtractResult:
         """Incremental extract of one source into landing and the restricted warehouse."""
-        result = extract_task(source)
+        retries = load_settings().extract_retries
+        result = extract_task.with_options(retries=retries)(source)
         load_report_artifact(steps.load_report([result]), key=f"load-report-{source.replace('_', '-')}")
         return result
 

@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -159,10 +160,24 @@ def write_batch(
         final = source_dir / batch_id
         os.rename(tmp, final)
         _fsync(source_dir)
+    except OSError as exc:  # a full disk, a file system gone read-only: name the directory
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise _naming(exc, source_dir) from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return BatchManifest(**{**manifest.__dict__, "directory": final})
+
+
+def _naming(exc: OSError, where: Path) -> OSError:
+    """``exc`` as an OSError that names ``where`` and its cause: pyarrow's write errors carry
+    neither a file name nor an errno ("Error writing bytes to file. Detail: [errno 28] …")."""
+    code = exc.errno
+    if code is None and (found := re.search(r"\[errno (\d+)\]", str(exc))):
+        code = int(found.group(1))
+    lines = str(exc).strip().splitlines()
+    cause = os.strerror(code) if code else exc.strerror or (lines[0] if lines else type(exc).__name__)
+    return OSError(code, cause, str(where))
 
 
 def _write_parquet(table: pa.Table | pa.RecordBatchReader | SpooledTable, path: Path) -> int:

@@ -108,8 +108,11 @@ def _take(p: Paths, command: str) -> tuple[dict[str, Any], bool]:
         try:
             os.ftruncate(fd, 0)
             os.pwrite(fd, json.dumps(holder).encode("utf-8"), 0)
-        except BaseException:
+        except OSError as exc:  # e.g. a full disk: name the file
             os.close(fd)  # closing the file releases its flock
+            raise OSError(exc.errno, exc.strerror, str(p.run_lock)) from None
+        except BaseException:
+            os.close(fd)
             raise
         _HELD[key] = [fd, holder, 1]
         return holder, True

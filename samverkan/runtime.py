@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
 from pathlib import Path
 
 PREFECT_DEFAULTS = {
@@ -48,13 +50,32 @@ def configure_logging(log_dir: Path, verbose: bool = False) -> Path:
     return attach_log_file(logger, log_dir)
 
 
+class LogFileHandler(logging.FileHandler):
+    """The log file. When a record cannot be written (a full disk, a file system gone
+    read-only) the console gets one line naming the file and the cause, once per file, instead
+    of the logging module's traceback; the command goes on and says what failed."""
+
+    _reported: set[str] = set()  # noqa: RUF012 - shared by every handler of the process
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        error = sys.exc_info()[1]
+        if self.baseFilename in self._reported:
+            return
+        self._reported.add(self.baseFilename)
+        cause = (error.strerror if isinstance(error, OSError) and error.strerror
+                 else type(error).__name__ if error else "unknown error")
+        with contextlib.suppress(Exception):
+            print(f"samverkan: cannot write the log file {self.baseFilename}: {cause}",
+                  file=sys.stderr, flush=True)
+
+
 def attach_log_file(logger: logging.Logger, log_dir: Path) -> Path:
     """Write ``logger``'s records (tracebacks included) to the log file, once. Prefect's loggers
     get it after Prefect has configured logging (its set-up replaces handlers)."""
     log_file = log_dir / LOG_FILE_NAME
     if not any(isinstance(h, logging.FileHandler) and Path(h.baseFilename) == log_file.resolve()
                for h in logger.handlers):
-        handler = logging.FileHandler(log_file, encoding="utf-8")
+        handler = LogFileHandler(log_file, encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logger.addHandler(handler)
     return log_file

@@ -205,6 +205,9 @@ _GENERAL = {
     "reference_date": Option("date", "the data date (YYYY-MM-DD); default today", example="2026-06-12"),
     "retention_days": Option("int", "loaded landing batches older than this many days are purged",
                              default=30, minimum=1),
+    "extract_retries": Option("int", "how many times an extract that failed on something retrying can "
+                              "fix (time-outs, HTTP 429 and 5xx, dropped connections) is run again "
+                              "as a whole, after 30 s, then 120 s", default=2, minimum=0, maximum=10),
 }
 
 _SS12000 = {
@@ -350,6 +353,7 @@ class Settings:
     police: PoliceConfig | None = None
     reference_date: dt.date | None = None  # None means today
     retention_days: int = 30
+    extract_retries: int = 2  # Prefect's retries of a whole extract after a transient failure
     min_cell: int = 5
     indicator_parameters: dict[str, Any] = field(default_factory=dict)  # every one, resolved
     config_file: Path | None = None
@@ -586,6 +590,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         police=PoliceConfig(**values["police"]) if "police" in values else None,
         reference_date=get("general", "reference_date"),
         retention_days=get("general", "retention_days"),
+        extract_retries=get("general", "extract_retries"),
         min_cell=get("disclosure", "min_cell"),
         indicator_parameters={k: get("indicators", k) for k in declared["indicators"]},
         config_file=cfg,
