@@ -171,21 +171,27 @@ def run_lagesbild(p: Paths, reference_date: str | None) -> int:
 def exclusive(command: str, run: Callable[[Paths], int]) -> int:
     """``run(paths)`` holding the data directory's run lock; exit 1 at once, naming the run
     that holds it, when another run is in progress. Scratch files (a killed validation's
-    leftovers) are removed when the run starts and when it ends."""
+    leftovers) and DuckDB's spill files are removed when the run starts and when it ends."""
     from samverkan.locks import RunInProgress, run_lock
 
     p = paths().ensure()
     try:
         with run_lock(p, command):
+            from samverkan.database import clear_spill, warehouse_settings_for
             from samverkan.publish import remove_person_level_from_published
             from samverkan.quality import clear_scratch
 
-            clear_scratch(p)
+            def clear() -> None:
+                clear_scratch(p)
+                with contextlib.suppress(ConfigError):  # a wrong [warehouse] value: the run's check says it
+                    clear_spill(warehouse_settings_for(p))
+
+            clear()
             remove_person_level_from_published(p)  # left there by an earlier release
             try:
                 return run(p)
             finally:
-                clear_scratch(p)
+                clear()
     except RunInProgress as exc:
         print(f"samverkan: cannot start: {exc}", file=sys.stderr)
         return 1

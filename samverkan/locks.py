@@ -173,10 +173,16 @@ def wait_for_warehouse(open_: Callable[[], T], path: Path, wait: float | None = 
 
 def connect_warehouse(path: Path, read_only: bool = False,
                       wait: float | None = None) -> duckdb.DuckDBPyConnection:
-    """A connection to a warehouse file, waiting (bounded) while another process holds it."""
-    import duckdb
+    """A connection to a warehouse file (``<home>/warehouse/*.duckdb``), waiting (bounded) while
+    another process holds it, with that data directory's ``[warehouse]`` settings
+    (:func:`samverkan.database.connect`)."""
+    from samverkan.database import connect, warehouse_settings_for
 
-    return wait_for_warehouse(lambda: duckdb.connect(str(path), read_only=read_only), path, wait)
+    path = Path(path)
+    settings = warehouse_settings_for(Paths(path.parent.parent) if path.parent.name == "warehouse"
+                                      else None)
+    return wait_for_warehouse(lambda: connect(path, read_only=read_only, settings=settings),
+                              path, wait)
 
 
 def ensure_writable(p: Paths, wait: float | None = None) -> None:

@@ -44,6 +44,7 @@ from typing import Any
 
 import duckdb
 
+from samverkan import database
 from samverkan.config import EXPECTATIONS_DIR, Paths
 from samverkan.extract import Extractor, ValidationOutcome
 from samverkan.landing import BatchManifest
@@ -329,7 +330,7 @@ def _safe_counts(exp_type: str, result: dict[str, Any]) -> dict[str, Any]:
 
 
 def _table_columns(db: Path, table: str) -> list[str]:
-    conn = duckdb.connect(str(db), read_only=True)
+    conn = _connect_scratch(db, read_only=True)
     try:
         rows = conn.execute(
             "select column_name from information_schema.columns "
@@ -394,7 +395,8 @@ def _run_checkpoint(gx: Any, progress_bars_config: Any, expectation_configuratio
     datasource = context.data_sources.add_sql(
         name="scratch",
         connection_string=f"duckdb:///{db}",
-        kwargs={"connect_args": {"read_only": True}},
+        kwargs={"connect_args": database.sqlalchemy_connect_args(_scratch_settings(db),
+                                                                 read_only=True)},
     )
     try:
         return _checkpoint_results(gx, context, datasource, expectation_configuration, runnable,
@@ -564,6 +566,19 @@ def _render_html(doc: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------------------------
 
 
+def _scratch_settings(db: Path) -> database.WarehouseSettings:
+    """The ``[warehouse]`` settings of the data directory a scratch file
+    (``<home>/validation/scratch/…``) belongs to."""
+    db = Path(db)
+    home = (Paths(db.parent.parent.parent)
+            if db.parent.name == "scratch" and db.parent.parent.name == "validation" else None)
+    return database.warehouse_settings_for(home)
+
+
+def _connect_scratch(db: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    return database.connect(db, read_only=read_only, settings=_scratch_settings(db))
+
+
 @contextmanager
 def _scratch_db(p: Paths, label: str, keep: Callable[[], bool] = lambda: False) -> Iterator[Path]:
     """A scratch DuckDB file, removed afterwards unless ``keep()`` says it is still needed."""
@@ -631,7 +646,7 @@ def validate_batch(manifest: BatchManifest, extractor: Extractor, paths: Paths,
     suites: list[SuiteResult] = []
     unchecked: dict[str, int] = {}
     with _scratch_db(paths, manifest.batch_id, keep=lambda: keep_staged and passed[0]) as db:
-        conn = duckdb.connect(str(db))
+        conn = _connect_scratch(db)
         targets: list[tuple[SuiteSpec, str, int]] = []
         try:
             ensure_restricted_schema(conn)
@@ -682,7 +697,7 @@ def validate_batch(manifest: BatchManifest, extractor: Extractor, paths: Paths,
             failed.extend(s.failed)
         passed[0] = not failed
         if passed[0] and keep_staged:
-            conn = duckdb.connect(str(db))
+            conn = _connect_scratch(db)
             try:
                 for view in conn.execute("select view_name from duckdb_views() "
                                          "where schema_name = 'main' and not internal").fetchall():
@@ -783,7 +798,7 @@ def _validate_published(spec_of: PublishedTable, table_path_or_db: Path | str, p
     suites: list[SuiteResult] = []
     is_file = source.suffix.lower() in (".parquet", ".csv")
     with _scratch_db(paths, f"{spec_of.suite}-{run_id}") as db:
-        conn = duckdb.connect(str(db))
+        conn = _connect_scratch(db)
         rows = 0
         try:
             _copy_published(conn, source, table, spec_of.table)

@@ -51,6 +51,7 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 
+from samverkan import database
 from samverkan.config import CaseSystemConfig
 from samverkan.config.check import CheckResult
 from samverkan.extract import Pull, SourceState
@@ -1007,7 +1008,7 @@ class CaseSystemExtractor:
         n_errors = n_loaded = n_quarantined = 0
         cap = pa.scalar(latest_plausible_change(), pa.timestamp("us"))
         stored = _parse_time(wm_from)
-        scratch = duckdb.connect() if known else None
+        scratch = database.connect() if known else None
         try:
             for rows in result.partitions():
                 batch, chunk_texts = rows_to_batch(spec, rows)
