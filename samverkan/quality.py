@@ -387,17 +387,23 @@ def run_suites(db: Path, targets: list[tuple[SuiteSpec, str, int]], parameters: 
     return results
 
 
-def _run_checkpoint(gx: Any, progress_bars_config: Any, expectation_configuration: Any, db: Path,
-                    runnable: list[tuple[SuiteSpec, str]], parameters: dict[str, Any],
-                    checkpoint_name: str) -> dict[str, list[CheckResult]]:
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = progress_bars_config(globally=False)
-    datasource = context.data_sources.add_sql(
+def scratch_datasource(context: Any, db: Path) -> Any:
+    """A GX SQL datasource on a scratch DuckDB file, read-only, with the warehouse settings of
+    its data directory (memory limit, threads, spill folder)."""
+    return context.data_sources.add_sql(
         name="scratch",
         connection_string=f"duckdb:///{db}",
         kwargs={"connect_args": database.sqlalchemy_connect_args(_scratch_settings(db),
                                                                  read_only=True)},
     )
+
+
+def _run_checkpoint(gx: Any, progress_bars_config: Any, expectation_configuration: Any, db: Path,
+                    runnable: list[tuple[SuiteSpec, str]], parameters: dict[str, Any],
+                    checkpoint_name: str) -> dict[str, list[CheckResult]]:
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = progress_bars_config(globally=False)
+    datasource = scratch_datasource(context, db)
     try:
         return _checkpoint_results(gx, context, datasource, expectation_configuration, runnable,
                                    parameters, checkpoint_name)
