@@ -143,6 +143,7 @@ def scale_warehouse(source_db: Path, target_db: Path, scale: int, ref: dt.date) 
             conn.executemany("insert into pnr_map values (?, ?, ?)", mapping)
         tables = conn.execute(
             "select schema_name, table_name from duckdb_tables() where database_name = 'src' "
+            "and schema_name in ('load_meta', 'raw_ss12000', 'raw_case_system', 'raw_police') "
             "order by all").fetchall()
         rows: dict[str, int] = {}
         for schema, table in tables:
@@ -191,6 +192,9 @@ def prepare_home(demo: Path, home: Path, scale: int, memory_limit: str | None) -
     marker = home / "scaled.json"
     if p.restricted_db.exists() and marker.exists():
         return json.loads(marker.read_text(encoding="utf-8"))
+    for partial in (p.restricted_db, p.restricted_db.with_name("restricted.duckdb.wal")):
+        if partial.exists():
+            partial.unlink()
     os.environ["SAMVERKAN_HOME"] = str(home)
     from samverkan.config import load_settings
 
@@ -266,14 +270,18 @@ def child_build() -> None:
     """The transform step as the pipeline runs it, on the configured data directory."""
     from samverkan import steps
     from samverkan.config import load_settings
-    from samverkan.database import warehouse_settings_for
 
     settings = load_settings()
     outcome = steps.transform(settings, "benchmark", steps.reference_date(settings))
-    warehouse = warehouse_settings_for(settings.paths)
+    try:
+        from samverkan.database import warehouse_settings_for
+    except ImportError:  # a checkout from before [warehouse] (a "before" figure): no limit
+        limit, threads = "none", os.cpu_count()
+    else:
+        warehouse = warehouse_settings_for(settings.paths)
+        limit, threads = warehouse.memory_limit, warehouse.threads
     print(json.dumps({"success": outcome.success, "dbt_seconds": round(outcome.elapsed_seconds, 1),
-                      "counts": outcome.counts, "memory_limit": warehouse.memory_limit,
-                      "threads": warehouse.threads,
+                      "counts": outcome.counts, "memory_limit": limit, "threads": threads,
                       "failures": [f"{f.resource_type} {f.node}: {f.status}"
                                    for f in outcome.failures][:10]}))
 
