@@ -36,11 +36,9 @@ if TYPE_CHECKING:
 
 SPILL_PREFIX = "duckdb-"
 _KIB = 1024
-_UNITS = {"": 1, "b": 1, "bytes": 1,
-          "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
-          "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4,
+_UNITS = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
           "kib": _KIB, "mib": _KIB**2, "gib": _KIB**3, "tib": _KIB**4}
-_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*")
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]+)\s*")
 # Below this DuckDB cannot build the project's larger joins even when spilling.
 MIN_MEMORY_BYTES = 128 * _KIB**2
 
@@ -139,27 +137,30 @@ def warehouse_settings_for(p: Paths | None = None,
     return warehouse_settings(p or paths(environ), environ)
 
 
-def connect(database: str | Path = ":memory:", read_only: bool = False,
-            settings: WarehouseSettings | None = None,
-            p: Paths | None = None) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection with the warehouse settings of ``p`` (default: the configured data
-    directory) or the given ``settings``. Use it for every DuckDB connection: warehouse files,
-    scratch files and in-memory databases alike."""
-    import duckdb
-
+def duckdb_config(p: Paths | None = None) -> dict[str, Any]:
+    """The DuckDB ``config`` of a new database instance with the warehouse settings of the data
+    directory ``p`` (default: the configured one). Outside any installation (no data directory)
+    no spill folder is made: DuckDB's own temp directory applies."""
     from samverkan.config import paths
 
     p = p or paths()
-    # a helper run outside any installation (no data directory) gets no spill folder made for it
-    spill = settings is not None or p.home.is_dir()
-    settings = settings or warehouse_settings_for(p)
-    return duckdb.connect(str(database), read_only=read_only, config=settings.duckdb_config(spill))
+    return warehouse_settings_for(p).duckdb_config(spill=p.home.is_dir())
 
 
-def sqlalchemy_connect_args(settings: WarehouseSettings, read_only: bool = False) -> dict[str, Any]:
+def connect(database: str | Path = ":memory:", read_only: bool = False,
+            p: Paths | None = None) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with the warehouse settings of the data directory ``p`` (default:
+    the configured one). Use it for every DuckDB connection: warehouse files, scratch files
+    and in-memory databases alike."""
+    import duckdb
+
+    return duckdb.connect(str(database), read_only=read_only, config=duckdb_config(p))
+
+
+def sqlalchemy_connect_args(p: Paths | None = None, read_only: bool = False) -> dict[str, Any]:
     """``connect_args`` of a SQLAlchemy ``duckdb:///`` engine (Great Expectations) with the
-    warehouse settings."""
-    return {"read_only": read_only, "config": settings.duckdb_config()}
+    warehouse settings of the data directory ``p``."""
+    return {"read_only": read_only, "config": duckdb_config(p)}
 
 
 # The environment variables :mod:`samverkan.dbt_plugin` reads dbt's DuckDB settings from.

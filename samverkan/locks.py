@@ -175,14 +175,15 @@ def connect_warehouse(path: Path, read_only: bool = False,
                       wait: float | None = None) -> duckdb.DuckDBPyConnection:
     """A connection to a warehouse file (``<home>/warehouse/*.duckdb``), waiting (bounded) while
     another process holds it, with that data directory's ``[warehouse]`` settings
-    (:func:`samverkan.database.connect`)."""
-    from samverkan.database import connect, warehouse_settings_for
+    (:func:`samverkan.database.duckdb_config`)."""
+    import duckdb
+
+    from samverkan.database import duckdb_config
 
     path = Path(path)
-    settings = warehouse_settings_for(Paths(path.parent.parent) if path.parent.name == "warehouse"
-                                      else None)
-    return wait_for_warehouse(lambda: connect(path, read_only=read_only, settings=settings),
-                              path, wait)
+    config = duckdb_config(Paths(path.parent.parent) if path.parent.name == "warehouse" else None)
+    return wait_for_warehouse(
+        lambda: duckdb.connect(str(path), read_only=read_only, config=dict(config)), path, wait)
 
 
 def ensure_writable(p: Paths, wait: float | None = None) -> None:

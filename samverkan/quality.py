@@ -393,7 +393,7 @@ def scratch_datasource(context: Any, db: Path) -> Any:
     return context.data_sources.add_sql(
         name="scratch",
         connection_string=f"duckdb:///{db}",
-        kwargs={"connect_args": database.sqlalchemy_connect_args(_scratch_settings(db),
+        kwargs={"connect_args": database.sqlalchemy_connect_args(_scratch_home(db),
                                                                  read_only=True)},
     )
 
@@ -572,17 +572,17 @@ def _render_html(doc: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def _scratch_settings(db: Path) -> database.WarehouseSettings:
-    """The ``[warehouse]`` settings of the data directory a scratch file
-    (``<home>/validation/scratch/…``) belongs to."""
+def _scratch_home(db: Path) -> Paths | None:
+    """The data directory a scratch file (``<home>/validation/scratch/…``) belongs to (None:
+    the configured one), whose ``[warehouse]`` settings its connections get."""
     db = Path(db)
-    home = (Paths(db.parent.parent.parent)
-            if db.parent.name == "scratch" and db.parent.parent.name == "validation" else None)
-    return database.warehouse_settings_for(home)
+    if db.parent.name == "scratch" and db.parent.parent.name == "validation":
+        return Paths(db.parent.parent.parent)
+    return None
 
 
 def _connect_scratch(db: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    return database.connect(db, read_only=read_only, settings=_scratch_settings(db))
+    return database.connect(db, read_only=read_only, p=_scratch_home(db))
 
 
 @contextmanager

@@ -62,7 +62,7 @@ def test_a_wrong_memory_limit_is_a_configuration_error_naming_the_key(samverkan_
 
 @pytest.mark.parametrize("text,size", [("4GiB", 4 * 2**30), ("512 MB", 512 * 10**6),
                                        ("1.5gb", 1_500_000_000), ("lots", None), ("4 parsecs", None),
-                                       ("GiB", None)])
+                                       ("GiB", None), ("4096", None), ("4g", None)])
 def test_sizes_are_read_as_duckdb_reads_them(text: str, size: int | None) -> None:
     assert database.parse_size(text) == size
 
