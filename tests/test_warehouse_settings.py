@@ -138,3 +138,20 @@ def test_init_writes_the_section_commented_and_check_shows_the_effective_values(
     assert result.ok, result.detail
     assert "memory_limit 1GiB" in result.detail and "threads 1" in result.detail
     assert "(mode 0700)" in result.detail
+
+
+def test_a_run_clears_spill_leftovers_when_it_starts_and_ends(samverkan_home: Path) -> None:
+    from samverkan.cli import exclusive
+
+    p = _configured(samverkan_home)
+    (p.spill / f"{database.SPILL_PREFIX}1-0a0b0c0d").mkdir()  # a killed run's
+    seen: list[list[Path]] = []
+
+    def run(q: Paths) -> int:
+        seen.append(list(q.spill.iterdir()))
+        (q.spill / f"{database.SPILL_PREFIX}2-0a0b0c0d").mkdir()  # this run's, left behind
+        return 0
+
+    assert exclusive("samverkan test", run) == 0
+    assert seen == [[]]
+    assert list(p.spill.iterdir()) == []
