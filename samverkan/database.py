@@ -4,11 +4,14 @@ The ``[warehouse]`` section of ``samverkan.toml`` (:func:`samverkan.config.setti
 gives DuckDB a memory limit (default: half the machine's memory), a number of threads (default:
 the CPUs this process may use) and a folder for spilling what does not fit (default
 ``<home>/warehouse/spill/``, owner only: spill files hold person-level data). Every connection
-(:func:`connect`; the warehouse files through :func:`samverkan.locks.connect_warehouse`, dbt
-through its profile, Great Expectations through :func:`sqlalchemy_connect_args`) gets them, and
-``preserve_insertion_order = false``: nothing in the pipeline reads rows in the order they were
-inserted (every file that is published is written with an explicit ``order by``), and without it
-DuckDB can stream and spill large results.
+(:func:`connect`; the warehouse files through :func:`samverkan.locks.connect_warehouse`, dbt's
+database through :mod:`samverkan.dbt_plugin`, Great Expectations through
+:func:`sqlalchemy_connect_args`) gets them, and ``preserve_insertion_order = false``: nothing in
+the pipeline reads rows in the order they were inserted (every file that is published is
+written with an explicit ``order by``, which DuckDB keeps), and without it DuckDB can stream
+and spill large results. The one connection outside this module is the simulator's
+(:mod:`samverkan.simulator.ss12000_server`): it plays the municipality's school platform, not
+the pipeline, and relies on insertion order.
 
 Each DuckDB database instance spills into its own sub-folder of the spill folder
 (``duckdb-<pid>-<random>``), which DuckDB creates when it first spills and removes when it is
@@ -117,10 +120,6 @@ class WarehouseSettings:
         if spill:
             config["temp_directory"] = str(self.new_spill_directory())
         return config
-
-    def describe(self) -> str:
-        return (f"memory_limit {self.memory_limit}, threads {self.threads}, "
-                f"spill folder {self.temp_directory}")
 
 
 def default_spill_directory(p: Paths) -> Path:
