@@ -23,6 +23,7 @@ from pathlib import Path
 
 import duckdb
 
+from samverkan import database
 from samverkan.config import Paths, Settings
 
 DROP_SHARE = 0.5  # a view with fewer rows than this share of its last published count
@@ -48,7 +49,8 @@ def school_day_without_attendance(restricted_db: Path, ref: dt.date) -> list[Ano
     record."""
     if not restricted_db.exists():
         return []
-    conn = duckdb.connect(str(restricted_db), read_only=True)
+    conn = database.connect(restricted_db, read_only=True,
+                            p=Paths(restricted_db.parent.parent))
     try:
         row = conn.execute(
             f"""

@@ -298,7 +298,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     return exclusive("samverkan demo", lambda p: run_demo(
         p, args.seed, args.pupils, args.lessons_per_day, fault_rate=args.fault_rate,
-        municipality=args.municipality))
+        municipality=args.municipality, memory_limit=args.memory_limit))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -323,6 +323,18 @@ def cmd_pseudonym(args: argparse.Namespace) -> int:
                   "samordningsnummer", file=sys.stderr)
         print(pseudonym or "")
     return 0
+
+
+def _size(text: str) -> str:
+    """An argparse type: a DuckDB size ("2GiB") of at least the configurable minimum."""
+    from samverkan.database import MIN_MEMORY_BYTES, format_size, parse_size
+
+    size = parse_size(text)
+    if size is None:
+        raise argparse.ArgumentTypeError(f"not a size such as 2GiB or 512MB: {text!r}")
+    if size < MIN_MEMORY_BYTES:
+        raise argparse.ArgumentTypeError(f"must be at least {format_size(MIN_MEMORY_BYTES)}")
+    return text.strip()
 
 
 def _in_range(parse: Callable[[str], Any], low: float, high: float) -> Callable[[str], Any]:
@@ -397,6 +409,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--fault-rate", type=_in_range(float, 0, 1), default=0.0, metavar="RATE",
                       help="share (0..1) of SS 12000 requests the simulator fails with 429, 500, "
                            "503 or a stalled answer (default 0)")
+    demo.add_argument("--memory-limit", type=_size, metavar="SIZE",
+                      help="the most memory DuckDB may use, e.g. 2GiB ([warehouse] memory_limit in "
+                           "the demo's samverkan.toml; default half the machine's memory)")
     demo.set_defaults(func=cmd_demo)
 
     init = sub.add_parser(

@@ -1,12 +1,23 @@
-"""dbt-duckdb plugin: installs the identity macros and the pseudonym key on every connection.
+"""dbt-duckdb plugin: the warehouse settings of the database, and the identity macros and the
+pseudonym key on every connection.
 
 Configured in ``dbt_project/profiles.yml`` as ``plugins: [{module: samverkan.dbt_plugin}]``.
 The key is read from the environment here, in Python, and bound as a parameter, so it never
 appears in compiled SQL, ``target/`` or dbt's logs (``env_var()`` in model SQL would leak it).
+
+The memory limit, threads, spill folder and ``preserve_insertion_order = false``
+(:mod:`samverkan.database`) are given to DuckDB when dbt-duckdb creates its database
+(``update_connection_config``), not as the profile's ``settings:``, which dbt-duckdb re-applies
+with ``SET`` on every cursor: DuckDB refuses to switch the temp directory once it has spilled.
+``samverkan.transform.dbt_env`` puts them in the environment; without them (dbt started by
+hand) they come from the ``[warehouse]`` configuration of the restricted warehouse's data
+directory.
 """
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 from dbt.adapters.duckdb.plugins import BasePlugin
@@ -21,6 +32,9 @@ class Plugin(BasePlugin):
         if self._key is None and plugin_config.get("require_key", True):
             load_key()  # raises PseudonymKeyError with the reason
 
+    def update_connection_config(self, creds: Any, config: dict[str, Any]) -> None:
+        config.update(duckdb_config(os.environ))
+
     def configure_connection(self, conn: Any) -> None:
         install_identity_functions(conn, self._key)
 
@@ -28,3 +42,21 @@ class Plugin(BasePlugin):
         # Variables and temp macros are per connection: each cursor needs its own.
         install_identity_functions(cursor, self._key)
         return cursor
+
+
+def duckdb_config(environ: Any) -> dict[str, Any]:
+    """The DuckDB ``config`` of dbt's database: from the environment ``dbt_env`` sets, else from
+    the configuration of the data directory of ``SAMVERKAN_RESTRICTED_DB``."""
+    from samverkan.config import Paths
+    from samverkan.database import DBT_ENV, warehouse_settings_for
+
+    if environ.get(DBT_ENV["memory_limit"]) and environ.get(DBT_ENV["threads"]):
+        config = {"memory_limit": environ[DBT_ENV["memory_limit"]],
+                  "threads": int(environ[DBT_ENV["threads"]]),
+                  "preserve_insertion_order": False}
+        if environ.get(DBT_ENV["temp_directory"]):
+            config["temp_directory"] = environ[DBT_ENV["temp_directory"]]
+        return config
+    restricted = environ.get("SAMVERKAN_RESTRICTED_DB")
+    p = Paths(Path(restricted).parent.parent) if restricted else None
+    return warehouse_settings_for(p).duckdb_config()

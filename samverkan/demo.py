@@ -36,15 +36,18 @@ def ensure_key(p: Paths) -> None:
 
 
 def write_demo_config(p: Paths, base_url: str, sources: SimulatedSources,
-                      municipality: Municipality = STOCKHOLM, timeout_seconds: float | None = None) -> Path:
+                      municipality: Municipality = STOCKHOLM, timeout_seconds: float | None = None,
+                      memory_limit: str | None = None) -> Path:
     """The simulated municipality's ``samverkan.toml`` (its identity and the simulator's
-    endpoints) and its reference files in ``<home>/reference/``."""
+    endpoints, and ``[warehouse] memory_limit`` when given) and its reference files in
+    ``<home>/reference/``."""
     from samverkan.simulator.municipalities import write_reference
 
     m = municipality
     write_reference(m, p.reference)
     cfg = p.home / "samverkan.toml"
     timeout = f"timeout_seconds = {timeout_seconds}\n" if timeout_seconds is not None else ""
+    warehouse = f'\n[warehouse]\nmemory_limit = "{memory_limit}"\n' if memory_limit else ""
     cfg.write_text(
         "# Written by `samverkan demo`: the simulated municipality and the simulator's endpoints.\n"
         "# For real sources see the README, \"Pointing it at real sources\".\n"
@@ -61,7 +64,8 @@ def write_demo_config(p: Paths, base_url: str, sources: SimulatedSources,
         "[case_system]\n"
         f'url = "{sources.case_system_url}"\n\n'
         "[police]\n"
-        f'inbox = "{sources.police_inbox}"\n',
+        f'inbox = "{sources.police_inbox}"\n'
+        f"{warehouse}",
         encoding="utf-8",
     )
     return cfg
@@ -115,12 +119,13 @@ FAULT_CLIENT_TIMEOUT = 3.0
 
 
 def run_demo(p: Paths, seed: int, pupils: int, lessons_per_day: int, fault_rate: float = 0.0,
-             municipality: str = "stockholm") -> int:
+             municipality: str = "stockholm", memory_limit: str | None = None) -> int:
     """Simulate a municipality, serve its school platform and run the pipeline over it;
     ``fault_rate`` (0..1) makes the simulated school platform answer about that share of
     requests with 429, 500, 503 or a stall the client must time out on and retry.
     ``lessons_per_day`` (recorded lessons a pupil and school day) sets the volume of the
-    attendance feed."""
+    attendance feed. ``memory_limit`` (a DuckDB size) bounds DuckDB's memory
+    (``[warehouse] memory_limit``; default half the machine's)."""
     from samverkan.simulator.ss12000_server import SS12000Data, serve
 
     if not 0.0 <= fault_rate <= 1.0:
@@ -144,7 +149,8 @@ def run_demo(p: Paths, seed: int, pupils: int, lessons_per_day: int, fault_rate:
               "(429, 500, 503, stalled answers)", flush=True)
     with serve(data, token, **faults) as server:
         write_demo_config(p, server.base_url, sources, m,
-                          timeout_seconds=FAULT_CLIENT_TIMEOUT if faults else None)
+                          timeout_seconds=FAULT_CLIENT_TIMEOUT if faults else None,
+                          memory_limit=memory_limit)
         print("Running the pipeline: extract ×3 → dbt build → gate → publish …", flush=True)
         from samverkan.cli import run_pipeline
 

@@ -26,6 +26,7 @@ when a warehouse file is opened, so the command line stays quick to start.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import fcntl
 import json
@@ -182,12 +183,17 @@ def exclusive_run(p: Paths, command: str,
 
 
 def _clear_scratch(p: Paths) -> None:
-    """Remove every validation scratch file (only while holding the run lock); the validation
-    module is imported only when there is one."""
+    """Remove every validation scratch file and DuckDB's spill files (both person-level; only
+    while holding the run lock); the validation module is imported only when there is one."""
+    from samverkan.config.settings import ConfigError
+    from samverkan.database import clear_spill, warehouse_settings_for
+
     if p.scratch.is_dir() and any(p.scratch.iterdir()):
         from samverkan.quality import clear_scratch
 
         clear_scratch(p)
+    with contextlib.suppress(ConfigError):  # a wrong [warehouse] value: the run's check says so
+        clear_spill(warehouse_settings_for(p))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -268,10 +274,17 @@ def wait_for_warehouse(open_: Callable[[], T], path: Path, wait: float | None = 
 
 def connect_warehouse(path: Path, read_only: bool = False,
                       wait: float | None = None) -> duckdb.DuckDBPyConnection:
-    """A connection to a warehouse file, waiting (bounded) while another process holds it."""
+    """A connection to a warehouse file (``<home>/warehouse/*.duckdb``), waiting (bounded) while
+    another process holds it, with that data directory's ``[warehouse]`` settings
+    (:func:`samverkan.database.duckdb_config`)."""
     import duckdb
 
-    return wait_for_warehouse(lambda: duckdb.connect(str(path), read_only=read_only), path, wait)
+    from samverkan.database import duckdb_config
+
+    path = Path(path)
+    config = duckdb_config(Paths(path.parent.parent) if path.parent.name == "warehouse" else None)
+    return wait_for_warehouse(
+        lambda: duckdb.connect(str(path), read_only=read_only, config=dict(config)), path, wait)
 
 
 def ensure_writable(p: Paths, wait: float | None = None) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import duckdb
 
+from samverkan import database
 from samverkan.config import SQL_DIR
 
 KEY_ENV = "SAMVERKAN_PSEUDONYM_KEY"
@@ -96,7 +97,7 @@ def pseudonymise(identifiers: Iterable[str], key: bytes,
     """Pseudonyms for raw identifiers in any accepted format; None where one is invalid."""
     ref = reference_date or dt.date.today()
     values = list(identifiers)
-    conn = duckdb.connect()
+    conn = database.connect()
     try:
         install_identity_functions(conn, key)
         conn.execute("create temp table input (n bigint, raw varchar)")

@@ -34,6 +34,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from samverkan import database
 from samverkan.config import Paths
 from samverkan.config.settings import GROUP_READ_DIR, GROUP_READ_FILE
 from samverkan.landing import file_sha256
@@ -261,7 +262,7 @@ def write_analytics_snapshot(p: Paths, staging: Path) -> Path:
     no direct identifiers) for analysts, who open it with DuckDB while the next load writes
     the warehouse itself (DuckDB allows one writer or many readers per file, never both)."""
     target = staging / ANALYTICS_SNAPSHOT
-    conn = duckdb.connect()
+    conn = database.connect(p=p)
     try:
         wait_for_warehouse(
             lambda: conn.execute(f"attach '{p.analytics_db}' as warehouse (read_only)"),

@@ -44,6 +44,7 @@ from typing import Any
 
 import duckdb
 
+from samverkan import database
 from samverkan.config import EXPECTATIONS_DIR, Paths
 from samverkan.extract import Extractor, ValidationOutcome
 from samverkan.landing import BatchManifest
@@ -329,7 +330,7 @@ def _safe_counts(exp_type: str, result: dict[str, Any]) -> dict[str, Any]:
 
 
 def _table_columns(db: Path, table: str) -> list[str]:
-    conn = duckdb.connect(str(db), read_only=True)
+    conn = _connect_scratch(db, read_only=True)
     try:
         rows = conn.execute(
             "select column_name from information_schema.columns "
@@ -386,16 +387,23 @@ def run_suites(db: Path, targets: list[tuple[SuiteSpec, str, int]], parameters: 
     return results
 
 
+def scratch_datasource(context: Any, db: Path) -> Any:
+    """A GX SQL datasource on a scratch DuckDB file, read-only, with the warehouse settings of
+    its data directory (memory limit, threads, spill folder)."""
+    return context.data_sources.add_sql(
+        name="scratch",
+        connection_string=f"duckdb:///{db}",
+        kwargs={"connect_args": database.sqlalchemy_connect_args(_scratch_home(db),
+                                                                 read_only=True)},
+    )
+
+
 def _run_checkpoint(gx: Any, progress_bars_config: Any, expectation_configuration: Any, db: Path,
                     runnable: list[tuple[SuiteSpec, str]], parameters: dict[str, Any],
                     checkpoint_name: str) -> dict[str, list[CheckResult]]:
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = progress_bars_config(globally=False)
-    datasource = context.data_sources.add_sql(
-        name="scratch",
-        connection_string=f"duckdb:///{db}",
-        kwargs={"connect_args": {"read_only": True}},
-    )
+    datasource = scratch_datasource(context, db)
     try:
         return _checkpoint_results(gx, context, datasource, expectation_configuration, runnable,
                                    parameters, checkpoint_name)
@@ -564,6 +572,19 @@ def _render_html(doc: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------------------------
 
 
+def _scratch_home(db: Path) -> Paths | None:
+    """The data directory a scratch file (``<home>/validation/scratch/…``) belongs to (None:
+    the configured one), whose ``[warehouse]`` settings its connections get."""
+    db = Path(db)
+    if db.parent.name == "scratch" and db.parent.parent.name == "validation":
+        return Paths(db.parent.parent.parent)
+    return None
+
+
+def _connect_scratch(db: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    return database.connect(db, read_only=read_only, p=_scratch_home(db))
+
+
 @contextmanager
 def _scratch_db(p: Paths, label: str, keep: Callable[[], bool] = lambda: False) -> Iterator[Path]:
     """A scratch DuckDB file, removed afterwards unless ``keep()`` says it is still needed."""
@@ -631,7 +652,7 @@ def validate_batch(manifest: BatchManifest, extractor: Extractor, paths: Paths,
     suites: list[SuiteResult] = []
     unchecked: dict[str, int] = {}
     with _scratch_db(paths, manifest.batch_id, keep=lambda: keep_staged and passed[0]) as db:
-        conn = duckdb.connect(str(db))
+        conn = _connect_scratch(db)
         targets: list[tuple[SuiteSpec, str, int]] = []
         try:
             ensure_restricted_schema(conn)
@@ -682,7 +703,7 @@ def validate_batch(manifest: BatchManifest, extractor: Extractor, paths: Paths,
             failed.extend(s.failed)
         passed[0] = not failed
         if passed[0] and keep_staged:
-            conn = duckdb.connect(str(db))
+            conn = _connect_scratch(db)
             try:
                 for view in conn.execute("select view_name from duckdb_views() "
                                          "where schema_name = 'main' and not internal").fetchall():
@@ -783,7 +804,7 @@ def _validate_published(spec_of: PublishedTable, table_path_or_db: Path | str, p
     suites: list[SuiteResult] = []
     is_file = source.suffix.lower() in (".parquet", ".csv")
     with _scratch_db(paths, f"{spec_of.suite}-{run_id}") as db:
-        conn = duckdb.connect(str(db))
+        conn = _connect_scratch(db)
         rows = 0
         try:
             _copy_published(conn, source, table, spec_of.table)

@@ -19,6 +19,7 @@ from typing import Any
 
 import duckdb
 
+from samverkan import database
 from samverkan.config import SOURCES, ConfigError, Settings
 from samverkan.extract import BatchResult, Extractor, ExtractResult, run_extract
 from samverkan.locks import WarehouseBusy, connect_warehouse
@@ -548,7 +549,7 @@ def _warehouse_indicator_versions(settings: Settings) -> list[str]:
 
 
 def _candidate_week(candidate: Path) -> dict[str, str]:
-    conn = duckdb.connect()
+    conn = database.connect()
     try:
         row = conn.execute(
             "select min(iso_week), min(week_start), max(week_end) from read_parquet(?)",

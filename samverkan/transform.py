@@ -90,8 +90,12 @@ def dbt_log_dir(paths: Paths) -> Path:
 
 
 def dbt_env(paths: Paths) -> dict[str, str]:
-    """Environment variables a dbt invocation needs (never the pseudonym key)."""
+    """Environment variables a dbt invocation needs (never the pseudonym key): the warehouse
+    paths and DuckDB's memory limit, threads and spill folder (``samverkan.dbt_plugin``)."""
+    from samverkan.database import dbt_settings_env, warehouse_settings_for
+
     return {
+        **dbt_settings_env(warehouse_settings_for(paths), spill=paths.home.is_dir()),
         "SAMVERKAN_RESTRICTED_DB": str(paths.restricted_db),
         "SAMVERKAN_ANALYTICS_DB": str(paths.analytics_db),
         "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),

@@ -138,8 +138,10 @@ def test_check_passes_on_a_complete_installation(home: Home) -> None:
     assert "All checks passed" in result.stdout
     assert str(home.config) in check_line(result, "configuration")
     assert "Malmö, 1280, 212000-1124" in result.stdout
-    for name in ("pseudonym key", "data directory", "reference", "ss12000", "case_system", "police"):
+    for name in ("pseudonym key", "data directory", "reference", "warehouse", "ss12000",
+                 "case_system", "police"):
         assert check_line(result, name).strip().startswith("ok"), result.stdout
+    assert "memory_limit" in check_line(result, "warehouse")
 
 
 def test_settings_reach_the_build_parameters(home: Home, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from conftest import MUNICIPALITY_VARS, write_reference
+from conftest import MUNICIPALITY_VARS, write_config, write_reference
 
 from samverkan.config import DBT_PROJECT_DIR, Paths
 from samverkan.transform import (
@@ -346,6 +346,9 @@ def _insert_fixture(conn: duckdb.DuckDBPyConnection) -> None:
 
 # --- fixtures ---------------------------------------------------------------------------------
 
+WAREHOUSE_TOML = '\n[warehouse]\nmemory_limit = "1GiB"\nthreads = 1\n'
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory):
     home = tmp_path_factory.mktemp("samverkan_home")
@@ -354,7 +357,8 @@ def built(tmp_path_factory: pytest.TempPathFactory):
         mp.setenv("SAMVERKAN_PSEUDONYM_KEY", TEST_KEY)
         mp.delenv("SAMVERKAN_PSEUDONYM_KEY_FILE", raising=False)
         paths = Paths(home).ensure()
-        write_reference(home)
+        # a bounded warehouse: the build must work under it (test_dbt_connection_settings)
+        write_config(home, WAREHOUSE_TOML)
         ensure_raw_schema(paths)
         load_fixture(paths.restricted_db)
         started = time.monotonic()
@@ -446,6 +450,31 @@ def test_build_runs_models_data_tests_and_unit_tests(built) -> None:
     assert outcome.failures == []
     assert outcome.counts.get("pass", 0) >= 40   # data tests and unit tests
     assert outcome.counts.get("success", 0) >= 30  # seeds and models
+
+
+def test_dbt_connection_settings(built) -> None:
+    """dbt's DuckDB database has the [warehouse] settings: `dbt show` on the built project."""
+    from dbt.cli.main import dbtRunner
+
+    from samverkan.transform import _DBT_LOCK, _close_connections, _environment, _plain_vars
+
+    paths, _ = built
+    sql = ("select current_setting('memory_limit') as m, current_setting('threads') as t, "
+           "current_setting('preserve_insertion_order') as o, current_setting('temp_directory') as d")
+    with _DBT_LOCK, _environment(dbt_env(paths)):
+        try:
+            result = dbtRunner().invoke([
+                "show", "--inline", sql, "--project-dir", str(DBT_PROJECT_DIR),
+                "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(paths.dbt_target),
+                "--log-path", str(paths.logs / "dbt"), "--log-level", "none",
+                "--vars", json.dumps(_plain_vars(VARS))])
+        finally:
+            _close_connections()
+    assert result.success, result.exception
+    memory, threads, keep_order, temp = result.result.results[0].agate_table.rows[0]
+    assert (memory, int(threads), keep_order) == ("1.0 GiB", 1, False)
+    assert Path(temp).parent == paths.spill
+    assert not Path(temp).exists()  # removed with dbt's database (nothing left to clear)
 
 
 def test_no_connection_left_open(built) -> None:

@@ -639,3 +639,29 @@ def test_raw_suites_fit_the_restricted_schema(tmp_path: Path) -> None:
         result = by_suite[f"{schema.removeprefix('raw_')}.{name}"]
         assert {c.name for c in result.checks if not c.success} == expected
         assert not any(c.raised_exception for c in result.checks)
+
+
+def test_great_expectations_connection_gets_the_warehouse_settings(samverkan_home: Path) -> None:
+    """GX's engine on a scratch file opens DuckDB with the [warehouse] settings."""
+    import great_expectations as gx
+    import sqlalchemy as sa
+    from conftest import write_config
+
+    from samverkan import database
+    from samverkan.quality import _dispose, scratch_datasource
+
+    write_config(samverkan_home, '\n[warehouse]\nmemory_limit = "1GiB"\nthreads = 1\n')
+    p = Paths(samverkan_home).ensure()
+    db = p.scratch / "settings.duckdb"
+    database.connect(db, p=p).close()
+    datasource = scratch_datasource(gx.get_context(mode="ephemeral"), db)
+    try:
+        with datasource.get_engine().connect() as conn:
+            row = conn.execute(sa.text(
+                "select current_setting('memory_limit'), current_setting('threads'), "
+                "current_setting('preserve_insertion_order'), current_setting('temp_directory')"
+            )).fetchone()
+    finally:
+        _dispose(datasource)
+    assert row[:3] == ("1.0 GiB", 1, False)
+    assert Path(row[3]).parent == p.spill

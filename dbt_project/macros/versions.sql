@@ -24,25 +24,33 @@
 
 {#- The live rows of an append-only raw table: the newest version of each id (keep_newest)
     with the loaded_at of its batch, minus the ids that removed_ids (a query with one
-    column `id`) lists as deleted. -#}
+    column `id`) lists as deleted. The window runs over the few columns that choose the
+    version (id, modification time, batch) and the row's position (rowid); the chosen rows
+    are then read with all their columns, so the window never holds whole rows (the raw
+    attendance table has every version of every record). -#}
 {% macro newest_live_rows(relation, id_column, modified_at, removed_ids) -%}
     select
         versions.*,
-        batches.loaded_at
+        newest.loaded_at
     from {{ relation }} as versions
-    left join (
-        select batch_id, loaded_at from {{ source('load_meta', 'batches') }}
-    ) as batches using (batch_id)
-    where not exists (
-        select 1
-        from (
-            {%- for line in (removed_ids | string).strip().splitlines() %}
-            {{ line.strip() }}
-            {%- endfor %}
-        ) as removed
-        where removed.id = versions.{{ id_column }}
-    )
-    {{ keep_newest('versions.' ~ id_column, 'versions.' ~ modified_at) }}
+    inner join (
+        select candidates.rowid as version_row, batches.loaded_at
+        from {{ relation }} as candidates
+        left join (
+            select batch_id, loaded_at from {{ source('load_meta', 'batches') }}
+        ) as batches using (batch_id)
+        where not exists (
+            select 1
+            from (
+                {%- for line in (removed_ids | string).strip().splitlines() %}
+                {{ line.strip() }}
+                {%- endfor %}
+            ) as removed
+            where removed.id = candidates.{{ id_column }}
+        )
+        {{ keep_newest('candidates.' ~ id_column, 'candidates.' ~ modified_at) }}
+    ) as newest
+        on newest.version_row = versions.rowid
 {%- endmacro %}
 
 {#- Live rows of an SS 12000 table: newest version by modified_at of each id, minus the ids

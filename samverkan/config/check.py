@@ -113,6 +113,28 @@ def check_data_directory(p: Paths) -> CheckResult:
     return CheckResult("data directory", True, str(home))
 
 
+def check_warehouse(settings: Settings) -> CheckResult:
+    """The effective ``[warehouse]`` settings: DuckDB's memory limit, threads and spill folder
+    (which must be a folder this process can write, owner-only)."""
+    from samverkan.database import WarehouseSettings, format_size, physical_memory
+
+    w = settings.warehouse or WarehouseSettings.defaults(settings.paths)
+    detail = (f"memory_limit {w.memory_limit} (this machine: {format_size(physical_memory())}), "
+              f"threads {w.threads}, spill folder {w.temp_directory}")
+    try:
+        root = w.ensure_spill_root()
+        with tempfile.NamedTemporaryFile(dir=root, prefix=".check-"):
+            pass
+    except OSError as exc:
+        return CheckResult("warehouse", False, f"{detail}: the spill folder cannot be written "
+                                               f"({exc.strerror or type(exc).__name__})")
+    mode = stat.S_IMODE(root.stat().st_mode)
+    if mode & 0o077:
+        return CheckResult("warehouse", False, f"{detail}: the spill folder can be read by others "
+                                               f"(mode {mode:04o}); chmod 700 {root}")
+    return CheckResult("warehouse", True, f"{detail} (mode {mode:04o})")
+
+
 def check_reference(p: Paths) -> CheckResult:
     from samverkan.config.reference import ReferenceError, read_reference
 
@@ -210,6 +232,8 @@ def run_checks(environ: Mapping[str, str] | None = None, *, sources: bool = True
     p = paths(env)
     configuration, settings = check_configuration(env)
     results = [configuration, check_key(env), check_data_directory(p), check_reference(p)]
+    if settings is not None:
+        results.append(check_warehouse(settings))
     with ThreadPoolExecutor(max_workers=len(SOURCES) + 1) as pool:
         prefect = pool.submit(check_prefect, env)
         if sources:

@@ -21,7 +21,10 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from samverkan.database import WarehouseSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
@@ -68,6 +71,12 @@ class Paths:
     @property
     def analytics_db(self) -> Path:
         return self.warehouse / "analytics.duckdb"
+
+    @property
+    def spill(self) -> Path:
+        """The default folder for DuckDB's spill files (person-level data), ``[warehouse]
+        temp_directory``."""
+        return self.warehouse / "spill"
 
     @property
     def published(self) -> Path:
@@ -130,7 +139,7 @@ class Paths:
         """Each zone directory and its mode. Owner only (0700) where personal data or secrets
         live; the published and analysts' zones readable by the group at most (0750)."""
         return {
-            self.landing: OWNER_ONLY_DIR, self.warehouse: OWNER_ONLY_DIR,
+            self.landing: OWNER_ONLY_DIR, self.warehouse: OWNER_ONLY_DIR, self.spill: OWNER_ONLY_DIR,
             self.validation: OWNER_ONLY_DIR, self.scratch: OWNER_ONLY_DIR,
             self.keys: OWNER_ONLY_DIR, self.logs: OWNER_ONLY_DIR, self.run_state: OWNER_ONLY_DIR,
             self.published: GROUP_READ_DIR, self.analysts: GROUP_READ_DIR,
@@ -175,8 +184,9 @@ class Option:
     """One key of ``samverkan.toml``.
 
     ``kind``: ``text``, ``url``, ``path``, ``env`` (the name of an environment variable),
-    ``int``, ``number``, ``share`` (0 < x ≤ 1) or ``date``. ``example`` is what ``samverkan
-    init`` writes for a required key (commented out where the key is optional)."""
+    ``int``, ``number``, ``share`` (0 < x ≤ 1), ``date`` or ``size`` (a DuckDB size, "4GiB").
+    ``example`` is what ``samverkan init`` writes for a required key (commented out where the
+    key is optional)."""
 
     kind: str
     help: str
@@ -243,6 +253,18 @@ _CASE_SYSTEM = {
                               "read; rows already loaded are skipped", default=60, minimum=0),
 }
 
+_WAREHOUSE = {
+    "memory_limit": Option("size", "the most memory DuckDB may use (a DuckDB size: \"4GiB\", "
+                           "\"8GB\"); beyond it a build spills to temp_directory (slower, not "
+                           "failing). Default: half the machine's memory", example="8GiB"),
+    "threads": Option("int", "threads DuckDB may use; default: the CPUs this process may run on",
+                      minimum=1, maximum=1024, example=4),
+    "temp_directory": Option("path", "folder for DuckDB's spill files (they hold person-level "
+                             "data: keep it owner-only, on a local disk with room to spare); "
+                             "default: warehouse/spill/ in the data directory",
+                             example="/srv/samverkan/spill"),
+}
+
 _POLICE = {
     "inbox": Option("path", "folder where polis_YYYYMMDD.csv files arrive", required=True,
                     example="/srv/sftp/polis/inbox"),
@@ -294,6 +316,7 @@ def schema() -> dict[str, dict[str, Option]]:
             "min_cell": Option("int", "smallest count (or denominator) that is published; smaller "
                                "cells are suppressed", default=_min_cell_default(), minimum=3),
         },
+        "warehouse": _WAREHOUSE,
     }
 
 
@@ -305,6 +328,8 @@ SECTION_HELP = {
     "police": "The police file drop.",
     "indicators": "The indicators' thresholds and windows (optional; the catalogue's defaults).",
     "disclosure": "Disclosure control.",
+    "warehouse": "How DuckDB may use this machine (optional; the defaults fit a machine that runs "
+                 "nothing else).",
 }
 
 
@@ -357,6 +382,8 @@ class Settings:
     min_cell: int = 5
     indicator_parameters: dict[str, Any] = field(default_factory=dict)  # every one, resolved
     config_file: Path | None = None
+    # memory limit, threads and spill folder of every DuckDB connection (None: the defaults)
+    warehouse: WarehouseSettings | None = None
     # Problems that only stop the source they belong to (e.g. the SS 12000 token's environment
     # variable is not set where the weekly lägesbild runs, which reads no source).
     source_problems: dict[str, list[str]] = field(default_factory=dict)
@@ -413,6 +440,18 @@ def _convert(option: Option, value: Any) -> tuple[Any, str | None]:
         if option.maximum is not None and number > option.maximum:
             return None, f"must be at most {option.maximum:g}, got {number:g}"
         return number, None
+    if kind == "size":
+        from samverkan.database import MIN_MEMORY_BYTES, format_size, parse_size
+
+        if not isinstance(value, str):
+            return None, f"expected a size in quotes such as \"4GiB\", got {_describe(value)}"
+        size = parse_size(value)
+        if size is None:
+            return None, (f"not a size (a number and a unit: B, KB, MB, GB, TB, KiB, MiB, GiB or "
+                          f"TiB, e.g. \"4GiB\"): {_describe(value)}")
+        if size < MIN_MEMORY_BYTES:
+            return None, f"must be at least {format_size(MIN_MEMORY_BYTES)}, got {_describe(value)}"
+        return value.strip(), None
     # text-like
     if not isinstance(value, str):
         what = {"path": "a path in quotes", "url": "a URL in quotes",
@@ -594,8 +633,58 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         min_cell=get("disclosure", "min_cell"),
         indicator_parameters={k: get("indicators", k) for k in declared["indicators"]},
         config_file=cfg,
+        warehouse=_warehouse(values.get("warehouse", {}), p),
         source_problems=source_problems,
     )
+
+
+def _warehouse(values: Mapping[str, Any], p: Paths) -> WarehouseSettings:
+    from samverkan.database import WarehouseSettings
+
+    defaults = WarehouseSettings.defaults(p)
+    return WarehouseSettings(
+        memory_limit=values.get("memory_limit", defaults.memory_limit),
+        threads=values.get("threads", defaults.threads),
+        # a relative folder is relative to the data directory
+        temp_directory=p.home / values.get("temp_directory", defaults.temp_directory),
+    )
+
+
+def warehouse_settings(p: Paths, environ: Mapping[str, str] | None = None) -> WarehouseSettings:
+    """The ``[warehouse]`` section of the configuration of ``p`` with the defaults filled in.
+    Read on every DuckDB connection, so it reads that section only: a missing or unreadable
+    file gives the defaults (the run's configuration check reports the file); a wrong value
+    in the section raises :class:`ConfigError` naming the key."""
+    env = os.environ if environ is None else environ
+    cfg = config_file(p, env)
+    try:
+        stat = cfg.stat()
+    except OSError:
+        return _warehouse({}, p)
+    return _cached_warehouse(p, cfg, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_warehouse(p: Paths, cfg: Path, mtime_ns: int, size: int) -> WarehouseSettings:
+    try:
+        section = tomllib.loads(cfg.read_text(encoding="utf-8")).get("warehouse", {})
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        section = {}
+    if not isinstance(section, dict):
+        section = {}
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for key, raw in section.items():
+        if key not in _WAREHOUSE:
+            continue  # reported by the configuration check
+        value, problem = _convert(_WAREHOUSE[key], raw)
+        if problem:
+            problems.append(f"{cfg}: [warehouse] {key}: {problem}")
+        else:
+            values[key] = value
+    if problems:
+        raise ConfigError(problems)
+    return _warehouse(values, p)
 
 
 def _ss12000(values: dict[str, Any], env: Mapping[str, str], cfg: Path,

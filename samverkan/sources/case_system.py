@@ -55,6 +55,7 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 
+from samverkan import database
 from samverkan.config import CaseSystemConfig
 from samverkan.config.check import CheckResult
 from samverkan.extract import Pull, SourceState
@@ -1065,7 +1066,7 @@ class CaseSystemExtractor:
             spool / f"{spec.name}.parquet" if spool is not None else pa.BufferOutputStream())
         texts_sink: Path | list[pa.Array] = (
             spool / f"{spec.name}.row-texts.parquet" if spool is not None else [])
-        scratch = duckdb.connect() if known else None
+        scratch = database.connect() if known else None
         try:
             with parquet_writer(rows_sink, landing_schema(spec)) as writer, \
                     _texts_writer(texts_sink) as write_texts:

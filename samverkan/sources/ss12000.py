@@ -49,6 +49,7 @@ try:  # a fast JSON parser; installed with Prefect, optional here
 except ImportError:  # pragma: no cover - the json module does the same, slower
     orjson = None  # type: ignore[assignment]
 
+from samverkan import database
 from samverkan.config import ConfigError, SS12000Config
 from samverkan.config.check import CheckResult
 from samverkan.extract import Pull, SourceState, pause_point
@@ -1124,7 +1125,7 @@ def latest_instant(values: pa.Array | pa.ChunkedArray, start: str | None = None,
     chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
     table = pa.table({"m": pa.chunked_array(
         [c.cast(pa.string()) for c in chunks] + [pa.array([start], pa.string())], pa.string())})
-    conn = duckdb.connect()
+    conn = database.connect()
     try:
         conn.register("_wm", table)
         row = conn.execute(

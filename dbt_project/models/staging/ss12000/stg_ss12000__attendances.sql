@@ -1,3 +1,9 @@
+{{ config(materialized='table') }}
+
+{#- A table, not a view: the attendance records are the largest input, read by
+    int_pupil_attendance_days and by this model's own tests; as a view each of them would
+    choose the newest versions again. -#}
+
 with
 
 newest as (
