@@ -53,7 +53,7 @@ def _summary(p: Paths, publication: object | None) -> None:
             _print_load_report(loads)
         failed = _failed_extracts(gate)
         if failed:
-            print("  Sources that could not be extracted:")
+            print("  What could not be loaded (a source that failed, a file refused):")
             for f in failed:
                 print(f"    {f.get('source', '?'):12s} {f.get('cause', '')}")
         print("  Nothing was published; the previous publication (if any) is unchanged.")
@@ -460,6 +460,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.umask(0o077)  # files and folders this process creates: owner only (README, "Zones")
+    # A handler that fails to emit a record (Prefect's API log handler while the interpreter
+    # shuts down, say) must not print logging's own traceback on the console.
+    logging.raiseExceptions = args.verbose
     apply_environment_defaults(verbose=args.verbose)
     if args.command != "pseudonym":
         with contextlib.suppress(OSError):  # an unusable data directory: `check` says so

@@ -227,8 +227,21 @@ def _gx() -> dict[str, Any]:
                 "ExpectationConfiguration": ExpectationConfiguration,
             }
             gx_import_seconds = time.perf_counter() - started
-            log.info("great_expectations imported in %.1f s", gx_import_seconds)
+            if threading.main_thread().is_alive():  # not while the process exits (a run that
+                # failed fast): Prefect's log handler cannot start its worker then
+                log.info("great_expectations imported in %.1f s", gx_import_seconds)
         return _gx_modules
+
+
+def _preload() -> None:
+    """:func:`_gx`, best effort: a run that failed fast exits while the import is still going,
+    and an import that needs the interpreter (its exit hooks) then fails; the first validation
+    imports it again and reports what goes wrong there."""
+    try:
+        _gx()
+    except Exception:  # noqa: BLE001 - see above
+        if threading.main_thread().is_alive():
+            log.debug("importing great_expectations in the background failed", exc_info=True)
 
 
 def preload() -> threading.Thread:
@@ -236,7 +249,7 @@ def preload() -> threading.Thread:
     validation does not wait for it; the import lock makes a concurrent caller wait instead.
     The thread runs in a copy of the caller's context: its log line belongs to the caller's
     Prefect run (a new thread has no run context, and Prefect warns about such a line)."""
-    thread = threading.Thread(target=contextvars.copy_context().run, args=(_gx,),
+    thread = threading.Thread(target=contextvars.copy_context().run, args=(_preload,),
                               name="gx-preload", daemon=True)
     thread.start()
     return thread

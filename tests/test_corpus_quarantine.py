@@ -488,7 +488,7 @@ def test_the_fault_night_loads_what_it_can_and_holds_the_publication_back(corpus
     night = _night(corpus, FAULTS)
     text = _console(night)
     hostile.assert_clean_failure(night.result, "police", "[bad_header]")
-    assert "Sources that could not be extracted:" in text
+    assert "What could not be loaded (a source that failed, a file refused):" in text
     assert not night.published  # nothing published (and nothing was before)
     # every source loaded its batch: only the refused files failed the gate
     with corpus.warehouse() as conn:

@@ -665,3 +665,33 @@ def test_great_expectations_connection_gets_the_warehouse_settings(samverkan_hom
         _dispose(datasource)
     assert row[:3] == ("1.0 GiB", 1, False)
     assert Path(row[3]).parent == p.spill
+
+
+GX_PRELOAD_AT_EXIT = """
+import atexit, logging, sys
+
+class PrefectAtShutdown(logging.Handler):
+    # what Prefect's API log handler does once the interpreter shuts down
+    def emit(self, record):
+        raise RuntimeError("can't register atexit after shutdown")
+
+logging.getLogger("samverkan").addHandler(PrefectAtShutdown())
+logging.getLogger("samverkan").setLevel(logging.INFO)
+from samverkan.quality import preload
+thread = preload()
+atexit.register(thread.join, 120)  # Prefect's exit handlers take seconds: the import ends meanwhile
+sys.exit(1)  # a run that failed fast, before its first validation
+"""
+
+
+def test_a_run_that_fails_fast_exits_without_a_logging_traceback() -> None:
+    """The Great Expectations import started in the background finishes while the process
+    exits; its log line must not reach a handler that can no longer work (logging would print
+    its own traceback on the console)."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", GX_PRELOAD_AT_EXIT], capture_output=True,
+                            text=True, timeout=180, cwd=Path(__file__).resolve().parent.parent)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "Logging error" not in result.stderr and "Traceback" not in result.stderr, result.stderr[-3000:]

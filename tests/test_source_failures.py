@@ -597,7 +597,7 @@ def test_a_pipeline_run_reports_why_each_source_failed(served, samverkan_home, m
     assert not missing.exists()
     causes = ("HTTP 401", f"127.0.0.1:{served.port}", f"{missing} does not exist",
               f"police inbox {inbox} does not exist")
-    assert "Sources that could not be extracted:" in out
+    assert "What could not be loaded (a source that failed, a file refused):" in out
     for cause in causes:
         assert cause in out, (cause, out)
     assert WRONG_TOKEN not in out
