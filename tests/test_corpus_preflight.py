@@ -18,8 +18,6 @@ holding it locked), the PostgreSQL and MariaDB servers, and the police inbox on 
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
-import ipaddress
 import json
 import os
 import re
@@ -39,7 +37,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import MARIADB_ADMIN_URL, POSTGRES_ADMIN_URL, http_server, require_server
+from conftest import (
+    MARIADB_ADMIN_URL,
+    POSTGRES_ADMIN_URL,
+    http_server,
+    require_server,
+    self_signed_certificate,
+)
 from hostile import (
     KEY,
     ROOT,
@@ -541,29 +545,6 @@ def platform() -> Iterator[Any]:
         yield server
 
 
-def _self_signed_certificate(directory: Path) -> tuple[Path, Path]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
-
-
 class _Organisations(BaseHTTPRequestHandler):
     """An SS 12000 answer: what a platform behind a certificate no one trusts would serve."""
 
@@ -583,7 +564,7 @@ class _Organisations(BaseHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def https_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """An HTTPS server on 127.0.0.1 with a self-signed certificate (no CA trusts it)."""
-    cert, key = _self_signed_certificate(tmp_path_factory.mktemp("corpus-preflight-tls"))
+    cert, key = self_signed_certificate(tmp_path_factory.mktemp("corpus-preflight-tls"))
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Organisations)

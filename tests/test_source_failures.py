@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import ipaddress
 import json
 import socket
 import ssl
@@ -28,7 +27,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from conftest import MARIADB_ADMIN_URL, POSTGRES_ADMIN_URL, require_server
+from conftest import MARIADB_ADMIN_URL, POSTGRES_ADMIN_URL, require_server, self_signed_certificate
 from conftest import write_config as write_municipality_config
 
 from samverkan import steps
@@ -205,29 +204,6 @@ def test_ss12000_wrong_token_401_forever(served, samverkan_home, monkeypatch):
     assert len(served.requests) - before == 1  # one request: no retries
 
 
-def _self_signed_certificate(directory: Path) -> tuple[Path, Path]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
-
-
 class _Answer(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
         body = b'{"data": [], "pageToken": null}'
@@ -244,7 +220,7 @@ class _Answer(BaseHTTPRequestHandler):
 @pytest.fixture
 def tls_server(tmp_path) -> Iterator[str]:
     """An HTTPS server on 127.0.0.1 with a self-signed certificate (no CA trusts it)."""
-    cert, key = _self_signed_certificate(tmp_path)
+    cert, key = self_signed_certificate(tmp_path)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Answer)
