@@ -61,8 +61,10 @@ Handler = Callable[[BaseHTTPRequestHandler], None]
 
 
 @contextlib.contextmanager
-def http_server(handle: Handler, host: str = "127.0.0.1") -> Iterator[ThreadingHTTPServer]:
-    """A real HTTP server on ``host`` whose every GET and POST is answered by ``handle``."""
+def http_server(handle: Handler, host: str = "127.0.0.1",
+                certificate: tuple[Path, Path] | None = None) -> Iterator[ThreadingHTTPServer]:
+    """A real HTTP server on ``host`` whose every GET and POST is answered by ``handle``; HTTPS
+    with ``certificate`` (the certificate and key files, e.g. :func:`self_signed_certificate`)."""
 
     class _Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's name
@@ -76,6 +78,12 @@ def http_server(handle: Handler, host: str = "127.0.0.1") -> Iterator[ThreadingH
 
     server = ThreadingHTTPServer((host, 0), _Handler)
     server.daemon_threads = True
+    if certificate is not None:
+        import ssl
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*certificate)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     server.requests = 0  # type: ignore[attr-defined]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -24,15 +24,13 @@ import re
 import shutil
 import socket
 import sqlite3
-import ssl
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -545,39 +543,23 @@ def platform() -> Iterator[Any]:
         yield server
 
 
-class _Organisations(BaseHTTPRequestHandler):
+def _organisations(request: BaseHTTPRequestHandler) -> None:
     """An SS 12000 answer: what a platform behind a certificate no one trusts would serve."""
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
-        body = json.dumps({"data": [{"id": "org-1", "organisationType": "Huvudman",
-                                     "organisationNumber": ORGS}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+    body = json.dumps({"data": [{"id": "org-1", "organisationType": "Huvudman",
+                                 "organisationNumber": ORGS}]}).encode()
+    request.send_response(200)
+    request.send_header("Content-Type", "application/json")
+    request.send_header("Content-Length", str(len(body)))
+    request.end_headers()
+    request.wfile.write(body)
 
 
 @pytest.fixture(scope="module")
 def https_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """An HTTPS server on 127.0.0.1 with a self-signed certificate (no CA trusts it)."""
-    cert, key = self_signed_certificate(tmp_path_factory.mktemp("corpus-preflight-tls"))
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Organisations)
-    httpd.daemon_threads = True
-    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-    thread.start()
-    try:
+    certificate = self_signed_certificate(tmp_path_factory.mktemp("corpus-preflight-tls"))
+    with http_server(_organisations, certificate=certificate) as httpd:
         yield f"https://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
 
 
 PORTAL = (b"<!DOCTYPE html>\n<html><head><title>Skolplattformen - logga in</title></head>"

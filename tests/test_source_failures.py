@@ -14,20 +14,25 @@ import contextlib
 import datetime as dt
 import json
 import socket
-import ssl
 import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from conftest import MARIADB_ADMIN_URL, POSTGRES_ADMIN_URL, require_server, self_signed_certificate
+from conftest import (
+    MARIADB_ADMIN_URL,
+    POSTGRES_ADMIN_URL,
+    http_server,
+    require_server,
+    self_signed_certificate,
+)
 from conftest import write_config as write_municipality_config
 
 from samverkan import steps
@@ -204,35 +209,20 @@ def test_ss12000_wrong_token_401_forever(served, samverkan_home, monkeypatch):
     assert len(served.requests) - before == 1  # one request: no retries
 
 
-class _Answer(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
-        body = b'{"data": [], "pageToken": null}'
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+def _empty_page(request: BaseHTTPRequestHandler) -> None:
+    body = b'{"data": [], "pageToken": null}'
+    request.send_response(200)
+    request.send_header("Content-Type", "application/json")
+    request.send_header("Content-Length", str(len(body)))
+    request.end_headers()
+    request.wfile.write(body)
 
 
 @pytest.fixture
 def tls_server(tmp_path) -> Iterator[str]:
     """An HTTPS server on 127.0.0.1 with a self-signed certificate (no CA trusts it)."""
-    cert, key = self_signed_certificate(tmp_path)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Answer)
-    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-    thread.start()
-    try:
+    with http_server(_empty_page, certificate=self_signed_certificate(tmp_path)) as httpd:
         yield f"https://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
 
 
 def test_ss12000_certificate_failure(tls_server, samverkan_home, monkeypatch):
