@@ -24,6 +24,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from _extract_measure import accounting, measure_extract
+
 if TYPE_CHECKING:
     from samverkan.config import Paths
     from samverkan.sources.case_system import CaseSystemExtractor
@@ -120,7 +122,6 @@ def main() -> None:
     import pyarrow.parquet as pq
 
     from samverkan.config import CaseSystemConfig, Paths
-    from samverkan.extract import run_extract
     from samverkan.sources.case_system import DEFAULT_CHUNK_ROWS, CaseSystemExtractor
 
     with tempfile.TemporaryDirectory(prefix="case-system-bench-") as tmp:
@@ -136,26 +137,15 @@ def main() -> None:
         if args.land_only:
             land_only(p, extractor)
             return
-        validate = None
-        if not args.no_validate:
-            from samverkan.quality import batch_validator
-
-            validate = batch_validator(extractor, p)
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        started = time.perf_counter()
-        result = run_extract(p, extractor, validate)
-        seconds = time.perf_counter() - started
-        peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        (b,) = result.batches
+        m = measure_extract(p, extractor, validate=not args.no_validate)
         landed = next((p.landing / "case_system").glob("*/aktualisering.parquet"))
         meta = pq.ParquetFile(landed).metadata
         print(f"chunk rows: {extractor.chunk_rows:,}; validated: {not args.no_validate}")
-        print(f"batch valid: {b.valid}; received {b.received:,}, loaded {b.loaded:,}, "
-              f"quarantined {b.quarantined:,}")
+        print(accounting(m))
         print(f"landing aktualisering.parquet: {meta.num_rows:,} rows in {meta.num_row_groups} "
               f"row groups, {landed.stat().st_size / 1e6:.0f} MB")
-        print(f"wall time: {seconds:.1f} s")
-        print(f"peak RSS: {peak_kib / 1024:.0f} MiB (before the extract: {before / 1024:.0f} MiB)")
+        print(f"wall time: {m.seconds:.1f} s")
+        print(f"peak RSS: {m.peak_kib / 1024:.0f} MiB (before the extract: {m.before_kib / 1024:.0f} MiB)")
 
 
 if __name__ == "__main__":

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import resource
 import tempfile
-import time
 from pathlib import Path
+
+from _extract_measure import accounting, measure_extract
 
 HEADER = ("Diarienummer;Brottsdatum;Anmälningsdatum;Brottskod;Brottsbenämning;Kommun;Stadsdel;"
           "Personnummer;Roll;Ålder;Status;Senast ändrad")
@@ -48,7 +48,6 @@ def main() -> None:
     args = parser.parse_args()
 
     from samverkan.config import Paths, PoliceConfig
-    from samverkan.extract import run_extract
     from samverkan.sources.police import PoliceExtractor
 
     with tempfile.TemporaryDirectory(prefix="police-bench-") as tmp:
@@ -58,23 +57,12 @@ def main() -> None:
         size = write_file(inbox / f"polis_{dt.date.today():%Y%m%d}.csv", args.rows)
         p = Paths(root / "home").ensure()
         extractor = PoliceExtractor(PoliceConfig(inbox=inbox))
-        validate = None
-        if not args.no_validate:
-            from samverkan.quality import batch_validator
-
-            validate = batch_validator(extractor, p)
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        started = time.perf_counter()
-        result = run_extract(p, extractor, validate)
-        seconds = time.perf_counter() - started
-        peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        (b,) = result.batches
+        m = measure_extract(p, extractor, validate=not args.no_validate)
         print(f"file: {size / 1e6:.0f} MB, {args.rows:,} rows; validated: {not args.no_validate}")
-        print(f"batch valid: {b.valid}; received {b.received:,}, loaded {b.loaded:,}, "
-              f"quarantined {b.quarantined:,}")
-        print(f"wall time: {seconds:.1f} s")
-        print(f"peak RSS: {peak_kib / 1024:.0f} MiB (before the extract: {before / 1024:.0f} MiB); "
-              f"target <= 1024 MiB: {'met' if peak_kib <= 1024 * 1024 else 'NOT met'}")
+        print(accounting(m))
+        print(f"wall time: {m.seconds:.1f} s")
+        print(f"peak RSS: {m.peak_kib / 1024:.0f} MiB (before the extract: {m.before_kib / 1024:.0f} MiB); "
+              f"target <= 1024 MiB: {'met' if m.peak_kib <= 1024 * 1024 else 'NOT met'}")
 
 
 if __name__ == "__main__":
