@@ -24,8 +24,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from _extract_measure import accounting, measure_extract
-
 if TYPE_CHECKING:
     from samverkan.config import Paths
     from samverkan.sources.case_system import CaseSystemExtractor
@@ -120,6 +118,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import pyarrow.parquet as pq
+    from _extract_measure import accounting, measure_extract  # beside this script
 
     from samverkan.config import CaseSystemConfig, Paths
     from samverkan.sources.case_system import DEFAULT_CHUNK_ROWS, CaseSystemExtractor

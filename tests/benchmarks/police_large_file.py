@@ -15,8 +15,6 @@ import datetime as dt
 import tempfile
 from pathlib import Path
 
-from _extract_measure import accounting, measure_extract
-
 HEADER = ("Diarienummer;Brottsdatum;Anmälningsdatum;Brottskod;Brottsbenämning;Kommun;Stadsdel;"
           "Personnummer;Roll;Ålder;Status;Senast ändrad")
 
@@ -46,6 +44,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_250_000)
     parser.add_argument("--no-validate", action="store_true")
     args = parser.parse_args()
+
+    from _extract_measure import accounting, measure_extract  # beside this script
 
     from samverkan.config import Paths, PoliceConfig
     from samverkan.sources.police import PoliceExtractor
