@@ -15,10 +15,13 @@ import os
 import re
 import secrets
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -41,6 +44,106 @@ class SpooledTable:
 def parquet_writer(where: Path | pa.NativeFile, schema: pa.Schema) -> pq.ParquetWriter:
     """A writer of a landing Parquet file (each ``write_batch`` a row group)."""
     return pq.ParquetWriter(where, schema, compression=PARQUET_COMPRESSION)
+
+
+# Row groups of a spooled table (TableSpool): pieces that arrive smaller (an SS 12000 page) are
+# gathered up to this many rows or bytes before they are written, so memory holds at most one
+# row group, and the file few and reasonably large ones.
+SPOOL_ROW_GROUP_ROWS = 65_536
+SPOOL_ROW_GROUP_BYTES = 64 << 20
+
+
+class TableSpool:
+    """A table a pull writes as it reads it: record batches appended are written as row groups
+    of its landing Parquet file ``<spool>/<name>.parquet`` (``SourceState.spool``), and
+    :meth:`finish` returns the :class:`SpooledTable`. Without a spool directory (a pull outside
+    ``run_extract``) the file is written in memory and :meth:`finish` returns it as a table.
+
+    At most ``row_group_rows`` rows (or ``row_group_bytes``) are held before they are written;
+    :meth:`close` (also on an error) closes the file whatever happened."""
+
+    def __init__(self, spool: Path | None, name: str, schema: pa.Schema, *,
+                 row_group_rows: int = SPOOL_ROW_GROUP_ROWS,
+                 row_group_bytes: int = SPOOL_ROW_GROUP_BYTES) -> None:
+        self.path = spool / f"{name}.parquet" if spool is not None else None
+        self.schema = schema
+        self.rows = 0  # rows appended so far (written or pending)
+        self._sink: Path | pa.BufferOutputStream = self.path or pa.BufferOutputStream()
+        self._writer: pq.ParquetWriter | None = parquet_writer(self._sink, schema)
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_rows = 0
+        self._pending_bytes = 0
+        self._row_group_rows = max(1, row_group_rows)
+        self._row_group_bytes = max(1, row_group_bytes)
+
+    def append(self, batch: pa.RecordBatch) -> None:
+        if batch.num_rows == 0:
+            return
+        self._pending.append(batch)
+        self._pending_rows += batch.num_rows
+        self._pending_bytes += batch.nbytes
+        self.rows += batch.num_rows
+        if self._pending_rows >= self._row_group_rows or self._pending_bytes >= self._row_group_bytes:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what is pending as one row group."""
+        if not self._pending or self._writer is None:
+            return
+        table = pa.Table.from_batches(self._pending, schema=self.schema)
+        self._pending, self._pending_rows, self._pending_bytes = [], 0, 0
+        self._writer.write_table(table, row_group_size=table.num_rows)
+
+    def finish(self) -> pa.Table | SpooledTable:
+        """The whole table: the spooled file, or (without a spool directory) the table read back."""
+        self.flush()
+        self.close()
+        if self.path is not None:
+            return SpooledTable(self.path, self.rows)
+        assert isinstance(self._sink, pa.BufferOutputStream)
+        return pq.read_table(pa.BufferReader(self._sink.getvalue()))
+
+    def close(self) -> None:
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            writer.close()
+
+    def __enter__(self) -> TableSpool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# What a pull's scans and external sorts of its spooled files (spool_connection) may hold:
+# DuckDB's memory; beyond it, sorted runs go to the pull's spool directory (restricted zone).
+SPOOL_MEMORY_LIMIT = "256MB"
+
+
+@contextmanager
+def spool_connection(temp_directory: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """An in-memory DuckDB connection for reading a pull's spooled files: at most
+    :data:`SPOOL_MEMORY_LIMIT`, spilling into ``temp_directory`` (the spool directory), so
+    memory does not grow with the pull."""
+    conn = duckdb.connect(config={"memory_limit": SPOOL_MEMORY_LIMIT,
+                                  "temp_directory": str(temp_directory),
+                                  "preserve_insertion_order": False})
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def sorted_texts(conn: duckdb.DuckDBPyConnection, path: Path, column: str,
+                 batch_rows: int = 8192) -> Iterator[pa.Array]:
+    """The text column ``column`` of the Parquet file ``path`` sorted by its UTF-8 bytes (the
+    order of Arrow's and Python's sort), in arrays of ``batch_rows``, sorted by DuckDB on
+    ``conn`` (a :func:`spool_connection`: an external sort within its memory limit)."""
+    quoted = column.replace('"', '""')
+    reader = conn.execute(f'select "{quoted}" from read_parquet(?) order by 1',
+                          [str(path)]).to_arrow_reader(batch_rows)
+    for batch in reader:
+        yield batch.column(0)
 
 
 @dataclass(frozen=True)

@@ -59,7 +59,13 @@ from samverkan import database
 from samverkan.config import CaseSystemConfig
 from samverkan.config.check import CheckResult
 from samverkan.extract import Pull, SourceState
-from samverkan.landing import BatchManifest, SpooledTable, parquet_writer
+from samverkan.landing import (
+    BatchManifest,
+    SpooledTable,
+    parquet_writer,
+    sorted_texts,
+    spool_connection,
+)
 from samverkan.sources.failures import SourceError, database_failure, failure_cause, scrub_driver_message
 from samverkan.warehouse import EntityCounts, quarantine
 
@@ -395,24 +401,13 @@ def checksum_of_row_texts(chunks: Sequence[pa.Array], slice_rows: int = 200_000)
     return _hash_sorted_texts(texts.slice(start, slice_rows) for start in range(0, len(texts), slice_rows))
 
 
-# The external sort of a view's row texts (checksum_of_spooled_row_texts): DuckDB's memory
-# while sorting; beyond it, sorted runs go to the pull's spool directory (restricted zone).
-SORT_MEMORY_LIMIT = "256MB"
-
-
 def checksum_of_spooled_row_texts(path: Path, temp_directory: Path, slice_rows: int = 100_000) -> str:
     """:func:`checksum_of_row_texts` of the row texts in a Parquet file (column ``t``), sorted
-    by DuckDB within :data:`SORT_MEMORY_LIMIT` (spilling into ``temp_directory``), so memory
-    does not grow with the view. DuckDB compares text by its UTF-8 bytes, as Arrow does."""
-    conn = duckdb.connect(config={"memory_limit": SORT_MEMORY_LIMIT,
-                                  "temp_directory": str(temp_directory),
-                                  "preserve_insertion_order": False})
-    try:
-        reader = conn.execute("select t from read_parquet(?) order by t",
-                              [str(path)]).to_arrow_reader(slice_rows)
-        return _hash_sorted_texts(batch.column(0) for batch in reader)
-    finally:
-        conn.close()
+    by DuckDB within :data:`~samverkan.landing.SPOOL_MEMORY_LIMIT` (spilling into
+    ``temp_directory``), so memory does not grow with the view. DuckDB compares text by its
+    UTF-8 bytes, as Arrow does."""
+    with spool_connection(temp_directory) as conn:
+        return _hash_sorted_texts(sorted_texts(conn, path, "t", slice_rows))
 
 
 # --- typing values to the contract -----------------------------------------------------------

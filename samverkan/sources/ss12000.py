@@ -53,7 +53,7 @@ from samverkan import database
 from samverkan.config import ConfigError, SS12000Config
 from samverkan.config.check import CheckResult
 from samverkan.extract import Pull, SourceState, pause_point
-from samverkan.landing import BatchManifest
+from samverkan.landing import BatchManifest, SpooledTable, TableSpool, sorted_texts, spool_connection
 from samverkan.progress import progress
 from samverkan.sources.failures import SourceError, failure_cause, network_failure, scrub
 from samverkan.warehouse import QUARANTINE_SCHEMA, EntityCounts, quarantine
@@ -167,14 +167,28 @@ def records_checksum(texts: Iterable[str] | pa.Array | pa.ChunkedArray) -> str:
     arr = arr.cast(pa.large_string())
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
-    digest = hashlib.sha256()
-    if len(arr) == 0:
-        return digest.hexdigest()
     ordered = arr.take(pc.sort_indices(arr))
     step = 1 << 20
+    return _sorted_texts_digest(ordered.slice(start, step) for start in range(0, len(ordered), step))
+
+
+def spooled_records_checksum(conn: duckdb.DuckDBPyConnection, path: Path, column: str = "record") -> str:
+    """:func:`records_checksum` of the texts in column ``column`` of a spooled Parquet file,
+    sorted by DuckDB on ``conn`` (:func:`samverkan.landing.spool_connection`: within its memory
+    limit, spilling into the spool directory), so memory does not grow with the pull."""
+    return _sorted_texts_digest(sorted_texts(conn, path, column))
+
+
+def _sorted_texts_digest(parts: Iterable[pa.Array]) -> str:
+    """sha256 over texts that arrive sorted, in parts, each followed by '\\n'."""
+    digest = hashlib.sha256()
     newline, empty = pa.scalar("\n", pa.large_string()), pa.scalar("", pa.large_string())
-    for start in range(0, len(ordered), step):
-        piece = pc.binary_join_element_wise(ordered.slice(start, step), newline, empty)
+    for part in parts:
+        if part.null_count:
+            raise ValueError("records_checksum: null text")
+        if not len(part):
+            continue
+        piece = pc.binary_join_element_wise(part.cast(pa.large_string()), newline, empty)
         _, offsets_buf, data_buf = piece.buffers()
         offsets = np.frombuffer(offsets_buf, dtype=np.int64, count=len(piece) + 1,
                                 offset=piece.offset * 8)
@@ -1093,10 +1107,11 @@ def _still_implausible(modified: str | None, until: dt.datetime) -> bool:
     return at is None or at.tzinfo is None or at > until
 
 
-def _without_quarantined(table: pa.Table, entity: str, known: dict[str, frozenset[str]],
-                         until: dt.datetime) -> tuple[pa.Table, int]:
-    """``table`` without the records a server serves again on every pull because they are
-    modified after ``until`` (the watermark never passes them), when an identical copy is
+def _without_quarantined(table: pa.Table | pa.RecordBatch, entity: str,
+                         known: dict[str, frozenset[str]],
+                         until: dt.datetime) -> tuple[pa.Table | pa.RecordBatch, int]:
+    """``table`` (a page, or any rows) without the records a server serves again on every pull
+    because they are modified after ``until`` (the watermark never passes them), when an identical copy is
     already in quarantine (``known``: id -> md5 of the kept record, see
     ``SS12000Extractor.pull_context``); and how many went."""
     if not known or table.num_rows == 0:
@@ -1123,21 +1138,34 @@ def latest_instant(values: pa.Array | pa.ChunkedArray, start: str | None = None,
     not counting instants after ``until`` (a record modified in the future is quarantined; it
     must not move the watermark past the changes still to come)."""
     chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
-    table = pa.table({"m": pa.chunked_array(
-        [c.cast(pa.string()) for c in chunks] + [pa.array([start], pa.string())], pa.string())})
+    table = pa.table({"m": pa.chunked_array([c.cast(pa.string()) for c in chunks], pa.string())})
     conn = database.connect()
     try:
         conn.register("_wm", table)
-        row = conn.execute(
-            f"""
-            select arg_max(m, ts) from (
-                select m, try_cast(m as timestamptz) as ts from _wm
-                where m is not null and regexp_full_match(m, '{RFC3339_RE}')
-            ) where ts is not null and (? is null or ts <= cast(? as timestamptz))
-            """, [until, until]
-        ).fetchone()
+        return _latest_instant(conn, "select m from _wm", start, until)
     finally:
         conn.close()
+
+
+def spooled_latest_instant(conn: duckdb.DuckDBPyConnection, path: Path, start: str | None = None,
+                           until: str | None = None) -> str | None:
+    """:func:`latest_instant` of the ``modified`` column of a spooled Parquet file, scanned by
+    DuckDB on ``conn`` (:func:`samverkan.landing.spool_connection`)."""
+    quoted = str(path).replace("'", "''")
+    return _latest_instant(conn, f"select modified as m from read_parquet('{quoted}')", start, until)
+
+
+def _latest_instant(conn: duckdb.DuckDBPyConnection, relation: str, start: str | None,
+                    until: str | None) -> str | None:
+    row = conn.execute(
+        f"""
+        select arg_max(m, ts) from (
+            select m, try_cast(m as timestamptz) as ts
+            from (select m from ({relation}) union all select cast(? as varchar) as m)
+            where m is not null and regexp_full_match(m, '{RFC3339_RE}')
+        ) where ts is not null and (? is null or ts <= cast(? as timestamptz))
+        """, [start, until, until]
+    ).fetchone()
     return row[0] if row else None
 
 
@@ -1162,12 +1190,16 @@ class SS12000Extractor:
         *,
         calendar_window: tuple[str, str] | None = ("1900-01-01T00:00:00Z", "2199-12-31T23:59:59Z"),
         client_options: dict[str, Any] | None = None,
+        spool_options: dict[str, Any] | None = None,
     ) -> None:
         # The spec makes startTime.onOrAfter/onOrBefore required on /calendarEvents; a wide window
         # keeps strict servers happy while the modification watermark does the selecting.
         self.config = config
         self.calendar_window = calendar_window
         self.client_options = dict(client_options or {})
+        # TableSpool's row_group_rows / row_group_bytes (how much of a pull is held before it is
+        # written); the defaults suit every size.
+        self.spool_options = dict(spool_options or {})
         auth_from_config(config)  # fail early on a configuration without credentials
 
     # pull -------------------------------------------------------------------------------------
@@ -1192,6 +1224,9 @@ class SS12000Extractor:
         return known
 
     def pull(self, state: SourceState) -> Pull:
+        """Every change since the watermarks (up to the end of ``state.until``), each page
+        written as it arrives into the entity's landing file in ``state.spool`` (see
+        :meth:`_pull`)."""
         gc_was_enabled = gc.isenabled()
         gc.disable()  # millions of short-lived dicts: collection passes would find nothing
         try:
@@ -1199,15 +1234,28 @@ class SS12000Extractor:
         finally:
             if gc_was_enabled:
                 gc.enable()
-        log.info("ss12000 pull: %s", ", ".join(f"{e} {t.num_rows}" for e, t in pull.tables.items()))
+        log.info("ss12000 pull: %s", ", ".join(
+            f"{e} {t.rows if isinstance(t, SpooledTable) else t.num_rows}"
+            for e, t in pull.tables.items()))
         return pull
 
     def _pull(self, state: SourceState) -> Pull:
-        tables: dict[str, pa.Table] = {}
+        """Page through every endpoint; a page is turned into landing rows, rid of the records
+        already in quarantine (``_without_quarantined``) and appended to the entity's landing
+        file in the spool directory (:class:`~samverkan.landing.TableSpool`) before the next
+        page is asked for, so the pull holds at most a page and a row group, whatever its size.
+        The watermark and the content checksum are then computed by DuckDB over the spooled
+        file (an external sort within the spool's memory limit). Without a spool directory (a
+        pull outside ``run_extract``) the same is done in memory."""
+        tables: dict[str, pa.Table | pa.RecordBatchReader | SpooledTable] = {}
         watermarks: dict[str, tuple[str | None, str | None]] = {}
         checksums: dict[str, str] = {}
         pages: dict[str, int] = {}
         skipped: dict[str, int] = {}
+        # Records modified after this are quarantined (the suites' "in the future"): they never
+        # move the watermark, and an identical copy already in quarantine is not landed again.
+        plausible_until = dt.datetime.now(dt.UTC) + PLAUSIBLE_FUTURE_MARGIN
+        until = _rfc3339(plausible_until)
         with SS12000Client(self.config, **self.client_options) as client:
             for entity, endpoint in RECORD_ENDPOINTS.items():
                 after = state.watermarks.get(entity)
@@ -1218,60 +1266,80 @@ class SS12000Extractor:
                     params["meta.modified.before"] = end_of_local_day(state.until)
                 if endpoint == "calendarEvents" and self.calendar_window:
                     params["startTime.onOrAfter"], params["startTime.onOrBefore"] = self.calendar_window
-                batches: list[pa.RecordBatch] = []
+                known = (state.context or {}).get(entity, {})
+                skipped[entity] = 0
                 last_progress = time.monotonic()
-                for page in client.pages(endpoint, params):
-                    data = page.body["data"]
-                    if not isinstance(data, list):
-                        raise SS12000ResponseError(f"GET /{endpoint} page {page.number}: 'data' is "
-                                                   "not a list")
-                    batches.append(_record_batch(data))
-                    pages[entity] = page.number
-                    if time.monotonic() - last_progress >= PROGRESS_EVERY_SECONDS:
-                        last_progress = time.monotonic()
-                        progress("ss12000 %s: %d pages, %s records so far", endpoint, page.number,
-                                 f"{sum(b.num_rows for b in batches):,}")
-                    pause_point("ss12000_after_first_page")
-                table = pa.Table.from_batches(batches, schema=RECORD_SCHEMA)
-                plausible_until = dt.datetime.now(dt.UTC) + PLAUSIBLE_FUTURE_MARGIN
-                table, skipped[entity] = _without_quarantined(
-                    table, entity, (state.context or {}).get(entity, {}), plausible_until)
-                tables[entity] = table
-                until = _rfc3339(plausible_until)
-                watermarks[entity] = (after, latest_instant(table["modified"], after, until)
-                                      if table.num_rows else after)
-                checksums[entity] = records_checksum(table["record"])
+                with self._spool(state, entity, RECORD_SCHEMA) as spool:
+                    for page in client.pages(endpoint, params):
+                        data = page.body["data"]
+                        if not isinstance(data, list):
+                            raise SS12000ResponseError(f"GET /{endpoint} page {page.number}: 'data' "
+                                                       "is not a list")
+                        batch, n_skipped = _without_quarantined(_record_batch(data), entity, known,
+                                                                plausible_until)
+                        spool.append(batch)
+                        skipped[entity] += n_skipped
+                        pages[entity] = page.number
+                        if time.monotonic() - last_progress >= PROGRESS_EVERY_SECONDS:
+                            last_progress = time.monotonic()
+                            progress("ss12000 %s: %d pages, %s records so far", endpoint,
+                                     page.number, f"{spool.rows:,}")
+                        pause_point("ss12000_after_first_page")
+                    table = tables[entity] = spool.finish()
+                watermarks[entity] = (after, self._latest(table, after, until, state.spool)
+                                      if spool.rows else after)
+                checksums[entity] = self._checksum(table, state.spool)
 
             after = state.watermarks.get(DELETED_ENTITY)
             started = dt.datetime.now(dt.UTC)
             first_date: dt.datetime | None = None
-            batches = []
-            for page in client.pages(DELETED_ENDPOINT, {"after": after} if after else {}):
-                if page.number == 1:
-                    first_date = page.server_date
-                data = page.body["data"]
-                if data is None:
-                    data = {}
-                if not isinstance(data, dict):
-                    raise SS12000ResponseError(f"GET /{DELETED_ENDPOINT} page {page.number}: 'data' "
-                                               "is not an object")
-                batches.append(_deleted_batch(data))
-                pages[DELETED_ENTITY] = page.number
-            deleted = pa.Table.from_batches(batches, schema=DELETED_SCHEMA)
-            tables[DELETED_ENTITY] = deleted
+            with self._spool(state, DELETED_ENTITY, DELETED_SCHEMA) as spool:
+                for page in client.pages(DELETED_ENDPOINT, {"after": after} if after else {}):
+                    if page.number == 1:
+                        first_date = page.server_date
+                    data = page.body["data"]
+                    if data is None:
+                        data = {}
+                    if not isinstance(data, dict):
+                        raise SS12000ResponseError(f"GET /{DELETED_ENDPOINT} page {page.number}: "
+                                                   "'data' is not an object")
+                    spool.append(_deleted_batch(data))
+                    pages[DELETED_ENTITY] = page.number
+                deleted = tables[DELETED_ENTITY] = spool.finish()
             # Deletions carry no timestamp: the next pull starts where this one did, by the
             # earlier of our clock and the server's (a repeated deletion is harmless, a missed
             # one is not).
             snapshot = min(started, first_date) if first_date else started
             watermarks[DELETED_ENTITY] = (after, _rfc3339(snapshot))
-            checksums[DELETED_ENTITY] = records_checksum(deleted["record"])
+            checksums[DELETED_ENTITY] = self._checksum(deleted, state.spool)
             extra = {"base_url": client.base_url, "pages": pages, "requests": client.requests_made,
                      "retries": client.retries,
                      "skipped_already_quarantined": {e: n for e, n in skipped.items() if n}}
         if any(skipped.values()):
             log.info("ss12000: records served again and already in quarantine (same content) were "
                      "skipped: %s", ", ".join(f"{e} {n}" for e, n in skipped.items() if n))
-        return Pull(tables=tables, watermarks=watermarks, content_checksums=checksums, extra=extra)
+        return Pull(tables=tables, watermarks=watermarks, content_checksums=checksums,
+                    extra=extra)
+
+    def _spool(self, state: SourceState, entity: str, schema: pa.Schema) -> TableSpool:
+        return TableSpool(state.spool, entity, schema, **self.spool_options)
+
+    @staticmethod
+    def _latest(table: pa.Table | SpooledTable, after: str | None, until: str,
+                spool: Path | None) -> str | None:
+        if isinstance(table, pa.Table):
+            return latest_instant(table["modified"], after, until)
+        assert spool is not None
+        with spool_connection(spool) as conn:
+            return spooled_latest_instant(conn, table.path, after, until)
+
+    @staticmethod
+    def _checksum(table: pa.Table | SpooledTable, spool: Path | None) -> str:
+        if isinstance(table, pa.Table):
+            return records_checksum(table["record"])
+        assert spool is not None
+        with spool_connection(spool) as conn:
+            return spooled_records_checksum(conn, table.path)
 
     # load -------------------------------------------------------------------------------------
     def load(self, conn: duckdb.DuckDBPyConnection, manifest: BatchManifest) -> dict[str, EntityCounts]:
@@ -1590,6 +1658,11 @@ def scrub_raw_row(entity: str, text: str | None, reason: str | None = None) -> s
     return canonical_json(_scrub(value, True, keep_display_name=entity == "organisations"))
 
 
+# Rejected records are scrubbed (in Python) and quarantined this many at a time, so a batch
+# whose every record is rejected is not held whole.
+QUARANTINE_CHUNK_ROWS = 10_000
+
+
 def _finish(conn: duckdb.DuckDBPyConnection, manifest: BatchManifest, entity: str, stage: str,
             insert_sql: str, raw_sql: str) -> EntityCounts:
     """Insert the passing rows, quarantine the others (with their scrubbed record from
@@ -1599,16 +1672,26 @@ def _finish(conn: duckdb.DuckDBPyConnection, manifest: BatchManifest, entity: st
     quarantined = 0
     failing = conn.execute(f"select count(*) from {stage} where reason is not null").fetchone()[0]
     if failing:
-        rejected = conn.execute(
-            f"""select q.row_number, q.reason, q.detail, r.record as raw_row
-                from {stage} q left join ({raw_sql}) r using (row_number)
-                where q.reason is not null order by q.row_number"""
-        ).to_arrow_table()
-        raw = [scrub_raw_row(entity, t, r) for t, r in zip(rejected.column("raw_row").to_pylist(),
-                                                            rejected.column("reason").to_pylist(),
-                                                            strict=True)]
-        rejected = rejected.set_column(3, "raw_row", pa.array(raw, pa.string()))
-        quarantined = quarantine(conn, manifest, entity, rejected.select(QUARANTINE_SCHEMA.names))
+        rejected_table = f"{stage}_rejected"
+        conn.execute(f"""
+            create or replace temp table {rejected_table} as
+            select q.row_number, q.reason, q.detail, r.record as raw_row
+            from {stage} q left join ({raw_sql}) r using (row_number)
+            where q.reason is not null""")
+        last = 0
+        while True:
+            rejected = conn.execute(
+                f"select * from {rejected_table} where row_number > ? order by row_number limit ?",
+                [last, QUARANTINE_CHUNK_ROWS]).to_arrow_table()
+            if rejected.num_rows == 0:
+                break
+            last = rejected.column("row_number")[-1].as_py()
+            raw = [scrub_raw_row(entity, t, r)
+                   for t, r in zip(rejected.column("raw_row").to_pylist(),
+                                   rejected.column("reason").to_pylist(), strict=True)]
+            rejected = rejected.set_column(3, "raw_row", pa.array(raw, pa.string()))
+            quarantined += quarantine(conn, manifest, entity, rejected.select(QUARANTINE_SCHEMA.names))
+        conn.execute(f"drop table {rejected_table}")
         log.warning("batch %s, %s: %d records quarantined", manifest.batch_id, entity, quarantined)
     conn.execute(f"drop table if exists {stage}")
     return EntityCounts(received=received, loaded=loaded, quarantined=quarantined)
