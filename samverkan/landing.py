@@ -16,7 +16,7 @@ import re
 import secrets
 import shutil
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,7 +69,8 @@ class TableSpool:
         self.schema = schema
         self.rows = 0  # rows appended so far (written or pending)
         self._sink: Path | pa.BufferOutputStream = self.path or pa.BufferOutputStream()
-        self._writer: pq.ParquetWriter | None = parquet_writer(self._sink, schema)
+        with self._named():
+            self._writer: pq.ParquetWriter | None = parquet_writer(self._sink, schema)
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
         self._pending_bytes = 0
@@ -92,7 +93,8 @@ class TableSpool:
             return
         table = pa.Table.from_batches(self._pending, schema=self.schema)
         self._pending, self._pending_rows, self._pending_bytes = [], 0, 0
-        self._writer.write_table(table, row_group_size=table.num_rows)
+        with self._named():
+            self._writer.write_table(table, row_group_size=table.num_rows)
 
     def finish(self) -> pa.Table | SpooledTable:
         """The whole table: the spooled file, or (without a spool directory) the table read back."""
@@ -106,13 +108,28 @@ class TableSpool:
     def close(self) -> None:
         if self._writer is not None:
             writer, self._writer = self._writer, None
-            writer.close()
+            with self._named():
+                writer.close()
+
+    @contextmanager
+    def _named(self) -> Iterator[None]:
+        """A failed write (a full disk) as an OSError naming the spool directory."""
+        try:
+            yield
+        except OSError as exc:
+            if self.path is None:
+                raise
+            raise _naming(exc, self.path.parent) from exc
 
     def __enter__(self) -> TableSpool:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        with suppress(OSError):  # the pull failed: the file goes with the spool; keep its error
+            self.close()
 
 
 # What a pull's scans and external sorts of its spooled files (spool_connection) may hold:

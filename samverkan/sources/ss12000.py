@@ -3,7 +3,10 @@
 The extractor pulls ``/organisations``, ``/persons``, ``/calendarEvents``, ``/attendances``
 (incrementally by ``meta.modified.after``) and ``/deletedEntities`` (by ``after``), lands every
 record exactly as received (as canonical JSON text, names included: landing may hold them) and
-loads the landed batch into ``raw_ss12000.*`` with set-based DuckDB SQL. Names, addresses and
+loads the landed batch into ``raw_ss12000.*`` with set-based DuckDB SQL. A pull streams: each
+page is appended to its entity's landing file in the pull's spool directory as it arrives, and
+the watermark and content checksum are computed by DuckDB over that file, so a pull's memory
+does not grow with its size (tests/benchmarks/ss12000_large_pull.py measures it). Names, addresses and
 other contact data never reach the warehouse, not even its quarantine.
 
 Canonical JSON and the content checksum are defined here and shared with the simulator, so a

@@ -14,6 +14,12 @@ the larger of the sampled peak and the child's own ``ru_maxrss``.
 bounded extract per day (``until`` = that day, i.e. ``meta.modified.before`` the end of it),
 all in the same child process.
 
+``--demo-backfill FROM:TO`` measures the command itself at demo size: the server process
+simulates the demo's municipality (``--pupils``, the demo's seed) and serves its school
+platform (case system and police inbox on disk, as ``samverkan demo`` has them), and the child
+is ``samverkan backfill --from FROM --to TO`` on a fresh data directory (its first load), every
+source, the build and the publication included.
+
 The targets: a peak that does not grow with the size of the pull, and at most 2 GiB.
 
     PREFECT_HOME=/tmp/prefect-bench python tests/benchmarks/ss12000_large_pull.py \\
@@ -138,6 +144,26 @@ def run_server(port_file: Path) -> None:
     server.serve_forever()
 
 
+def run_demo_server(home: Path, pupils: int, ready_file: Path) -> None:
+    """The demo's simulated municipality in ``home`` (configuration, reference files, key, case
+    system, police inbox) and its school platform served until this process is ended."""
+    os.environ["SAMVERKAN_HOME"] = str(home)
+    from samverkan.config import Paths
+    from samverkan.demo import TOKEN_ENV, ensure_key, simulate, write_demo_config
+    from samverkan.simulator.municipalities import profile
+    from samverkan.simulator.population import DEFAULT_SEED
+    from samverkan.simulator.ss12000_server import SS12000Data, serve
+
+    p = Paths(home).ensure()
+    ensure_key(p)
+    municipality = profile("stockholm")
+    pop, sources = simulate(p, DEFAULT_SEED, pupils, 4, municipality)
+    with serve(SS12000Data.from_population(pop), os.environ[TOKEN_ENV]) as server:
+        write_demo_config(p, server.base_url, sources, municipality)
+        ready_file.write_text(sources.reference_date.isoformat(), encoding="ascii")
+        threading.Event().wait()
+
+
 # --- the extract (a child process) -----------------------------------------------------------
 
 def run_child(base_url: str, home: Path, page_size: int, validate: bool, daily: int,
@@ -159,7 +185,8 @@ def run_child(base_url: str, home: Path, page_size: int, validate: bool, daily: 
         validator = batch_validator(extractor, p)
     started = time.perf_counter()
     totals = {"received": 0, "loaded": 0, "quarantined": 0, "batches": 0, "valid": True}
-    untils = ([dt.date.today() - dt.timedelta(days=daily - k) for k in range(daily)] if daily
+    # The feed ends at midnight UTC, in the evening of today's date in Stockholm: the last day is today.
+    untils = ([dt.date.today() - dt.timedelta(days=daily - k) for k in range(daily + 1)] if daily
               else [None])
     for until in untils:
         result = run_extract(p, extractor, validator, until=until)
@@ -206,6 +233,53 @@ def measure(args: list[str]) -> tuple[int, int]:
     return child.returncode, peak
 
 
+def demo_backfill(date_from: str, date_to: str, pupils: int) -> None:
+    """Simulate the demo's municipality (server process), then measure `samverkan backfill`."""
+    import secrets
+
+    with tempfile.TemporaryDirectory(prefix="ss12000-backfill-bench-") as tmp:
+        home = Path(tmp) / "home"
+        ready = Path(tmp) / "ready"
+        env = {**os.environ, "SAMVERKAN_HOME": str(home),
+               "SAMVERKAN_SS12000_TOKEN": secrets.token_urlsafe(24)}
+        env.pop("SAMVERKAN_CONFIG", None)
+        started = time.perf_counter()
+        server = subprocess.Popen([sys.executable, __file__, "--serve-demo", str(home), str(ready),  # noqa: S603
+                                   "--pupils", str(pupils)], env=env)
+        try:
+            while not ready.exists() or not ready.read_text(encoding="ascii"):
+                if server.poll() is not None:
+                    raise SystemExit("the simulated municipality could not be served")
+                time.sleep(0.2)
+            print(f"simulated {pupils:,} pupils in {time.perf_counter() - started:.0f} s; "
+                  f"samverkan backfill --from {date_from} --to {date_to} …", flush=True)
+            cli = [str(Path(sys.executable).with_name("samverkan")), "backfill", "--from", date_from,
+                   "--to", date_to]
+            started = time.perf_counter()
+            child = subprocess.Popen(cli, env=env)  # noqa: S603 - the installed command
+            peak = 0
+            while child.poll() is None:
+                peak = max(peak, _tree_rss_kib(child.pid))
+                time.sleep(0.05)
+            seconds = time.perf_counter() - started
+            restricted = home / "warehouse" / "restricted.duckdb"
+            summary = ""
+            if restricted.exists():
+                import duckdb
+
+                with duckdb.connect(str(restricted), read_only=True) as conn:
+                    batches, received, loaded, quarantined = conn.execute(
+                        "select count(*), sum(rows_received), sum(rows_loaded), sum(rows_quarantined) "
+                        "from load_meta.batches where source = 'ss12000'").fetchone()
+                summary = (f"; ss12000: {batches} batches, {received:,} records received, "
+                           f"{loaded:,} loaded, {quarantined:,} quarantined")
+            print(f"exit code {child.returncode}; {seconds:.0f} s; peak {peak / 1024:.0f} MiB "
+                  f"(process tree){summary}", flush=True)
+        finally:
+            server.terminate()
+            server.wait()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="500000,1000000,2000000",
@@ -218,13 +292,24 @@ def main() -> None:
     parser.add_argument("--daily", action="store_true",
                         help="a first load day by day (one bounded extract per day), as backfill")
     parser.add_argument("--no-validate", action="store_true")
+    parser.add_argument("--demo-backfill", metavar="FROM:TO",
+                        help="`samverkan backfill --from FROM --to TO` on the demo's simulated "
+                             "municipality (a first load), measured")
+    parser.add_argument("--pupils", type=int, default=5000, help="with --demo-backfill")
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--serve-demo", nargs=2, metavar=("HOME", "READY"), help=argparse.SUPPRESS)
     parser.add_argument("--child", nargs=2, metavar=("BASE_URL", "HOME"), help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.serve:
         run_server(args.serve)
+        return
+    if args.serve_demo:
+        run_demo_server(Path(args.serve_demo[0]), args.pupils, Path(args.serve_demo[1]))
+        return
+    if args.demo_backfill:
+        demo_backfill(*args.demo_backfill.split(":"), pupils=args.pupils)
         return
     if args.child:
         run_child(args.child[0], Path(args.child[1]), args.page_size, not args.no_validate,
