@@ -256,11 +256,27 @@ def demo_backfill(date_from: str, date_to: str, pupils: int) -> None:
             cli = [str(Path(sys.executable).with_name("samverkan")), "backfill", "--from", date_from,
                    "--to", date_to]
             started = time.perf_counter()
-            child = subprocess.Popen(cli, env=env)  # noqa: S603 - the installed command
-            peak = 0
+            child = subprocess.Popen(cli, env=env, stdout=subprocess.PIPE, text=True)  # noqa: S603
+            # The extracts end where the build starts (its first progress line): peaks of each.
+            building = threading.Event()
+            extracted_at: list[float] = []
+
+            def echo() -> None:
+                assert child.stdout is not None
+                for line in child.stdout:
+                    print(line, end="", flush=True)
+                    if "dbt build" in line and not building.is_set():
+                        extracted_at.append(time.perf_counter() - started)
+                        building.set()
+
+            reader = threading.Thread(target=echo, daemon=True)
+            reader.start()
+            peaks = {"extracts": 0, "build and publication": 0}
             while child.poll() is None:
-                peak = max(peak, _tree_rss_kib(child.pid))
+                phase = "build and publication" if building.is_set() else "extracts"
+                peaks[phase] = max(peaks[phase], _tree_rss_kib(child.pid))
                 time.sleep(0.05)
+            reader.join()
             seconds = time.perf_counter() - started
             restricted = home / "warehouse" / "restricted.duckdb"
             summary = ""
@@ -273,8 +289,11 @@ def demo_backfill(date_from: str, date_to: str, pupils: int) -> None:
                         "from load_meta.batches where source = 'ss12000'").fetchone()
                 summary = (f"; ss12000: {batches} batches, {received:,} records received, "
                            f"{loaded:,} loaded, {quarantined:,} quarantined")
-            print(f"exit code {child.returncode}; {seconds:.0f} s; peak {peak / 1024:.0f} MiB "
-                  f"(process tree){summary}", flush=True)
+            extract_seconds = f"{extracted_at[0]:.0f} s" if extracted_at else "?"
+            print(f"exit code {child.returncode}; {seconds:.0f} s in all, the extracts "
+                  f"{extract_seconds}; peak (process tree) of the extracts "
+                  f"{peaks['extracts'] / 1024:.0f} MiB, of the build and publication "
+                  f"{peaks['build and publication'] / 1024:.0f} MiB{summary}", flush=True)
         finally:
             server.terminate()
             server.wait()
