@@ -203,17 +203,23 @@ def run_child(base_url: str, home: Path, page_size: int, validate: bool, daily: 
 
 # --- the driver --------------------------------------------------------------------------------
 
-def _tree_rss_kib(pid: int) -> int:
-    """Resident memory of ``pid`` and its descendants (KiB), from /proc."""
+def _tree_rss_kib(pid: int, parts: dict[str, int] | None = None) -> int:
+    """Resident memory of ``pid`` and its descendants (KiB), from /proc; ``parts`` gets each
+    process's (by its name and pid)."""
     total = 0
     pending = [pid]
     while pending:
         current = pending.pop()
         try:
             with open(f"/proc/{current}/status", encoding="ascii") as fh:
+                name = "?"
                 for line in fh:
+                    if line.startswith("Name:"):
+                        name = line.split()[1]
                     if line.startswith("VmRSS:"):
                         total += int(line.split()[1])
+                        if parts is not None:
+                            parts[f"{name}[{current}]"] = int(line.split()[1])
                         break
             for task in os.listdir(f"/proc/{current}/task"):
                 with open(f"/proc/{current}/task/{task}/children", encoding="ascii") as fh:
@@ -272,9 +278,13 @@ def demo_backfill(date_from: str, date_to: str, pupils: int) -> None:
             reader = threading.Thread(target=echo, daemon=True)
             reader.start()
             peaks = {"extracts": 0, "build and publication": 0}
+            at_peak: dict[str, dict[str, int]] = {}
             while child.poll() is None:
                 phase = "build and publication" if building.is_set() else "extracts"
-                peaks[phase] = max(peaks[phase], _tree_rss_kib(child.pid))
+                parts: dict[str, int] = {}
+                rss = _tree_rss_kib(child.pid, parts)
+                if rss > peaks[phase]:
+                    peaks[phase], at_peak[phase] = rss, parts
                 time.sleep(0.05)
             reader.join()
             seconds = time.perf_counter() - started
@@ -294,6 +304,9 @@ def demo_backfill(date_from: str, date_to: str, pupils: int) -> None:
                   f"{extract_seconds}; peak (process tree) of the extracts "
                   f"{peaks['extracts'] / 1024:.0f} MiB, of the build and publication "
                   f"{peaks['build and publication'] / 1024:.0f} MiB{summary}", flush=True)
+            for phase, parts in at_peak.items():
+                print(f"at the peak of the {phase}: " + ", ".join(
+                    f"{name} {kib / 1024:.0f} MiB" for name, kib in sorted(parts.items())), flush=True)
         finally:
             server.terminate()
             server.wait()
