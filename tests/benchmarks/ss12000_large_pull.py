@@ -144,7 +144,7 @@ def run_server(port_file: Path) -> None:
     server.serve_forever()
 
 
-def run_demo_server(home: Path, pupils: int, ready_file: Path) -> None:
+def run_demo_server(home: Path, pupils: int, ready_file: Path, memory_limit: str | None) -> None:
     """The demo's simulated municipality in ``home`` (configuration, reference files, key, case
     system, police inbox) and its school platform served until this process is ended."""
     os.environ["SAMVERKAN_HOME"] = str(home)
@@ -159,7 +159,7 @@ def run_demo_server(home: Path, pupils: int, ready_file: Path) -> None:
     municipality = profile("stockholm")
     pop, sources = simulate(p, DEFAULT_SEED, pupils, 4, municipality)
     with serve(SS12000Data.from_population(pop), os.environ[TOKEN_ENV]) as server:
-        write_demo_config(p, server.base_url, sources, municipality)
+        write_demo_config(p, server.base_url, sources, municipality, memory_limit=memory_limit)
         ready_file.write_text(sources.reference_date.isoformat(), encoding="ascii")
         threading.Event().wait()
 
@@ -239,7 +239,7 @@ def measure(args: list[str]) -> tuple[int, int]:
     return child.returncode, peak
 
 
-def demo_backfill(date_from: str, date_to: str, pupils: int) -> None:
+def demo_backfill(date_from: str, date_to: str, pupils: int, memory_limit: str | None) -> None:
     """Simulate the demo's municipality (server process), then measure `samverkan backfill`."""
     import secrets
 
@@ -251,7 +251,9 @@ def demo_backfill(date_from: str, date_to: str, pupils: int) -> None:
         env.pop("SAMVERKAN_CONFIG", None)
         started = time.perf_counter()
         server = subprocess.Popen([sys.executable, __file__, "--serve-demo", str(home), str(ready),  # noqa: S603
-                                   "--pupils", str(pupils)], env=env)
+                                   "--pupils", str(pupils),
+                                   *(["--memory-limit", memory_limit] if memory_limit else [])],
+                                  env=env)
         try:
             while not ready.exists() or not ready.read_text(encoding="ascii"):
                 if server.poll() is not None:
@@ -338,10 +340,12 @@ def main() -> None:
         run_server(args.serve)
         return
     if args.serve_demo:
-        run_demo_server(Path(args.serve_demo[0]), args.pupils, Path(args.serve_demo[1]))
+        run_demo_server(Path(args.serve_demo[0]), args.pupils, Path(args.serve_demo[1]),
+                        args.memory_limit)
         return
     if args.demo_backfill:
-        demo_backfill(*args.demo_backfill.split(":"), pupils=args.pupils)
+        demo_backfill(*args.demo_backfill.split(":"), pupils=args.pupils,
+                      memory_limit=args.memory_limit)
         return
     if args.child:
         run_child(args.child[0], Path(args.child[1]), args.page_size, not args.no_validate,
