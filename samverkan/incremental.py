@@ -36,7 +36,7 @@ INCREMENTAL_MODELS = ("stg_ss12000__batch_lesson_days", "stg_ss12000__attendance
 
 # What the incremental models are built from, relative to the dbt project: every model
 # upstream of them (the SS 12000 and load-metadata staging), the models themselves, all
-# macros and the project file. tests/test_incremental.py checks this list against dbt's
+# macros and the project file. tests/test_incremental_nightly.py checks this list against dbt's
 # lineage.
 LOGIC_FILES = ("models/staging/ss12000", "models/staging/load_meta",
                "models/intermediate/int_ss12000__attendance_days.sql", "macros",

@@ -359,3 +359,35 @@ def test_bookkeeping_holds_no_person_data(scenario):
                        "logic_fingerprint"}
     text = json.dumps(scenario.nights[-1].astype(str).to_dict())
     assert TEST_KEY not in text
+
+
+def test_the_logic_fingerprint_covers_every_model_the_incremental_models_read(tmp_path):
+    """Every model upstream of an incremental model (and the incremental models themselves)
+    is in a file the fingerprint hashes: a change of any of them forces a full rebuild."""
+    from samverkan.config import DBT_PROJECT_DIR, Paths
+    from samverkan.incremental import INCREMENTAL_MODELS, LOGIC_FILES, logic_fingerprint
+    from samverkan.transform import dbt_parse
+
+    outcome = dbt_parse(Paths(tmp_path / "home"), target_path=tmp_path / "target")
+    assert outcome.success, outcome.failures
+    nodes = json.loads((tmp_path / "target" / "manifest.json").read_text())["nodes"]
+    incremental = {uid for uid, n in nodes.items()
+                   if n["resource_type"] == "model" and n["config"]["materialized"] == "incremental"}
+    assert {nodes[uid]["name"] for uid in incremental} == set(INCREMENTAL_MODELS)
+    todo, upstream = list(incremental), set()
+    while todo:
+        uid = todo.pop()
+        if uid in upstream or uid not in nodes:
+            continue
+        upstream.add(uid)
+        todo.extend(nodes[uid]["depends_on"]["nodes"])
+    for uid in upstream:
+        path = nodes[uid]["original_file_path"]
+        assert any(path == name or path.startswith(name + "/") for name in LOGIC_FILES), path
+    # and a change of such a file changes the fingerprint
+    project = tmp_path / "project"
+    shutil.copytree(DBT_PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs"))
+    before = logic_fingerprint(project)
+    model = project / "models" / "staging" / "ss12000" / "stg_ss12000__calendar_events.sql"
+    model.write_text(model.read_text() + "\n-- changed\n")
+    assert logic_fingerprint(project) != before
