@@ -8,8 +8,8 @@ slowest nodes of each build (from dbt's run_results.json); ``--json FILE`` write
 On the work copy of the (scaled) restricted warehouse:
 
 1. the last school day up to the reference date is held back: its lessons and their
-   attendance records leave the raw tables, and so do ``--corrections`` old attendance records
-   (default 500) whose corrected versions will come with that night;
+   attendance records leave the raw tables; ``--corrections`` attendance records of the two
+   weeks before (default 500) will get corrected versions that night;
 2. full build (``steps.transform`` with ``full_refresh``), as the first night builds it;
 3. the held-back day arrives as a new SS 12000 batch with the corrected old records (a new
    version each: absent the whole lesson, modified a day later), recorded in load_meta like a
@@ -35,11 +35,12 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path.insert(0, str(ROOT))
 NIGHT_BATCH = "ss12000-benchmark-night"
+CORRECTION_DAYS = 14
 
 
 def hold_back_last_day(restricted_db: Path, corrections: int) -> dict[str, Any]:
-    """Move the last school day's lessons and records (and ``corrections`` old records) out of
-    the raw tables into the tables ``bench.held_*``."""
+    """Move the last school day's lessons and records out of the raw tables into the tables
+    ``bench.held_*``; choose ``corrections`` records of the weeks before (``bench.corrected``)."""
     import duckdb
 
     conn = duckdb.connect(str(restricted_db))
@@ -58,12 +59,17 @@ def hold_back_last_day(restricted_db: Path, corrections: int) -> dict[str, Any]:
             create or replace table bench.held_attendances as
             select * from raw_ss12000.attendances
             where calendar_event_id in (select id from bench.held_events)""")
+        # late reports and corrections concern the last weeks (CORRECTION_DAYS before the day)
         conn.execute(f"""
             create or replace table bench.corrected as
             select * from raw_ss12000.attendances
-            where calendar_event_id not in (select id from bench.held_events) and is_reported
+            where calendar_event_id in (
+                select id from raw_ss12000.calendar_events
+                where cast(timezone('Europe/Stockholm', start_time) as date)
+                    between ? - {CORRECTION_DAYS} and ? - 1)
+                and is_reported
             order by hash(id)
-            limit {int(corrections)}""")
+            limit {int(corrections)}""", [day, day])
         conn.execute("delete from raw_ss12000.attendances where calendar_event_id in "
                      "(select id from bench.held_events)")
         conn.execute("delete from raw_ss12000.calendar_events where id in "
