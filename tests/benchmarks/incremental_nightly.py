@@ -36,6 +36,8 @@ ROOT = HERE.parent.parent
 sys.path.insert(0, str(ROOT))
 NIGHT_BATCH = "ss12000-benchmark-night"
 CORRECTION_DAYS = 14
+CHAIN = ("stg_ss12000__batch_lesson_days", "stg_ss12000__attendances", "int_ss12000__attendance_days",
+         "int_pupil_attendance_days")
 
 
 def hold_back_last_day(restricted_db: Path, corrections: int) -> dict[str, Any]:
@@ -147,12 +149,21 @@ def child_build(full_refresh: bool) -> None:
                                    for f in outcome.failures][:10]}))
 
 
-def measured(home: Path, full_refresh: bool, key: str) -> dict[str, Any]:
+def chain_nodes(target: Path) -> dict[str, float]:
+    """Seconds per node of the attendance chain (its models and their data tests)."""
+    results = json.loads((target / "run_results.json").read_text(encoding="utf-8"))["results"]
+    return {r["unique_id"].split(".", 2)[2]: round(r["execution_time"], 2) for r in results
+            if any(m in r["unique_id"] for m in CHAIN)}
+
+
+def measured(home: Path, full_refresh: bool, key: str, name: str) -> dict[str, Any]:
     from samverkan.config import Paths
 
     result = _measured_child(home, full_refresh, key)
-
-    result["slowest"] = slowest_nodes(Paths(home).dbt_target)
+    target = Paths(home).dbt_target
+    shutil.copyfile(target / "run_results.json", home / f"run_results-{name}.json")
+    result["slowest"] = slowest_nodes(target)
+    result["attendance_chain"] = chain_nodes(target)
     return result
 
 
@@ -231,13 +242,17 @@ def main() -> None:
     for name, full in (("first_build", True), ("nightly", False), ("full_rebuild", True)):
         if name == "nightly":
             deliver_the_night(Paths(home).restricted_db)
-        figures[name] = measured(home, full, key)
+        figures[name] = measured(home, full, key, name)
         f = figures[name]
         print(f"{name}: dbt {f.get('dbt_seconds')} s (wall {f['wall_seconds']} s, peak "
               f"{f['peak_rss_bytes'] / 2**30:.2f} GiB) {f.get('counts')} {f.get('failures') or ''}",
               flush=True)
         for node in f["slowest"]:
             print(f"    {node['seconds']:7.2f} s {100 * node['share']:5.1f} %  {node['node']}")
+        chain = f["attendance_chain"]
+        print(f"  attendance chain (models and their tests): {sum(chain.values()):.2f} s")
+        for node, seconds in sorted(chain.items(), key=lambda kv: -kv[1]):
+            print(f"    {seconds:7.2f} s  {node}")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2), encoding="utf-8")
 
