@@ -46,10 +46,12 @@ def purge_landing_task() -> list[str]:
 
 @flow(name="pipeline")
 @exclusive("pipeline")
-def pipeline(reference_date: str | None = None, confirm_anomalies: bool = False) -> PublicationResult:
+def pipeline(reference_date: str | None = None, confirm_anomalies: bool = False,
+             full_refresh: bool = False) -> PublicationResult:
     """Extract all sources concurrently, look for anomalies in what they deliver, build the
     models, then gate and publish. ``confirm_anomalies``: the operator confirms the anomalies
-    found (the gate lets them pass)."""
+    found (the gate lets them pass). ``full_refresh``: rebuild the incremental models from
+    scratch (and build even when nothing new was loaded)."""
     settings = load_settings()
     ref = steps.reference_date(settings, reference_date).isoformat()
     version = new_version()
@@ -73,7 +75,8 @@ def pipeline(reference_date: str | None = None, confirm_anomalies: bool = False)
         # A source delivers far less than before: the old figures must not stand silently.
         dbt_success = False
         dbt_detail = "not run: a source delivers far less than before (see source_volumes)"
-    elif standing := steps.standing_publication(settings, dt.date.fromisoformat(ref)):
+    elif not full_refresh and (standing := steps.standing_publication(settings,
+                                                                    dt.date.fromisoformat(ref))):
         log.info("nothing new since version %s (same batches, reference date and models)", standing)
         purge_landing_task()
         load_report_artifact(steps.load_report(results))
@@ -81,7 +84,8 @@ def pipeline(reference_date: str | None = None, confirm_anomalies: bool = False)
         return PublicationResult(standing, True, settings.paths.current_publication,
                                  [volumes.check], unchanged=True)
     else:
-        dbt_success, dbt_detail = transform(version=version, reference_date=ref)
+        dbt_success, dbt_detail = transform(version=version, reference_date=ref,
+                                            full_refresh=full_refresh)
     # The publish flow leaves the load report and gate artifacts of this run.
     publication = publish(version=version, reference_date=ref, extract_results=results,
                           dbt_success=dbt_success, dbt_detail=dbt_detail, source_volumes=volumes)

@@ -143,7 +143,7 @@ def preflight(sources: bool = True) -> bool:
 
 
 def run_pipeline(p: Paths, reference_date: str | None, check: bool = True,
-                 confirm_anomalies: bool = False) -> int:
+                 confirm_anomalies: bool = False, full_refresh: bool = False) -> int:
     """The nightly pipeline with its summary; first the checks of `samverkan check` unless
     ``check`` is false (a source can still fail after they passed: the summary says why)."""
     if check and not preflight():
@@ -151,7 +151,8 @@ def run_pipeline(p: Paths, reference_date: str | None, check: bool = True,
     from flows.pipeline import pipeline
 
     completed, publication = _run_flow(pipeline, "pipeline", reference_date=reference_date,
-                                       confirm_anomalies=confirm_anomalies)
+                                       confirm_anomalies=confirm_anomalies,
+                                       full_refresh=full_refresh)
     _summary(p, publication)
     return 0 if completed else 1
 
@@ -303,7 +304,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     return exclusive("samverkan run", lambda p: run_pipeline(
-        p, args.reference_date, check=False, confirm_anomalies=args.confirm_anomalies),
+        p, args.reference_date, check=False, confirm_anomalies=args.confirm_anomalies,
+        full_refresh=args.full_refresh),
         check=preflight)
 
 
@@ -430,6 +432,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--confirm-anomalies", action="store_true",
                      help="publish although a source delivers far less than before (a view that "
                           "emptied, a school day without attendance): the operator has checked it")
+    run.add_argument("--full-refresh", action="store_true",
+                     help="rebuild the incremental attendance models from scratch (dbt "
+                          "--full-refresh) instead of only the days the new batches touched; "
+                          "builds even when nothing new was loaded. Not needed after an "
+                          "upgrade of the models or a removal of loaded rows: a run detects "
+                          "those and rebuilds by itself")
     run.set_defaults(func=cmd_run)
 
     fill = sub.add_parser(

@@ -159,13 +159,32 @@ def dbt_vars(settings: Settings, version: str, ref: dt.date) -> dict[str, Any]:
     }
 
 
-def transform(settings: Settings, version: str, ref: dt.date) -> Any:
-    """dbt build (models and tests) over the restricted and analytics warehouses."""
+def transform(settings: Settings, version: str, ref: dt.date, full_refresh: bool = False) -> Any:
+    """dbt build (models and tests) over the restricted and analytics warehouses.
+
+    The attendance chain is incremental: a night rebuilds only the records and days its SS
+    12000 batches touched. ``full_refresh`` (``samverkan run --full-refresh``) rebuilds it
+    from scratch; so does every build after a change that the nightly bookkeeping cannot see
+    (:func:`samverkan.incremental.rebuild_reason`: the chain's models changed, loaded rows
+    were removed), with one line saying why."""
+    from samverkan.incremental import FINGERPRINT_VAR, logic_fingerprint, rebuild_reason
     from samverkan.transform import dbt_build, report_outcome
 
     settings.paths.ensure()
+    fingerprint = logic_fingerprint()
+    try:
+        reason = "requested (--full-refresh)" if full_refresh else rebuild_reason(
+            settings.paths, fingerprint)
+    except WarehouseBusy:
+        reason = None  # dbt_build waits for the file and says so when it stays held
+    args: tuple[str, ...] = PIPELINE_DBT_ARGS
+    if reason:
+        progress("dbt build: full rebuild of the incremental attendance models: %s", reason)
+        args = (*args, "--full-refresh")
     progress("dbt build: models and data tests (reference date %s) …", ref)
-    outcome = dbt_build(settings.paths, dbt_vars(settings, version, ref), extra_args=PIPELINE_DBT_ARGS)
+    outcome = dbt_build(settings.paths,
+                        {**dbt_vars(settings, version, ref), FINGERPRINT_VAR: fingerprint},
+                        extra_args=args)
     report_outcome(outcome)
     return outcome
 

@@ -27,8 +27,10 @@
     column `id`) lists as deleted. The window runs over the few columns that choose the
     version (id, modification time, batch) and the row's position (rowid); the chosen rows
     are then read with all their columns, so the window never holds whole rows (the raw
-    attendance table has every version of every record). -#}
-{% macro newest_live_rows(relation, id_column, modified_at, removed_ids) -%}
+    attendance table has every version of every record). With only_ids (a query with one
+    column `id`), only those ids are read: an incremental model rebuilds the ids a batch
+    changed. -#}
+{% macro newest_live_rows(relation, id_column, modified_at, removed_ids, only_ids=none) -%}
     select
         versions.*,
         newest.loaded_at
@@ -39,7 +41,16 @@
         left join (
             select batch_id, loaded_at from {{ source('load_meta', 'batches') }}
         ) as batches using (batch_id)
-        where not exists (
+        where
+        {%- if only_ids is not none %}
+            candidates.{{ id_column }} in (
+                {%- for line in (only_ids | string).strip().splitlines() %}
+                {{ line.strip() }}
+                {%- endfor %}
+            )
+            and
+        {%- endif %}
+            not exists (
             select 1
             from (
                 {%- for line in (removed_ids | string).strip().splitlines() %}
@@ -51,18 +62,30 @@
         {{ keep_newest('candidates.' ~ id_column, 'candidates.' ~ modified_at) }}
     ) as newest
         on newest.version_row = versions.rowid
+    {%- if only_ids is not none %}
+    where versions.{{ id_column }} in (
+        {%- for line in (only_ids | string).strip().splitlines() %}
+        {{ line.strip() }}
+        {%- endfor %}
+    )
+    {%- endif %}
 {%- endmacro %}
 
 {#- Live rows of an SS 12000 table: newest version by modified_at of each id, minus the ids
     /deletedEntities lists for its endpoint (the table name without separators, e.g.
     calendar_events -> calendarEvents). -#}
-{% macro ss12000_live_rows(table) -%}
+{% macro ss12000_live_rows(table, only_ids=none) -%}
     {%- set deleted -%}
         select id
         from {{ source('ss12000', 'deleted_entities') }}
-        where {{ ss12000_entity_type('entity_type') }} = {{ sql_string(modules.re.sub('[^a-z]', '', table.lower())) }}
+        where {{ ss12000_deleted_type_is(table) }}
     {%- endset -%}
-    {{ newest_live_rows(source('ss12000', table), 'id', 'modified_at', deleted) }}
+    {{ newest_live_rows(source('ss12000', table), 'id', 'modified_at', deleted, only_ids) }}
+{%- endmacro %}
+
+{#- A deleted_entities row of the endpoint of `table` (calendar_events -> calendarEvents). -#}
+{% macro ss12000_deleted_type_is(table, column='entity_type') -%}
+    {{ ss12000_entity_type(column) }} = {{ sql_string(modules.re.sub('[^a-z]', '', table.lower())) }}
 {%- endmacro %}
 
 {#- Live rows of a case-system table: newest version by andrad_tid of each <table>_id,

@@ -1,14 +1,26 @@
-{{ config(materialized='table') }}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    pre_hook="{{ delete_rebuilt_rows('attendance_id', pending_ss12000_ids('attendances')) }}",
+) }}
 
-{#- A table, not a view: the attendance records are the largest input, read by
-    int_pupil_attendance_days and by this model's own tests; as a view each of them would
-    choose the newest versions again. -#}
+{#- Incremental: each night rebuilds only the records the pending batches changed (a new
+    version or a deletion): the pre-hook deletes them, the newest live version of each is
+    inserted again, in one transaction. A first or full build reads every record. A table,
+    not a view: the attendance records are the largest input, read by
+    int_ss12000__attendance_days and by this model's own tests. -#}
+
+-- depends_on: {{ ref('stg_ss12000__batch_lesson_days') }}
 
 with
 
 newest as (
 
+    {%- if is_incremental() %}
+    {{ ss12000_live_rows('attendances', only_ids=pending_ss12000_ids('attendances')) }}
+    {%- else %}
     {{ ss12000_live_rows('attendances') }}
+    {%- endif %}
 
 ),
 

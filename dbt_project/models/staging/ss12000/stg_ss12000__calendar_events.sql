@@ -14,7 +14,7 @@ renamed as (
         activity_id,
 
         ---------- dates: a lesson belongs to the local (Europe/Stockholm) date of its start
-        cast(timezone('Europe/Stockholm', start_time) as date) as lesson_date,
+        {{ local_lesson_date('start_time') }} as lesson_date,
 
         ---------- numerics
         cast(epoch_ms(end_time) - epoch_ms(start_time) as double) / 60000 as lesson_minutes,

@@ -1,0 +1,393 @@
+"""Incremental nightly builds equal a full rebuild and the ground truth.
+
+The term comes in over three nights, each a bounded pull of every source (changes up to the
+end of a day, as a backfill pulls them) followed by ``steps.transform``, which builds the
+attendance chain incrementally (only the records and lesson days the night's SS 12000 batches
+touched):
+
+- night 1: everything up to ``DAY_1``;
+- night 2: one more school day, plus a late correction of an old day's attendance record (a
+  new version, stamped within that day) and the deletion of another old record;
+- night 3: the rest of the term, plus a lesson moved to another week (its records move with
+  it: the old and the new day must both be rebuilt), another correction and a deletion.
+
+The same changes are applied to a copy of the simulator's frames and the ground truth is
+recomputed. After night 3 the incremental build is published; then ``steps.transform`` with
+``full_refresh=True`` rebuilds everything from scratch and is published too. The two
+``indicators.csv`` must be byte-identical apart from ``data_version``, and equal the ground
+truth. A touched-days rule that misses a day leaves stale attendance in it and fails both.
+
+Plain step functions (no Prefect): extract → transform → publish.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime as dt
+import json
+import secrets
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import duckdb
+import pandas as pd
+import pytest
+from truth_compare import assert_equals_truth, read_cells
+
+from samverkan.simulator.population import TZ, Population
+
+SEED = 5
+PUPILS = 800
+LESSONS_PER_DAY = 2
+TEST_KEY = "samverkan-test-key-incremental-0123456789"
+DAY_1 = dt.date(2026, 5, 27)   # night 1 pulls up to here (a Wednesday)
+DAY_2 = dt.date(2026, 5, 28)   # night 2: one more school day
+OLD_DAYS = (dt.date(2026, 5, 4), dt.date(2026, 5, 12))  # corrected and deleted on night 2
+MOVED_FROM = dt.date(2026, 5, 6)  # night 3 moves a lesson of this day one week on
+STOCKHOLM = TZ
+
+
+def _noon(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(12), tzinfo=ZoneInfo("Europe/Stockholm"))
+
+
+# --- choosing records on the frames ----------------------------------------------------------
+
+def _lessons(pop: Population) -> pd.DataFrame:
+    ev = pop.calendar_events
+    start = pd.to_datetime(ev["start_time"], utc=True).dt.tz_convert(STOCKHOLM)
+    end = pd.to_datetime(ev["end_time"], utc=True).dt.tz_convert(STOCKHOLM)
+    return pd.DataFrame({"calendar_event_id": ev["id"].to_numpy(),
+                         "day": start.dt.date.to_numpy(),
+                         "length": ((end - start).dt.total_seconds() // 60).to_numpy()})
+
+
+def _present_records(pop: Population, day: dt.date) -> pd.DataFrame:
+    """Reported records of ``day`` without absence, of pupils with an SS 12000 id."""
+    att = pop.attendances.merge(_lessons(pop), on="calendar_event_id")
+    att = att[(att["day"] == day) & att["is_reported"].astype(bool)
+              & (att["valid_absence_minutes"] == 0) & (att["invalid_absence_minutes"] == 0)]
+    return att.sort_values("id")
+
+
+def _absent(pop: Population, record_id: str, minutes: int) -> Population:
+    att = pop.attendances.copy()
+    hit = att["id"] == record_id
+    assert hit.sum() == 1
+    att.loc[hit, "invalid_absence_minutes"] = minutes
+    att.loc[hit, "attendance_minutes"] = 0
+    return dataclasses.replace(pop, attendances=att)
+
+
+def _deleted(pop: Population, record_id: str) -> Population:
+    att = pop.attendances
+    assert (att["id"] == record_id).sum() == 1
+    return dataclasses.replace(pop, attendances=att[att["id"] != record_id])
+
+
+def _moved(pop: Population, event_id: str, by: dt.timedelta) -> Population:
+    ev = pop.calendar_events.copy()
+    hit = ev["id"] == event_id
+    assert hit.sum() == 1
+    for column in ("start_time", "end_time"):
+        ev.loc[hit, column] = ev.loc[hit, column] + by
+    return dataclasses.replace(pop, calendar_events=ev)
+
+
+# --- the same changes on the server ----------------------------------------------------------
+
+def _served_absent(data: Any, record_id: str, minutes: int, at: dt.datetime | None) -> None:
+    """A new version of the record: absent the whole lesson. ``at`` stamps it (served
+    verbatim, so a bounded pull up to that day sees it); None: the server's clock."""
+    record = data.get("attendances", record_id)
+    record["invalidAbsenceMinutes"] = minutes
+    record["attendanceMinutes"] = 0
+    if at is None:
+        data.upsert("attendances", record)
+    else:
+        record["meta"]["modified"] = at.isoformat()
+        data.upsert("attendances", record, verbatim=True)
+
+
+def _served_moved(data: Any, event_id: str, by: dt.timedelta) -> None:
+    record = data.get("calendarEvents", event_id)
+    for key in ("startTime", "endTime"):
+        record[key] = (dt.datetime.fromisoformat(record[key]) + by).isoformat()
+    data.upsert("calendarEvents", record)
+
+
+# --- the pipeline ------------------------------------------------------------------------------
+
+def _night(settings: Any, until: dt.date | None) -> list[Any]:
+    from samverkan import steps
+
+    results = [steps.extract(settings, source, until=until) for source in steps.SOURCES]
+    assert all(r.ok for r in results), [b for r in results for b in r.batches if not b.valid]
+    return results
+
+
+def _build_chain(settings: Any, ref: dt.date) -> float:
+    """The night's build of the attendance chain only (the models up to
+    int_pupil_attendance_days, with their data tests), as steps.transform runs it: the same
+    vars and logic fingerprint. The nights before the last need nothing more."""
+    import time
+
+    from samverkan import steps
+    from samverkan.incremental import FINGERPRINT_VAR, logic_fingerprint, rebuild_reason
+    from samverkan.transform import dbt_build
+
+    started = time.monotonic()
+    assert rebuild_reason(settings.paths) is None
+    outcome = dbt_build(settings.paths, {**steps.dbt_vars(settings, "night", ref),
+                                         FINGERPRINT_VAR: logic_fingerprint()},
+                        extra_args=("--select", "+int_pupil_attendance_days",
+                                    "--indirect-selection", "cautious",
+                                    *steps.PIPELINE_DBT_ARGS))
+    assert outcome.success, outcome.failures
+    return time.monotonic() - started
+
+
+def _publish(settings: Any, ref: dt.date, results: list[Any]) -> Path:
+    """The last night as the pipeline runs it: an incremental build, the gate, publication."""
+    from samverkan import steps
+    from samverkan.publish import new_version
+
+    version = new_version()
+    outcome = steps.transform(settings, version, ref)
+    assert outcome.success, outcome.failures
+    publication = steps.publish(settings, version, ref, results, outcome.success)
+    assert publication.published, publication.failed
+    copy = settings.paths.home / "indicators-incremental.csv"
+    shutil.copyfile(settings.paths.current_publication.resolve() / "indicators.csv", copy)
+    return copy
+
+
+def _full_refresh(settings: Any, ref: dt.date) -> Path:
+    """A full rebuild (``samverkan run --full-refresh``) and the indicator table the gate would
+    publish from it (``export_candidate``: the published CSV, secondary suppression applied)."""
+    from samverkan import steps
+    from samverkan.publish import discard_candidate, export_candidate, new_version
+
+    version = new_version()
+    outcome = steps.transform(settings, version, ref, full_refresh=True)
+    assert outcome.success, outcome.failures
+    staging = export_candidate(settings.paths, version, min_cell=settings.min_cell,
+                               trailing_weeks=steps.lagesbild_trailing_weeks(settings))
+    copy = settings.paths.home / "indicators-full.csv"
+    shutil.copyfile(staging / "indicators.csv", copy)
+    discard_candidate(staging)
+    return copy
+
+
+def _bookkeeping(settings: Any) -> pd.DataFrame:
+    conn = duckdb.connect(str(settings.paths.restricted_db), read_only=True)
+    try:
+        return conn.execute("select * from staging.stg_ss12000__batch_lesson_days").df()
+    finally:
+        conn.close()
+
+
+@dataclass
+class Scenario:
+    truth: pd.DataFrame
+    incremental: Path
+    full: Path
+    nights: list[pd.DataFrame]        # the bookkeeping after each night
+    touched_on_night_2: set[dt.date]  # the days night 2's changes are on
+    moved: tuple[dt.date, dt.date]
+    home: Path
+    build_seconds: list[float]
+
+
+@pytest.fixture(scope="module")
+def scenario(tmp_path_factory) -> Iterator[Scenario]:
+    from samverkan.config import Paths, load_settings
+    from samverkan.demo import TOKEN_ENV, SimulatedSources, write_demo_config
+    from samverkan.simulator.case_system_db import write_case_system
+    from samverkan.simulator.ground_truth import compute_ground_truth, write_ground_truth
+    from samverkan.simulator.police_files import write_police_files
+    from samverkan.simulator.population import generate
+    from samverkan.simulator.ss12000_server import SS12000Data, serve
+
+    home = tmp_path_factory.mktemp("incremental") / "home"
+    p = Paths(home).ensure()
+    sim = p.simulator
+    sim.mkdir(parents=True)
+    pop = generate(seed=SEED, pupils=PUPILS, lessons_per_day=LESSONS_PER_DAY)
+    url = f"sqlite:///{sim / 'case_system.sqlite'}"
+    write_case_system(pop, url)
+    inbox = sim / "police_inbox"
+    write_police_files(pop, inbox)
+
+    # the changes, chosen on the frames
+    corrected_2 = _present_records(pop, OLD_DAYS[0]).iloc[0]
+    deleted_2 = _present_records(pop, OLD_DAYS[1]).iloc[0]
+    moving = _present_records(pop, MOVED_FROM)
+    moved_event = moving["calendar_event_id"].iloc[0]
+    corrected_3 = _present_records(pop, OLD_DAYS[1]).iloc[1]
+    deleted_3 = _present_records(pop, DAY_2).iloc[0]
+    assert len({corrected_2["id"], deleted_2["id"], corrected_3["id"], deleted_3["id"]}) == 4
+    week = dt.timedelta(days=7)
+    changed = _absent(pop, corrected_2["id"], int(corrected_2["length"]))
+    changed = _deleted(changed, deleted_2["id"])
+    changed = _moved(changed, moved_event, week)
+    changed = _absent(changed, corrected_3["id"], int(corrected_3["length"]))
+    changed = _deleted(changed, deleted_3["id"])
+    truth_path = sim / "ground_truth.csv"
+    write_ground_truth(compute_ground_truth(changed), truth_path)
+
+    token = secrets.token_urlsafe(16)
+    data = SS12000Data.from_population(pop)
+    nights: list[pd.DataFrame] = []
+    seconds: list[float] = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SAMVERKAN_HOME", str(home))
+        mp.setenv("SAMVERKAN_PSEUDONYM_KEY", TEST_KEY)
+        mp.setenv(TOKEN_ENV, token)
+        for name in ("SAMVERKAN_PSEUDONYM_KEY_FILE", "SAMVERKAN_CONFIG"):
+            mp.delenv(name, raising=False)
+        with serve(data, token) as server:
+            write_demo_config(p, server.base_url, SimulatedSources(
+                pop.reference_date, url, inbox, truth_path))
+            settings = load_settings()
+            ref = pop.reference_date
+
+            _night(settings, DAY_1)
+            seconds.append(_build_chain(settings, ref))
+            nights.append(_bookkeeping(settings))
+
+            _served_absent(data, corrected_2["id"], int(corrected_2["length"]), _noon(DAY_2))
+            # a deletion is listed from the moment it is made (no `before` bound on it)
+            data.delete("attendances", deleted_2["id"])
+            _night(settings, DAY_2)
+            seconds.append(_build_chain(settings, ref))
+            nights.append(_bookkeeping(settings))
+
+            _served_moved(data, moved_event, week)
+            _served_absent(data, corrected_3["id"], int(corrected_3["length"]), None)
+            data.delete("attendances", deleted_3["id"])
+            results = _night(settings, None)
+            incremental = _publish(settings, ref, results)
+            nights.append(_bookkeeping(settings))
+            full = _full_refresh(settings, ref)
+    yield Scenario(read_cells(truth_path), incremental, full, nights,
+                   {DAY_2, *OLD_DAYS}, (MOVED_FROM, MOVED_FROM + week), home, seconds)
+
+
+# --- the assertions ---------------------------------------------------------------------------
+
+def _without_version(path: Path) -> list[list[str]]:
+    """The CSV's rows as their exact field texts, without the data_version column (the
+    version id of the publication, the one field that may differ)."""
+    with path.open(encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f))
+    at = rows[0].index("data_version")
+    return [row[:at] + row[at + 1:] for row in rows]
+
+
+def test_incremental_equals_full_refresh_byte_for_byte(scenario):
+    print("incremental builds (s):", ", ".join(f"{s:.1f}" for s in scenario.build_seconds))
+    incremental = _without_version(scenario.incremental)
+    full = _without_version(scenario.full)
+    assert len(incremental) > 1000
+    assert incremental == full
+
+
+def test_incremental_publication_equals_the_ground_truth(scenario):
+    assert assert_equals_truth(read_cells(scenario.incremental), scenario.truth) > 50
+
+
+def test_full_refresh_publication_equals_the_ground_truth(scenario):
+    assert assert_equals_truth(read_cells(scenario.full), scenario.truth) > 50
+
+
+def test_nights_rebuild_only_the_days_their_batches_touched(scenario):
+    first, second, third = scenario.nights
+    # night 1: the first build records every batch for a rebuild of all days
+    assert first["rebuilds_all_days"].all() and first["is_built"].all()
+    assert first["lesson_date"].isna().all()
+    # night 2: its SS 12000 batch touched the new school day and the two corrected days only
+    new = second[~second["batch_id"].isin(first["batch_id"])]
+    assert len(new["batch_id"].unique()) == 1
+    assert not new["rebuilds_all_days"].any() and new["is_built"].all()
+    days = {d.date() if hasattr(d, "date") else d for d in new["lesson_date"].dropna()}
+    # the changes' days, and the few others the night's records and lessons are on (the
+    # simulator's own late reports, lessons planned ahead): far from every day of the term
+    assert scenario.touched_on_night_2 <= days
+    assert len(days) <= 15, sorted(days)
+    # night 3: the moved lesson's old and new day are among the days rebuilt
+    new = third[~third["batch_id"].isin(second["batch_id"])]
+    days = {d.date() if hasattr(d, "date") else d for d in new["lesson_date"].dropna()}
+    assert set(scenario.moved) <= days
+    assert not new["rebuilds_all_days"].any() and new["is_built"].all()
+
+
+def test_a_change_of_the_models_or_removed_batches_force_a_full_rebuild(scenario, tmp_path):
+    from samverkan.config import Paths
+    from samverkan.incremental import logic_fingerprint, rebuild_reason
+
+    home = tmp_path / "home"
+    (home / "warehouse").mkdir(parents=True)
+    shutil.copyfile(Paths(scenario.home).restricted_db, Paths(home).restricted_db)
+    p = Paths(home)
+    assert rebuild_reason(p) is None
+    assert "changed" in rebuild_reason(p, logic_fingerprint() + "-other")
+    conn = duckdb.connect(str(p.restricted_db))
+    try:
+        conn.execute("delete from raw_ss12000.attendances where rowid = (select min(rowid) "
+                     "from raw_ss12000.attendances)")
+    finally:
+        conn.close()
+    assert "raw_ss12000.attendances" in rebuild_reason(p)
+    conn = duckdb.connect(str(p.restricted_db))
+    try:
+        conn.execute("delete from load_meta.batches where batch_id = (select min(batch_id) "
+                     "from load_meta.batches where source = 'ss12000')")
+    finally:
+        conn.close()
+    assert "no longer in the warehouse" in rebuild_reason(p)
+
+
+def test_bookkeeping_holds_no_person_data(scenario):
+    columns = set(scenario.nights[-1].columns)
+    assert columns == {"batch_id", "loaded_at", "lesson_date", "rebuilds_all_days", "is_built",
+                       "logic_fingerprint"}
+    text = json.dumps(scenario.nights[-1].astype(str).to_dict())
+    assert TEST_KEY not in text
+
+
+def test_the_logic_fingerprint_covers_every_model_the_incremental_models_read(tmp_path):
+    """Every model upstream of an incremental model (and the incremental models themselves)
+    is in a file the fingerprint hashes: a change of any of them forces a full rebuild."""
+    from samverkan.config import DBT_PROJECT_DIR, Paths
+    from samverkan.incremental import INCREMENTAL_MODELS, LOGIC_FILES, logic_fingerprint
+    from samverkan.transform import dbt_parse
+
+    outcome = dbt_parse(Paths(tmp_path / "home"), target_path=tmp_path / "target")
+    assert outcome.success, outcome.failures
+    nodes = json.loads((tmp_path / "target" / "manifest.json").read_text())["nodes"]
+    incremental = {uid for uid, n in nodes.items()
+                   if n["resource_type"] == "model" and n["config"]["materialized"] == "incremental"}
+    assert {nodes[uid]["name"] for uid in incremental} == set(INCREMENTAL_MODELS)
+    todo, upstream = list(incremental), set()
+    while todo:
+        uid = todo.pop()
+        if uid in upstream or uid not in nodes:
+            continue
+        upstream.add(uid)
+        todo.extend(nodes[uid]["depends_on"]["nodes"])
+    for uid in upstream:
+        path = nodes[uid]["original_file_path"]
+        assert any(path == name or path.startswith(name + "/") for name in LOGIC_FILES), path
+    # and a change of such a file changes the fingerprint
+    project = tmp_path / "project"
+    shutil.copytree(DBT_PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs"))
+    before = logic_fingerprint(project)
+    model = project / "models" / "staging" / "ss12000" / "stg_ss12000__calendar_events.sql"
+    model.write_text(model.read_text() + "\n-- changed\n")
+    assert logic_fingerprint(project) != before
