@@ -41,6 +41,18 @@ def _day(values: pd.Series) -> pd.Series:
     return pd.to_datetime(values).astype("datetime64[ns]")
 
 
+def birth_date(pnr12: pd.Series) -> pd.Series:
+    """The birth date of each normalised number (the day less 60 for a samordningsnummer)."""
+    text = pnr12.astype(object)
+
+    def part(start: int, end: int) -> pd.Series:
+        return pd.to_numeric(text.str.slice(start, end), errors="coerce").astype(float)
+
+    day = part(6, 8)
+    return pd.to_datetime(pd.DataFrame({"year": part(0, 4), "month": part(4, 6),
+                                        "day": day.where(day <= 60, day - 60)}), errors="coerce")
+
+
 def report_periods(params: dict[str, Any]) -> pd.DataFrame:
     """The report periods of the window ending at the reference date."""
     ref = pd.Timestamp(params["reference_date"])
@@ -139,27 +151,38 @@ class Pipeline:
             self.conn, f"select tabell, rad_id from {RAW}.raw_case_system.gallring"))
         return frame.loc[frame["tabell"].str.strip().str.lower() == table, "rad_id"]
 
+    def normalised(self, raw: pd.Series) -> pd.Series:
+        """The normalised 12-digit number of each raw identifier (None when unusable): the
+        project's SQL macro over the distinct raw values, mapped back in pandas."""
+        distinct = pd.DataFrame({"raw": raw.dropna().unique()})
+        self.conn.register("distinct_raw", distinct)
+        try:
+            table = self.conn.execute(
+                "select raw, samverkan_normalise_pnr(raw, ?::date) as pnr12 from distinct_raw",
+                [self.params["reference_date"]]).df()
+        finally:
+            self.conn.unregister("distinct_raw")
+        return raw.map(dict(zip(table["raw"], table["pnr12"], strict=True)))
+
     def persons(self) -> pd.DataFrame:
         def build() -> pd.DataFrame:
-            frame = _df(self.conn, f"""select id, batch_id, modified_at, security_marking,
-                        samverkan_normalise_pnr(civic_no, ?::date) as pnr12
-                        from {RAW}.raw_ss12000.persons""", [self.params["reference_date"]])
+            frame = _df(self.conn, f"""select id, batch_id, modified_at, security_marking, civic_no
+                        from {RAW}.raw_ss12000.persons""")
             frame = _newest(frame, "id", "modified_at", self.batches(), self.deleted("persons"))
+            frame["pnr12"] = self.normalised(frame["civic_no"])
             frame["is_protected"] = frame["security_marking"].fillna("") != "Ingen"
-            return frame
+            return frame.drop(columns=["civic_no"])
         return self._memo("persons", build)
 
     def clients(self) -> pd.DataFrame:
         def build() -> pd.DataFrame:
             frame = _df(self.conn, f"""select klient_id, batch_id, andrad_tid, skyddad_identitet,
-                        samverkan_normalise_pnr(personnummer, ?::date) as pnr12,
-                        samverkan_pnr_birth_date(samverkan_normalise_pnr(personnummer, ?::date))
-                            as birth_date
-                        from {RAW}.raw_case_system.klient""",
-                        [self.params["reference_date"]] * 2)
+                        personnummer from {RAW}.raw_case_system.klient""")
             frame = _newest(frame, "klient_id", "andrad_tid", self.batches(), self.weeded("klient"))
+            frame["pnr12"] = self.normalised(frame["personnummer"])
+            frame["birth_date"] = birth_date(frame["pnr12"])
             frame["is_protected"] = frame["skyddad_identitet"].fillna(False).astype(bool)
-            return frame
+            return frame.drop(columns=["personnummer"])
         return self._memo("clients", build)
 
     def linkable(self) -> pd.Series:

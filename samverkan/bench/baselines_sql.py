@@ -86,7 +86,7 @@ def common_ctes(params: dict[str, Any]) -> str:
         select lower(regexp_replace(entity_type, '[^A-Za-z]', '', 'g')) as entity, id
         from {RAW}.raw_ss12000.deleted_entities
     ),
-    persons as (
+    persons as materialized (
         select p.id as person_id, p.batch_id, p.modified_at,
                samverkan_normalise_pnr(p.civic_no, {r}) as pnr12,
                coalesce(p.security_marking, '') <> 'Ingen' as is_protected
@@ -95,7 +95,7 @@ def common_ctes(params: dict[str, Any]) -> str:
         qualify row_number() over (partition by p.id order by p.modified_at desc nulls last,
                                    loaded_at desc nulls last, p.batch_id desc) = 1
     ),
-    clients as (
+    clients as materialized (
         select k.klient_id, samverkan_normalise_pnr(k.personnummer, {r}) as pnr12,
                coalesce(k.skyddad_identitet, false) as is_protected
         from {RAW}.raw_case_system.klient as k left join batches using (batch_id)
@@ -169,13 +169,17 @@ def common_ctes(params: dict[str, Any]) -> str:
                                    loaded_at desc nulls last, c.batch_id desc) = 1
     ),
     attendances as (
+        -- the newest version of each record: the window runs over the few columns that choose
+        -- it and the row's position, then the chosen rows are read
         select a.calendar_event_id, a.student_id, coalesce(a.is_reported, false) as is_reported,
                coalesce(a.valid_absence_minutes, 0) + coalesce(a.invalid_absence_minutes, 0)
                    as absence_minutes
-        from {RAW}.raw_ss12000.attendances as a left join batches using (batch_id)
-        where a.id not in (select id from ss_deleted where entity = 'attendances')
-        qualify row_number() over (partition by a.id order by a.modified_at desc nulls last,
-                                   loaded_at desc nulls last, a.batch_id desc) = 1
+        from {RAW}.raw_ss12000.attendances as a
+        where a.rowid in (
+            select v.rowid from {RAW}.raw_ss12000.attendances as v left join batches using (batch_id)
+            where v.id not in (select id from ss_deleted where entity = 'attendances')
+            qualify row_number() over (partition by v.id order by v.modified_at desc nulls last,
+                                       loaded_at desc nulls last, v.batch_id desc) = 1)
     ),
     pupil_days as (
         select lp.pnr12, lessons.lesson_date,
@@ -194,10 +198,18 @@ def common_ctes(params: dict[str, Any]) -> str:
                        >= cast({_number(params["high_absence_threshold"])} as double) as is_high
         from enrolled
         left join (
-            select pd.pnr12, periods.period_type, periods.period_start,
+            -- each day's four periods by arithmetic, joined to the periods by equality
+            select pd.pnr12, k.period_type, k.period_start,
                    sum(coalesce(pd.offered, 0)) as offered, sum(coalesce(pd.absent, 0)) as absent
             from pupil_days as pd
-            inner join periods on pd.lesson_date between periods.period_start and periods.period_end
+            cross join lateral (
+                select unnest(['vecka', 'manad', 'termin', 'ar']) as period_type,
+                       unnest([cast(date_trunc('week', pd.lesson_date) as date),
+                               cast(date_trunc('month', pd.lesson_date) as date),
+                               make_date(year(pd.lesson_date),
+                                         case when month(pd.lesson_date) <= 6 then 1 else 7 end, 1),
+                               cast(date_trunc('year', pd.lesson_date) as date)]) as period_start
+            ) as k
             group by all
         ) as sums using (pnr12, period_type, period_start)
     ),
@@ -254,8 +266,9 @@ def indicator_sql(indicator: str, params: dict[str, Any]) -> str:
                      when grouping(arskurs) = 0 then 'arskurs' else 'totalt' end as breakdown,
                 case when grouping(huvudman_kind) = 0 then huvudman_kind
                      when grouping(arskurs) = 0 then arskurs else 'totalt' end as breakdown_value,
-                count(distinct pnr12) filter (where is_high) as numerator,
-                count(distinct pnr12) as denominator
+                -- one row per pupil and period: counting rows counts pupils
+                count(*) filter (where is_high) as numerator,
+                count(*) as denominator
             from units
             group by grouping sets (
                 (period_type, period_start), (period_type, period_start, huvudman_kind),
@@ -291,7 +304,7 @@ def indicator_sql(indicator: str, params: dict[str, Any]) -> str:
                 case when grouping(anmalare_kategori) = 0 then 'anmalare' else 'totalt' end as breakdown,
                 case when grouping(anmalare_kategori) = 0 then anmalare_kategori else 'totalt' end
                     as breakdown_value,
-                count(distinct report_key) as numerator,
+                count(*) as numerator,  -- one row per report and period
                 cast(null as bigint) as denominator
             from units
             group by grouping sets (
@@ -322,8 +335,8 @@ def indicator_sql(indicator: str, params: dict[str, Any]) -> str:
                 case when grouping(stadsdelsomrade_code) = 0 then stadsdelsomrade_code
                      when grouping(sspf_omrade_code) = 0 then sspf_omrade_code else {city} end as area_code,
                 'totalt' as breakdown, 'totalt' as breakdown_value,
-                count(distinct pnr12) filter (where has_report) as numerator,
-                count(distinct pnr12) as denominator
+                count(*) filter (where has_report) as numerator,  -- one row per pupil and period
+                count(*) as denominator
             from units
             group by grouping sets ((period_type, period_start),
                 (period_type, period_start, stadsdelsomrade_code),
