@@ -174,6 +174,7 @@ class Bench:
             self.say(f"Repeat {i + 1}/{len(homes)}: full build and baselines")
             self.results["repeats"][i].update(self.builds(world, home))
             self.write_json()  # the figures so far, should a later measurement take the bench down
+            shutil.rmtree(home.parent, ignore_errors=True)  # the copy (the cached world stays)
         self.summarise()
         return 1 if self.failures else 0
 
@@ -399,11 +400,6 @@ def _memory_bytes() -> int:
     except OSError:
         pass
     return 0
-
-
-def cleanup_scratch(work: Path) -> None:
-    """Remove the copies a bench measured (the cached worlds stay)."""
-    shutil.rmtree(work / "scratch", ignore_errors=True)
 
 
 def run_bench(opts: BenchOptions, say: Callable[[str], None] = print) -> int:
