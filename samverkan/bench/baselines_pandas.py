@@ -30,7 +30,10 @@ def _newest(frame: pd.DataFrame, key: str, modified: str, batches: pd.DataFrame,
             removed: pd.Series) -> pd.DataFrame:
     """The newest version of each ``key`` (modification time, then the batch loaded last, then
     the higher batch id), minus the removed keys."""
-    frame = frame[~frame[key].isin(removed)].merge(batches, on="batch_id", how="left")
+    frame = frame[~frame[key].isin(removed)]
+    if not frame[key].duplicated().any():  # one version of each: it is the newest
+        return frame
+    frame = frame.merge(batches, on="batch_id", how="left")
     frame = frame.sort_values([key, modified, "loaded_at", "batch_id"],
                               ascending=[True, False, False, False], na_position="last")
     return frame.drop_duplicates(key, keep="first")
@@ -90,7 +93,10 @@ def cube(units: pd.DataFrame, levels: dict[str, str | None], breakdowns: dict[st
          counted: str, city: str, flag: str | None) -> pd.DataFrame:
     """The cells: one group-by per area level × (totalt and each breakdown); a unit without a
     code or value there is in no cell; 'andel' (``flag``) counts the flagged units over all,
-    'antal' counts the units."""
+    'antal' counts the units. ``units`` has one row per ``counted`` unit and period."""
+    duplicated = units.duplicated(["period_type", "period_start", counted]).any()
+    if duplicated:
+        raise ValueError(f"more than one row per {counted} and period")
     out = []
     for level, column in levels.items():
         for breakdown, bcolumn in [("totalt", None), *breakdowns.items()]:
@@ -98,13 +104,12 @@ def cube(units: pd.DataFrame, levels: dict[str, str | None], breakdowns: dict[st
             frame = units.dropna(subset=keys)
             if frame.empty:
                 continue
-            if flag:
-                frame = frame.assign(_numerator=frame[counted].where(frame[flag]))
-                cells = frame.groupby(keys).agg(numerator=("_numerator", "nunique"),
-                                                denominator=(counted, "nunique")).reset_index()
+            if flag:  # one row per unit and period: counting rows counts units
+                cells = frame.groupby(keys).agg(numerator=(flag, "sum"),
+                                                denominator=(flag, "size")).reset_index()
                 cells = cells[cells["denominator"] >= 1]
             else:
-                cells = frame.groupby(keys).agg(numerator=(counted, "nunique")).reset_index()
+                cells = frame.groupby(keys).agg(numerator=(counted, "size")).reset_index()
                 cells["denominator"] = pd.NA
                 cells = cells[cells["numerator"] >= 1]
             cells["area_level"] = level
