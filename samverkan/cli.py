@@ -327,6 +327,21 @@ def cmd_pseudonym(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from samverkan.bench.run import BenchOptions, default_work_dir, run_bench
+    from samverkan.database import parse_size
+
+    ceiling = parse_size(args.pandas_ceiling)
+    if ceiling is None:
+        print(f"samverkan bench: --pandas-ceiling: not a size: {args.pandas_ceiling!r}", file=sys.stderr)
+        return 2
+    opts = BenchOptions(pupils=args.pupils, lessons_per_day=args.lessons_per_day, seed=args.seed,
+                        municipality=args.municipality, work=args.work or default_work_dir(),
+                        memory_limit=args.memory_limit, repeat=args.repeat, json_file=args.json,
+                        skip_pandas=args.skip_pandas, pandas_ceiling_bytes=ceiling)
+    return run_bench(opts)
+
+
 def _size(text: str) -> str:
     """An argparse type: a DuckDB size ("2GiB") of at least the configurable minimum."""
     from samverkan.database import MIN_MEMORY_BYTES, format_size, parse_size
@@ -374,6 +389,7 @@ usual sequence:
                                   load a range of past days, then publish once
   samverkan lagesbild             each week, after the nightly run: the lägesbild
   samverkan pseudonym             look up pseudonyms (erasure and correction requests)
+  samverkan bench --pupils N      measure the build against hand-written SQL and pandas
 """
 
 
@@ -462,6 +478,40 @@ def build_parser() -> argparse.ArgumentParser:
     pseudo.add_argument("--reference-date",
                         help="date that resolves the century of 10-digit numbers (default today)")
     pseudo.set_defaults(func=cmd_pseudonym)
+
+    bench = sub.add_parser(
+        "bench", help="a benchmark: the full build, a one-day incremental night and hand-written "
+                      "SQL and pandas baselines, side by side (wall time, peak memory)",
+        description="Builds a simulated municipality of the given size once (cached under --work) "
+                    "and loads it with the real pipeline up to the day before its reference date; "
+                    "then, on fresh copies, measures the one-day incremental night (samverkan run), "
+                    "the full build (dbt build, models and tests) and, for hog_franvaro, "
+                    "orosanmalningar and hog_franvaro_med_orosanmalan, the dbt models against "
+                    "hand-written DuckDB SQL and a pandas pipeline over the same raw tables (whose "
+                    "cells must equal the models'). Each measurement runs in a child process; peak "
+                    "memory is sampled over its whole process tree. Prints a table and writes JSON.")
+    bench.add_argument("--pupils", type=_in_range(int, 100, 1_000_000), default=5000, metavar="N",
+                       help="about how many pupils the simulated municipality has (default 5000)")
+    bench.add_argument("--lessons-per-day", type=_in_range(int, 1, 6), default=4, metavar="N",
+                       help="attendance-recorded lessons per pupil and school day (default 4)")
+    bench.add_argument("--seed", type=int, default=20260612, help="the simulation's seed (default 20260612)")
+    bench.add_argument("--municipality", choices=("stockholm", "malmo"), default="stockholm",
+                       help="which simulated municipality (default stockholm)")
+    bench.add_argument("--work", type=Path, metavar="DIR",
+                       help="cached worlds and the measured copies (default "
+                            "$XDG_CACHE_HOME/samverkan/bench, i.e. ~/.cache/samverkan/bench)")
+    bench.add_argument("--memory-limit", type=_size, metavar="SIZE",
+                       help="DuckDB's memory limit in every measured data directory ([warehouse] "
+                            "memory_limit; default half the machine's memory)")
+    bench.add_argument("--repeat", type=_in_range(int, 1, 20), default=1, metavar="R",
+                       help="measure everything R times (fresh copies; the table shows medians)")
+    bench.add_argument("--json", type=Path, metavar="FILE",
+                       help="write the figures here (default <work>/bench.json)")
+    bench.add_argument("--skip-pandas", action="store_true", help="do not run the pandas baseline")
+    bench.add_argument("--pandas-ceiling", default="12GiB", metavar="SIZE",
+                       help="stop the pandas baseline when its memory passes this (default 12GiB); "
+                            "the table then says it exceeded it")
+    bench.set_defaults(func=cmd_bench)
     return parser
 
 
@@ -472,7 +522,7 @@ def main(argv: list[str] | None = None) -> int:
     # shuts down, say) must not print logging's own traceback on the console.
     logging.raiseExceptions = args.verbose
     apply_environment_defaults(verbose=args.verbose)
-    if args.command != "pseudonym":
+    if args.command not in ("pseudonym", "bench"):  # the bench's children have their own homes
         with contextlib.suppress(OSError):  # an unusable data directory: `check` says so
             configure_logging(paths().ensure().logs, args.verbose)
         if not args.verbose:  # verbose: Prefect's console handler prints them with the log

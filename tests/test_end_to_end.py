@@ -20,8 +20,10 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-# The lägesbild's tests run on the same default demo world (a session fixture); they live in
-# e2e_lagesbild.py and are collected here, so that both run on one test worker.
+# The lägesbild's tests and the bench's baselines run on the same default demo world (a session
+# fixture); they live in e2e_lagesbild.py and e2e_bench.py and are collected here, so that all
+# run on one test worker (before this file's tests change the world).
+from e2e_bench import *  # noqa: E402, F403
 from e2e_lagesbild import *  # noqa: E402, F403
 from truth_compare import assert_equals_truth, read_cells
 

@@ -13,7 +13,8 @@ check digit; unusable identifiers stay unusable). The organisations (the school 
 reference files) and the load metadata are copied once. The build then runs exactly as the
 pipeline's transform step runs it (:func:`samverkan.steps.transform`, with the configuration
 of the demo and ``[warehouse] memory_limit`` as given) in a child process, while this process
-samples the resident memory of the child and all its descendants every 0.2 s.
+samples the resident memory of the child and all its descendants
+(:mod:`samverkan.bench.measure`, shared with ``samverkan bench``).
 
 The figures are counts, times and sizes only; the pseudonym key is a fresh random one that is
 never printed, and no identifier is printed.
@@ -29,8 +30,6 @@ import secrets
 import shutil
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +58,6 @@ PNR_COLUMNS = {
 TEXT_ID_COLUMNS = {"raw_police.events": ["diarienummer"]}
 COPIED_ONCE = {"raw_ss12000.organisations"}
 BIGINT_OFFSET = 10_000_000_000
-SAMPLE_SECONDS = 0.2
 
 
 # --- scaling ----------------------------------------------------------------------------------
@@ -206,63 +204,21 @@ def prepare_home(demo: Path, home: Path, scale: int, memory_limit: str | None) -
 
 # --- measuring ---------------------------------------------------------------------------------
 
-def _children() -> dict[int, list[int]]:
-    tree: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        tree.setdefault(ppid, []).append(int(entry))
-    return tree
-
-
-def tree_rss(pid: int) -> int:
-    """Resident bytes of ``pid`` and all its descendants."""
-    tree = _children()
-    total, todo = 0, [pid]
-    while todo:
-        current = todo.pop()
-        todo.extend(tree.get(current, []))
-        try:
-            with open(f"/proc/{current}/statm", encoding="ascii") as f:
-                total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        except (OSError, ValueError, IndexError):
-            continue
-    return total
-
-
 def measured_build(home: Path) -> dict[str, Any]:
+    """The build in a child process, measured by :func:`samverkan.bench.measure.run_measured`
+    (wall time, peak resident memory of the child and all its descendants)."""
+    from samverkan.bench.measure import run_measured
+
     env = {k: v for k, v in os.environ.items() if not k.startswith("SAMVERKAN_")}
     env.update(SAMVERKAN_HOME=str(home), SAMVERKAN_PSEUDONYM_KEY=secrets.token_hex(32),
                PREFECT_HOME=os.environ.get("PREFECT_HOME", str(home / "run" / "prefect")))
-    started = time.monotonic()
-    child = subprocess.Popen([sys.executable, __file__, "--child"], env=env, cwd=ROOT,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    peak = [0]
-    done = threading.Event()
-
-    def sample() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], tree_rss(child.pid))
-            done.wait(SAMPLE_SECONDS)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    stdout, stderr = child.communicate()
-    done.set()
-    sampler.join()
-    wall = time.monotonic() - started
-    result: dict[str, Any] = {"wall_seconds": round(wall, 1), "peak_rss_bytes": peak[0],
-                              "returncode": child.returncode}
-    lines = [line for line in stdout.splitlines() if line.startswith("{")]
-    if lines:
-        result.update(json.loads(lines[-1]))
+    m = run_measured("build", [sys.executable, __file__, "--child"], env=env, cwd=ROOT)
+    result: dict[str, Any] = {"wall_seconds": round(m.wall_seconds, 1),
+                              "peak_rss_bytes": m.peak_rss_bytes, "returncode": m.returncode}
+    if m.result:
+        result.update(m.result)
     else:
-        result["error"] = stderr.strip().splitlines()[-1:] if stderr.strip() else ["no output"]
+        result["error"] = [m.error or "no output"]
     return result
 
 

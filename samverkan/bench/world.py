@@ -1,0 +1,295 @@
+"""The benchmark's world, built once and cached: the simulated sources of one municipality
+(seed, pupils, lessons a day) and a data directory that the real pipeline loaded up to the day
+before the reference date (``samverkan backfill`` of that day: every source pulled up to its
+end as one bounded batch, then one build and one publication), so that a copy of it can then
+run the one-day incremental night.
+
+The SS 12000 platform is the simulator's server on loopback, in a child process of its own
+(``python -m samverkan.bench.world serve``): started once to build the world and again, from the
+same seed, for each incremental night; its memory is the simulator's, not the pipeline's.
+
+Cache: ``<work>/worlds/<municipality>-s<seed>-p<pupils>-l<lessons>-<version>/``, where the
+version is a digest of the simulator, the extract and load code and the dbt project: a change
+to any of them builds a new world. A world is complete when its ``world.json`` exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from samverkan.config import Paths
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+# What a cached world depends on: the simulated data, how it is pulled and loaded, and the
+# models and suites of the publication the backfill made.
+VERSIONED = ("samverkan/simulator", "samverkan/sources", "samverkan/sql", "samverkan/extract.py",
+             "samverkan/landing.py", "samverkan/warehouse.py", "samverkan/pseudonymisation.py",
+             "samverkan/backfill.py", "samverkan/steps.py", "samverkan/quality.py",
+             "dbt_project/models", "dbt_project/macros", "dbt_project/dbt_project.yml",
+             "expectations")
+WORLD_FILE = "world.json"
+SOURCES_DIR = "simulator"   # under a data directory, as the demo lays it out
+TOKEN_ENV = "SAMVERKAN_SS12000_TOKEN"  # noqa: S105 - the name of a variable (samverkan.demo)
+
+
+@dataclass(frozen=True)
+class WorldSpec:
+    seed: int
+    pupils: int
+    lessons_per_day: int
+    municipality: str = "stockholm"
+
+    def name(self) -> str:
+        return (f"{self.municipality}-s{self.seed}-p{self.pupils}-l{self.lessons_per_day}-"
+                f"{project_version()[:12]}")
+
+
+@dataclass
+class World:
+    spec: WorldSpec
+    directory: Path
+    reference_date: dt.date
+    built_seconds: float
+    backfill_seconds: float
+    backfill_peak_rss_bytes: int
+    simulator_peak_rss_bytes: int
+    raw_rows: dict[str, int]
+
+    @property
+    def home(self) -> Path:
+        return self.directory / "home"
+
+    @property
+    def loaded_until(self) -> dt.date:
+        return self.reference_date - dt.timedelta(days=1)
+
+    def as_json(self) -> dict[str, Any]:
+        doc = asdict(self)
+        doc["spec"] = asdict(self.spec)
+        doc["directory"] = str(self.directory)
+        doc["reference_date"] = self.reference_date.isoformat()
+        return doc
+
+    @classmethod
+    def load(cls, directory: Path) -> World:
+        doc = json.loads((directory / WORLD_FILE).read_text(encoding="utf-8"))
+        return cls(WorldSpec(**doc["spec"]), directory, dt.date.fromisoformat(doc["reference_date"]),
+                   doc["built_seconds"], doc["backfill_seconds"], doc["backfill_peak_rss_bytes"],
+                   doc["simulator_peak_rss_bytes"], doc["raw_rows"])
+
+
+def project_version() -> str:
+    """A digest of everything a cached world depends on (:data:`VERSIONED`)."""
+    digest = hashlib.sha256()
+    for entry in VERSIONED:
+        path = ROOT / entry
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for f in files:
+            if "__pycache__" in f.parts or f.suffix == ".pyc":
+                continue
+            digest.update(str(f.relative_to(ROOT)).encode())
+            digest.update(f.read_bytes())
+    return digest.hexdigest()
+
+
+def clean_env(home: Path, **extra: str) -> dict[str, str]:
+    """The environment of a pipeline child on ``home``: no key or configuration of the caller
+    (the data directory's own key file, keys/pseudonym.key, is used)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SAMVERKAN_")}
+    env["SAMVERKAN_HOME"] = str(home)
+    env.update(extra)
+    return env
+
+
+# --- the simulated SS 12000 server, in a child process ----------------------------------------
+
+@dataclass
+class Server:
+    process: subprocess.Popen
+    base_url: str
+    reference_date: dt.date
+
+    def peak_rss_bytes(self) -> int:
+        """The server process's peak resident memory so far (VmHWM)."""
+        try:
+            with open(f"/proc/{self.process.pid}/status", encoding="ascii") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        return 0
+
+
+@contextlib.contextmanager
+def simulated_server(spec: WorldSpec, token: str, sources: Path | None = None,
+                     timeout_seconds: float = 3600) -> Iterator[Server]:
+    """The simulator's SS 12000 server for ``spec`` on loopback in a child process (and, with
+    ``sources``, the case-system database and police files written there first)."""
+    argv = [sys.executable, "-m", "samverkan.bench.world", "serve", "--seed", str(spec.seed),
+            "--pupils", str(spec.pupils), "--lessons-per-day", str(spec.lessons_per_day),
+            "--municipality", spec.municipality]
+    if sources is not None:
+        argv += ["--sources", str(sources)]
+    env = {**os.environ, TOKEN_ENV: token}
+    process = subprocess.Popen(argv, env=env, cwd=ROOT, stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        started = time.monotonic()
+        line = process.stdout.readline() if process.stdout else ""
+        if not line.startswith("{"):
+            process.wait(timeout=60)
+            raise RuntimeError(f"the simulated SS 12000 server did not start (exit code "
+                               f"{process.returncode}, after {time.monotonic() - started:.0f} s)")
+        ready = json.loads(line)
+        yield Server(process, ready["base_url"], dt.date.fromisoformat(ready["reference_date"]))
+    finally:
+        if process.stdin:
+            with contextlib.suppress(OSError):
+                process.stdin.close()
+        try:
+            process.wait(timeout=timeout_seconds if process.poll() is None else 5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def serve_main(args: argparse.Namespace) -> int:
+    """The server child: simulate, write the other sources when asked, serve until stdin
+    closes. Prints one JSON line (base URL, reference date) when it is ready."""
+    from samverkan.simulator.municipalities import profile
+    from samverkan.simulator.population import generate
+    from samverkan.simulator.ss12000_server import SS12000Data, serve
+
+    token = os.environ[TOKEN_ENV]
+    pop = generate(seed=args.seed, pupils=args.pupils, lessons_per_day=args.lessons_per_day,
+                   municipality=profile(args.municipality))
+    if args.sources:
+        from samverkan.simulator.case_system_db import write_case_system
+        from samverkan.simulator.police_files import write_police_files
+
+        args.sources.mkdir(parents=True, exist_ok=True)
+        write_case_system(pop, f"sqlite:///{args.sources / 'case_system.sqlite'}")
+        write_police_files(pop, args.sources / "police_inbox")
+    data = SS12000Data.from_population(pop)
+    reference_date = pop.reference_date
+    del pop
+    with serve(data, token) as server:
+        print(json.dumps({"base_url": server.base_url, "reference_date": reference_date.isoformat()}),
+              flush=True)
+        sys.stdin.read()  # until the bench closes it
+    return 0
+
+
+# --- configuration of a data directory ----------------------------------------------------------
+
+def configure(home: Path, spec: WorldSpec, base_url: str, reference_date: dt.date,
+              memory_limit: str | None) -> None:
+    """``home``'s samverkan.toml and reference files, as the demo writes them: the simulated
+    municipality, the server at ``base_url``, the sources under ``home/simulator``."""
+    from samverkan.demo import SimulatedSources, write_demo_config
+    from samverkan.simulator.municipalities import profile
+
+    sources = home / SOURCES_DIR
+    simulated = SimulatedSources(reference_date, f"sqlite:///{sources / 'case_system.sqlite'}",
+                                 sources / "police_inbox", sources / "ground_truth.csv")
+    write_demo_config(Paths(home), base_url, simulated, profile(spec.municipality),
+                      memory_limit=memory_limit)
+
+
+def copy_home(source: Path, target: Path) -> None:
+    """A fresh copy of a data directory (symbolic links copied as links)."""
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(source, target, symlinks=True)
+
+
+def raw_rows(home: Path) -> dict[str, int]:
+    """Rows per raw table of ``home``'s restricted warehouse."""
+    import duckdb
+
+    conn = duckdb.connect(str(Paths(home).restricted_db), read_only=True)
+    try:
+        tables = conn.execute("select schema_name, table_name from duckdb_tables() where schema_name "
+                              "like 'raw_%' order by all").fetchall()
+        return {f"{s}.{t}": conn.execute(f'select count(*) from "{s}"."{t}"').fetchone()[0]
+                for s, t in tables}
+    finally:
+        conn.close()
+
+
+def ensure_world(work: Path, spec: WorldSpec, prefect_api_url: str, memory_limit: str | None,
+                 log_file: Path, say: Any = print) -> World:
+    """The cached world for ``spec`` under ``work``, built first when it is missing or stale."""
+    from samverkan.bench.measure import run_measured
+    from samverkan.pseudonymisation import create_key_file, default_key_file
+
+    directory = work / "worlds" / spec.name()
+    if (directory / WORLD_FILE).exists():
+        world = World.load(directory)
+        say(f"World: cached {directory} (reference date {world.reference_date})")
+        return world
+    building = directory.with_name(directory.name + ".building")
+    if building.exists():
+        shutil.rmtree(building)
+    home = building / "home"
+    home.mkdir(parents=True)
+    say(f"World: building {directory.name} (simulating {spec.pupils} pupils, then the real "
+        "pipeline loads every day before the reference date) …")
+    started = time.monotonic()
+    token = secrets.token_urlsafe(24)
+    with simulated_server(spec, token, sources=home / SOURCES_DIR) as server:
+        configure(home, spec, server.base_url, server.reference_date, memory_limit)
+        create_key_file(default_key_file({"SAMVERKAN_HOME": str(home)}))
+        day = (server.reference_date - dt.timedelta(days=1)).isoformat()
+        backfill = run_measured(
+            "world: backfill", [sys.executable, "-m", "samverkan.cli", "backfill", "--from", day,
+                                "--to", day],
+            env=clean_env(home, **{TOKEN_ENV: token, "PREFECT_API_URL": prefect_api_url}),
+            cwd=ROOT, log_file=log_file)
+        simulator_peak = server.peak_rss_bytes()
+        reference_date = server.reference_date
+    if not backfill.ok:
+        raise RuntimeError(f"building the world failed: samverkan backfill: {backfill.error} "
+                           f"(see {log_file})")
+    world = World(spec, directory, reference_date, round(time.monotonic() - started, 1),
+                  round(backfill.wall_seconds, 1), backfill.peak_rss_bytes, simulator_peak,
+                  raw_rows(home))
+    (building / WORLD_FILE).write_text(json.dumps(world.as_json(), indent=2), encoding="utf-8")
+    if directory.exists():
+        shutil.rmtree(directory)
+    building.rename(directory)
+    say(f"World: built in {world.built_seconds:.0f} s (backfill {world.backfill_seconds:.0f} s, "
+        f"simulator peak {simulator_peak / 2**30:.1f} GiB)")
+    return World.load(directory)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m samverkan.bench.world")
+    sub = parser.add_subparsers(dest="kind", required=True)
+    s = sub.add_parser("serve")
+    s.add_argument("--seed", type=int, required=True)
+    s.add_argument("--pupils", type=int, required=True)
+    s.add_argument("--lessons-per-day", type=int, required=True)
+    s.add_argument("--municipality", default="stockholm")
+    s.add_argument("--sources", type=Path)
+    args = parser.parse_args(argv)
+    return serve_main(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,26 @@
+"""`samverkan bench`'s process-tree sampler: it sees a grandchild's memory and stops a child
+past its ceiling. (That the bench's baselines give the models' cells is tested on the demo world,
+in e2e_bench.py, collected by test_end_to_end.py.) No timings are asserted: the bench is a
+benchmark, not a test."""
+
+from __future__ import annotations
+
+import sys
+
+from samverkan.bench.measure import run_measured
+
+# a child that starts a grandchild which touches 300 MiB and holds it for a second
+ALLOCATE = ("import subprocess, sys; subprocess.run([sys.executable, '-c', "
+            "\"import time; b = b'x' * (300 * 2**20); time.sleep(1.5)\"], check=True)")
+
+
+def test_sampler_counts_the_memory_of_the_whole_process_tree() -> None:
+    m = run_measured("allocate", [sys.executable, "-c", ALLOCATE])
+    assert m.returncode == 0 and m.ok
+    assert m.peak_rss_bytes >= 250 * 2**20
+
+
+def test_a_child_past_its_ceiling_is_stopped_and_reported() -> None:
+    m = run_measured("allocate", [sys.executable, "-c", ALLOCATE], ceiling_bytes=100 * 2**20)
+    assert m.exceeded_bytes is not None and m.exceeded_bytes > 100 * 2**20
+    assert not m.ok and m.returncode != 0
