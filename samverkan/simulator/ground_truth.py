@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from samverkan.config.reference import reference_file
+from samverkan.simulator.attendance import AttendanceParts
 from samverkan.simulator.population import TZ, Population, load_reference
 
 # id -> (Swedish name, unit), in catalogue order
@@ -362,6 +363,8 @@ class _Sources:
         invalid minutes. Newest version of every record and lesson; protected persons left out."""
         pop = self.pop
         att = pop.attendances
+        if isinstance(att, AttendanceParts):  # a generated world: summed by DuckDB over the parts
+            return att.day_totals(self.p.R, self.protected)
         codes, uniques = pd.factorize(att["id"])
         if len(uniques) < len(att):  # several versions of a record: the newest meta.modified wins
             modified = pd.to_datetime(att["modified_at"], utc=True).to_numpy()
