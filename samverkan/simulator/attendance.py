@@ -110,11 +110,15 @@ class AttendanceParts:
                            "order by _part, _row", _wanted=wanted).to_arrow_table() \
             .select(PART_SCHEMA.names).cast(PART_SCHEMA)
 
-    def sql_source(self, conn: duckdb.DuckDBPyConnection) -> str:
+    def sql_source(self, conn: duckdb.DuckDBPyConnection, ordered: bool = True) -> str:
         """Registers what the overlay needs on ``conn`` and returns a SQL subquery of the
-        current records (PART_SCHEMA columns plus ``_part``, ``_row``: generation order)."""
+        current records (PART_SCHEMA columns plus ``_part``, ``_row``: generation order, only
+        meaningful when ``ordered`` or when the overlay has versions)."""
         names = ", ".join(PART_SCHEMA.names)
-        if self.files:
+        if self.files and not ordered and not self.versions.num_rows:
+            files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in self.files)
+            base = f"select {names}, 0::bigint as _part, 0::bigint as _row from read_parquet([{files}])"
+        elif self.files:
             files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in self.files)
             conn.register("_att_files", pa.table({
                 "_file": pa.array([str(p) for p in self.files]),
@@ -153,7 +157,7 @@ class AttendanceParts:
         conn = duckdb.connect()
         try:
             conn.execute("set preserve_insertion_order = false")
-            source = self.sql_source(conn)
+            source = self.sql_source(conn, ordered=False)
             conn.register("_excluded", pa.table({"person_key": pa.array(sorted(set(excluded)),
                                                                         pa.int64())}))
             table = conn.execute(f"""

@@ -983,7 +983,7 @@ def _attendance_disk_store(parts: AttendanceParts, persons: pd.DataFrame) -> _Di
         conn.register("_pupils", pa.table({
             "person_key": pa.array(pupils["person_key"].to_numpy(dtype=np.int64)),
             "student": pa.array(pupils["ss12000_id"].astype(str).tolist(), pa.string())}))
-        source = parts.sql_source(conn)
+        source = parts.sql_source(conn, ordered=False)
         orphans = conn.execute(f"select count(*) from ({source}) a anti join _pupils p "
                                "using (person_key)").fetchone()[0]
         if orphans:
