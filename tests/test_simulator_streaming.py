@@ -77,8 +77,8 @@ def test_private_world_directory_goes_with_the_population() -> None:
     assert not world.exists()
 
 
-def _pages(data: SS12000Data, limit: int, **query: object) -> bytes:
-    store, key, out = data.store("attendances"), None, []
+def _pages(data: SS12000Data, limit: int, endpoint: str = "attendances", **query: object) -> bytes:
+    store, key, out = data.store(endpoint), None, []
     while True:
         body, last, more = store.page(_PageQuery(key=key, **query), limit)
         out.append(body)
@@ -103,6 +103,15 @@ def test_disk_store_and_overlay_agree_with_memory(tmp_path: Path) -> None:
         assert _pages(disk, limit, **query) == _pages(memory, limit, **query)
     ids = memory.ids("attendances")
     assert disk.ids("attendances") == ids
+    # the calendar events too, with their startTime filter
+    assert isinstance(disk.store("calendarEvents"), _DiskStore)
+    assert disk.served_checksum("calendarEvents") == memory.served_checksum("calendarEvents")
+    starts = memory.store("calendarEvents").start
+    window = (int(starts.min()) + 20 * 86_400_000_000, int(starts.min()) + 30 * 86_400_000_000)
+    for limit in (40, 3000):
+        pages = [_pages(d, limit, endpoint="calendarEvents", start_range=window)
+                 for d in (disk, memory)]
+        assert pages[0] == pages[1] and pages[0]
     for data in (disk, memory):
         record = data.get("attendances", ids[3])
         record["validAbsenceMinutes"], record["attendanceMinutes"] = 60, 0

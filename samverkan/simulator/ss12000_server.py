@@ -47,7 +47,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from samverkan.simulator.attendance import MINUTE_COLUMNS, AttendanceParts
+from samverkan.simulator.attendance import MINUTE_COLUMNS, AttendanceParts, WorldDirectory
 from samverkan.sources.ss12000 import canonical_json, deletion_record, records_checksum
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
@@ -664,7 +664,9 @@ class SS12000Data:
         return cls({
             "organisations": _organisation_store(orgs),
             "persons": _person_store(pop.persons, pop.enrolments, unit_ids),
-            "calendarEvents": _calendar_store(pop.calendar_events),
+            "calendarEvents": (_calendar_disk_store(pop.calendar_events, pop.attendances.world)
+                               if isinstance(pop.attendances, AttendanceParts)
+                               else _calendar_store(pop.calendar_events)),
             "attendances": (_attendance_disk_store(pop.attendances, pop.persons)
                             if isinstance(pop.attendances, AttendanceParts)
                             else _attendance_store(pop.attendances, pop.persons)),
@@ -960,7 +962,7 @@ def _attendance_store(att: pd.DataFrame, persons: pd.DataFrame) -> _Store:
 
 
 DISK_ROW_GROUP = 8192
-DISK_MEMORY_LIMIT = "1GB"
+DISK_MEMORY_LIMIT = "512MB"
 
 
 def _utc(micros: np.ndarray) -> pd.Series:
@@ -1048,6 +1050,60 @@ def _attendance_texts(raw: pa.Table, mod_unit: str, rep_unit: str) -> pa.Array:
             rec["reportedTimestamp"] = _rfc3339_us(r["reported_us"], rep_unit)
         texts.append(canonical_json(rec) + ",")
     return pa.array(texts, pa.large_string())
+
+
+_CALENDAR_BODY = _sql_concat([*_sql_obj({
+    "id": "id",
+    "activity": _sql_ref("activity"),
+    "startTime": "start_at",
+    "endTime": "end_at",
+    "meta": _sql_obj({"created": "modified", "modified": "modified"}),
+}), "','"])
+
+
+def _calendar_disk_store(events: pd.DataFrame, world: WorldDirectory) -> _DiskStore:
+    """The calendar events of a generated world (millions at Stockholm size), served from a
+    Parquet file sorted by (modified, id) like the attendance records."""
+    directory = world.scratch("ss12000-calendar-")
+    path = directory / "calendarEvents.parquet"
+    _, mod = _instants(events["modified_at"])
+    _, start = _instants(events["start_time"])
+    _, end = _instants(events["end_time"])
+    units = {name: _instant_unit(v) for name, v in (("mod", mod), ("start", start), ("end", end))}
+    conn = duckdb.connect()
+    try:
+        conn.execute(f"set temp_directory = '{_sql_text(directory / 'spill')}'")
+        conn.execute(f"set memory_limit = '{DISK_MEMORY_LIMIT}'")
+        conn.register("_events", pa.table({
+            "mod": pa.array(mod, pa.int64()), "id": _arrow_strings(events["id"]),
+            "activity": _arrow_strings(events["activity_id"]),
+            "start": pa.array(start, pa.int64()), "end_us": pa.array(end, pa.int64())}))
+        conn.execute(f"copy (select * from _events order by mod, id) to '{_sql_text(path)}' "
+                     f"(format parquet, row_group_size {DISK_ROW_GROUP})")
+    finally:
+        conn.close()
+
+    def render(raw: pa.Table) -> pa.Array:
+        if raw.num_rows <= _SMALL_PAGE:
+            texts = []
+            for r in raw.to_pylist():
+                modified = _rfc3339_us(r["mod"], units["mod"])
+                texts.append(canonical_json({
+                    "id": r["id"], "activity": {"id": r["activity"]},
+                    "startTime": _rfc3339_us(r["start"], units["start"]),
+                    "endTime": _rfc3339_us(r["end_us"], units["end"]),
+                    "meta": {"created": modified, "modified": modified}}) + ",")
+            return pa.array(texts, pa.large_string())
+        modified, _ = _instants(_utc(raw.column("mod").to_numpy()), units["mod"])
+        start_at, _ = _instants(_utc(raw.column("start").to_numpy()), units["start"])
+        end_at, _ = _instants(_utc(raw.column("end_us").to_numpy()), units["end"])
+        return _render_items({"id": _jstr(raw.column("id")), "activity": _jstr(raw.column("activity")),
+                              "start_at": _jstr(start_at), "end_at": _jstr(end_at),
+                              "modified": _jstr(modified)}, _CALENDAR_BODY)
+
+    base = _SortedFile(path, render, world)
+    weakref.finalize(base, shutil.rmtree, str(directory), True)
+    return _DiskStore(base)
 
 
 def _sql_text(value: Any) -> str:
