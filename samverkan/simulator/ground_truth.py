@@ -575,8 +575,15 @@ def _pupil_periods(src: _Sources, periods: pd.DataFrame, att: pd.DataFrame) -> p
             continue
         start = _period_start(att["day"].to_numpy(), ptype)
         keep = np.isin(start, pt["pstart"].to_numpy())
-        a = att[keep].assign(ptype=ptype, pstart=start[keep])
-        sums.append(a.groupby(["person", "ptype", "pstart"], as_index=False)[measures].sum())
+        # numeric keys only, one column at a time: a term of person-days is tens of millions
+        # of rows at Stockholm size
+        a = pd.DataFrame({"person": att["person"].to_numpy()[keep], "pstart": start[keep]})
+        for m in measures:
+            a[m] = att[m].to_numpy()[keep]
+        g = a.groupby(["person", "pstart"], as_index=False, sort=True)[measures].sum()
+        del a
+        g.insert(1, "ptype", ptype)
+        sums.append(g)
     if sums:
         x = x.merge(pd.concat(sums, ignore_index=True), on=["person", "ptype", "pstart"],
                     how="left")
