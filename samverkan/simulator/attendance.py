@@ -44,7 +44,7 @@ PART_SCHEMA = pa.schema([
 ])
 FRAME_COLUMNS = ["id", "calendar_event_id", "person_key", "is_reported", *MINUTE_COLUMNS,
                  "reported_timestamp", "modified_at"]
-_DAY_TOTALS = ("scheduled", "reported", "offered", "absence", "invalid")
+DUCKDB_MEMORY_LIMIT = "512MB"
 
 
 class WorldDirectory:
@@ -157,6 +157,10 @@ class AttendanceParts:
         conn = duckdb.connect()
         try:
             conn.execute("set preserve_insertion_order = false")
+            # DuckDB spills into the world rather than taking most of the machine's memory
+            spill = str(self.world.path / "duckdb-spill").replace("'", "''")
+            conn.execute(f"set temp_directory = '{spill}'")
+            conn.execute(f"set memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
             source = self.sql_source(conn, ordered=False)
             conn.register("_excluded", pa.table({"person_key": pa.array(sorted(set(excluded)),
                                                                         pa.int64())}))
