@@ -103,7 +103,10 @@ def simulate(p: Paths, seed: int, pupils: int, lessons_per_day: int,  # noqa: AN
     from samverkan.simulator.population import generate
 
     p.simulator.mkdir(parents=True, exist_ok=True)
-    pop = generate(seed=seed, pupils=pupils, lessons_per_day=lessons_per_day, municipality=municipality)
+    # the attendance records go to disk as they are generated (and the SS 12000 server sorts
+    # and serves them from there): the world's size is bounded by the disk, not the memory
+    pop = generate(seed=seed, pupils=pupils, lessons_per_day=lessons_per_day, municipality=municipality,
+                   directory=p.simulator / "world")
     url = f"sqlite:///{p.simulator / 'case_system.sqlite'}"
     write_case_system(pop, url)
     inbox = p.simulator / "police_inbox"

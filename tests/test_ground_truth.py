@@ -1215,7 +1215,7 @@ class _Naive:
         # per person: day -> [scheduled, reported, offered, absence, invalid]
         self.att: dict[int, dict[D, list[float]]] = defaultdict(lambda: defaultdict(
             lambda: [0, 0, 0.0, 0.0, 0.0]))
-        a = pop.attendances
+        a = pop.attendance_frame()
         for key, ev, rep, va, inv in zip(a["person_key"].tolist(), a["calendar_event_id"],
                                          a["is_reported"].tolist(),
                                          a["valid_absence_minutes"].tolist(),

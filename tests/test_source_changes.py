@@ -174,7 +174,7 @@ def _pupil_months(pop: Population) -> tuple[pd.DataFrame, pd.DataFrame]:
             "%Y-%m-%d").to_numpy(),
         "length": ((end - start).dt.total_seconds() / 60).to_numpy(),
     })
-    att = pop.attendances
+    att = pop.attendance_frame()
     att = att[att["is_reported"].astype(bool)]
     att = att.assign(absence=att["valid_absence_minutes"] + att["invalid_absence_minutes"])
     att = att[["id", "calendar_event_id", "person_key", "absence"]].merge(lessons,
@@ -200,8 +200,9 @@ def _attendance_candidates(pop: Population, truth: pd.DataFrame) -> Iterator[Cha
 
 
 def _delete_attendance(pop: Population, change: Change) -> Population:
-    att = pop.attendances
-    return dataclasses.replace(pop, attendances=att[att["id"] != change.detail["id"]])
+    """The record deleted at the source: the overlay of the world's attendance parts (the
+    server and the ground truth both read it)."""
+    return dataclasses.replace(pop, attendances=pop.attendances.without([change.detail["id"]]))
 
 
 def _decision_candidates(pop: Population, truth: pd.DataFrame) -> Iterator[Change]:

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from samverkan.config.reference import reference_file
+from samverkan.simulator.attendance import AttendanceParts
 from samverkan.simulator.population import TZ, Population, load_reference
 
 # id -> (Swedish name, unit), in catalogue order
@@ -362,6 +363,8 @@ class _Sources:
         invalid minutes. Newest version of every record and lesson; protected persons left out."""
         pop = self.pop
         att = pop.attendances
+        if isinstance(att, AttendanceParts):  # a generated world: summed by DuckDB over the parts
+            return att.day_totals(self.p.R, self.protected)
         codes, uniques = pd.factorize(att["id"])
         if len(uniques) < len(att):  # several versions of a record: the newest meta.modified wins
             modified = pd.to_datetime(att["modified_at"], utc=True).to_numpy()
@@ -572,8 +575,15 @@ def _pupil_periods(src: _Sources, periods: pd.DataFrame, att: pd.DataFrame) -> p
             continue
         start = _period_start(att["day"].to_numpy(), ptype)
         keep = np.isin(start, pt["pstart"].to_numpy())
-        a = att[keep].assign(ptype=ptype, pstart=start[keep])
-        sums.append(a.groupby(["person", "ptype", "pstart"], as_index=False)[measures].sum())
+        # numeric keys only, one column at a time: a term of person-days is tens of millions
+        # of rows at Stockholm size
+        a = pd.DataFrame({"person": att["person"].to_numpy()[keep], "pstart": start[keep]})
+        for m in measures:
+            a[m] = att[m].to_numpy()[keep]
+        g = a.groupby(["person", "pstart"], as_index=False, sort=True)[measures].sum()
+        del a
+        g.insert(1, "ptype", ptype)
+        sums.append(g)
     if sums:
         x = x.merge(pd.concat(sums, ignore_index=True), on=["person", "ptype", "pstart"],
                     how="left")

@@ -24,15 +24,23 @@ writer and the ground truth read them.
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 from faker import Faker
 
 from samverkan.config.reference import reference_file
+from samverkan.simulator.attendance import (
+    PART_SCHEMA,
+    AttendanceParts,
+    WorldDirectory,
+    attendance_frame,
+)
 from samverkan.simulator.municipalities import STOCKHOLM, Municipality
 
 TZ = "Europe/Stockholm"
@@ -73,6 +81,10 @@ SST_COHORT_DAYS = (28, 35)
 SST_COHORT_SUCCESS = 0.8
 SST_RATE_AFTER = (0.35, 1.15)  # factor on the absence rate after the end: works, does not
 SST_RATE_DURING = (0.7, 1.0)
+# The attendance of lesson day d comes from SeedSequence(seed, spawn_key=(ATTENDANCE_STREAM, d)):
+# far from the spawn keys 0..8 of the population's other streams.
+ATTENDANCE_STREAM = 1000
+PART_ROW_GROUP = 65_536
 
 
 @dataclass
@@ -88,7 +100,10 @@ class Population:
         modified_at
     attendances: id, calendar_event_id, person_key, is_reported, attendance_minutes,
         valid_absence_minutes, invalid_absence_minutes, other_attendance_minutes,
-        reported_timestamp, modified_at
+        reported_timestamp, modified_at. A generated world keeps them on disk
+        (:class:`~samverkan.simulator.attendance.AttendanceParts`, Parquet part files written
+        one lesson day at a time); ``attendance_frame()`` gives the frame (small worlds), a
+        hand-built population may hold the frame itself.
     klient: klient_id, person_key, personnummer, identifier_valid, fornamn, efternamn,
         skyddad_identitet, andrad_tid
     aktualisering, utredning, insats, gallring: the columns of sources.md §2
@@ -113,7 +128,7 @@ class Population:
     persons: pd.DataFrame
     enrolments: pd.DataFrame
     calendar_events: pd.DataFrame
-    attendances: pd.DataFrame
+    attendances: pd.DataFrame | AttendanceParts
     klient: pd.DataFrame
     aktualisering: pd.DataFrame
     utredning: pd.DataFrame
@@ -121,6 +136,11 @@ class Population:
     gallring: pd.DataFrame
     police_rows: pd.DataFrame
     municipality: Municipality = STOCKHOLM
+
+    def attendance_frame(self) -> pd.DataFrame:
+        """The attendance records as one frame (reads the parts of a generated world: meant
+        for small worlds and tests)."""
+        return attendance_frame(self.attendances)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -176,6 +196,11 @@ def luhn_check_digit(digits: np.ndarray) -> np.ndarray:
 
 def _uuids(rng: np.random.Generator, n: int) -> pd.Series:
     """n random (version 4 layout) uuids as a pyarrow-backed string Series."""
+    return pd.Series(_uuid_array(rng, n), dtype="str")
+
+
+def _uuid_array(rng: np.random.Generator, n: int) -> pa.Array:
+    """n random (version 4 layout) uuids as an Arrow string array."""
     raw = rng.integers(0, 256, size=(n, 16), dtype=np.uint8)
     raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40
     raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80
@@ -192,7 +217,7 @@ def _uuids(rng: np.random.Generator, n: int) -> pd.Series:
     out[:, 24:36] = chars[:, 20:32]
     offsets = np.arange(0, 36 * (n + 1), 36, dtype=np.int64)
     arr = pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(out.tobytes()))
-    return pd.Series(arr.cast(pa.string()), dtype="str")
+    return arr.cast(pa.string())
 
 
 def _local_to_utc_ns(naive_minutes: np.ndarray) -> np.ndarray:
@@ -508,7 +533,7 @@ class _Builder:
         })
 
     # -- enrolments, lessons, attendance -----------------------------------------------------
-    def school(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    def school(self, world: WorldDirectory) -> tuple[pd.DataFrame, pd.DataFrame, AttendanceParts]:
         rng = self.rng_school
         n_p = self.n_pupils
         days = self.days
@@ -574,8 +599,9 @@ class _Builder:
             created_ns + (rng.random(n_events) * np.maximum(start_ns - created_ns, 0)).astype(np.int64),
             created_ns)
         ev_modified = np.minimum(ev_modified // 10**9 * 10**9, start_ns)
+        event_ids = _uuid_array(self.rng_ids, n_events)
         calendar_events = pd.DataFrame({
-            "id": _uuids(self.rng_ids, n_events),
+            "id": pd.Series(event_ids, dtype="str"),
             "activity_id": pd.Series(activity_ids[ev_class * n_subjects + subject], dtype="str"),
             "school_unit_code": pd.Series(self.unit_codes[class_unit[ev_class]], dtype="str"),
             "school_year": class_grade[ev_class].astype(np.int64),
@@ -584,19 +610,8 @@ class _Builder:
             "modified_at": _aware(ev_modified),
         })
 
-        # attendance records: one per enrolment per lesson of its class while enrolled
-        d0 = np.searchsorted(days, e_start, side="left")
-        d1 = np.searchsorted(days, np.where(e_end < 0, days[-1], e_end), side="right") - 1
-        valid = d1 >= d0
-        lengths = np.where(valid, (d1 - d0 + 1) * L, 0)
-        first_event = e_class * nd * L + d0 * L
-        total = int(lengths.sum())
-        rec_enrol = np.repeat(np.arange(e_pupil.size), lengths)
-        rec_offset = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        rec_event = first_event[rec_enrol] + rec_offset
-        rec_pupil = e_pupil[rec_enrol]
-        rec_day = ev_day_idx[rec_event]
-
+        # attendance records: one per enrolment per lesson of its class while enrolled,
+        # generated and written one lesson day at a time
         ra = self.rng_att
         risk = self.risk[:n_p]
         # daily absence rate: log-normal in the risk score, with month and pupil-month noise
@@ -605,21 +620,77 @@ class _Builder:
         season = np.array([1.0, 1.25, 1.1, 0.95, 0.9, 0.85, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0])
         month_noise = np.exp(ra.normal(0, 0.25, size=(n_p, 12)))
         rate_pm = np.clip(base_rate[:, None] * season[None, :] * month_noise, 0, 0.95)
-        day_u = ra.random((n_p, nd))
-        rate_day = rate_pm[:, day_month]
         self.sst_cohort = self._sst_cohort(kind, base_rate)
-        for pupil, start, end, works in zip(*self.sst_cohort, strict=True):
-            during = (days >= start) & (days <= end)
-            rate_day[pupil, during] *= SST_RATE_DURING[0 if works else 1]
-            rate_day[pupil, days > end] *= SST_RATE_AFTER[0 if works else 1]
-        absent_day = day_u < np.clip(rate_day, 0, 0.95)
         invalid_share = 0.05 + 0.55 * _sigmoid(2.0 * (risk - 1.5))
-        invalid_day = ra.random((n_p, nd)) < invalid_share[:, None]
-
-        whole = absent_day[rec_pupil, rec_day]
-        whole_invalid = invalid_day[rec_pupil, rec_day]
-        u = ra.random(total)
         partial_p = 0.01 + 0.05 * _sigmoid(risk - 1.0)
+        self.base_absence_rate = base_rate
+
+        d0 = np.searchsorted(days, e_start, side="left")
+        d1 = np.searchsorted(days, np.where(e_end < 0, days[-1], e_end), side="right") - 1
+        attendance_dir = world.path / "attendance"
+        if attendance_dir.exists():
+            shutil.rmtree(attendance_dir)
+        attendance_dir.mkdir(parents=True)
+        class_unrep = self.unit_unreported[class_unit]
+        parts = []
+        rows = 0
+        for t in range(nd):
+            table = self._attendance_day(t, days, month=int(day_month[t]), rate_pm=rate_pm,
+                                         invalid_share=invalid_share, partial_p=partial_p,
+                                         enrolled=np.flatnonzero((d0 <= t) & (t <= d1)),
+                                         e_class=e_class, e_pupil=e_pupil,
+                                         class_unrep=class_unrep, start_ns=start_ns,
+                                         event_ids=event_ids)
+            path = attendance_dir / f"part-{t:05d}.parquet"
+            pq.write_table(table, path, row_group_size=PART_ROW_GROUP)
+            parts.append(path)
+            rows += table.num_rows
+        attendances = AttendanceParts(world, tuple(parts), rows)
+        return enrolments, calendar_events, attendances
+
+    def _attendance_day(self, t: int, days: np.ndarray, *, month: int, rate_pm: np.ndarray,
+                        invalid_share: np.ndarray, partial_p: np.ndarray, enrolled: np.ndarray,
+                        e_class: np.ndarray, e_pupil: np.ndarray, class_unrep: np.ndarray,
+                        start_ns: np.ndarray, event_ids: pa.Array) -> pa.Table:
+        """The attendance records of lesson day ``t`` (PART_SCHEMA), drawn from a random
+        stream of their own keyed by (seed, day): a day does not depend on the others."""
+        n_p = self.n_pupils
+        nd = len(days)
+        L = self.lessons_per_day
+        day = int(days[t])
+        ra = np.random.default_rng(np.random.SeedSequence(self.seed,
+                                                          spawn_key=(ATTENDANCE_STREAM, day)))
+        # pupil-day draws: whole day absent, and whether such a day is invalid
+        rate = rate_pm[:, month].copy()
+        c_pupil, c_start, c_end, c_works = self.sst_cohort
+        during = (c_start <= day) & (day <= c_end)
+        after = day > c_end
+        rate[c_pupil[during]] *= np.where(c_works[during], SST_RATE_DURING[0], SST_RATE_DURING[1])
+        rate[c_pupil[after]] *= np.where(c_works[after], SST_RATE_AFTER[0], SST_RATE_AFTER[1])
+        absent_day = ra.random(n_p) < np.clip(rate, 0, 0.95)
+        invalid_day = ra.random(n_p) < invalid_share
+
+        # records: enrolment-major, then lesson
+        rec_enrol = np.repeat(enrolled, L)
+        rec_lesson = np.tile(np.arange(L), enrolled.size)
+        total = rec_enrol.size
+        rec_class = e_class[rec_enrol]
+        rec_event = rec_class * nd * L + t * L + rec_lesson
+        rec_pupil = e_pupil[rec_enrol]
+        # lesson draws: one per lesson of the day (class x lesson)
+        n_classes = class_unrep.size
+        unrep_lesson = ra.random((n_classes, L)) < class_unrep[:, None]
+        bucket = ra.random((n_classes, L))
+        delay_s = np.select(
+            [bucket < 0.60, bucket < 0.85, bucket < 0.97],
+            [ra.uniform(60, 3600, bucket.shape), ra.uniform(3600, 8 * 3600, bucket.shape),
+             ra.uniform(86400, 3 * 86400, bucket.shape)],
+            ra.uniform(3 * 86400, 10 * 86400, bucket.shape))
+        delay_ns = (delay_s * 1e9).astype(np.int64) // 10**9 * 10**9
+
+        whole = absent_day[rec_pupil]
+        whole_invalid = invalid_day[rec_pupil]
+        u = ra.random(total)
         partial = ~whole & (u < partial_p[rec_pupil])
         skip = partial & (ra.random(total) < 0.45)
         late_minutes = ra.integers(5, 31, size=total)
@@ -635,42 +706,34 @@ class _Builder:
         other_min = np.where(other, lesson_len, 0)
 
         # reporting: whole lessons unreported by school, single records, and late reporting
-        unrep_event = ra.random(n_events) < self.unit_unreported[class_unit[ev_class]]
-        # a teacher reports a whole lesson at once: one delay per lesson
-        bucket = ra.random(n_events)
-        delay_s = np.select(
-            [bucket < 0.60, bucket < 0.85, bucket < 0.97],
-            [ra.uniform(60, 3600, n_events), ra.uniform(3600, 8 * 3600, n_events),
-             ra.uniform(86400, 3 * 86400, n_events)],
-            ra.uniform(3 * 86400, 10 * 86400, n_events))
-        delay_ns = (delay_s * 1e9).astype(np.int64) // 10**9 * 10**9
-        reported_ns = end_ns[rec_event] + delay_ns[rec_event]
-        is_reported = (~unrep_event[rec_event] & (ra.random(total) >= 0.003)
+        end_ns = start_ns[rec_event] + LESSON_MINUTES * 60 * 10**9
+        reported_ns = end_ns + delay_ns[rec_class, rec_lesson]
+        is_reported = (~unrep_lesson[rec_class, rec_lesson] & (ra.random(total) >= 0.003)
                        & (reported_ns <= self.ref_end_ns))
         corrected = is_reported & (ra.random(total) < 0.03)
         corrected_ns = reported_ns + (ra.uniform(3600, 7 * 86400, total) * 1e9).astype(np.int64)
         corrected_ns = corrected_ns // 10**9 * 10**9
         modified_ns = np.where(corrected & (corrected_ns <= self.ref_end_ns), corrected_ns,
                                reported_ns)
-        modified_ns = np.where(is_reported, modified_ns, end_ns[rec_event])
-        nat = np.iinfo(np.int64).min
+        modified_ns = np.where(is_reported, modified_ns, end_ns)
 
-        zero = np.zeros(total, dtype=np.int64)
-        attendances = pd.DataFrame({
-            "id": _uuids(self.rng_ids, total),
-            "calendar_event_id": calendar_events["id"].take(rec_event).reset_index(drop=True),
-            "person_key": rec_pupil.astype(np.int64) + 1,
-            "is_reported": is_reported,
-            "attendance_minutes": np.where(is_reported, lesson_len - valid_abs - invalid_abs
-                                           - other_min, zero),
-            "valid_absence_minutes": np.where(is_reported, valid_abs, zero),
-            "invalid_absence_minutes": np.where(is_reported, invalid_abs, zero),
-            "other_attendance_minutes": np.where(is_reported, other_min, zero),
-            "reported_timestamp": _aware(np.where(is_reported, reported_ns, nat)),
-            "modified_at": _aware(modified_ns),
-        })
-        self.base_absence_rate = base_rate
-        return enrolments, calendar_events, attendances
+        def minutes(values: np.ndarray) -> pa.Array:
+            return pa.array(np.where(is_reported, values, 0).astype(np.int16))
+
+        return pa.table({
+            "id": _uuid_array(ra, total),
+            "calendar_event_id": event_ids.take(pa.array(rec_event)),
+            "person_key": pa.array(rec_pupil.astype(np.int64) + 1),
+            "is_reported": pa.array(is_reported),
+            "attendance_minutes": minutes(lesson_len - valid_abs - invalid_abs - other_min),
+            "valid_absence_minutes": minutes(valid_abs),
+            "invalid_absence_minutes": minutes(invalid_abs),
+            "other_attendance_minutes": minutes(other_min),
+            "reported_ns": pa.array(reported_ns, pa.int64(), mask=~is_reported),
+            "modified_ns": pa.array(modified_ns, pa.int64()),
+            "lesson_day": pa.array(np.full(total, day, np.int32)),
+            "lesson_minutes": pa.array(np.full(total, lesson_len, np.int16)),
+        }, schema=PART_SCHEMA)
 
     def _sst_cohort(self, kind: np.ndarray, base_rate: np.ndarray
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -1277,13 +1340,20 @@ class _Builder:
 
 
 def generate(seed: int = DEFAULT_SEED, pupils: int = DEFAULT_PUPILS,
-             lessons_per_day: int = 4, municipality: Municipality = STOCKHOLM) -> Population:
+             lessons_per_day: int = 4, municipality: Municipality = STOCKHOLM,
+             directory: Path | str | None = None) -> Population:
     """Build the synthetic ``municipality`` for ``seed`` with about ``pupils`` pupils
-    (grades 1-9) and ``lessons_per_day`` recorded lessons a pupil and school day."""
+    (grades 1-9) and ``lessons_per_day`` recorded lessons a pupil and school day.
+
+    The attendance records are written, one lesson day at a time, as Parquet part files into
+    ``directory`` (``attendance/part-NNNNN.parquet``, replacing earlier parts there); without a
+    directory into a private temporary one, removed once the population (and every server
+    store or copy made from it) is garbage collected, or when the process exits."""
     b = _Builder(seed, pupils, lessons_per_day, municipality)
+    world = WorldDirectory(directory)
     organisations = b.organisations()
     persons = b.persons()
-    enrolments, calendar_events, attendances = b.school()
+    enrolments, calendar_events, attendances = b.school(world)
     police_rows = b.police()
     case = b.case_system()
     persons = b.security_marking(persons)

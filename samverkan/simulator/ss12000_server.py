@@ -27,12 +27,15 @@ import json
 import random
 import re
 import secrets
+import shutil
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+import weakref
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote_plus, urlsplit
 from zoneinfo import ZoneInfo
@@ -42,7 +45,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
+from samverkan.simulator.attendance import MINUTE_COLUMNS, AttendanceParts, WorldDirectory
 from samverkan.sources.ss12000 import canonical_json, deletion_record, records_checksum
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
@@ -112,8 +117,17 @@ def _fixed_strings(matrix: np.ndarray) -> pa.Array:
     return fixed.cast(pa.binary()).cast(pa.string())
 
 
-def _instants(values: Any) -> tuple[pa.Array, np.ndarray]:
-    """RFC 3339 texts (Europe/Stockholm offset; null for NaT) and UTC microseconds."""
+def _instant_unit(micros: np.ndarray) -> str:
+    """The precision every instant shows: 's' when all are whole seconds, else 'ms' or 'us'."""
+    valid = micros[micros != np.iinfo(np.int64).min]
+    if (valid % 1_000_000 == 0).all():
+        return "s"
+    return "ms" if (valid % 1000 == 0).all() else "us"
+
+
+def _instants(values: Any, unit: str | None = None) -> tuple[pa.Array, np.ndarray]:
+    """RFC 3339 texts (Europe/Stockholm offset; null for NaT) and UTC microseconds; the
+    fraction shown is the finest one any of the values needs, or ``unit``."""
     s = pd.Series(values)
     if not isinstance(s.dtype, pd.DatetimeTZDtype):
         try:
@@ -128,13 +142,7 @@ def _instants(values: Any) -> tuple[pa.Array, np.ndarray]:
     nat = utc == np.iinfo(np.int64).min
     micros = utc.copy()
     local = np.where(nat, 0, local)
-    valid = micros[~nat]
-    if (valid % 1_000_000 == 0).all():
-        unit = "s"
-    elif (valid % 1000 == 0).all():
-        unit = "ms"
-    else:
-        unit = "us"
+    unit = unit or _instant_unit(micros)
     offset_min = np.where(nat, 0, (local - np.where(nat, 0, utc)) // 60_000_000)
     uniq, inverse = np.unique(offset_min, return_inverse=True)
     labels = np.frombuffer(b"".join(
@@ -214,6 +222,25 @@ def _sql_bool(column: str) -> str:
 
 def _sql_ref(column: str) -> list[str]:
     return _sql_obj({"id": column})
+
+
+_RENDER = threading.local()
+
+
+def _render_items(columns: dict[str, pa.Array], body_sql: str) -> pa.Array:
+    """The records (each followed by a comma) rendered by DuckDB from ``columns``, in order
+    (one connection per thread: connecting costs more than rendering a page)."""
+    conn = getattr(_RENDER, "conn", None)
+    if conn is None:
+        conn = _RENDER.conn = duckdb.connect()
+        conn.execute("set preserve_insertion_order = true")
+        conn.execute("set threads = 1")
+    conn.register("_src", pa.table(columns))
+    try:
+        items = conn.execute(f"select {body_sql} as item from _src").to_arrow_table()
+    finally:
+        conn.unregister("_src")
+    return items.column("item").combine_chunks().cast(pa.large_string())
 
 
 def _render_store(columns: dict[str, Any], body_sql: str, ids: Any, micros: np.ndarray,
@@ -314,6 +341,53 @@ class _Store:
         hits = np.flatnonzero(pc.equal(self.ids, rid).to_numpy(zero_copy_only=False))
         return int(hits[0]) if len(hits) else None
 
+    # the interface SS12000Data and the HTTP handler use (shared with _DiskStore) ------------
+    def last_mod(self) -> int | None:
+        return int(self.mod[-1]) if len(self) else None
+
+    def select(self, q: _PageQuery, count: int) -> np.ndarray:
+        """Indices of the first ``count`` records (in order) matching ``q``."""
+        n = len(self)
+        lo = self.bound(q.after, 0)
+        hi = n if q.before is None else int(np.searchsorted(self.mod, q.before, "right"))
+        if q.key is not None:
+            lo = max(lo, self.after_key(*q.key))
+        if hi <= lo:
+            return np.empty(0, np.int64)
+        if q.start_range is None:
+            return np.arange(lo, min(lo + count, hi), dtype=np.int64)
+        starts = self.start[lo:hi]
+        mask = (starts >= q.start_range[0]) & (starts <= q.start_range[1])
+        return np.flatnonzero(mask)[:count] + lo
+
+    def page(self, q: _PageQuery, limit: int) -> tuple[bytes, tuple[int, str] | None, bool]:
+        """(records joined by commas, key of the last one, whether more follow)."""
+        selected = self.select(q, limit + 1)
+        more = len(selected) > limit
+        selected = selected[:limit]
+        if not len(selected):
+            return b"", None, more
+        if q.start_range is None:
+            body = self.body(int(selected[0]), int(selected[-1]) + 1)
+        else:
+            body = self.bodies(selected)
+        return body, self.key(int(selected[-1])), more
+
+    def lookup(self, rids: Iterable[str]) -> dict[str, bytes]:
+        """The current JSON texts of those of ``rids`` served (one hash pass, not one scan per id)."""
+        wanted = pa.array(list(dict.fromkeys(rids)), pa.string())
+        if not len(self) or not len(wanted):
+            return {}
+        where = pc.index_in(wanted, value_set=self.ids).to_numpy(zero_copy_only=False)
+        return {rid: self.body(int(i), int(i) + 1) for rid, i in zip(wanted.to_pylist(), where, strict=True)
+                if not pd.isna(i)}
+
+    def id_list(self) -> list[str]:
+        return self.ids.to_pylist()
+
+    def texts_after(self, instant: int | None) -> pa.Array:
+        return self.texts(self.bound(instant, 0), len(self))
+
     def replaced(self, drop_ids: set[str], add: pa.Table | None) -> _Store:
         """A new store without ``drop_ids`` and with the records of ``add``."""
         table = self.table
@@ -329,6 +403,194 @@ class _Store:
                 presorted = first > last  # changes usually come after everything served so far
             table = pa.concat_tables([table, add])
         return _Store(table, presorted=presorted)
+
+
+@dataclass(frozen=True)
+class _PageQuery:
+    """What a page of an endpoint asks for: modified after / at or before (UTC microseconds),
+    the (modified, id) key of the last record of the previous page, the startTime range."""
+
+    after: int | None = None
+    before: int | None = None
+    key: tuple[int, str] | None = None
+    start_range: tuple[int, int] | None = None
+
+
+class _SortedFile:
+    """Raw records of one endpoint in a Parquet file sorted by (mod, id), written by DuckDB in
+    row groups of ``DISK_ROW_GROUP`` rows; in memory only each group's row count and largest
+    ``mod``. ``render`` turns raw rows into JSON texts, each followed by a comma."""
+
+    def __init__(self, path: Path, render: Callable[[pa.Table], pa.Array], keep: Any) -> None:
+        self.path = path
+        self.render = render
+        self._keep = keep  # the world directory the file lives in
+        self._lock = threading.Lock()
+        self._cache: dict[int, pa.Table] = {}
+        self._file = pq.ParquetFile(path)
+        md = self._file.metadata
+        j = self._file.schema_arrow.get_field_index("mod")
+        rows, top = [], []
+        for g in range(md.num_row_groups):
+            group = md.row_group(g)
+            stats = group.column(j).statistics
+            if stats is not None and stats.has_min_max:
+                top.append(int(stats.max))
+            else:
+                top.append(int(pc.max(self.read(g, ["mod"]).column("mod")).as_py()))
+            rows.append(group.num_rows)
+        self.group_rows = np.array(rows, np.int64)
+        self.group_max = np.array(top, np.int64)
+        self.rows = int(self.group_rows.sum())
+
+    def read(self, group: int, columns: list[str] | None = None) -> pa.Table:
+        """A row group (the last few read are kept: a client pages through them in order)."""
+        with self._lock:
+            table = self._cache.get(group)
+            if table is None:
+                table = self._file.read_row_group(group)
+                self._cache[group] = table
+                while len(self._cache) > 4:
+                    self._cache.pop(next(iter(self._cache)))
+        return table if columns is None else table.select(columns)
+
+    def first_group(self, q: _PageQuery) -> int:
+        """The first row group that can hold a record after the query's lower bound."""
+        lower = np.iinfo(np.int64).min if q.after is None else q.after + 1
+        if q.key is not None:
+            lower = max(lower, q.key[0])
+        return int(np.searchsorted(self.group_max, lower, "left"))
+
+    def matching(self, table: pa.Table, q: _PageQuery, deleted: pa.Array | None) -> pa.Table:
+        mod = table.column("mod")
+        mask = pa.array(np.ones(table.num_rows, bool))
+        if q.after is not None:
+            mask = pc.and_(mask, pc.greater(mod, q.after))
+        if q.before is not None:
+            mask = pc.and_(mask, pc.less_equal(mod, q.before))
+        if q.key is not None:
+            mask = pc.and_(mask, pc.or_(pc.greater(mod, q.key[0]), pc.and_(
+                pc.equal(mod, q.key[0]), pc.greater(table.column("id"), q.key[1]))))
+        if q.start_range is not None:
+            start = table.column("start")
+            mask = pc.and_(mask, pc.and_(pc.greater_equal(start, q.start_range[0]),
+                                         pc.less_equal(start, q.start_range[1])))
+        if deleted is not None and len(deleted):
+            mask = pc.and_(mask, pc.invert(pc.is_in(table.column("id"), value_set=deleted)))
+        return table.filter(mask)
+
+    def scan(self, q: _PageQuery, deleted: pa.Array | None, count: int | None) -> pa.Table:
+        """The first ``count`` (None: all) raw records matching ``q``, in order."""
+        parts: list[pa.Table] = []
+        got = 0
+        for g in range(self.first_group(q), len(self.group_rows)):
+            table = self.read(g)
+            if q.before is not None and table.num_rows and table.column("mod")[0].as_py() > q.before:
+                break
+            hit = self.matching(table, q, deleted)
+            if count is not None:
+                hit = hit.slice(0, count - got)
+            parts.append(hit)
+            got += hit.num_rows
+            if count is not None and got >= count:
+                break
+        if not parts:
+            return self._file.schema_arrow.empty_table()
+        return pa.concat_tables(parts)
+
+    def find(self, rids: pa.Array) -> pa.Table:
+        """Raw records with these ids (one pass over the id column, by DuckDB)."""
+        conn = duckdb.connect()
+        try:
+            conn.register("_ids", pa.table({"id": rids}))
+            path = str(self.path).replace("'", "''")
+            return conn.execute(f"select f.* from read_parquet('{path}') f semi join _ids i "
+                                "on f.id = i.id").to_arrow_table()
+        finally:
+            conn.close()
+
+
+class _DiskStore:
+    """Records of one endpoint served from a _SortedFile, with an overlay: ids deleted from the
+    file (or replaced) and the records added since (an in-memory _Store), merged in
+    (modified, id) order when a page is served. A change costs the overlay, never a rewrite
+    of the file or a scan per record."""
+
+    def __init__(self, base: _SortedFile, deleted: frozenset[str] = frozenset(),
+                 added: _Store | None = None, hidden: int = 0) -> None:
+        self.base = base
+        self.deleted = deleted
+        self._deleted_array = pa.array(sorted(deleted), pa.string()) if deleted else None
+        self.added = added if added is not None else _Store(_store_table([], np.empty(0, np.int64), []))
+        self.hidden = hidden  # records of the file that are deleted
+
+    def __len__(self) -> int:
+        return self.base.rows - self.hidden + len(self.added)
+
+    def last_mod(self) -> int | None:
+        tops = [m for m in (self.added.last_mod(), self._base_last_mod()) if m is not None]
+        return max(tops) if tops else None
+
+    def _base_last_mod(self) -> int | None:
+        for g in range(len(self.base.group_rows) - 1, -1, -1):
+            hit = self.base.matching(self.base.read(g, ["mod", "id"]), _PageQuery(), self._deleted_array)
+            if hit.num_rows:
+                return int(pc.max(hit.column("mod")).as_py())
+        return None
+
+    def page(self, q: _PageQuery, limit: int) -> tuple[bytes, tuple[int, str] | None, bool]:
+        raw = self.base.scan(q, self._deleted_array, limit + 1)
+        extra = self.added.select(q, limit + 1)
+        keys = [(m, i, 0, n) for n, (m, i) in enumerate(zip(raw.column("mod").to_pylist(),
+                                                            raw.column("id").to_pylist(), strict=True))]
+        keys += [(*self.added.key(int(j)), 1, int(j)) for j in extra]
+        keys.sort()
+        more = len(keys) > limit
+        keys = keys[:limit]
+        if not keys:
+            return b"", None, more
+        from_base = [n for _, _, src, n in keys if src == 0]
+        rendered = self.base.render(raw.take(pa.array(from_base, pa.int64()))) if from_base else None
+        texts = iter(rendered.to_pylist() if rendered is not None else [])
+        bodies = [next(texts)[:-1].encode() if src == 0 else self.added.body(n, n + 1)
+                  for _, _, src, n in keys]
+        return b",".join(bodies), keys[-1][:2], more
+
+    def lookup(self, rids: Iterable[str]) -> dict[str, bytes]:
+        wanted = list(dict.fromkeys(rids))
+        found = self.added.lookup(wanted)
+        rest = [r for r in wanted if r not in found and r not in self.deleted]
+        if rest:
+            raw = self.base.find(pa.array(rest, pa.string()))
+            if raw.num_rows:
+                texts = self.base.render(raw).to_pylist()
+                found.update({rid: text[:-1].encode() for rid, text in
+                              zip(raw.column("id").to_pylist(), texts, strict=True)})
+        return found
+
+    def id_list(self) -> list[str]:
+        """Every id in (modified, id) order (reads the whole file: small worlds)."""
+        raw = self.base.scan(_PageQuery(), self._deleted_array, None)
+        keys = list(zip(raw.column("mod").to_pylist(), raw.column("id").to_pylist(), strict=True))
+        keys += [self.added.key(j) for j in range(len(self.added))]
+        return [rid for _, rid in sorted(keys)]
+
+    def texts_after(self, instant: int | None) -> pa.Array:
+        """The JSON texts of every record modified after ``instant`` (small worlds)."""
+        q = _PageQuery(after=instant)
+        raw = self.base.scan(q, self._deleted_array, None)
+        texts = [t[:-1] for t in self.base.render(raw).to_pylist()] if raw.num_rows else []
+        added = self.added.select(q, len(self.added))
+        texts += [self.added.body(int(j), int(j) + 1).decode() for j in added]
+        return pa.array(texts, pa.large_string())
+
+    def replaced(self, drop_ids: set[str], add: pa.Table | None) -> _DiskStore:
+        newly = [r for r in drop_ids if r not in self.deleted]
+        hidden = self.hidden
+        if newly:
+            hidden += self.base.find(pa.array(newly, pa.string())).num_rows
+        return _DiskStore(self.base, self.deleted | frozenset(drop_ids),
+                          self.added.replaced(set(drop_ids), add), hidden)
 
 
 def _store_table(ids: Any, micros: np.ndarray, bodies: list[str],
@@ -383,7 +645,8 @@ class Deletion:
 class SS12000Data:
     """What the simulated school platform serves; safe to mutate while it is being served."""
 
-    def __init__(self, records: dict[str, _Store] | None = None, deletions: Iterable[Deletion] = (),
+    def __init__(self, records: dict[str, _Store | _DiskStore] | None = None,
+                 deletions: Iterable[Deletion] = (),
                  max_page_size: int = 10_000) -> None:
         empty = _store_table([], np.empty(0, np.int64), [])
         self._stores = {e: (records or {}).get(e) or _Store(empty) for e in RECORD_ENDPOINTS}
@@ -401,8 +664,12 @@ class SS12000Data:
         return cls({
             "organisations": _organisation_store(orgs),
             "persons": _person_store(pop.persons, pop.enrolments, unit_ids),
-            "calendarEvents": _calendar_store(pop.calendar_events),
-            "attendances": _attendance_store(pop.attendances, pop.persons),
+            "calendarEvents": (_calendar_disk_store(pop.calendar_events, pop.attendances.world)
+                               if isinstance(pop.attendances, AttendanceParts)
+                               else _calendar_store(pop.calendar_events)),
+            "attendances": (_attendance_disk_store(pop.attendances, pop.persons)
+                            if isinstance(pop.attendances, AttendanceParts)
+                            else _attendance_store(pop.attendances, pop.persons)),
         })
 
     @classmethod
@@ -415,7 +682,7 @@ class SS12000Data:
         return cls(stores)
 
     # reading ----------------------------------------------------------------------------------
-    def store(self, endpoint: str) -> _Store:
+    def store(self, endpoint: str) -> _Store | _DiskStore:
         endpoint = _endpoint(endpoint)
         _check_endpoint(endpoint)
         return self._stores[endpoint]
@@ -428,12 +695,11 @@ class SS12000Data:
 
     def get(self, endpoint: str, record_id: str) -> dict[str, Any] | None:
         """The current record with that id (a copy), or None."""
-        store = self.store(_endpoint(endpoint))
-        i = store.position(record_id)
-        return None if i is None else json.loads(store.body(i, i + 1))
+        text = self.store(_endpoint(endpoint)).lookup([record_id]).get(record_id)
+        return None if text is None else json.loads(text)
 
     def ids(self, endpoint: str) -> list[str]:
-        return self.store(_endpoint(endpoint)).ids.to_pylist()
+        return self.store(_endpoint(endpoint)).id_list()
 
     def deletions(self) -> list[tuple[int, str, str]]:
         return list(self._deletions)
@@ -448,15 +714,15 @@ class SS12000Data:
             lo = 0 if instant is None else bisect.bisect_right(rows, (instant, "\uffff", "\uffff"))
             texts = [canonical_json(deletion_record(k, i)) for _, k, i in rows[lo:]]
             return len(texts), records_checksum(texts)
-        store = self.store(endpoint)
-        lo = store.bound(instant, 0)
-        return len(store) - lo, records_checksum(store.texts(lo, len(store)))
+        texts = self.store(endpoint).texts_after(instant)
+        return len(texts), records_checksum(texts)
 
     # mutation ---------------------------------------------------------------------------------
     def now(self, at: dt.datetime | None = None) -> dt.datetime:
         """The server's modification clock: ``at`` (default: the wall clock), but never earlier
         than the newest modification served, like a real server stamping ``meta.modified``."""
-        latest = max((int(s.mod[-1]) for s in self._stores.values() if len(s)), default=_MIN_US)
+        latest = max((m for s in self._stores.values() if (m := s.last_mod()) is not None),
+                     default=_MIN_US)
         wanted = _micros(at if at is not None and at.tzinfo else
                          (at.replace(tzinfo=STOCKHOLM) if at is not None else dt.datetime.now(dt.UTC)))
         instant = max(wanted, latest + 1)
@@ -480,6 +746,8 @@ class SS12000Data:
             store = self._stores[endpoint]
             when = self.now(at)
             served: list[dict[str, Any]] = []
+            wanted = [r.get("id") for r in records if not verbatim and isinstance(r, dict)]
+            current = store.lookup([r for r in wanted if isinstance(r, str) and r])
             for record in records:
                 if verbatim:
                     served.append(record)
@@ -488,8 +756,8 @@ class SS12000Data:
                 if not isinstance(rid, str) or not rid:
                     raise ValueError(f"upsert {endpoint}: a record needs a string id")
                 new = json.loads(canonical_json(record))
-                i = store.position(rid)
-                old_meta = json.loads(store.body(i, i + 1)).get("meta", {}) if i is not None else {}
+                old = current.get(rid)
+                old_meta = json.loads(old).get("meta", {}) if old is not None else {}
                 created = old_meta.get("created") if isinstance(old_meta, dict) else None
                 new["meta"] = {"created": created or _rfc3339(when), "modified": _rfc3339(when)}
                 served.append(new)
@@ -507,7 +775,8 @@ class SS12000Data:
         _check_endpoint(endpoint)
         with self._lock:
             store = self._stores[endpoint]
-            missing = [r for r in record_ids if store.position(r) is None]
+            found = store.lookup(record_ids)
+            missing = [r for r in record_ids if r not in found]
             if missing:
                 raise KeyError(f"{endpoint}: {len(missing)} id(s) not served")
             instant = _micros(at or dt.datetime.now(dt.UTC))
@@ -651,6 +920,34 @@ def _calendar_store(events: pd.DataFrame) -> _Store:
     return _render_store(columns, _sql_concat([*body, "','"]), events["id"], micros, start_us)
 
 
+_ATTENDANCE_MINUTES = {"attendanceMinutes": "attendance_minutes",
+                       "validAbsenceMinutes": "valid_absence_minutes",
+                       "invalidAbsenceMinutes": "invalid_absence_minutes",
+                       "otherAttendanceMinutes": "other_attendance_minutes"}
+_ATTENDANCE_BODY = _sql_concat([*_sql_obj({
+    "id": "id",
+    "calendarEvent": _sql_ref("event"),
+    "student": _sql_ref("student"),
+    "isReported": _sql_bool("is_reported"),
+    **{key: _sql_int(col) for key, col in _ATTENDANCE_MINUTES.items()},
+    "reportedTimestamp": "reported",
+    "meta": _sql_obj({"created": "modified", "modified": "modified"}),
+}, nullable=["reportedTimestamp"]), "','"])
+
+
+def _attendance_columns(ids: Any, events: Any, students: Any, is_reported: Any,
+                        minutes: dict[str, Any], modified: pa.Array,
+                        reported: pa.Array) -> dict[str, pa.Array]:
+    """The inputs of _ATTENDANCE_BODY; ``modified``/``reported`` are RFC 3339 texts."""
+    return {
+        "id": _jstr(ids), "event": _jstr(events), "student": _jstr(students),
+        "is_reported": pa.array(np.asarray(is_reported, dtype=bool)),
+        "reported": _jstr(reported), "modified": _jstr(modified),
+        **{col: pa.array(np.asarray(minutes[col], dtype=np.int64))
+           for col in _ATTENDANCE_MINUTES.values()},
+    }
+
+
 def _attendance_store(att: pd.DataFrame, persons: pd.DataFrame) -> _Store:
     pupil_ids = persons.set_index("person_key")["ss12000_id"]
     student = att["person_key"].map(pupil_ids)
@@ -659,25 +956,158 @@ def _attendance_store(att: pd.DataFrame, persons: pd.DataFrame) -> _Store:
                          "an SS 12000 id")
     modified, micros = _instants(att["modified_at"])
     reported, _ = _instants(att["reported_timestamp"])
-    minutes = {"attendanceMinutes": "attendance_minutes", "validAbsenceMinutes": "valid_absence_minutes",
-               "invalidAbsenceMinutes": "invalid_absence_minutes",
-               "otherAttendanceMinutes": "other_attendance_minutes"}
-    columns = {
-        "id": _jstr(att["id"]), "event": _jstr(att["calendar_event_id"]), "student": _jstr(student),
-        "is_reported": pa.array(np.asarray(att["is_reported"], dtype=bool)),
-        "reported": _jstr(reported), "modified": _jstr(modified),
-        **{col: pa.array(np.asarray(att[col], dtype=np.int64)) for col in minutes.values()},
-    }
-    body = _sql_obj({
-        "id": "id",
-        "calendarEvent": _sql_ref("event"),
-        "student": _sql_ref("student"),
-        "isReported": _sql_bool("is_reported"),
-        **{key: _sql_int(col) for key, col in minutes.items()},
-        "reportedTimestamp": "reported",
-        "meta": _sql_obj({"created": "modified", "modified": "modified"}),
-    }, nullable=["reportedTimestamp"])
-    return _render_store(columns, _sql_concat([*body, "','"]), att["id"], micros)
+    columns = _attendance_columns(att["id"], att["calendar_event_id"], student, att["is_reported"],
+                                  {c: att[c] for c in MINUTE_COLUMNS}, modified, reported)
+    return _render_store(columns, _ATTENDANCE_BODY, att["id"], micros)
+
+
+DISK_ROW_GROUP = 8192
+DISK_MEMORY_LIMIT = "512MB"
+
+
+def _utc(micros: np.ndarray) -> pd.Series:
+    return pd.Series(pd.to_datetime(micros, unit="us", utc=True))
+
+
+def _attendance_disk_store(parts: AttendanceParts, persons: pd.DataFrame) -> _DiskStore:
+    """The attendance endpoint of a generated world, served from disk: DuckDB sorts the
+    current records (the parts and their overlay) by (modified, id) into one Parquet file in
+    the world directory (spilling to disk rather than holding them); a page reads the row
+    groups it needs and renders only its records."""
+    directory = parts.world.scratch("ss12000-attendances-")
+    path = directory / "attendances.parquet"
+    pupils = persons[persons["ss12000_id"].notna()]
+    conn = duckdb.connect()
+    try:
+        conn.execute(f"set temp_directory = '{_sql_text(directory / 'spill')}'")
+        conn.execute(f"set memory_limit = '{DISK_MEMORY_LIMIT}'")
+        conn.execute("set preserve_insertion_order = false")
+        conn.register("_pupils", pa.table({
+            "person_key": pa.array(pupils["person_key"].to_numpy(dtype=np.int64)),
+            "student": pa.array(pupils["ss12000_id"].astype(str).tolist(), pa.string())}))
+        source = parts.sql_source(conn, ordered=False)
+        orphans = conn.execute(f"select count(*) from ({source}) a anti join _pupils p "
+                               "using (person_key)").fetchone()[0]
+        if orphans:
+            raise ValueError(f"{orphans} attendance records belong to people without an SS 12000 id")
+        minutes = ", ".join(MINUTE_COLUMNS)
+        conn.execute(f"""copy (
+            select modified_ns // 1000 as mod, id, calendar_event_id as event, p.student,
+                   is_reported, {minutes}, reported_ns // 1000 as reported_us
+            from ({source}) a join _pupils p using (person_key)
+            order by mod, id
+        ) to '{_sql_text(path)}' (format parquet, row_group_size {DISK_ROW_GROUP})""")
+        # the precision the timestamps show is the column's, as for a store in memory
+        units = conn.execute(f"""select
+            bool_and(mod % 1000000 = 0), bool_and(mod % 1000 = 0),
+            bool_and(reported_us % 1000000 = 0), bool_and(reported_us % 1000 = 0)
+            from read_parquet('{_sql_text(path)}')""").fetchone()
+    finally:
+        conn.close()
+    mod_unit = "s" if units[0] is not False else "ms" if units[1] is not False else "us"
+    rep_unit = "s" if units[2] is not False else "ms" if units[3] is not False else "us"
+
+    def render(raw: pa.Table) -> pa.Array:
+        if raw.num_rows <= _SMALL_PAGE:
+            return _attendance_texts(raw, mod_unit, rep_unit)
+        reported_us = pc.fill_null(raw.column("reported_us"), _MIN_US).to_numpy()
+        modified, _ = _instants(_utc(raw.column("mod").to_numpy()), mod_unit)
+        reported, _ = _instants(_utc(reported_us), rep_unit)
+        columns = _attendance_columns(raw.column("id"), raw.column("event"), raw.column("student"),
+                                      raw.column("is_reported").to_numpy(zero_copy_only=False),
+                                      {c: raw.column(c).to_numpy() for c in MINUTE_COLUMNS},
+                                      modified, reported)
+        return _render_items(columns, _ATTENDANCE_BODY)
+
+    base = _SortedFile(path, render, parts.world)
+    weakref.finalize(base, shutil.rmtree, str(directory), True)
+    return _DiskStore(base)
+
+
+_SMALL_PAGE = 256  # rendered in Python: cheaper than a DuckDB query for a few records
+_TIMESPEC = {"s": "seconds", "ms": "milliseconds", "us": "microseconds"}
+
+
+def _rfc3339_us(micros: int | None, unit: str) -> str | None:
+    if micros is None:
+        return None
+    at = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=micros)
+    return at.astimezone(STOCKHOLM).isoformat(timespec=_TIMESPEC[unit])
+
+
+def _attendance_texts(raw: pa.Table, mod_unit: str, rep_unit: str) -> pa.Array:
+    """The same texts as _ATTENDANCE_BODY renders, built record by record."""
+    texts = []
+    for r in raw.to_pylist():
+        modified = _rfc3339_us(r["mod"], mod_unit)
+        rec: dict[str, Any] = {
+            "id": r["id"], "calendarEvent": {"id": r["event"]}, "student": {"id": r["student"]},
+            "isReported": bool(r["is_reported"]),
+            **{key: int(r[col]) for key, col in _ATTENDANCE_MINUTES.items()},
+            "meta": {"created": modified, "modified": modified},
+        }
+        if r["reported_us"] is not None:
+            rec["reportedTimestamp"] = _rfc3339_us(r["reported_us"], rep_unit)
+        texts.append(canonical_json(rec) + ",")
+    return pa.array(texts, pa.large_string())
+
+
+_CALENDAR_BODY = _sql_concat([*_sql_obj({
+    "id": "id",
+    "activity": _sql_ref("activity"),
+    "startTime": "start_at",
+    "endTime": "end_at",
+    "meta": _sql_obj({"created": "modified", "modified": "modified"}),
+}), "','"])
+
+
+def _calendar_disk_store(events: pd.DataFrame, world: WorldDirectory) -> _DiskStore:
+    """The calendar events of a generated world (millions at Stockholm size), served from a
+    Parquet file sorted by (modified, id) like the attendance records."""
+    directory = world.scratch("ss12000-calendar-")
+    path = directory / "calendarEvents.parquet"
+    _, mod = _instants(events["modified_at"])
+    _, start = _instants(events["start_time"])
+    _, end = _instants(events["end_time"])
+    units = {name: _instant_unit(v) for name, v in (("mod", mod), ("start", start), ("end", end))}
+    conn = duckdb.connect()
+    try:
+        conn.execute(f"set temp_directory = '{_sql_text(directory / 'spill')}'")
+        conn.execute(f"set memory_limit = '{DISK_MEMORY_LIMIT}'")
+        conn.register("_events", pa.table({
+            "mod": pa.array(mod, pa.int64()), "id": _arrow_strings(events["id"]),
+            "activity": _arrow_strings(events["activity_id"]),
+            "start": pa.array(start, pa.int64()), "end_us": pa.array(end, pa.int64())}))
+        conn.execute(f"copy (select * from _events order by mod, id) to '{_sql_text(path)}' "
+                     f"(format parquet, row_group_size {DISK_ROW_GROUP})")
+    finally:
+        conn.close()
+
+    def render(raw: pa.Table) -> pa.Array:
+        if raw.num_rows <= _SMALL_PAGE:
+            texts = []
+            for r in raw.to_pylist():
+                modified = _rfc3339_us(r["mod"], units["mod"])
+                texts.append(canonical_json({
+                    "id": r["id"], "activity": {"id": r["activity"]},
+                    "startTime": _rfc3339_us(r["start"], units["start"]),
+                    "endTime": _rfc3339_us(r["end_us"], units["end"]),
+                    "meta": {"created": modified, "modified": modified}}) + ",")
+            return pa.array(texts, pa.large_string())
+        modified, _ = _instants(_utc(raw.column("mod").to_numpy()), units["mod"])
+        start_at, _ = _instants(_utc(raw.column("start").to_numpy()), units["start"])
+        end_at, _ = _instants(_utc(raw.column("end_us").to_numpy()), units["end"])
+        return _render_items({"id": _jstr(raw.column("id")), "activity": _jstr(raw.column("activity")),
+                              "start_at": _jstr(start_at), "end_at": _jstr(end_at),
+                              "modified": _jstr(modified)}, _CALENDAR_BODY)
+
+    base = _SortedFile(path, render, world)
+    weakref.finalize(base, shutil.rmtree, str(directory), True)
+    return _DiskStore(base)
+
+
+def _sql_text(value: Any) -> str:
+    return str(value).replace("'", "''")
 
 
 # --- HTTP ------------------------------------------------------------------------------------
@@ -962,28 +1392,15 @@ class RunningServer:
                 if missing:
                     raise _BadRequest("missing_parameter", f"required: {', '.join(missing)}")
         store = self.data.store(endpoint)
-        n = len(store)
-        lo = store.bound(filters.get("meta.modified.after"), 0)
-        before = filters.get("meta.modified.before")
-        hi = n if before is None else int(np.searchsorted(store.mod, before, "right"))
-        if key is not None:
-            lo = max(lo, store.after_key(int(key[0]), str(key[1])))
-        if endpoint == "calendarEvents":
-            starts = store.start[lo:hi]
-            mask = (starts >= filters["startTime.onOrAfter"]) & (starts <= filters["startTime.onOrBefore"])
-            selected = np.flatnonzero(mask)[: limit + 1] + lo
-            more = len(selected) > limit
-            selected = selected[:limit]
-            body = store.bodies(selected)
-            last = int(selected[-1]) if len(selected) else None
-        else:
-            end = min(lo + limit, hi)
-            more = end < hi
-            body = store.body(lo, end)
-            last = end - 1 if end > lo else None
+        query = _PageQuery(
+            after=filters.get("meta.modified.after"), before=filters.get("meta.modified.before"),
+            key=None if key is None else (int(key[0]), str(key[1])),
+            start_range=((filters["startTime.onOrAfter"], filters["startTime.onOrBefore"])
+                         if endpoint == "calendarEvents" else None))
+        body, last, more = store.page(query, limit)
         token = None
         if more and last is not None:
-            token = _encode_token({"e": endpoint, "f": filters, "k": list(store.key(last))})
+            token = _encode_token({"e": endpoint, "f": filters, "k": list(last)})
         return b'{"data":[' + body + b'],"pageToken":' + json.dumps(token).encode() + b"}"
 
     def _deleted_page(self, params: dict[str, list[str]]) -> bytes:
