@@ -219,6 +219,9 @@ def scenario(tmp_path_factory) -> Iterator[Scenario]:
     sim = p.simulator
     sim.mkdir(parents=True)
     pop = generate(seed=SEED, pupils=PUPILS, lessons_per_day=LESSONS_PER_DAY)
+    # The attendance as one frame (a small world): the changes below are made on it, and
+    # the server and the ground truth read the same frame.
+    pop = dataclasses.replace(pop, attendances=pop.attendance_frame())
     url = f"sqlite:///{sim / 'case_system.sqlite'}"
     write_case_system(pop, url)
     inbox = sim / "police_inbox"
