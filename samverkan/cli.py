@@ -429,7 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "503 or a stalled answer (default 0)")
     demo.add_argument("--memory-limit", type=_size, metavar="SIZE",
                       help="the most memory DuckDB may use, e.g. 2GiB ([warehouse] memory_limit in "
-                           "the demo's samverkan.toml; default half the machine's memory)")
+                           "the demo's samverkan.toml; default half the machine's memory, at most 4 GiB)")
     demo.set_defaults(func=cmd_demo)
 
     init = sub.add_parser(
@@ -502,7 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "$XDG_CACHE_HOME/samverkan/bench, i.e. ~/.cache/samverkan/bench)")
     bench.add_argument("--memory-limit", type=_size, metavar="SIZE",
                        help="DuckDB's memory limit in every measured data directory ([warehouse] "
-                            "memory_limit; default half the machine's memory)")
+                            "memory_limit; default half the machine's memory, at most 4 GiB)")
     bench.add_argument("--repeat", type=_in_range(int, 1, 20), default=1, metavar="R",
                        help="measure everything R times (fresh copies; the table shows medians)")
     bench.add_argument("--json", type=Path, metavar="FILE",

@@ -1,7 +1,7 @@
 """Every DuckDB connection the pipeline opens: bounded memory, a spill folder, no needless order.
 
 The ``[warehouse]`` section of ``samverkan.toml`` (:func:`samverkan.config.settings.warehouse_settings`)
-gives DuckDB a memory limit (default: half the machine's memory), a number of threads (default:
+gives DuckDB a memory limit (default: half the machine's memory, at most 4 GiB), a number of threads (default:
 the CPUs this process may use) and a folder for spilling what does not fit (default
 ``<home>/warehouse/spill/``, owner only: spill files hold person-level data). Every connection
 (:func:`connect`; the warehouse files through :func:`samverkan.locks.connect_warehouse`, dbt's
@@ -80,9 +80,15 @@ def cpu_count() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+# The default is capped: at Stockholm's size (100 000 pupils) a full build peaks at about
+# 4.7 GiB under a 4 GiB limit, and a larger limit buys little time (spilling is sequential I/O)
+# while it lets one night take most of a shared machine. Raise it in samverkan.toml if wanted.
+DEFAULT_MEMORY_LIMIT_CAP = 4 * 2**30
+
+
 def default_memory_limit() -> str:
-    """Half the machine's memory (:func:`physical_memory`)."""
-    return format_size(physical_memory() // 2)
+    """Half the machine's memory (:func:`physical_memory`), at most 4 GiB."""
+    return format_size(min(physical_memory() // 2, DEFAULT_MEMORY_LIMIT_CAP))
 
 
 @dataclass(frozen=True)

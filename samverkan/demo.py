@@ -128,7 +128,7 @@ def run_demo(p: Paths, seed: int, pupils: int, lessons_per_day: int, fault_rate:
     requests with 429, 500, 503 or a stall the client must time out on and retry.
     ``lessons_per_day`` (recorded lessons a pupil and school day) sets the volume of the
     attendance feed. ``memory_limit`` (a DuckDB size) bounds DuckDB's memory
-    (``[warehouse] memory_limit``; default half the machine's)."""
+    (``[warehouse] memory_limit``; default half the machine's, at most 4 GiB)."""
     from samverkan.simulator.ss12000_server import SS12000Data, serve
 
     if not 0.0 <= fault_rate <= 1.0:

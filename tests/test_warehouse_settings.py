@@ -39,11 +39,18 @@ def test_defaults_half_the_memory_the_cpus_and_a_spill_folder_in_the_restricted_
     p = _configured(samverkan_home, "")
     w = load_settings().warehouse
     assert w is not None
-    assert database.parse_size(w.memory_limit) == pytest.approx(database.physical_memory() / 2,
-                                                                abs=2**20)
+    assert database.parse_size(w.memory_limit) == pytest.approx(
+        min(database.physical_memory() / 2, 4 * 2**30), abs=2**20)
     assert w.threads == database.cpu_count()
     assert w.temp_directory == p.warehouse / "spill"
     assert _mode(p.warehouse / "spill") == 0o700  # created with the zones
+
+
+def test_the_default_limit_is_half_a_small_machine_and_at_most_4_gib(monkeypatch) -> None:
+    monkeypatch.setattr(database, "physical_memory", lambda: 3 * 2**30)
+    assert database.default_memory_limit() == "1536MiB"
+    monkeypatch.setattr(database, "physical_memory", lambda: 64 * 2**30)
+    assert database.parse_size(database.default_memory_limit()) == 4 * 2**30
 
 
 def test_a_wrong_memory_limit_is_a_configuration_error_naming_the_key(samverkan_home: Path) -> None:

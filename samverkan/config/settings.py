@@ -256,7 +256,7 @@ _CASE_SYSTEM = {
 _WAREHOUSE = {
     "memory_limit": Option("size", "the most memory DuckDB may use (a DuckDB size: \"4GiB\", "
                            "\"8GB\"); beyond it a build spills to temp_directory (slower, not "
-                           "failing). Default: half the machine's memory", example="8GiB"),
+                           "failing). Default: half the machine's memory, at most 4 GiB", example="8GiB"),
     "threads": Option("int", "threads DuckDB may use; default: the CPUs this process may run on",
                       minimum=1, maximum=1024, example=4),
     "temp_directory": Option("path", "folder for DuckDB's spill files (they hold person-level "

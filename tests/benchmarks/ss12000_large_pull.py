@@ -322,7 +322,7 @@ def main() -> None:
     parser.add_argument("--page-size", type=int, default=5000)
     parser.add_argument("--memory-limit", default=None,
                         help="[warehouse] memory_limit of the data directory (default: DuckDB's "
-                             "default of the pipeline, half the machine's memory)")
+                             "default of the pipeline, half the machine's memory, at most 4 GiB)")
     parser.add_argument("--daily", action="store_true",
                         help="a first load day by day (one bounded extract per day), as backfill")
     parser.add_argument("--no-validate", action="store_true")
