@@ -26,7 +26,6 @@ import csv
 import dataclasses
 import datetime as dt
 import json
-import secrets
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from zoneinfo import ZoneInfo
 import duckdb
 import pandas as pd
 import pytest
+from simulated_home import serving, simulated_home
 from truth_compare import assert_equals_truth, read_cells
 
 from samverkan.simulator.population import TZ, Population
@@ -206,26 +206,17 @@ class Scenario:
 
 @pytest.fixture(scope="module")
 def scenario(tmp_path_factory) -> Iterator[Scenario]:
-    from samverkan.config import Paths, load_settings
-    from samverkan.demo import TOKEN_ENV, SimulatedSources, write_demo_config
-    from samverkan.simulator.case_system_db import write_case_system
+    from samverkan.config import load_settings
     from samverkan.simulator.ground_truth import compute_ground_truth, write_ground_truth
-    from samverkan.simulator.police_files import write_police_files
     from samverkan.simulator.population import generate
-    from samverkan.simulator.ss12000_server import SS12000Data, serve
+    from samverkan.simulator.ss12000_server import SS12000Data
 
-    home = tmp_path_factory.mktemp("incremental") / "home"
-    p = Paths(home).ensure()
-    sim = p.simulator
-    sim.mkdir(parents=True)
     pop = generate(seed=SEED, pupils=PUPILS, lessons_per_day=LESSONS_PER_DAY)
     # The attendance as one frame (a small world): the changes below are made on it, and
     # the server and the ground truth read the same frame.
     pop = dataclasses.replace(pop, attendances=pop.attendance_frame())
-    url = f"sqlite:///{sim / 'case_system.sqlite'}"
-    write_case_system(pop, url)
-    inbox = sim / "police_inbox"
-    write_police_files(pop, inbox)
+    home = simulated_home(tmp_path_factory.mktemp("incremental"), pop)
+    sim = home.paths.simulator
 
     # the changes, chosen on the frames
     corrected_2 = _present_records(pop, OLD_DAYS[0]).iloc[0]
@@ -244,42 +235,33 @@ def scenario(tmp_path_factory) -> Iterator[Scenario]:
     truth_path = sim / "ground_truth.csv"
     write_ground_truth(compute_ground_truth(changed), truth_path)
 
-    token = secrets.token_urlsafe(16)
     data = SS12000Data.from_population(pop)
     nights: list[pd.DataFrame] = []
     seconds: list[float] = []
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SAMVERKAN_HOME", str(home))
-        mp.setenv("SAMVERKAN_PSEUDONYM_KEY", TEST_KEY)
-        mp.setenv(TOKEN_ENV, token)
-        for name in ("SAMVERKAN_PSEUDONYM_KEY_FILE", "SAMVERKAN_CONFIG"):
-            mp.delenv(name, raising=False)
-        with serve(data, token) as server:
-            write_demo_config(p, server.base_url, SimulatedSources(
-                pop.reference_date, url, inbox, truth_path))
-            settings = load_settings()
-            ref = pop.reference_date
+    with serving(home, pop, data, TEST_KEY, truth_path):
+        settings = load_settings()
+        ref = pop.reference_date
 
-            _night(settings, DAY_1)
-            seconds.append(_build_chain(settings, ref))
-            nights.append(_bookkeeping(settings))
+        _night(settings, DAY_1)
+        seconds.append(_build_chain(settings, ref))
+        nights.append(_bookkeeping(settings))
 
-            _served_absent(data, corrected_2["id"], int(corrected_2["length"]), _noon(DAY_2))
-            # a deletion is listed from the moment it is made (no `before` bound on it)
-            data.delete("attendances", deleted_2["id"])
-            _night(settings, DAY_2)
-            seconds.append(_build_chain(settings, ref))
-            nights.append(_bookkeeping(settings))
+        _served_absent(data, corrected_2["id"], int(corrected_2["length"]), _noon(DAY_2))
+        # a deletion is listed from the moment it is made (no `before` bound on it)
+        data.delete("attendances", deleted_2["id"])
+        _night(settings, DAY_2)
+        seconds.append(_build_chain(settings, ref))
+        nights.append(_bookkeeping(settings))
 
-            _served_moved(data, moved_event, week)
-            _served_absent(data, corrected_3["id"], int(corrected_3["length"]), None)
-            data.delete("attendances", deleted_3["id"])
-            results = _night(settings, None)
-            incremental = _publish(settings, ref, results)
-            nights.append(_bookkeeping(settings))
-            full = _full_refresh(settings, ref)
+        _served_moved(data, moved_event, week)
+        _served_absent(data, corrected_3["id"], int(corrected_3["length"]), None)
+        data.delete("attendances", deleted_3["id"])
+        results = _night(settings, None)
+        incremental = _publish(settings, ref, results)
+        nights.append(_bookkeeping(settings))
+        full = _full_refresh(settings, ref)
     yield Scenario(read_cells(truth_path), incremental, full, nights,
-                   {DAY_2, *OLD_DAYS}, (MOVED_FROM, MOVED_FROM + week), home, seconds)
+                   {DAY_2, *OLD_DAYS}, (MOVED_FROM, MOVED_FROM + week), home.paths.home, seconds)
 
 
 # --- the assertions ---------------------------------------------------------------------------

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from simulated_home import serving, simulated_home
 from truth_compare import assert_equals_truth, read_cells
 
 from samverkan.simulator.population import TZ, Population
@@ -275,22 +275,14 @@ class Scenario:
 
 @pytest.fixture(scope="module")
 def scenario(tmp_path_factory) -> Iterator[Scenario]:
-    from samverkan.config import Paths, load_settings
-    from samverkan.demo import TOKEN_ENV, SimulatedSources, write_demo_config
-    from samverkan.simulator.case_system_db import write_case_system
+    from samverkan.config import load_settings
     from samverkan.simulator.police_files import write_police_files
     from samverkan.simulator.population import generate
-    from samverkan.simulator.ss12000_server import SS12000Data, serve
+    from samverkan.simulator.ss12000_server import SS12000Data
 
-    home = tmp_path_factory.mktemp("source_changes") / "home"
-    p = Paths(home).ensure()
-    sim = p.simulator
-    sim.mkdir(parents=True)
     pop = generate(seed=SEED, pupils=PUPILS, lessons_per_day=LESSONS_PER_DAY)
-    url = f"sqlite:///{sim / 'case_system.sqlite'}"
-    write_case_system(pop, url)
-    inbox = sim / "police_inbox"
-    write_police_files(pop, inbox)
+    home = simulated_home(tmp_path_factory.mktemp("source_changes"), pop)
+    sim, url, inbox = home.paths.simulator, home.case_system_url, home.police_inbox
     truth_before = _truth_csv(pop, sim / "truth_before.csv")
 
     # Choose the three changes on the frames first, each verified against the ground truth.
@@ -304,42 +296,33 @@ def scenario(tmp_path_factory) -> Iterator[Scenario]:
                                 decision)
     truth_after = _truth_csv(changed, sim / "truth_after.csv")
 
-    token = secrets.token_urlsafe(16)
     data = SS12000Data.from_population(pop)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SAMVERKAN_HOME", str(home))
-        mp.setenv("SAMVERKAN_PSEUDONYM_KEY", TEST_KEY)
-        mp.setenv(TOKEN_ENV, token)
-        for name in ("SAMVERKAN_PSEUDONYM_KEY_FILE", "SAMVERKAN_CONFIG"):
-            mp.delenv(name, raising=False)
-        with serve(data, token) as server:
-            write_demo_config(p, server.base_url, SimulatedSources(
-                pop.reference_date, url, inbox, sim / "truth_before.csv"))
-            run1 = _run_pipeline(load_settings)
+    with serving(home, pop, data, TEST_KEY, sim / "truth_before.csv"):
+        run1 = _run_pipeline(load_settings)
 
-            # (a) police: a later delivery cancels the suspect row
-            cancel_pop = dataclasses.replace(pop, police_rows=_cancellation(pop, police))
-            (new_file,) = write_police_files(cancel_pop, inbox)
-            assert new_file.name == "polis_20260613.csv"
-            # (b) SS 12000: the attendance record is deleted on the server
-            data.delete("attendances", attendance.detail["id"])
-            # (c) case system: the decision date is corrected, the row's change time bumped
-            engine = sa.create_engine(url)
-            try:
-                table = sa.table("t_aktualisering", sa.column("aktualisering_id", sa.BigInteger),
-                                 sa.column("forhandsbedomning_datum", sa.Date),
-                                 sa.column("andrad_tid", sa.DateTime))
-                with engine.begin() as conn:
-                    updated = conn.execute(
-                        sa.update(table)
-                        .where(table.c.aktualisering_id == decision.detail["aktualisering_id"])
-                        .values(forhandsbedomning_datum=decision.detail["late"],
-                                andrad_tid=CANCELLED_AT.to_pydatetime()))
-                    assert updated.rowcount == 1
-            finally:
-                engine.dispose()
+        # (a) police: a later delivery cancels the suspect row
+        cancel_pop = dataclasses.replace(pop, police_rows=_cancellation(pop, police))
+        (new_file,) = write_police_files(cancel_pop, inbox)
+        assert new_file.name == "polis_20260613.csv"
+        # (b) SS 12000: the attendance record is deleted on the server
+        data.delete("attendances", attendance.detail["id"])
+        # (c) case system: the decision date is corrected, the row's change time bumped
+        engine = sa.create_engine(url)
+        try:
+            table = sa.table("t_aktualisering", sa.column("aktualisering_id", sa.BigInteger),
+                             sa.column("forhandsbedomning_datum", sa.Date),
+                             sa.column("andrad_tid", sa.DateTime))
+            with engine.begin() as conn:
+                updated = conn.execute(
+                    sa.update(table)
+                    .where(table.c.aktualisering_id == decision.detail["aktualisering_id"])
+                    .values(forhandsbedomning_datum=decision.detail["late"],
+                            andrad_tid=CANCELLED_AT.to_pydatetime()))
+                assert updated.rowcount == 1
+        finally:
+            engine.dispose()
 
-            run2 = _run_pipeline(load_settings)
+        run2 = _run_pipeline(load_settings)
     yield Scenario(truth_before, truth_after, run1, run2, [police, attendance, decision])
 
 
