@@ -322,20 +322,14 @@ def test_a_change_of_the_models_or_removed_batches_force_a_full_rebuild(scenario
     p = Paths(home)
     assert rebuild_reason(p) is None
     assert "changed" in rebuild_reason(p, logic_fingerprint() + "-other")
-    conn = duckdb.connect(str(p.restricted_db))
-    try:
-        conn.execute("delete from raw_ss12000.attendances where rowid = (select min(rowid) "
-                     "from raw_ss12000.attendances)")
-    finally:
-        conn.close()
-    assert "raw_ss12000.attendances" in rebuild_reason(p)
-    conn = duckdb.connect(str(p.restricted_db))
-    try:
-        conn.execute("delete from load_meta.batches where batch_id = (select min(batch_id) "
-                     "from load_meta.batches where source = 'ss12000')")
-    finally:
-        conn.close()
-    assert "no longer in the warehouse" in rebuild_reason(p)
+    for removal, reason in (
+            ("delete from raw_ss12000.attendances where rowid = (select min(rowid) "
+             "from raw_ss12000.attendances)", "raw_ss12000.attendances"),
+            ("delete from load_meta.batches where batch_id = (select min(batch_id) "
+             "from load_meta.batches where source = 'ss12000')", "no longer in the warehouse")):
+        with duckdb.connect(str(p.restricted_db)) as conn:
+            conn.execute(removal)
+        assert reason in rebuild_reason(p)
 
 
 def test_bookkeeping_holds_no_person_data(scenario):

@@ -244,6 +244,18 @@ def _age_between_0_and_17(birth: str, on: str) -> str:
             f"< month({birth}) * 100 + day({birth}) then 1 else 0 end) between 0 and 17")
 
 
+def _area_columns(city: str, school_units: bool = False) -> str:
+    """``area_level`` and ``area_code`` of a cell from which area column its grouping set
+    holds: district (stadsdelsområde), SSPF area, school unit (when asked), else the city."""
+    levels = [("stadsdelsomrade_code", "stadsdelsomrade"), ("sspf_omrade_code", "sspf_omrade")]
+    if school_units:
+        levels.append(("school_unit_code", "skolenhet"))
+    level = " ".join(f"when grouping({c}) = 0 then '{name}'" for c, name in levels)
+    code = " ".join(f"when grouping({c}) = 0 then {c}" for c, _ in levels)
+    return (f"case {level} else 'stad' end as area_level,\n"
+            f"                case {code} else {city} end as area_code")
+
+
 def indicator_sql(indicator: str, params: dict[str, Any]) -> str:
     """One query giving the cells of ``indicator`` (columns :data:`CELL_COLUMNS`)."""
     city = _string(params["municipality_code"])
@@ -256,12 +268,7 @@ def indicator_sql(indicator: str, params: dict[str, Any]) -> str:
         ),
         cells as (
             select period_type, period_start,
-                case when grouping(stadsdelsomrade_code) = 0 then 'stadsdelsomrade'
-                     when grouping(sspf_omrade_code) = 0 then 'sspf_omrade'
-                     when grouping(school_unit_code) = 0 then 'skolenhet' else 'stad' end as area_level,
-                case when grouping(stadsdelsomrade_code) = 0 then stadsdelsomrade_code
-                     when grouping(sspf_omrade_code) = 0 then sspf_omrade_code
-                     when grouping(school_unit_code) = 0 then school_unit_code else {city} end as area_code,
+                {_area_columns(city, school_units=True)},
                 case when grouping(huvudman_kind) = 0 then 'huvudman'
                      when grouping(arskurs) = 0 then 'arskurs' else 'totalt' end as breakdown,
                 case when grouping(huvudman_kind) = 0 then huvudman_kind
@@ -297,10 +304,7 @@ def indicator_sql(indicator: str, params: dict[str, Any]) -> str:
         ),
         cells as (
             select period_type, period_start,
-                case when grouping(stadsdelsomrade_code) = 0 then 'stadsdelsomrade'
-                     when grouping(sspf_omrade_code) = 0 then 'sspf_omrade' else 'stad' end as area_level,
-                case when grouping(stadsdelsomrade_code) = 0 then stadsdelsomrade_code
-                     when grouping(sspf_omrade_code) = 0 then sspf_omrade_code else {city} end as area_code,
+                {_area_columns(city)},
                 case when grouping(anmalare_kategori) = 0 then 'anmalare' else 'totalt' end as breakdown,
                 case when grouping(anmalare_kategori) = 0 then anmalare_kategori else 'totalt' end
                     as breakdown_value,
@@ -330,10 +334,7 @@ def indicator_sql(indicator: str, params: dict[str, Any]) -> str:
         ),
         cells as (
             select period_type, period_start,
-                case when grouping(stadsdelsomrade_code) = 0 then 'stadsdelsomrade'
-                     when grouping(sspf_omrade_code) = 0 then 'sspf_omrade' else 'stad' end as area_level,
-                case when grouping(stadsdelsomrade_code) = 0 then stadsdelsomrade_code
-                     when grouping(sspf_omrade_code) = 0 then sspf_omrade_code else {city} end as area_code,
+                {_area_columns(city)},
                 'totalt' as breakdown, 'totalt' as breakdown_value,
                 count(*) filter (where has_report) as numerator,  -- one row per pupil and period
                 count(*) as denominator
