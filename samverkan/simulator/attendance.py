@@ -150,11 +150,13 @@ class AttendanceParts:
             conn.register(name, table)
         return conn.execute(sql.format(current=self.sql_source(conn)))
 
-    def connect(self, spill: Path | None = None) -> duckdb.DuckDBPyConnection:
-        """A DuckDB connection that spills into ``spill`` (default ``<world>/duckdb-spill``)
-        rather than taking most of the machine's memory (memory limit
-        :data:`DUCKDB_MEMORY_LIMIT`; results in no particular order unless asked for)."""
-        conn = duckdb.connect()
+    def connect(self, spill: Path | None = None,
+                database: Path | None = None) -> duckdb.DuckDBPyConnection:
+        """A DuckDB connection (to ``database``, default in memory) that spills into ``spill``
+        (default ``<world>/duckdb-spill``) rather than taking most of the machine's memory
+        (memory limit :data:`DUCKDB_MEMORY_LIMIT`; results in no particular order unless asked
+        for)."""
+        conn = duckdb.connect(str(database) if database is not None else ":memory:")
         try:
             conn.execute("set preserve_insertion_order = false")
             directory = str(spill or self.world.path / "duckdb-spill").replace("'", "''")

@@ -439,7 +439,9 @@ class _Attendance:
         self._scratch: Path | None = None
         if isinstance(att, AttendanceParts):
             self._scratch = att.world.scratch("ground-truth-")
-            self.conn = att.connect(self._scratch / "spill")
+            # a database file: the person-day table (tens of millions of rows at Stockholm
+            # size) lives on disk, DuckDB holds only what its memory limit allows
+            self.conn = att.connect(self._scratch / "spill", self._scratch / "attendance.duckdb")
             try:
                 self.conn.execute("create table att_days as "
                                   + att.day_totals_sql(self.conn, src.p.R, src.protected))
@@ -460,7 +462,7 @@ class _Attendance:
         """Runs ``sql`` (column ``_row`` in 0..n-1, then ``columns``, no nulls) and returns each
         column as a float64 array indexed by ``_row`` (0 where no row came back)."""
         out = {c: np.zeros(n, dtype=np.float64) for c in columns}
-        reader = self.conn.execute(sql).fetch_record_batch(1_000_000)
+        reader = self.conn.execute(sql).to_arrow_reader(1_000_000)
         for batch in reader:
             rows = batch.column("_row").to_numpy()
             for c in columns:
@@ -569,7 +571,7 @@ class _Cells:
         ptype_code, ptype_uni = pd.factorize(units["ptype"])
         pstart = units["pstart"].to_numpy(dtype=np.int64)
         pstart_code = pstart - pstart.min()
-        id_code = pd.factorize(units["id"])[0].astype(np.int64)
+        id_code = pd.factorize(units["id"])[0].astype(np.int64) if distinct else None
         area = {level: (np.zeros(n, dtype=np.int64), np.array([self.src.p.municipality_code],
                                                               dtype=object))
                 if _AREA_COLUMN[level] is None else pd.factorize(units[_AREA_COLUMN[level]])
@@ -715,22 +717,32 @@ def _pupil_periods(src: _Sources, periods: pd.DataFrame,
     keep = np.flatnonzero(~np.isnan(wstart[pj]))
     ek, pk = ei[keep], pj[keep]
     del ei, pj, person_e
+    del offered, absence
+    # compact columns: categoricals, day numbers as int32, the sums as float32 where that is
+    # exact (the cells read them back as float64)
     year = _categorical(e["year"])[ek]
     pp = pd.DataFrame({
         "person": person[ek],
         "unit": unit[ek],
         "year": year,
         **{c: _categorical(e[c])[ek] for c in ("huvudman", "sspf", "sdo")},
-        "ptype": p_type[pk],
-        "pstart": p_start[pk],
-        "pend": p_end[pk],
-        **{m: sums.pop(m)[keep] for m in _Attendance.MEASURES},
+        "ptype": _categorical(pd.Series(p_type))[pk],
+        "pstart": p_start[pk].astype(np.int32),
+        "pend": p_end[pk].astype(np.int32),
+        **{m: _exact_float32(sums.pop(m)[keep]) for m in _Attendance.MEASURES},
         "assessed": assessed[keep], "high": high[keep], "very_high": very_high[keep],
-        "wstart": wstart[pk].astype(np.int64),
-        "id": person[ek],
+        "wstart": wstart[pk].astype(np.int32),
         "arskurs": year,
     })
+    pp["c_offered"] = pp["offered"].to_numpy() > 0
+    pp["c_scheduled"] = pp["scheduled"].to_numpy() > 0
     return pp, high_months
+
+
+def _exact_float32(values: np.ndarray) -> np.ndarray:
+    """float64 values as float32 when every value is exactly representable, else unchanged."""
+    small = values.astype(np.float32)
+    return small if np.array_equal(small.astype(np.float64), values) else values
 
 
 def _latest_per_period(q: pd.DataFrame) -> pd.DataFrame:
@@ -741,7 +753,10 @@ def _latest_per_period(q: pd.DataFrame) -> pd.DataFrame:
 
 def _with_school_area(rows: pd.DataFrame, enrolled: pd.DataFrame) -> pd.DataFrame:
     """Attach the school area (sdo, sspf) of the person's enrolment in the period; none: city."""
-    areas = enrolled[["person", "ptype", "pstart", "sdo", "sspf"]]
+    areas = enrolled.loc[enrolled["person"].isin(rows["person"]),
+                         ["person", "ptype", "pstart", "sdo", "sspf"]]
+    areas = areas.astype({"ptype": rows["ptype"].dtype if "ptype" in rows else object,
+                          "pstart": np.int64})
     return rows.drop(columns=[c for c in ("sdo", "sspf") if c in rows], errors="ignore").merge(
         areas, on=["person", "ptype", "pstart"], how="left")
 
@@ -844,23 +859,19 @@ def compute_ground_truth(
 
 def _school_indicators(run: _Run) -> None:
     cells, pp = run.cells, run.pp
-    # only the columns the cells need: the pupil x period frame is large
-    keys = ["ptype", "pstart", "id", "sdo", "sspf", "unit", *SCHOOL_BREAKDOWNS]
-    assessed = pp.loc[pp["assessed"], [*keys, "high", "very_high"]]
-    cells.add("hog_franvaro", assessed.assign(num=assessed["high"].astype(float), den=1.0),
-              AREA_LEVELS, SCHOOL_BREAKDOWNS, num="num", den="den", distinct=False)
-    cells.add("mycket_hog_franvaro",
-              assessed.assign(num=assessed["very_high"].astype(float), den=1.0),
-              AREA_LEVELS, SCHOOL_BREAKDOWNS, num="num", den="den", distinct=False)
+    # no copies of the large pupil x period frame beyond the columns the cells need; the
+    # flags count as 1.0 / 0.0
+    keys = ["ptype", "pstart", "sdo", "sspf", "unit", *SCHOOL_BREAKDOWNS]
+    assessed = pp.loc[pp["assessed"], [*keys, "assessed", "high", "very_high"]]
+    cells.add("hog_franvaro", assessed, AREA_LEVELS, SCHOOL_BREAKDOWNS, num="high",
+              den="assessed", distinct=False)
+    cells.add("mycket_hog_franvaro", assessed, AREA_LEVELS, SCHOOL_BREAKDOWNS, num="very_high",
+              den="assessed", distinct=False)
     del assessed
-    cells.add("ogiltig_franvaro_andel",
-              pp[[*keys, "invalid", "offered"]].assign(c=(pp["offered"] > 0).astype(float)),
-              AREA_LEVELS, SCHOOL_BREAKDOWNS, num="invalid", den="offered", contributors="c",
-              distinct=False)
-    cells.add("rapporteringsgrad",
-              pp[[*keys, "reported", "scheduled"]].assign(c=(pp["scheduled"] > 0).astype(float)),
-              AREA_LEVELS, SCHOOL_BREAKDOWNS, num="reported", den="scheduled", contributors="c",
-              distinct=False)
+    cells.add("ogiltig_franvaro_andel", pp, AREA_LEVELS, SCHOOL_BREAKDOWNS, num="invalid",
+              den="offered", contributors="c_offered", distinct=False)
+    cells.add("rapporteringsgrad", pp, AREA_LEVELS, SCHOOL_BREAKDOWNS, num="reported",
+              den="scheduled", contributors="c_scheduled", distinct=False)
 
 
 def _social_services_indicators(run: _Run) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -994,7 +1005,7 @@ def _cross_agency_indicators(run: _Run, reports: pd.DataFrame, suspicions: pd.Da
     src, cells, pp = run.src, run.cells, run.pp
     report_events = reports[["person"]].assign(day=reports["inkom"])
     # only the columns the cells and the flags need: the pupil x period frame is large
-    keys = [*PKEY, "id", "person", "sdo", "sspf", "wstart", "pend"]
+    keys = [*PKEY, "person", "sdo", "sspf", "wstart", "pend"]
     high = pp.loc[pp["high"], keys]
     high["den"] = 1.0
     high["num"] = (_flag_events(high, report_events, "wstart", "pend") > 0).astype(float)
