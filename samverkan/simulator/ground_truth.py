@@ -4,11 +4,13 @@ This is an independent implementation of ``dbt_project/INDICATOR_RULES.md`` (all
 of the catalogue, every period type, area level and breakdown the rules list, primary
 suppression and the follow-up columns). It uses what only the simulator knows: the person
 behind every row (``person_key``), whether a written identifier is valid, true birth dates. It
-does not use DuckDB, the identity macros, the dbt models or anything else from the pipeline;
-besides the frames it only reads the municipality's reference CSVs (areas, school units,
-districts, offence categories, targets: by default those of the population's profile, with the
-product's default ``ref_brottskoder``). The result has the published table's columns (without
-``data_version``), one row per cell, so a publication can be compared with it cell by cell.
+does not use the pipeline's SQL, the identity macros, the dbt models or anything else from the
+pipeline (DuckDB only sums the attendance records per person and day, period and window, so
+that a large world's records stay on disk); besides the frames it only reads the
+municipality's reference CSVs (areas, school units, districts, offence categories, targets: by
+default those of the population's profile, with the product's default ``ref_brottskoder``).
+The result has the published table's columns (without ``data_version``), one row per cell, so
+a publication can be compared with it cell by cell.
 
 Dates are handled as day numbers (days since 1970-01-01): int64 where a value always exists,
 float64 with NaN where it may be missing (a comparison with NaN is false, like SQL's null).
