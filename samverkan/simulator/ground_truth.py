@@ -735,7 +735,7 @@ def _pupil_periods(src: _Sources, periods: pd.DataFrame,
         "assessed": assessed[keep], "high": high[keep], "very_high": very_high[keep],
         "wstart": wstart[pk].astype(np.int32),
         "arskurs": year,
-    })
+    }, copy=False)  # the arrays are the frame's own: no second copy of them
     pp["c_offered"] = pp["offered"].to_numpy() > 0
     pp["c_scheduled"] = pp["scheduled"].to_numpy() > 0
     return pp, high_months
