@@ -29,6 +29,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from samverkan.config.reference import reference_file
 from samverkan.simulator.attendance import AttendanceParts
@@ -485,7 +486,7 @@ class _Attendance:
         self.conn.register("_day_map", pd.DataFrame({
             "day": start[of] + (np.arange(of.size) - np.repeat(np.cumsum(length) - length, length)),
             "period": of}))
-        self.conn.register("_keys", pd.DataFrame({
+        self.conn.register("_keys", pa.table({  # arrow takes the arrays without a copy
             "_row": np.arange(n, dtype=np.int64), "person": np.asarray(person, dtype=np.int64),
             "period": np.asarray(period, dtype=np.int32)}))
         sums = ", ".join(f"sum(a.{m}) as {m}" for m in self.MEASURES)
