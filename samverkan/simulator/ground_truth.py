@@ -550,6 +550,12 @@ def _by_period(frame: pd.DataFrame, day_col: str, periods: pd.DataFrame) -> pd.D
     return pd.concat(parts, ignore_index=True)
 
 
+def _codes(values: pd.Series) -> tuple[np.ndarray, object]:
+    """pd.factorize with the codes as int32 (-1: null)."""
+    codes, uniques = pd.factorize(values)
+    return codes.astype(np.int32), uniques
+
+
 class _Cells:
     """Collects the cells of every indicator (before suppression and follow-up)."""
 
@@ -573,19 +579,19 @@ class _Cells:
         # every key column as integer codes (-1: null), factorised once
         ptype_code, ptype_uni = pd.factorize(units["ptype"])
         pstart = units["pstart"].to_numpy(dtype=np.int64)
-        pstart_code = pstart - pstart.min()
+        pstart_code = (pstart - pstart.min()).astype(np.int32)
         id_code = pd.factorize(units["id"])[0].astype(np.int64) if distinct else None
-        area = {level: (np.zeros(n, dtype=np.int64), np.array([self.src.p.municipality_code],
+        area = {level: (np.zeros(n, dtype=np.int32), np.array([self.src.p.municipality_code],
                                                               dtype=object))
-                if _AREA_COLUMN[level] is None else pd.factorize(units[_AREA_COLUMN[level]])
+                if _AREA_COLUMN[level] is None else _codes(units[_AREA_COLUMN[level]])
                 for level in levels}
-        values = {name: units[col].to_numpy(dtype=np.float64) for name, col in measures.items()
-                  if andel and col}
-        breakdown_codes = {b: pd.factorize(units[b]) for b in breakdowns}
+        # the measures as stored (float64 only for the rows of one aggregation)
+        values = {name: units[col].to_numpy() for name, col in measures.items() if andel and col}
+        breakdown_codes = {b: _codes(units[b]) for b in breakdowns}
         for breakdown, lv in itertools.product(("totalt", *breakdowns), levels):
             # one aggregation per breakdown and level (a level at a time keeps the arrays at
             # the size of the units)
-            b_code, b_uni = ((np.zeros(n, dtype=np.int64), np.array(["totalt"], dtype=object))
+            b_code, b_uni = ((np.zeros(n, dtype=np.int32), np.array(["totalt"], dtype=object))
                              if breakdown == "totalt" else breakdown_codes[breakdown])
             row = np.flatnonzero((area[lv][0] >= 0) & (b_code >= 0))
             if row.size == 0:
@@ -594,7 +600,7 @@ class _Cells:
             # one int64 key per cell: period type, period start, area code, breakdown value
             key = np.zeros(row.size, dtype=np.int64)
             for part in (ptype_code[row], pstart_code[row], code, b_code[row]):
-                key = key * (int(part.max()) + 1) + part
+                key = key * (int(part.max()) + 1) + part.astype(np.int64)
             if distinct:  # one row per cell and counted unit
                 pair = key * (int(id_code.max()) + 1) + id_code[row]
                 first = np.sort(np.unique(pair, return_index=True)[1])
@@ -616,7 +622,8 @@ class _Cells:
                 "breakdown_value": np.asarray(b_uni, dtype=object)[b_code[rep]]})
             if andel:
                 for name in measures:
-                    out[name] = (np.bincount(cell, weights=values[name][row], minlength=n_cells)
+                    out[name] = (np.bincount(cell, weights=values[name][row].astype(np.float64),
+                                             minlength=n_cells)
                                  if name in values else np.nan)
             else:
                 out["numerator"] = np.bincount(cell, minlength=n_cells).astype(np.float64)
@@ -862,15 +869,13 @@ def compute_ground_truth(
 
 def _school_indicators(run: _Run) -> None:
     cells, pp = run.cells, run.pp
-    # no copies of the large pupil x period frame beyond the columns the cells need; the
-    # flags count as 1.0 / 0.0
-    keys = ["ptype", "pstart", "sdo", "sspf", "unit", *SCHOOL_BREAKDOWNS]
-    assessed = pp.loc[pp["assessed"], [*keys, "assessed", "high", "very_high"]]
-    cells.add("hog_franvaro", assessed, AREA_LEVELS, SCHOOL_BREAKDOWNS, num="high",
+    # no copy of the large pupil x period frame: the flags count as 1.0 / 0.0, so a pupil
+    # not assessed adds 0 to numerator and denominator, and a cell of none (denominator 0)
+    # is dropped like a cell that does not exist
+    cells.add("hog_franvaro", pp, AREA_LEVELS, SCHOOL_BREAKDOWNS, num="high", den="assessed",
+              distinct=False)
+    cells.add("mycket_hog_franvaro", pp, AREA_LEVELS, SCHOOL_BREAKDOWNS, num="very_high",
               den="assessed", distinct=False)
-    cells.add("mycket_hog_franvaro", assessed, AREA_LEVELS, SCHOOL_BREAKDOWNS, num="very_high",
-              den="assessed", distinct=False)
-    del assessed
     cells.add("ogiltig_franvaro_andel", pp, AREA_LEVELS, SCHOOL_BREAKDOWNS, num="invalid",
               den="offered", contributors="c_offered", distinct=False)
     cells.add("rapporteringsgrad", pp, AREA_LEVELS, SCHOOL_BREAKDOWNS, num="reported",
