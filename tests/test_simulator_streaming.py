@@ -137,6 +137,8 @@ def test_disk_store_and_overlay_agree_with_memory(tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(
         compute_ground_truth(dataclasses.replace(pop, attendances=parts)),
         compute_ground_truth(dataclasses.replace(pop, attendances=changed)))
+    # the ground truth's DuckDB scratch (person-day table, spill) is gone from the world
+    assert not list(pop.attendances.world.path.glob("ground-truth-*"))
 
 
 _CHILD = textwrap.dedent("""

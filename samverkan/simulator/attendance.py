@@ -150,32 +150,53 @@ class AttendanceParts:
             conn.register(name, table)
         return conn.execute(sql.format(current=self.sql_source(conn)))
 
-    def day_totals(self, last_day: int, excluded: Iterable[int] = ()) -> pd.DataFrame:
-        """Per person and lesson day (<= ``last_day``, days since epoch) of the current records,
-        persons in ``excluded`` left out: scheduled and reported records, offered, absence and
-        invalid minutes (the ground truth's attendance input), sorted by person and day."""
-        conn = duckdb.connect()
+    def connect(self, spill: Path | None = None,
+                database: Path | None = None) -> duckdb.DuckDBPyConnection:
+        """A DuckDB connection (to ``database``, default in memory) that spills into ``spill``
+        (default ``<world>/duckdb-spill``) rather than taking most of the machine's memory
+        (memory limit :data:`DUCKDB_MEMORY_LIMIT`; results in no particular order unless asked
+        for)."""
+        conn = duckdb.connect(str(database) if database is not None else ":memory:")
         try:
             conn.execute("set preserve_insertion_order = false")
-            # DuckDB spills into the world rather than taking most of the machine's memory
-            spill = str(self.world.path / "duckdb-spill").replace("'", "''")
-            conn.execute(f"set temp_directory = '{spill}'")
+            directory = str(spill or self.world.path / "duckdb-spill").replace("'", "''")
+            conn.execute(f"set temp_directory = '{directory}'")
             conn.execute(f"set memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
-            source = self.sql_source(conn, ordered=False)
-            conn.register("_excluded", pa.table({"person_key": pa.array(sorted(set(excluded)),
-                                                                        pa.int64())}))
-            table = conn.execute(f"""
-                select person_key as person, lesson_day::bigint as day,
-                       count(*)::double as scheduled,
-                       count(*) filter (where is_reported)::double as reported,
-                       coalesce(sum(lesson_minutes) filter (where is_reported), 0)::double as offered,
-                       coalesce(sum(valid_absence_minutes + invalid_absence_minutes)
-                                filter (where is_reported), 0)::double as absence,
-                       coalesce(sum(invalid_absence_minutes) filter (where is_reported), 0)::double
-                           as invalid
-                from ({source}) a anti join _excluded x using (person_key)
-                where lesson_day <= {int(last_day)}
-                group by all order by person, day""").to_arrow_table()
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def day_totals_sql(self, conn: duckdb.DuckDBPyConnection, last_day: int,
+                       excluded: Iterable[int] = ()) -> str:
+        """Registers what it needs on ``conn`` and returns a SQL query of the ground truth's
+        attendance input: per person and lesson day (<= ``last_day``, days since epoch) of the
+        current records, persons in ``excluded`` left out, the columns ``person``, ``day``
+        (bigint) and ``scheduled``, ``reported`` (records), ``offered``, ``absence``,
+        ``invalid`` (minutes of the reported records), all double; in no particular order."""
+        source = self.sql_source(conn, ordered=False)
+        conn.register("_excluded", pa.table({"person_key": pa.array(sorted(set(excluded)),
+                                                                    pa.int64())}))
+        return f"""
+            select person_key as person, lesson_day::bigint as day,
+                   count(*)::double as scheduled,
+                   count(*) filter (where is_reported)::double as reported,
+                   coalesce(sum(lesson_minutes) filter (where is_reported), 0)::double as offered,
+                   coalesce(sum(valid_absence_minutes + invalid_absence_minutes)
+                            filter (where is_reported), 0)::double as absence,
+                   coalesce(sum(invalid_absence_minutes) filter (where is_reported), 0)::double
+                       as invalid
+            from ({source}) a anti join _excluded x using (person_key)
+            where lesson_day <= {int(last_day)}
+            group by all"""
+
+    def day_totals(self, last_day: int, excluded: Iterable[int] = ()) -> pd.DataFrame:
+        """:meth:`day_totals_sql` as a frame, sorted by person and day (small worlds: the
+        ground truth of a large one sums in DuckDB without this frame)."""
+        conn = self.connect()
+        try:
+            table = conn.execute(self.day_totals_sql(conn, last_day, excluded)
+                                 + " order by person, day").to_arrow_table()
         finally:
             conn.close()
         return table.to_pandas()

@@ -4,11 +4,13 @@ This is an independent implementation of ``dbt_project/INDICATOR_RULES.md`` (all
 of the catalogue, every period type, area level and breakdown the rules list, primary
 suppression and the follow-up columns). It uses what only the simulator knows: the person
 behind every row (``person_key``), whether a written identifier is valid, true birth dates. It
-does not use DuckDB, the identity macros, the dbt models or anything else from the pipeline;
-besides the frames it only reads the municipality's reference CSVs (areas, school units,
-districts, offence categories, targets: by default those of the population's profile, with the
-product's default ``ref_brottskoder``). The result has the published table's columns (without
-``data_version``), one row per cell, so a publication can be compared with it cell by cell.
+does not use the pipeline's SQL, the identity macros, the dbt models or anything else from the
+pipeline (DuckDB only sums the attendance records per person and day, period and window, so
+that a large world's records stay on disk); besides the frames it only reads the
+municipality's reference CSVs (areas, school units, districts, offence categories, targets: by
+default those of the population's profile, with the product's default ``ref_brottskoder``).
+The result has the published table's columns (without ``data_version``), one row per cell, so
+a publication can be compared with it cell by cell.
 
 Dates are handled as day numbers (days since 1970-01-01): int64 where a value always exists,
 float64 with NaN where it may be missing (a comparison with NaN is false, like SQL's null).
@@ -17,13 +19,17 @@ float64 with NaN where it may be missing (a comparison with NaN is false, like S
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import re
+import shutil
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from samverkan.config.reference import reference_file
 from samverkan.simulator.attendance import AttendanceParts
@@ -419,6 +425,102 @@ class _Sources:
         })
 
 
+class _Attendance:
+    """The attendance input of the rules in DuckDB: table ``att_days``, one row per person
+    and lesson day (<= R, protected persons left out) with ``scheduled`` and ``reported``
+    records and ``offered``, ``absence`` and ``invalid`` minutes.
+
+    For a generated world DuckDB sums the Parquet parts (with a memory limit, spilling into a
+    scratch directory of the world), so that the person-day rows (tens of millions at
+    Stockholm size) never reach pandas; a population with the attendance as a frame has its
+    person-day frame registered instead. Period and window sums are queried from it."""
+
+    MEASURES = ("scheduled", "reported", "offered", "absence", "invalid")
+
+    def __init__(self, src: _Sources) -> None:
+        att = src.pop.attendances
+        self._scratch: Path | None = None
+        if isinstance(att, AttendanceParts):
+            self._scratch = att.world.scratch("ground-truth-")
+            # a database file: the person-day table (tens of millions of rows at Stockholm
+            # size) lives on disk, DuckDB holds only what its memory limit allows
+            self.conn = att.connect(self._scratch / "spill", self._scratch / "attendance.duckdb")
+            try:
+                self.conn.execute("create table att_days as "
+                                  + att.day_totals_sql(self.conn, src.p.R, src.protected))
+            except BaseException:
+                self.close()
+                raise
+        else:
+            self.conn = duckdb.connect()
+            self.conn.register("att_days", src.attendance_days())
+
+    def close(self) -> None:
+        self.conn.close()
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
+
+    def _scatter(self, sql: str, n: int, columns: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """Runs ``sql`` (column ``_row`` in 0..n-1, then ``columns``, no nulls) and returns each
+        column as a float64 array indexed by ``_row`` (0 where no row came back)."""
+        out = {c: np.zeros(n, dtype=np.float64) for c in columns}
+        reader = self.conn.execute(sql).to_arrow_reader(1_000_000)
+        for batch in reader:
+            rows = batch.column("_row").to_numpy()
+            for c in columns:
+                out[c][rows] = batch.column(c).to_numpy()
+        return out
+
+    def period_sums(self, person: np.ndarray, period: np.ndarray,
+                    periods: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Per (person, period: a row number of ``periods``, whose ``pstart``..``pend`` are a
+        period's days): the attendance measures summed over the period's lesson days (0 without
+        any)."""
+        n = person.size
+        if n == 0 or periods.empty:
+            return {m: np.zeros(n, dtype=np.float64) for m in self.MEASURES}
+        start = periods["pstart"].to_numpy(dtype=np.int64)
+        length = periods["pend"].to_numpy(dtype=np.int64) - start + 1
+        of = np.repeat(np.arange(len(periods), dtype=np.int32), length)
+        self.conn.register("_day_map", pd.DataFrame({
+            "day": start[of] + (np.arange(of.size) - np.repeat(np.cumsum(length) - length, length)),
+            "period": of}))
+        self.conn.register("_keys", pa.table({  # arrow takes the arrays without a copy
+            "_row": np.arange(n, dtype=np.int64), "person": np.asarray(person, dtype=np.int64),
+            "period": np.asarray(period, dtype=np.int32)}))
+        sums = ", ".join(f"sum(a.{m}) as {m}" for m in self.MEASURES)
+        try:
+            return self._scatter(f"""
+                with s as (select a.person, m.period, {sums}
+                           from att_days a join _day_map m using (day) group by all)
+                select k._row, {", ".join(f"s.{m}::double as {m}" for m in self.MEASURES)}
+                from _keys k join s using (person, period)""", n, self.MEASURES)
+        finally:
+            self.conn.unregister("_keys")
+            self.conn.unregister("_day_map")
+
+    def window_sums(self, person: np.ndarray, lo: np.ndarray,
+                    hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(offered, absence) of each person over the lesson days lo <= day <= hi."""
+        n = person.size
+        if n == 0:
+            return np.zeros(0), np.zeros(0)
+        self.conn.register("_windows", pd.DataFrame({
+            "_row": np.arange(n, dtype=np.int64), "person": np.asarray(person, dtype=np.int64),
+            "lo": np.asarray(lo, dtype=np.int64), "hi": np.asarray(hi, dtype=np.int64)}))
+        try:
+            out = self._scatter("""
+                select w._row, sum(a.offered)::double as offered,
+                       sum(a.absence)::double as absence
+                from _windows w join att_days a
+                  on a.person = w.person and a.day between w.lo and w.hi
+                group by w._row""", n, ("offered", "absence"))
+        finally:
+            self.conn.unregister("_windows")
+        return out["offered"], out["absence"]
+
+
 # ---------------------------------------------------------------------------------------------
 # Periods and cells
 # ---------------------------------------------------------------------------------------------
@@ -448,6 +550,12 @@ def _by_period(frame: pd.DataFrame, day_col: str, periods: pd.DataFrame) -> pd.D
     return pd.concat(parts, ignore_index=True)
 
 
+def _codes(values: pd.Series) -> tuple[np.ndarray, object]:
+    """pd.factorize with the codes as int32 (-1: null)."""
+    codes, uniques = pd.factorize(values)
+    return codes.astype(np.int32), uniques
+
+
 class _Cells:
     """Collects the cells of every indicator (before suppression and follow-up)."""
 
@@ -471,51 +579,51 @@ class _Cells:
         # every key column as integer codes (-1: null), factorised once
         ptype_code, ptype_uni = pd.factorize(units["ptype"])
         pstart = units["pstart"].to_numpy(dtype=np.int64)
-        pstart_code = pstart - pstart.min()
-        id_code = pd.factorize(units["id"])[0].astype(np.int64)
-        area = {level: (np.zeros(n, dtype=np.int64), np.array([self.src.p.municipality_code],
+        pstart_code = (pstart - pstart.min()).astype(np.int32)
+        id_code = pd.factorize(units["id"])[0].astype(np.int64) if distinct else None
+        area = {level: (np.zeros(n, dtype=np.int32), np.array([self.src.p.municipality_code],
                                                               dtype=object))
-                if _AREA_COLUMN[level] is None else pd.factorize(units[_AREA_COLUMN[level]])
+                if _AREA_COLUMN[level] is None else _codes(units[_AREA_COLUMN[level]])
                 for level in levels}
-        values = {name: units[col].to_numpy(dtype=np.float64) for name, col in measures.items()
-                  if andel and col}
-        for breakdown in ("totalt", *breakdowns):  # levels stacked: one aggregation per breakdown
-            b_code, b_uni = ((np.zeros(n, dtype=np.int64), np.array(["totalt"], dtype=object))
-                             if breakdown == "totalt" else pd.factorize(units[breakdown]))
-            rows = [np.flatnonzero((area[lv][0] >= 0) & (b_code >= 0)) for lv in levels]
-            row = np.concatenate(rows)
+        # the measures as stored (float64 only for the rows of one aggregation)
+        values = {name: units[col].to_numpy() for name, col in measures.items() if andel and col}
+        breakdown_codes = {b: _codes(units[b]) for b in breakdowns}
+        for breakdown, lv in itertools.product(("totalt", *breakdowns), levels):
+            # one aggregation per breakdown and level (a level at a time keeps the arrays at
+            # the size of the units)
+            b_code, b_uni = ((np.zeros(n, dtype=np.int32), np.array(["totalt"], dtype=object))
+                             if breakdown == "totalt" else breakdown_codes[breakdown])
+            row = np.flatnonzero((area[lv][0] >= 0) & (b_code >= 0))
             if row.size == 0:
                 continue
-            level = np.concatenate([np.full(r.size, i) for i, r in enumerate(rows)])
-            code = np.concatenate([area[lv][0][r] for lv, r in zip(levels, rows, strict=True)])
-            # one int64 key per cell: period type, period start, level, area code, breakdown value
+            code = area[lv][0][row].astype(np.int64)
+            # one int64 key per cell: period type, period start, area code, breakdown value
             key = np.zeros(row.size, dtype=np.int64)
-            for part in (ptype_code[row], pstart_code[row], level, code, b_code[row]):
-                key = key * (int(part.max()) + 1) + part
+            for part in (ptype_code[row], pstart_code[row], code, b_code[row]):
+                key = key * (int(part.max()) + 1) + part.astype(np.int64)
             if distinct:  # one row per cell and counted unit
                 pair = key * (int(id_code.max()) + 1) + id_code[row]
                 first = np.sort(np.unique(pair, return_index=True)[1])
-                row, level, code, key = row[first], level[first], code[first], key[first]
+                row, code, key = row[first], code[first], key[first]
+                del pair, first
             cell = pd.factorize(key)[0]
+            del key
             n_cells = int(cell.max()) + 1
             first_of_cell = np.empty(n_cells, dtype=np.int64)
             first_of_cell[cell[::-1]] = np.arange(cell.size - 1, -1, -1)
             rep = row[first_of_cell]
-            rep_level = level[first_of_cell]
-            area_code = np.empty(n_cells, dtype=object)
-            for i, lv in enumerate(levels):
-                at = rep_level == i
-                area_code[at] = np.asarray(area[lv][1], dtype=object)[code[first_of_cell][at]]
             out = pd.DataFrame({
                 "indicator_id": indicator,
                 "ptype": np.asarray(ptype_uni, dtype=object)[ptype_code[rep]],
                 "pstart": pstart[rep],
-                "area_level": np.array(levels, dtype=object)[rep_level],
-                "area_code": area_code, "breakdown": breakdown,
+                "area_level": lv,
+                "area_code": np.asarray(area[lv][1], dtype=object)[code[first_of_cell]],
+                "breakdown": breakdown,
                 "breakdown_value": np.asarray(b_uni, dtype=object)[b_code[rep]]})
             if andel:
                 for name in measures:
-                    out[name] = (np.bincount(cell, weights=values[name][row], minlength=n_cells)
+                    out[name] = (np.bincount(cell, weights=values[name][row].astype(np.float64),
+                                             minlength=n_cells)
                                  if name in values else np.nan)
             else:
                 out["numerator"] = np.bincount(cell, minlength=n_cells).astype(np.float64)
@@ -554,68 +662,97 @@ def _flag_events(rows: pd.DataFrame, events: pd.DataFrame, lo: str, hi: str,
     return out
 
 
-def _pupil_periods(src: _Sources, periods: pd.DataFrame, att: pd.DataFrame) -> pd.DataFrame:
-    """Per pupil and period (of ``periods``): the enrolment in the period (unit, year, huvudman,
-    areas) and the attendance sums over the period's lesson days."""
+def _categorical(values: pd.Series) -> pd.Categorical:
+    """Text as a categorical with its categories in text order (sorting by the codes sorts by
+    the text; nulls stay null)."""
+    text = values.to_numpy(dtype=object)
+    present = pd.notna(text)
+    return pd.Categorical(text, categories=sorted(set(text[present].tolist())))
+
+
+def _pupil_periods(src: _Sources, periods: pd.DataFrame,
+                   att: _Attendance) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per pupil and period of ``periods`` (published ones with their trailing window start
+    ``wstart``, the other months of the trailing windows with NaN): the enrolment in the period
+    (unit, year, huvudman, areas) and the attendance sums over the period's lesson days.
+
+    Returns the published periods' rows (``pp``: sorted by person, period type and period
+    start; the enrolment's text columns as categoricals) and the person and last day of every
+    calendar month in which the pupil had high absence (``high_months``). Built from arrays
+    so that no frame of every period's rows exists next to ``pp``."""
     e = src.enrolments()
-    x = e.merge(periods[["ptype", "pstart", "pend"]], how="cross")
-    active = (x["start"] <= x["pend"]) & (x["end"].isna() | (x["end"] >= x["pstart"]))
-    x = x[active]
-    x = x.assign(on_last=x["end"].isna() | (x["end"] >= x["pend"]))
-    x = x.sort_values(["person", "ptype", "pstart", "on_last", "start", "unit"],
-                      ascending=[True, True, True, False, False, True], kind="stable")
-    x = x.drop_duplicates(["person", "ptype", "pstart"], keep="first")
-    x = x.drop(columns=["start", "end", "on_last"]).reset_index(drop=True)
-
-    sums = []
-    measures = ["scheduled", "reported", "offered", "absence", "invalid"]
-    for ptype in PERIOD_TYPES:
-        pt = periods[periods["ptype"] == ptype]
-        if pt.empty or att.empty:
+    person = e["person"].to_numpy(dtype=np.int64)
+    e_start = e["start"].to_numpy(dtype=np.float64)
+    e_end = e["end"].to_numpy(dtype=np.float64)
+    unit = _categorical(e["unit"])
+    unit_code = unit.codes.astype(np.int64)
+    p_type = periods["ptype"].to_numpy(dtype=object)
+    p_start = periods["pstart"].to_numpy(dtype=np.int64)
+    p_end = periods["pend"].to_numpy(dtype=np.int64)
+    # one enrolment per pupil and period, chosen period by period: active in the period, the
+    # one still active on its last day first, then the latest start, then the lowest unit code
+    # (then the first enrolment row)
+    chosen_e, chosen_p = [], []
+    for j in range(len(periods)):
+        i = np.flatnonzero((e_start <= p_end[j]) & (np.isnan(e_end) | (e_end >= p_start[j])))
+        if i.size == 0:
             continue
-        start = _period_start(att["day"].to_numpy(), ptype)
-        keep = np.isin(start, pt["pstart"].to_numpy())
-        # numeric keys only, one column at a time: a term of person-days is tens of millions
-        # of rows at Stockholm size
-        a = pd.DataFrame({"person": att["person"].to_numpy()[keep], "pstart": start[keep]})
-        for m in measures:
-            a[m] = att[m].to_numpy()[keep]
-        g = a.groupby(["person", "pstart"], as_index=False, sort=True)[measures].sum()
-        del a
-        g.insert(1, "ptype", ptype)
-        sums.append(g)
-    if sums:
-        x = x.merge(pd.concat(sums, ignore_index=True), on=["person", "ptype", "pstart"],
-                    how="left")
-    else:
-        x = x.assign(**{m: np.nan for m in measures})
-    x[measures] = x[measures].fillna(0.0)
+        on_last = np.isnan(e_end[i]) | (e_end[i] >= p_end[j])
+        order = np.lexsort((i, unit_code[i], -e_start[i], ~on_last, person[i]))
+        i = i[order]
+        first = np.ones(i.size, dtype=bool)
+        first[1:] = person[i][1:] != person[i][:-1]
+        chosen_e.append(i[first].astype(np.int32))
+        chosen_p.append(np.full(int(first.sum()), j, dtype=np.int32))
+    ei = np.concatenate(chosen_e) if chosen_e else np.zeros(0, dtype=np.int32)
+    pj = np.concatenate(chosen_p) if chosen_p else np.zeros(0, dtype=np.int32)
+    names = {name: rank for rank, name in enumerate(sorted(set(p_type.tolist())))}
+    type_rank = np.array([names[t] for t in p_type], dtype=np.int64)
+    order = np.lexsort((p_start[pj], type_rank[pj], person[ei]))
+    ei, pj = ei[order], pj[order]
+    del order, chosen_e, chosen_p
+
     p = src.p
-    x["assessed"] = x["offered"] >= p.min_offered
-    share = x["absence"] / x["offered"].where(x["offered"] > 0)
-    x["high"] = x["assessed"] & (share >= p.high).to_numpy()
-    x["very_high"] = x["assessed"] & (share >= p.very_high).to_numpy()
-    return x
+    person_e = person[ei]
+    sums = att.period_sums(person_e, pj, periods)
+    offered, absence = sums["offered"], sums["absence"]
+    assessed = offered >= p.min_offered
+    share = absence / np.where(offered > 0, offered, np.nan)
+    high = assessed & (share >= p.high)
+    very_high = assessed & (share >= p.very_high)
+    del share
+    month = np.flatnonzero((p_type[pj] == "manad") & high)
+    high_months = pd.DataFrame({"person": person_e[month], "pend": p_end[pj[month]]})
+    wstart = periods["wstart"].to_numpy(dtype=np.float64)
+    keep = np.flatnonzero(~np.isnan(wstart[pj]))
+    ek, pk = ei[keep], pj[keep]
+    del ei, pj, person_e
+    del offered, absence
+    # compact columns: categoricals, day numbers as int32, the sums as float32 where that is
+    # exact (the cells read them back as float64)
+    year = _categorical(e["year"])[ek]
+    pp = pd.DataFrame({
+        "person": person[ek],
+        "unit": unit[ek],
+        "year": year,
+        **{c: _categorical(e[c])[ek] for c in ("huvudman", "sspf", "sdo")},
+        "ptype": _categorical(pd.Series(p_type))[pk],
+        "pstart": p_start[pk].astype(np.int32),
+        "pend": p_end[pk].astype(np.int32),
+        **{m: _exact_float32(sums.pop(m)[keep]) for m in _Attendance.MEASURES},
+        "assessed": assessed[keep], "high": high[keep], "very_high": very_high[keep],
+        "wstart": wstart[pk].astype(np.int32),
+        "arskurs": year,
+    }, copy=False)  # the arrays are the frame's own: no second copy of them
+    pp["c_offered"] = pp["offered"].to_numpy() > 0
+    pp["c_scheduled"] = pp["scheduled"].to_numpy() > 0
+    return pp, high_months
 
 
-def _window_offered(att: pd.DataFrame, person: np.ndarray, lo: np.ndarray,
-                    hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(offered, absence) of each person over the day range [lo, hi], by prefix sums."""
-    if att.empty or person.size == 0:
-        return np.zeros(person.size), np.zeros(person.size)
-    a = att.sort_values(["person", "day"], kind="stable")
-    key_person = a["person"].to_numpy(dtype=np.int64)
-    key_day = a["day"].to_numpy(dtype=np.int64)
-    span = int(key_day.max()) + 2
-    base = int(key_day.min()) - 1
-    key = key_person * span + (key_day - base)
-    cum_off = np.concatenate([[0.0], np.cumsum(a["offered"].to_numpy())])
-    cum_abs = np.concatenate([[0.0], np.cumsum(a["absence"].to_numpy())])
-    lo_c = np.clip(np.asarray(lo, dtype=np.int64) - base, 0, span - 1)
-    hi_c = np.clip(np.asarray(hi, dtype=np.int64) - base, 0, span - 1)
-    i0 = np.searchsorted(key, person * span + lo_c, side="left")
-    i1 = np.searchsorted(key, person * span + hi_c, side="right")
-    return cum_off[i1] - cum_off[i0], cum_abs[i1] - cum_abs[i0]
+def _exact_float32(values: np.ndarray) -> np.ndarray:
+    """float64 values as float32 when every value is exactly representable, else unchanged."""
+    small = values.astype(np.float32)
+    return small if np.array_equal(small.astype(np.float64), values) else values
 
 
 def _latest_per_period(q: pd.DataFrame) -> pd.DataFrame:
@@ -626,7 +763,10 @@ def _latest_per_period(q: pd.DataFrame) -> pd.DataFrame:
 
 def _with_school_area(rows: pd.DataFrame, enrolled: pd.DataFrame) -> pd.DataFrame:
     """Attach the school area (sdo, sspf) of the person's enrolment in the period; none: city."""
-    areas = enrolled[["person", "ptype", "pstart", "sdo", "sspf"]]
+    areas = enrolled.loc[enrolled["person"].isin(rows["person"]),
+                         ["person", "ptype", "pstart", "sdo", "sspf"]]
+    areas = areas.astype({"ptype": rows["ptype"].dtype if "ptype" in rows else object,
+                          "pstart": np.int64})
     return rows.drop(columns=[c for c in ("sdo", "sspf") if c in rows], errors="ignore").merge(
         areas, on=["person", "ptype", "pstart"], how="left")
 
@@ -639,15 +779,17 @@ def _with_school_area(rows: pd.DataFrame, enrolled: pd.DataFrame) -> pd.DataFram
 class _Run:
     """What every indicator group needs: sources, vars, published periods (with the trailing
     window start ``wstart`` and A = least(period_end, R)), and the pupil x period frames
-    (``pp``: published periods; ``pp_all``: also the months of the trailing windows)."""
+    (``pp``: published periods; ``high_months``: person and last day of every calendar month,
+    also those of the trailing windows, in which the pupil had high absence) and the
+    attendance."""
 
     src: _Sources
     p: _Params
     cells: _Cells
     periods: pd.DataFrame
     pp: pd.DataFrame
-    pp_all: pd.DataFrame
-    att: pd.DataFrame
+    high_months: pd.DataFrame
+    att: _Attendance
 
 
 def compute_ground_truth(
@@ -706,38 +848,38 @@ def compute_ground_truth(
     month_starts = np.unique(_period_start(np.arange(first_month, R + 1), "manad"))
     months = pd.DataFrame({"ptype": "manad", "pstart": month_starts,
                            "pend": _period_end(month_starts, "manad")})
-    all_periods = pd.concat([periods[["ptype", "pstart", "pend"]], months]).drop_duplicates(
+    all_periods = pd.concat([periods[["ptype", "pstart", "pend", "wstart"]], months]).drop_duplicates(
         ["ptype", "pstart"]).reset_index(drop=True)
 
-    att = src.attendance_days()
-    pp_all = _pupil_periods(src, all_periods, att)
-    pp = pp_all.merge(periods[["ptype", "pstart", "wstart"]], on=["ptype", "pstart"])
-    pp["id"] = pp["person"]
-    pp["arskurs"] = pp["year"]
-    run = _Run(src=src, p=p, cells=cells, periods=periods, pp=pp, pp_all=pp_all, att=att)
-
-    _school_indicators(run)
-    reports, cases, ins = _social_services_indicators(run)
-    suspicions, police = _police_indicators(run)
-    _cross_agency_indicators(run, reports, suspicions, police, cases)
-    _intervention_effects(run, ins, suspicions)
+    att = _Attendance(src)
+    try:
+        pp, high_months = _pupil_periods(src, all_periods, att)
+        run = _Run(src=src, p=p, cells=cells, periods=periods, pp=pp, high_months=high_months,
+                   att=att)
+        _school_indicators(run)
+        reports, cases, ins = _social_services_indicators(run)
+        suspicions, police = _police_indicators(run)
+        _cross_agency_indicators(run, reports, suspicions, police, cases)
+        _intervention_effects(run, ins, suspicions)
+    finally:
+        att.close()
+    del run, pp
     return _publish(cells.frame(), src, periods)
 
 
 def _school_indicators(run: _Run) -> None:
     cells, pp = run.cells, run.pp
-    assessed = pp[pp["assessed"]]
-    cells.add("hog_franvaro", assessed.assign(num=assessed["high"].astype(float), den=1.0),
-              AREA_LEVELS, SCHOOL_BREAKDOWNS, num="num", den="den", distinct=False)
-    cells.add("mycket_hog_franvaro",
-              assessed.assign(num=assessed["very_high"].astype(float), den=1.0),
-              AREA_LEVELS, SCHOOL_BREAKDOWNS, num="num", den="den", distinct=False)
-    cells.add("ogiltig_franvaro_andel", pp.assign(c=(pp["offered"] > 0).astype(float)),
-              AREA_LEVELS, SCHOOL_BREAKDOWNS, num="invalid", den="offered", contributors="c",
+    # no copy of the large pupil x period frame: the flags count as 1.0 / 0.0, so a pupil
+    # not assessed adds 0 to numerator and denominator, and a cell of none (denominator 0)
+    # is dropped like a cell that does not exist
+    cells.add("hog_franvaro", pp, AREA_LEVELS, SCHOOL_BREAKDOWNS, num="high", den="assessed",
               distinct=False)
-    cells.add("rapporteringsgrad", pp.assign(c=(pp["scheduled"] > 0).astype(float)),
-              AREA_LEVELS, SCHOOL_BREAKDOWNS, num="reported", den="scheduled", contributors="c",
-              distinct=False)
+    cells.add("mycket_hog_franvaro", pp, AREA_LEVELS, SCHOOL_BREAKDOWNS, num="very_high",
+              den="assessed", distinct=False)
+    cells.add("ogiltig_franvaro_andel", pp, AREA_LEVELS, SCHOOL_BREAKDOWNS, num="invalid",
+              den="offered", contributors="c_offered", distinct=False)
+    cells.add("rapporteringsgrad", pp, AREA_LEVELS, SCHOOL_BREAKDOWNS, num="reported",
+              den="scheduled", contributors="c_scheduled", distinct=False)
 
 
 def _social_services_indicators(run: _Run) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -834,17 +976,45 @@ def _police_indicators(run: _Run) -> tuple[pd.DataFrame, pd.DataFrame]:
     return suspicions[["person", "day", "diarie"]], police
 
 
-def _in_window(frame: pd.DataFrame, wins: pd.DataFrame) -> pd.DataFrame:
-    """(period, person) pairs of events (``person``, ``day``) in wstart < day <= pend."""
-    x = frame[["person", "day"]].merge(wins, how="cross")
-    return x[(x["day"] > x["wstart"]) & (x["day"] <= x["pend"])][[*PKEY, "person"]]
+def _agencies_in_windows(wins: pd.DataFrame, events: list[tuple[int, pd.DataFrame]],
+                         cases: pd.DataFrame) -> pd.DataFrame:
+    """Per window (``ptype``, ``pstart``, ``pend``, ``wstart``) and person known to at least
+    two agencies in it (``n``: how many): an agency knows a person from an event of theirs
+    (``person``, ``day``) with wstart < day <= pend, social services (agency 2) also from a case
+    (``person``, ``start``, ``end``; NaN: open) open in the window. Window by window, so that no
+    person x window frame of every event is built; sorted by window and person."""
+    arrays = [(agency, frame["person"].to_numpy(dtype=np.int64),
+               frame["day"].to_numpy(dtype=np.float64)) for agency, frame in events]
+    c_person = cases["person"].to_numpy(dtype=np.int64)
+    c_start = cases["start"].to_numpy(dtype=np.float64)
+    c_end = cases["end"].to_numpy(dtype=np.float64)
+    parts = []
+    for ptype, pstart, pend, wstart in zip(wins["ptype"], wins["pstart"], wins["pend"],
+                                           wins["wstart"], strict=True):
+        known: dict[int, list[np.ndarray]] = {}
+        for agency, person, day in arrays:
+            known.setdefault(agency, []).append(person[(day > wstart) & (day <= pend)])
+        open_case = (c_start <= pend) & (np.isnan(c_end) | (c_end > wstart))
+        known.setdefault(2, []).append(c_person[open_case])
+        persons = np.concatenate([np.unique(np.concatenate(v)) for v in known.values()])
+        person, n = np.unique(persons, return_counts=True)
+        many = n >= 2
+        parts.append(pd.DataFrame({"ptype": ptype, "pstart": pstart, "person": person[many],
+                                   "n": n[many].astype(np.int64)}))
+    if not parts:
+        return pd.DataFrame({"ptype": pd.Series(dtype=object), "pstart": pd.Series(dtype=np.int64),
+                             "person": pd.Series(dtype=np.int64), "n": pd.Series(dtype=np.int64)})
+    out = pd.concat(parts, ignore_index=True)
+    return out.sort_values([*PKEY, "person"], kind="stable").reset_index(drop=True)
 
 
 def _cross_agency_indicators(run: _Run, reports: pd.DataFrame, suspicions: pd.DataFrame,
                              police: pd.DataFrame, cases: pd.DataFrame) -> None:
     src, cells, pp = run.src, run.cells, run.pp
     report_events = reports[["person"]].assign(day=reports["inkom"])
-    high = pp[pp["high"]].copy()
+    # only the columns the cells and the flags need: the pupil x period frame is large
+    keys = [*PKEY, "person", "sdo", "sspf", "wstart", "pend"]
+    high = pp.loc[pp["high"], keys]
     high["den"] = 1.0
     high["num"] = (_flag_events(high, report_events, "wstart", "pend") > 0).astype(float)
     cells.add("hog_franvaro_med_orosanmalan", high, SCHOOL_LEVELS, num="num", den="den",
@@ -852,7 +1022,7 @@ def _cross_agency_indicators(run: _Run, reports: pd.DataFrame, suspicions: pd.Da
     high["num"] = (_flag_events(high, suspicions, "wstart", "pend") > 0).astype(float)
     cells.add("hog_franvaro_med_misstanke", high, SCHOOL_LEVELS, num="num", den="den",
               distinct=False)
-    assessed = pp[pp["assessed"]]
+    assessed = pp.loc[pp["assessed"], [*keys, "high"]]
     suspected = assessed[_flag_events(assessed, suspicions, "pstart", "pend",
                                       lo_inclusive=True) > 0]
     cells.add("misstankta_med_hog_franvaro",
@@ -861,20 +1031,10 @@ def _cross_agency_indicators(run: _Run, reports: pd.DataFrame, suspicions: pd.Da
 
     # kanda_av_flera: known to school / social services / police in the trailing window
     wins = run.periods[[*PKEY, "pend", "wstart"]]
-    pp_all = run.pp_all
-    high_months = pp_all[(pp_all["ptype"] == "manad") & pp_all["high"]]
-    open_cases = cases.merge(wins, how="cross")
-    open_cases = open_cases[(open_cases["start"] <= open_cases["pend"])
-                            & (open_cases["end"].isna()
-                               | (open_cases["end"] > open_cases["wstart"]))]
-    known = pd.concat([
-        _in_window(high_months[["person", "pend"]].rename(columns={"pend": "day"}), wins)
-        .assign(agency=1),
-        _in_window(report_events, wins).assign(agency=2),
-        open_cases[[*PKEY, "person"]].assign(agency=2),
-        _in_window(police, wins).assign(agency=3),
-    ]).drop_duplicates()
-    n_agencies = known.groupby([*PKEY, "person"]).size().rename("n").reset_index()
+    high_months = run.high_months
+    n_agencies = _agencies_in_windows(wins, [
+        (1, high_months[["person", "pend"]].rename(columns={"pend": "day"})),
+        (2, report_events), (3, police)], cases)
     n_agencies = n_agencies[~n_agencies["person"].isin(src.protected)]
     n_agencies = n_agencies.merge(run.periods[[*PKEY, "pend"]], on=PKEY)
     child = _child(src.birth.loc[n_agencies["person"]].to_numpy(), n_agencies["pend"].to_numpy())
@@ -893,8 +1053,8 @@ def _intervention_effects(run: _Run, ins: pd.DataFrame, suspicions: pd.DataFrame
     person = sst["person"].to_numpy(dtype=np.int64)
     start = sst["start"].to_numpy(dtype=np.int64)
     end = sst["end_by_r"].to_numpy(dtype=np.int64)
-    off_before, abs_before = _window_offered(run.att, person, start - p.sst_days, start - 1)
-    off_after, abs_after = _window_offered(run.att, person, end + 1, end + p.sst_days)
+    off_before, abs_before = run.att.window_sums(person, start - p.sst_days, start - 1)
+    off_after, abs_after = run.att.window_sums(person, end + 1, end + p.sst_days)
     sst["num"] = ((abs_after / np.where(off_after > 0, off_after, np.nan))
                   < (abs_before / np.where(off_before > 0, off_before, np.nan))).astype(float)
     sst = sst[(off_before >= p.min_offered) & (off_after >= p.min_offered)]
