@@ -47,16 +47,18 @@ def process_tree(pid: int) -> list[int]:
     return found
 
 
+def process_rss(pid: int) -> int:
+    """Resident bytes of the process ``pid`` alone (0 once it has gone)."""
+    try:
+        with open(f"/proc/{pid}/statm", encoding="ascii") as f:
+            return int(f.read().split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def tree_rss(pid: int) -> int:
     """Resident bytes of ``pid`` and all its descendants."""
-    total = 0
-    for current in process_tree(pid):
-        try:
-            with open(f"/proc/{current}/statm", encoding="ascii") as f:
-                total += int(f.read().split()[1]) * _PAGE
-        except (OSError, ValueError, IndexError):
-            continue
-    return total
+    return sum(process_rss(current) for current in process_tree(pid))
 
 
 @dataclass

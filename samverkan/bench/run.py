@@ -43,6 +43,7 @@ from samverkan.bench.world import (
     simulated_server,
 )
 from samverkan.config import Paths
+from samverkan.database import physical_memory
 
 GIB = 2**30
 MIB = 2**20
@@ -136,7 +137,7 @@ class Bench:
             "municipality": opts.municipality, "memory_limit": opts.memory_limit or "default",
             "repeat": opts.repeat, "skip_pandas": opts.skip_pandas,
             "pandas_ceiling_bytes": opts.pandas_ceiling_bytes, "indicators": list(opts.indicators)},
-            "machine": {"cpus": os.cpu_count(), "memory_bytes": _memory_bytes()},
+            "machine": {"cpus": os.cpu_count(), "memory_bytes": physical_memory()},
             "repeats": []}
         self.failures: list[str] = []
 
@@ -389,17 +390,6 @@ class Bench:
         json_file = self.opts.json_file or (self.work / "bench.json")
         json_file.write_text(json.dumps(self.results, indent=2, default=str), encoding="utf-8")
         return json_file
-
-
-def _memory_bytes() -> int:
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("MemTotal:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
 
 
 def run_bench(opts: BenchOptions, say: Callable[[str], None] = print) -> int:

@@ -206,26 +206,18 @@ def run_child(base_url: str, home: Path, page_size: int, validate: bool, daily: 
 def _tree_rss_kib(pid: int, parts: dict[str, int] | None = None) -> int:
     """Resident memory of ``pid`` and its descendants (KiB), from /proc; ``parts`` gets each
     process's (by its name and pid)."""
+    from samverkan.bench.measure import process_rss, process_tree
+
     total = 0
-    pending = [pid]
-    while pending:
-        current = pending.pop()
-        try:
-            with open(f"/proc/{current}/status", encoding="ascii") as fh:
+    for current in process_tree(pid):
+        kib = process_rss(current) // 1024
+        total += kib
+        if parts is not None and kib:
+            try:
+                name = Path(f"/proc/{current}/comm").read_text(encoding="ascii").strip()
+            except OSError:
                 name = "?"
-                for line in fh:
-                    if line.startswith("Name:"):
-                        name = line.split()[1]
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1])
-                        if parts is not None:
-                            parts[f"{name}[{current}]"] = int(line.split()[1])
-                        break
-            for task in os.listdir(f"/proc/{current}/task"):
-                with open(f"/proc/{current}/task/{task}/children", encoding="ascii") as fh:
-                    pending.extend(int(c) for c in fh.read().split())
-        except (OSError, ValueError):
-            continue
+            parts[f"{name}[{current}]"] = kib
     return total
 
 
