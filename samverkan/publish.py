@@ -360,6 +360,7 @@ def indicator_catalogue(target_dir: Path) -> dict[str, dict[str, Any]]:
             "name": str(meta.get("indicator_name", "")),
             "unit": str(meta.get("unit", "")),
             "definition": str(meta.get("definition", node.get("description", ""))),
+            "summary": str(meta.get("summary", "")),
             "group": meta.get("group", ""),
             "sources": meta.get("sources", ""),
         }

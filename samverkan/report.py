@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -68,14 +69,16 @@ MONTHS_SV = ["januari", "februari", "mars", "april", "maj", "juni", "juli", "aug
              "september", "oktober", "november", "december"]
 MONTHS_SHORT = ["jan", "feb", "mar", "apr", "maj", "jun", "jul", "aug", "sep", "okt", "nov", "dec"]
 STATUS_TINT = {"grön": "tg", "gul": "ty", "röd": "tr"}
+SUPPRESSION_KINDS = {"primar": "primär", "primär": "primär", "primary": "primär",
+                     "sekundar": "sekundär", "sekundär": "sekundär", "secondary": "sekundär"}
 LAGESBILD_MEASURES = {
     "nya_orosanmalningar": "Nya orosanmälningar",
     "nya_unga_misstankta": "Nya unga misstänkta",
     "passerat_hog_franvaro": "Elever som passerat gränsen för hög frånvaro",
     "rod_status": "Indikatorer som blivit röda",
 }
-SOURCE_LABELS = {"ss12000": "SS 12000 (skolor)", "case_system": "Socialtjänstens verksamhetssystem",
-                 "police": "Polisens filleveranser"}
+SOURCE_LABELS = {"ss12000": "Skolornas elev- och närvarouppgifter",
+                 "case_system": "Socialtjänstens verksamhetssystem", "police": "Polisens filleveranser"}
 SCHOOL_MONTHS = 3  # months shown in the school-unit table (all months are in the xlsx/csv)
 
 WORKBOOK_HEADERS = ["Indikator", "Periodtyp", "Periodstart", "Periodslut", "Områdesnivå", "Områdeskod",
@@ -116,11 +119,13 @@ def format_value(row: Row | None) -> str:
 
 
 def period_label(period_type: str, start: dt.date, *, short: bool = False) -> str:
+    """A period in Swedish: "maj 2026" ("maj 2026" short: "maj 2026"), "vecka 23, 2026"
+    ("v. 23, 2026"), "vt 2026", "2026"."""
     if period_type == "manad":
         return f"{(MONTHS_SHORT if short else MONTHS_SV)[start.month - 1]} {start.year}"
     if period_type == "vecka":
         year, week, _ = start.isocalendar()
-        return f"v. {week} {year}" if short else f"vecka {week} {year}"
+        return f"v.{NBSP}{week}, {year}" if short else f"vecka {week}, {year}"
     if period_type == "termin":
         return f"{'vt' if start.month < 7 else 'ht'} {start.year}"
     if period_type == "ar":
@@ -128,11 +133,44 @@ def period_label(period_type: str, start: dt.date, *, short: bool = False) -> st
     return start.isoformat()
 
 
+def format_date(day: dt.date | None, *, year: bool = True) -> str:
+    """A date as Swedish text: "6 december 2026" (without the year: "6 december")."""
+    if day is None:
+        return ""
+    text = f"{day.day} {MONTHS_SV[day.month - 1]}"
+    return f"{text} {day.year}" if year else text
+
+
+def format_date_range(start: dt.date, end: dt.date) -> str:
+    """ "1–7 juni 2026", "29 juni – 5 juli 2026", "29 december 2025 – 4 januari 2026"."""
+    if start.year != end.year:
+        return f"{format_date(start)} – {format_date(end)}"
+    if start.month != end.month:
+        return f"{format_date(start, year=False)} – {format_date(end)}"
+    return f"{start.day}–{format_date(end)}"
+
+
+def format_timestamp(moment: dt.datetime) -> str:
+    """A point in time in Swedish local time: "6 december 2026 kl. 07.24"."""
+    local = moment.astimezone(LOCAL_TZ) if moment.tzinfo else moment
+    return f"{format_date(local.date())} kl.{NBSP}{local:%H.%M}"
+
+
+def format_version(version: str) -> str:
+    """The data version (a UTC timestamp such as ``20261206T062404Z``) as the local date and
+    time it was built: "6 december 2026 kl. 07.24". Another version string is shown as it is."""
+    try:
+        moment = dt.datetime.strptime(version, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
+    except (TypeError, ValueError):
+        return version
+    return format_timestamp(moment)
+
+
 def running_note(end: dt.date, reference_date: dt.date | None, start: dt.date | None = None) -> str:
     """The running period (the one that contains the reference date) is marked as such."""
     if reference_date is None or end < reference_date or (start is not None and start > reference_date):
         return ""
-    return f"löpande, t.o.m. {reference_date.isoformat()}"
+    return f"löpande t.o.m. {format_date(reference_date)}"
 
 
 def _is_running(row: Row, reference_date: dt.date | None) -> bool:
@@ -142,19 +180,20 @@ def _is_running(row: Row, reference_date: dt.date | None) -> bool:
 def _cell(row: Row | None) -> dict[str, str]:
     """A table cell: text, CSS classes, tooltip."""
     if row is None:
-        return {"text": "", "cls": "num empty", "title": "Inget underlag"}
+        return {"text": "", "cls": "num empty", "title": "Inget underlag", "status": ""}
     if row.get("suppressed"):
+        kind = SUPPRESSION_KINDS.get(str(row["suppressed"]), "")
         return {"text": SUPPRESSED_MARK, "cls": "num suppressed",
-                "title": f"Skyddad uppgift ({row['suppressed']} röjandekontroll)"}
+                "title": f"Skyddad uppgift ({kind} röjandekontroll)" if kind else "Skyddad uppgift",
+                "status": ""}
     cls = "num"
-    if row.get("status") in STATUS_TINT:
-        cls += " " + STATUS_TINT[row["status"]]
+    status = row.get("status") if row.get("status") in STATUS_TINT else ""
+    if status:
+        cls += " " + STATUS_TINT[status]
     title = ""
     if row.get("unit") == "andel" and row.get("numerator") is not None and row.get("denominator") is not None:
         title = f"{_decimal(row['numerator'], 0)} av {_decimal(row['denominator'], 0)}"
-        if row.get("status"):
-            title += f", status {row['status']}"
-    return {"text": format_value(row), "cls": cls, "title": title}
+    return {"text": format_value(row), "cls": cls, "title": title, "status": status}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -206,15 +245,44 @@ class IndicatorInfo:
     name: str
     unit: str
     group: str
-    definition: str
+    definition: str  # the technical definition, thresholds with their values (the appendix)
     sources: str
     direction: str
     tolerance: float | None
+    summary: str = ""  # one sentence a manager understands (beside the value)
+
+
+PLACEHOLDER = re.compile(r"\{(\w+)\}")
+
+
+def parameter_text(value: Any) -> str:
+    """A run parameter as the definitions show it: a share as a percentage ("15 %"), a
+    number with Swedish digit grouping."""
+    if isinstance(value, float):  # the catalogue's shares (0..1)
+        return _decimal(value * 100, 1).removesuffix(",0") + NBSP + "%"
+    return _decimal(float(value), 0)
+
+
+def default_parameters() -> dict[str, Any]:
+    """The indicators' thresholds and windows as the dbt project declares them (defaults)."""
+    from samverkan.config import indicator_parameters
+
+    return {name: option.default for name, option in indicator_parameters().items()}
+
+
+def resolve_parameters(text: str, parameters: dict[str, Any]) -> str:
+    """The catalogue's texts name a threshold or window as ``{high_absence_threshold}``: replaced
+    by the value the run used ("15 %"); an unknown name is left for the tests to find."""
+    return PLACEHOLDER.sub(lambda m: parameter_text(parameters[m.group(1)]) if m.group(1) in parameters
+                           else m.group(0), text)
 
 
 def indicator_info(indicator_id: str, rows: Sequence[Row], catalogue: Catalogue,
-                   rules: dict[str, TargetRule]) -> IndicatorInfo:
+                   rules: dict[str, TargetRule], parameters: dict[str, Any] | None = None) -> IndicatorInfo:
+    """The catalogue entry of one indicator; ``parameters`` are the thresholds and windows the
+    run used (by default the catalogue's defaults), written into the definitions."""
     entry = catalogue.get(indicator_id, {})
+    values = {**default_parameters(), **(parameters or {})}
     group = _text(entry.get("group")) or DEFAULT_GROUPS.get(indicator_id, "Samverkan")
     if group not in GROUPS:
         group = "Samverkan"
@@ -224,7 +292,8 @@ def indicator_info(indicator_id: str, rows: Sequence[Row], catalogue: Catalogue,
         name=_text(entry.get("name")) or (rows[0]["indicator_name"] if rows else indicator_id),
         unit=(rows[0]["unit"] if rows else "") or _text(entry.get("unit")),
         group=group,
-        definition=_text(entry.get("definition")),
+        definition=resolve_parameters(_text(entry.get("definition")), values),
+        summary=resolve_parameters(_text(entry.get("summary")), values),
         sources=_text(entry.get("sources")) or DEFAULT_SOURCES[group],
         direction=_text(entry.get("direction")) or (rule.direction if rule else ""),
         tolerance=_float(_text(entry.get("tolerance"))) if entry.get("tolerance") is not None
@@ -497,23 +566,51 @@ def build_section(ind: Indicator, reference_date: dt.date | None) -> dict[str, A
     city_target = None
     if city:
         city_rows = [ind.get("manad", s, "stad", city[1]) for s, _ in months]
-        city_target = next((r["target"] for r in reversed(city_rows) if r and r.get("target") is not None),
-                           None)
-        charts.append(trend_svg(
-            [_point("manad", r, s, reference_date) for r, (s, _) in zip(city_rows, months, strict=True)],
-            unit=info.unit, target=city_target, period_type="manad",
-            title=f"{info.name}, {city[2]}, per månad"))
+        city_target = _latest_target(city_rows, info)
+        charts.append(_chart(info, "manad", city_rows, months, city_target, city[2], reference_date))
         week_rows = [ind.get("vecka", s, "stad", city[1]) for s, _ in weeks]
         if sum(1 for r in week_rows if r and r.get("value") is not None) >= 3:
-            charts.append(trend_svg(
-                [_point("vecka", r, s, reference_date) for r, (s, _) in zip(week_rows, weeks, strict=True)],
-                unit=info.unit, target=city_target, period_type="vecka",
-                title=f"{info.name}, {city[2]}, per vecka"))
+            # The week's own target: a share's target applies to any period; a count has none.
+            charts.append(_chart(info, "vecka", week_rows, weeks, _latest_target(week_rows, info), city[2],
+                                 reference_date))
     return {
         "id": info.id, "info": info, "charts": charts, "tables": tables, "school_table": school_table,
         "target": target_text(city_target, info), "direction": direction_text(info),
         "area_targets": _area_targets(ind, city_target),
     }
+
+
+def _latest_target(rows: Sequence[Row | None], info: IndicatorInfo) -> float | None:
+    """The target the latest rows of one period type carry (a share's only; counts have none)."""
+    if info.unit != "andel":
+        return None
+    return next((r["target"] for r in reversed(rows) if r and r.get("target") is not None), None)
+
+
+CHART_PERIODS = {"manad": ("per månad", "månad", "den löpande månaden"),
+                 "vecka": ("per vecka (måndag–söndag)", "vecka", "den löpande veckan")}
+
+
+def _chart(info: IndicatorInfo, period_type: str, rows: list[Row | None],
+           periods: list[tuple[dt.date, dt.date]], target: float | None, area: str,
+           reference_date: dt.date | None) -> dict[str, Any]:
+    """One trend chart and its own caption (what one point is, the target that fits the period)."""
+    per, one, running = CHART_PERIODS[period_type]
+    points = [_point(period_type, r, s, reference_date) for r, (s, _) in zip(rows, periods, strict=True)]
+    caption = [f"{area}, {per}: varje punkt är en {one}."]
+    if target is not None:
+        caption.append(f"Streckad linje: målet, {target_text(target, info)}"
+                       + (", som gäller för varje vecka lika väl som för månaden." if period_type == "vecka"
+                          else "."))
+    elif info.unit == "antal":
+        caption.append("Antal följs över tid utan mål.")
+    if any(p.running for p in points):
+        caption.append(f"Ofylld punkt: {running} t.o.m. {format_date(reference_date)}.")
+    if any(p.suppressed for p in points):
+        caption.append("Tecknet .. vid axeln betyder skyddad uppgift.")
+    return {"period_type": period_type, "caption": " ".join(caption),
+            "svg": trend_svg(points, unit=info.unit, target=target, period_type=period_type,
+                             title=f"{info.name}, {area}, {per}")}
 
 
 def _point(period_type: str, row: Row | None, start: dt.date, reference_date: dt.date | None) -> ChartPoint:
@@ -651,7 +748,8 @@ def _lagesbild_pages(rows: list[Row], catalogue: Catalogue) -> dict[str, Any] | 
                       "has_suppressed": any(c["suppressed"] for m in measures for c in m["rows"])})
     year, week_no, _ = week.isocalendar()
     return {"iso_week": first.get("iso_week") or f"{year}-W{week_no:02d}",
-            "week_label": f"vecka {week_no} {year}", "week_short": f"v. {week_no}",
+            "week_label": period_label("vecka", week), "week_short": f"v.{NBSP}{week_no}",
+            "week_dates": format_date_range(week, first["week_end"]),
             "week_start": week.isoformat(),
             "week_end": first["week_end"].isoformat(), "pages": pages,
             "data_version": first.get("data_version", "")}
@@ -689,14 +787,21 @@ def _lagesbild_trend(value: float | None, average: float | None) -> dict[str, st
 # Public entry points
 
 
+def _untinted(cls: str) -> str:
+    """A cell's classes without the status tint (where the status has a column of its own)."""
+    return " ".join(c for c in cls.split() if c not in STATUS_TINT.values())
+
+
 def _environment() -> jinja2.Environment:
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
-                              autoescape=jinja2.select_autoescape(["html", "j2"]),
-                              trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
+                             autoescape=jinja2.select_autoescape(["html", "j2"]),
+                             trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
+    env.filters["untinted"] = _untinted
+    return env
 
 
 def _produced_at() -> str:
-    return dt.datetime.now(LOCAL_TZ).strftime("%Y-%m-%d %H:%M")
+    return format_timestamp(dt.datetime.now(LOCAL_TZ))
 
 
 def _read_rows(path: Path | None) -> list[Row]:
@@ -705,20 +810,41 @@ def _read_rows(path: Path | None) -> list[Row]:
     return pq.read_table(path).to_pylist()
 
 
+IDENTIFIER_PROBLEMS = {
+    "missing": "Personnummer saknas",
+    "bad_format": "Ogiltigt personnummer (felaktigt format)",
+    "bad_date": "Ogiltigt personnummer (omöjligt eller framtida födelsedatum)",
+    "bad_checksum": "Ogiltigt personnummer (felaktig kontrollsiffra)",
+}
+
+
+def exclusion_reason(reason: str) -> str:
+    """Why records were left out of the indicators, in Swedish (the manifest's reason codes)."""
+    if reason == "protected_identity":
+        return "Skyddad identitet"
+    if reason.startswith("invalid_identifier"):
+        problem = reason.removeprefix("invalid_identifier").strip("_")
+        return IDENTIFIER_PROBLEMS.get(problem, "Ogiltigt eller saknat personnummer")
+    return "Annat skäl"
+
+
+def _count(value: Any) -> str:
+    return format_number(value, "antal") if isinstance(value, int | float) else ""
+
+
+def _load_rows(load_report: dict[str, dict[str, Any]]) -> list[dict[str, str]]:
+    return [{"source": SOURCE_LABELS.get(source, "Annan källa"), "received": _count(r.get("received")),
+             "loaded": _count(r.get("loaded")), "quarantined": _count(r.get("quarantined"))}
+            for source, r in load_report.items()]
+
+
 def _exclusion_rows(exclusions: dict[str, dict[str, dict[str, int]]]) -> list[dict[str, Any]]:
     """The manifest's identity exclusions (counts only) with Swedish labels."""
     out = []
     for source, reasons in sorted(exclusions.items()):
         for reason, n in sorted(reasons.items()):
-            if reason == "protected_identity":
-                label = "Skyddad identitet"
-            elif reason.startswith("invalid_identifier"):
-                problem = reason.removeprefix("invalid_identifier").strip("_").replace("_", " ")
-                label = "Ogiltigt eller saknat personnummer" + (f" ({problem})" if problem else "")
-            else:
-                label = reason.replace("_", " ")
-            out.append({"source": SOURCE_LABELS.get(source, source), "reason": label,
-                        "records": n.get("records", ""), "people": n.get("people", "")})
+            out.append({"source": SOURCE_LABELS.get(source, source), "reason": exclusion_reason(reason),
+                        "records": _count(n.get("records")), "people": _count(n.get("people"))})
     return out
 
 
@@ -749,37 +875,46 @@ def _catalogue_entries(indicators: Iterable[Indicator]) -> list[tuple[str, list[
 
 def render_report(indicators_parquet: Path, *, lagesbild_parquet: Path | None = None, version: str,
                   reference_date: dt.date | None, catalogue: Catalogue, manifest: dict[str, Any],
-                  min_cell: int = 5, targets: Path | None = None) -> str:
+                  min_cell: int = 5, targets: Path | None = None,
+                  parameters: dict[str, Any] | None = None) -> str:
     """The management report: one self-contained HTML file (inline CSS and SVG, no script,
-    no external resource). ``targets`` is the municipality's ref_indicator_targets.csv."""
+    no external resource). ``targets`` is the municipality's ref_indicator_targets.csv;
+    ``parameters`` the indicators' thresholds and windows the run used (the definitions give
+    their values; by default the catalogue's)."""
     rows = _read_rows(indicators_parquet)
     by_indicator: dict[str, list[Row]] = defaultdict(list)
     for row in rows:
         by_indicator[row["indicator_id"]].append(row)
     rules = read_target_rules(targets)
-    indicators = [Indicator.build(indicator_info(i, by_indicator[i], catalogue, rules), by_indicator[i])
+    indicators = [Indicator.build(indicator_info(i, by_indicator[i], catalogue, rules, parameters),
+                                  by_indicator[i])
                   for i in sorted(by_indicator, key=_order)]
-    sections = [(g, [build_section(ind, reference_date) for ind in indicators if ind.info.group == g])
+    overview = build_overview(indicators, reference_date)
+    # Each indicator's headline (beside its one-sentence definition): the city's overview row.
+    headline = {r["id"]: r for a in overview if a["level"] == "stad" for _, rows in a["groups"] for r in rows}
+    sections = [(g, [{**build_section(ind, reference_date), "headline": headline.get(ind.info.id)}
+                     for ind in indicators if ind.info.group == g])
                 for g in GROUPS]
     months = sorted({s for ind in indicators for s, _ in ind.periods.get("manad", [])})
     template = _environment().get_template("report.html.j2")
     return template.render(
         version=version,
+        version_label=format_version(version),
         produced_at=_produced_at(),
-        reference_date=reference_date.isoformat() if reference_date else "",
+        reference_date=format_date(reference_date),
         window=(period_label("manad", months[0]), period_label("manad", months[-1])) if months else None,
-        overview=build_overview(indicators, reference_date),
+        overview=overview,
         groups=[(g, s) for g, s in sections if s],
         catalogue_groups=_catalogue_entries(indicators),
         lagesbild=_lagesbild_pages(_read_rows(lagesbild_parquet), catalogue) if lagesbild_parquet else None,
         lagesbild_expected=lagesbild_parquet is not None,
         suppressed_mark=SUPPRESSED_MARK,
         min_cell=min_cell,
-        load_report=manifest.get("load_report") or {},
+        load_report=_load_rows(manifest.get("load_report") or {}),
         exclusions=_exclusion_rows(manifest.get("excluded_from_indicators") or {}),
         coverage=_coverage_rows(manifest.get("reference_coverage") or []),
         source_labels=SOURCE_LABELS,
-        row_count=len(rows),
+        row_count=format_number(len(rows), "antal"),
         area_levels=AREA_LEVELS,
         link_indicators=True,
     )
@@ -791,8 +926,9 @@ def render_lagesbild(lagesbild_parquet: Path, *, version: str, reference_date: d
     template = _environment().get_template("lagesbild.html.j2")
     return template.render(
         version=version,
+        version_label=format_version(version),
         produced_at=_produced_at(),
-        reference_date=reference_date.isoformat() if reference_date else "",
+        reference_date=format_date(reference_date),
         lagesbild=_lagesbild_pages(_read_rows(lagesbild_parquet), catalogue),
         suppressed_mark=SUPPRESSED_MARK,
         min_cell=min_cell,

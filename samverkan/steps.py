@@ -445,7 +445,8 @@ def publish(settings: Settings, version: str, ref: dt.date, extract_results: lis
         html_report = render_report(
             staging / "indicators.parquet", lagesbild_parquet=staging / "lagesbild.parquet",
             version=version, reference_date=ref, catalogue=catalogue, manifest=manifest_extra,
-            min_cell=settings.min_cell, targets=p.reference / "ref_indicator_targets.csv")
+            min_cell=settings.min_cell, targets=p.reference / "ref_indicator_targets.csv",
+            parameters=settings.indicator_parameters)
         (staging / "report.html").write_text(html_report, encoding="utf-8")
         write_indicator_workbook(staging / "indicators.parquet", catalogue, staging / "indicators.xlsx",
                                  min_cell=settings.min_cell,

@@ -20,6 +20,9 @@ import pytest
 
 from samverkan.simulator.population import DEFAULT_PUPILS, DEFAULT_SEED
 
+# The report's browser fixtures (chromium, recorder): test_report_browser.py, e2e_report_browser.py.
+pytest_plugins = ["browser_tools"]
+
 TEST_KEY = "samverkan-test-key-0123456789-abcdefghij"
 POSTGRES_ADMIN_URL = os.environ.get("SAMVERKAN_TEST_POSTGRES_URL",
                                     "postgresql+psycopg://postgres@127.0.0.1:5432/test")

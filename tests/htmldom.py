@@ -75,6 +75,11 @@ class Node:
                 out.append(n)
         return out
 
+    def next_element(self) -> Node:
+        """The next sibling element (``dd`` after its ``dt``)."""
+        siblings = [c for c in self.parent.children if isinstance(c, Node)]
+        return siblings[siblings.index(self) + 1]
+
     def one(self, selector: str) -> Node:
         found = self.select(selector)
         assert len(found) == 1, f"{selector}: {len(found)} matches"

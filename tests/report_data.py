@@ -106,7 +106,10 @@ MANY_DISTRICTS = [("stadsdelsomrade", f"SD{i:02d}", f"Stadsdelsområde {i}") for
 
 CATALOGUE = {
     s.id: {"name": s.name, "unit": s.unit, "group": s.group,
-           "definition": f"Definition av {s.name.lower()} (testkatalog).",
+           "summary": f"Kort beskrivning av {s.name.lower()}.",
+           "definition": f"Definition av {s.name.lower()} (testkatalog)."
+           + (" Minst {high_absence_threshold} frånvaro av minst {min_offered_minutes} minuter."
+              if s.id == "hog_franvaro" else ""),
            "sources": {"Skola": "SS 12000 (närvaro, inskrivningar)", "Socialtjänst": "Verksamhetssystemet",
                        "Polis": "Polisens filleverans", "Samverkan": "Alla tre källorna"}[s.group]}
     for s in ALL_SPECS

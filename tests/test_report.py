@@ -31,6 +31,10 @@ MANIFEST = {
 }
 
 
+SUPPRESSED = ".. skyddad uppgift"  # the mark and its visually hidden accessible name
+RUNNING = "löpande t.o.m. 12 juni 2026"
+
+
 def percent(value: float) -> str:
     return f"{value * 100:.1f} %".replace(".", ",")
 
@@ -81,8 +85,15 @@ def test_report_has_a_section_per_indicator_grouped_with_name_definition_sources
         section = dom.one(f"section#ind-{spec.id}")
         assert section.parent.attrs["data-group"] == spec.group
         assert section.one("h3").clean_text == spec.name
-        assert section.one("dd.definition").clean_text == rd.CATALOGUE[spec.id]["definition"]
-        assert section.one("dd.sources").clean_text == rd.CATALOGUE[spec.id]["sources"]
+        # the one-sentence definition, then the city's latest value; the technical definition
+        # and the sources only in the appendix
+        summary = section.one("p.summary")
+        assert summary.clean_text == rd.CATALOGUE[spec.id]["summary"] + " Exakt definition i bilagan"
+        assert summary.one("a").attrs["href"] == f"#def-{spec.id}"
+        headline = section.one("p.headline").clean_text
+        assert headline.startswith(f"Hela staden, juni 2026 ({RUNNING}): "), headline
+        assert rd.CATALOGUE[spec.id]["definition"][:30] not in section.clean_text
+        assert not section.select("dd.sources") and not section.select("code")
         target = section.one("dd.target").clean_text
         if spec.unit == "antal":
             assert target == "Följs över tid, inget mål" and not section.select("dd.direction")
@@ -97,9 +108,12 @@ def test_report_has_a_section_per_indicator_grouped_with_name_definition_sources
     assert "Skärholmen (stadsdelsområde): högst 12,0 %" in dom.one(
         "section#ind-hog_franvaro dd.area-targets").clean_text
     assert "Skolenhet: minst 95,0 %" in dom.one("section#ind-rapporteringsgrad dd.area-targets").clean_text
-    assert dom.one("dd.data-version").clean_text == rd.VERSION
-    assert dom.one("dd.reference-date").clean_text == "2026-06-12"
-    assert rd.VERSION in dom.one("footer.report-footer").clean_text
+    # the data version (UTC) as the local date and time it was built
+    assert dom.one("dd.data-version").clean_text == "12 juni 2026 kl. 08.00"
+    assert dom.one("dd.data-version").attrs["data-version"] == rd.VERSION
+    assert dom.one("dd.reference-date").clean_text == "12 juni 2026"
+    assert "dataversion 12 juni 2026 kl. 08.00" in dom.one("footer.report-footer").clean_text
+    assert rd.VERSION not in dom.clean_text
     element_ids = [n.attrs["id"] for n in dom.iter() if "id" in n.attrs]
     assert len(element_ids) == len(set(element_ids))
     internal_links = {a.attrs["href"][1:] for a in dom.select("a[href]")}
@@ -122,14 +136,16 @@ def test_overview_shows_latest_month_value_target_status_and_trend_per_area(repo
                            key=lambda r: r["period_start"])
             latest, previous = cells[-1], cells[-2]
             assert latest["period_start"] == dt.date(2026, 6, 1)
-            assert tds[0].clean_text == "juni 2026 löpande, t.o.m. 2026-06-12"
+            assert tds[0].clean_text == f"juni 2026 {RUNNING}"
             if latest["suppressed"]:
-                assert tds[1].clean_text == ".." and "suppressed" in tds[1].classes
+                assert tds[1].clean_text == SUPPRESSED and "suppressed" in tds[1].classes
+                assert tds[1].one("abbr").attrs["title"] == "skyddad uppgift"
                 assert tds[3].clean_text in ("–", "inget mål") and not tds[3].select(".status-röd")
                 assert tds[4].clean_text == "ingen jämförelse"
                 continue
             expected = percent(latest["value"]) if spec.unit == "andel" else str(int(latest["value"]))
             assert tds[1].clean_text == expected
+            assert not {"tg", "ty", "tr"} & tds[1].classes  # the status has its own column
             if spec.unit == "antal":
                 assert tds[2].clean_text == "Följs över tid, inget mål" and tds[3].clean_text == "inget mål"
             else:
@@ -163,19 +179,26 @@ def test_tables_mark_suppressed_cells_with_a_footnote_and_the_running_period(rep
     section = dom.one("section#ind-hog_franvaro")
     months = section.one("table.months")
     header = [th.clean_text for th in months.select("thead th")]
-    assert header[1] == "jul 2025" and header[-1] == "jun 2026 löpande, t.o.m. 2026-06-12"
+    assert header[1] == "jul 2025" and header[-1] == f"jun 2026 {RUNNING}"
     assert all("löpande" not in h for h in header[:-1])
     body = {tr.one("th").clean_text: [td.clean_text for td in tr.select("td")]
             for tr in months.select("tbody tr") if tr.select("td")}
-    assert body["Skärholmen/Vårberg"] == [".."] * 12  # primary suppression everywhere
-    assert body["Rinkeby-Kista"][0] == ".."  # secondary suppression in the first month
+    assert body["Skärholmen/Vårberg"] == [SUPPRESSED] * 12  # primary suppression everywhere
+    assert body["Rinkeby-Kista"][0] == SUPPRESSED  # secondary suppression in the first month
     may = next(r for r in _city(rows, "hog_franvaro") if r["period_start"] == dt.date(2026, 5, 1))
-    assert body["Stockholm"][10] == percent(may["value"])
+    icon = {"grön": "✓", "gul": "!", "röd": "✕"}[may["status"]]
+    assert body["Stockholm"][10] == f"{percent(may['value'])} {icon} {may['status']}"
+    # every coloured cell carries its status as a word, not only in a title
+    tinted = [td for td in dom.select("td") if {"tg", "ty", "tr"} & td.classes]
+    assert len(tinted) > 100
+    for td in tinted:
+        status = {"tg": "grön", "ty": "gul", "tr": "röd"}[next(iter({"tg", "ty", "tr"} & td.classes))]
+        assert td.one("span.cell-status").clean_text.endswith(status), td.clean_text
     note = section.select("div.table-block")[0].one("p.suppression-note").clean_text
     assert "mindre än 5" in note and "sekundär" in note and "primär" in note
     terms = section.one("table.terms")
     assert [th.clean_text for th in terms.select("thead th")] == [
-        "Område", "ht 2025", "vt 2026 löpande, t.o.m. 2026-06-12", "2025", "2026 löpande, t.o.m. 2026-06-12"]
+        "Område", "ht 2025", f"vt 2026 {RUNNING}", "2025", f"2026 {RUNNING}"]
     captions = [c.clean_text for c in section.select("table.breakdown caption")]
     assert captions == ["Huvudman, Stockholm", "Årskurs, Stockholm"]
     arskurs = section.select("table.breakdown")[1]
@@ -187,7 +210,7 @@ def test_tables_mark_suppressed_cells_with_a_footnote_and_the_running_period(rep
     blocks = dom.select("div.table-block")
     assert len(blocks) > 20
     for block in blocks:
-        has_suppressed = any(td.clean_text == ".." for td in block.select("td"))
+        has_suppressed = any(td.clean_text == SUPPRESSED for td in block.select("td"))
         assert bool(block.select("p.suppression-note")) == has_suppressed
     assert any(not b.select("p.suppression-note") for b in blocks)
     # antal cells are integers; Okänd is listed last
@@ -222,35 +245,74 @@ def test_lagesbild_pages_for_the_city_and_each_sspf_area(report):
     pages = dom.select("section.lagesbild")
     assert [p.attrs["data-area"] for p in pages] == ["0180", "SKH-BS", "SKH-SV"]
     city = pages[0]
-    assert "vecka 23 2026" in city.one("h3").clean_text
+    assert "vecka 23, 2026" in city.one("h3").clean_text
     oros = city.one("table[data-measure=nya_orosanmalningar]")
     assert [cells(tr)[:3] for tr in oros.select("tbody tr")] == [
         ["Totalt", "40", "10,0"], ["Skola", "23", "7,2"]]
     assert "999" not in city.clean_text  # an older week is not shown
     suspects = city.one("table[data-measure=nya_unga_misstankta]")
-    assert [td.clean_text for td in suspects.select("tbody tr")[1].select("td")][:2] == ["..", "2,0"]
+    assert [td.clean_text for td in suspects.select("tbody tr")[1].select("td")][:2] == [SUPPRESSED, "2,0"]
     assert "mellan 1 och 4" in city.one("p.suppression-note").clean_text
     assert [li.attrs["data-indicator"] for li in city.select("ul.red-list li")] == ["hog_franvaro"]
     assert city.one("ul.red-list a").attrs["href"] == "#ind-hog_franvaro"
     small = pages[2]
     first = small.select("table[data-measure=nya_orosanmalningar] tbody tr")[0]
-    assert cells(first)[:3] == ["Totalt", "..", "10,0"]
+    assert cells(first)[:3] == ["Totalt", SUPPRESSED, "10,0"]
     assert "Inga indikatorer har blivit röda" in small.one("p.no-red").clean_text
 
 
 def test_definitions_sources_and_load_report(report):
-    _, dom, _ = report
+    html, dom, _ = report
     definitions = dom.one("section#definitioner")
+    assert definitions.one("h2").clean_text == "Bilaga: definitioner"
     for spec in rd.SPECS:
         entry = definitions.one(f"dt#def-{spec.id}")
         assert entry.clean_text == spec.name
+        # the technical definition and the sources: once in the report, in the appendix
+        definition = rd.CATALOGUE[spec.id]["definition"].split(" Minst")[0]
+        assert html.count(definition) == 1
+        assert f"Källor: {rd.CATALOGUE[spec.id]['sources']}." in entry.next_element().clean_text
+    # thresholds with the values of the run, not their variable names
+    assert "Minst 15 % frånvaro av minst 300 minuter." in definitions.clean_text
+    assert "{" not in definitions.clean_text
     about = dom.one("section#om-uppgifterna")
     assert "mindre än 5" in about.one("p#sekretess").clean_text
     load = [cells(tr) for tr in about.select("table.load-report tbody tr")]
-    assert load == [["SS 12000 (skolor)", "1200", "1190", "10"],
+    assert load == [["Skolornas elev- och närvarouppgifter", "1 200", "1 190", "10"],
                     ["Polisens filleveranser", "300", "300", "0"]]
     exclusions = [cells(tr) for tr in about.select("table.exclusions tbody tr")]
     assert ["Socialtjänstens verksamhetssystem", "Skyddad identitet", "7", "2"] in exclusions
+    assert ["Socialtjänstens verksamhetssystem", "Ogiltigt eller saknat personnummer", "3", "0"] in exclusions
+
+
+def test_definitions_give_the_thresholds_the_run_used(tables):
+    indicators, _ = tables
+    html = render_report(indicators, version=rd.VERSION, reference_date=rd.REFERENCE_DATE,
+                         catalogue=rd.CATALOGUE, manifest={}, targets=rd.TARGETS,
+                         parameters={"high_absence_threshold": 0.125, "min_offered_minutes": 1200})
+    text = parse(html).one("dt#def-hog_franvaro").next_element().clean_text
+    assert "Minst 12,5 % frånvaro av minst 1 200 minuter." in text
+
+
+def test_exclusion_reasons_and_numbers_in_swedish(tables):
+    indicators, _ = tables
+    manifest = {"load_report": {"ss12000": {"received": 2027511, "loaded": 2027500, "quarantined": 11}},
+                "excluded_from_indicators": {"police": {
+                    f"invalid_identifier_{p}": {"records": 1234, "people": 5}
+                    for p in ("missing", "bad_format", "bad_date", "bad_checksum")}}}
+    html = render_report(indicators, version="20261206T062404Z", reference_date=dt.date(2026, 12, 6),
+                         catalogue=rd.CATALOGUE, manifest=manifest)
+    dom = parse(html)
+    assert dom.one("dd.data-version").clean_text == "6 december 2026 kl. 07.24"
+    load = [cells(tr) for tr in dom.select("table.load-report tbody tr")]
+    assert load == [["Skolornas elev- och närvarouppgifter", "2 027 511", "2 027 500", "11"]]
+    reasons = [cells(tr)[1] for tr in dom.select("table.exclusions tbody tr")]
+    assert reasons == ["Ogiltigt personnummer (felaktig kontrollsiffra)",
+                       "Ogiltigt personnummer (omöjligt eller framtida födelsedatum)",
+                       "Ogiltigt personnummer (felaktigt format)", "Personnummer saknas"]
+    assert all(cells(tr)[2] == "1 234" for tr in dom.select("table.exclusions tbody tr"))
+    for english in ("missing", "checksum", "bad ", "invalid", "None", "W49", "20261206T"):
+        assert english not in dom.clean_text, english
 
 
 def test_report_degrades_without_group_sources_and_lagesbild(tmp_path):
@@ -262,8 +324,11 @@ def test_report_degrades_without_group_sources_and_lagesbild(tmp_path):
     dom = parse(html)
     assert [g.attrs["data-group"] for g in dom.select("section.group")] == [
         "Skola", "Socialtjänst", "Polis", "Samverkan"]
-    assert "SS 12000" in dom.one("section#ind-hog_franvaro dd.sources").clean_text
-    assert "polisens filleveranser" in dom.one("section#ind-kanda_av_flera dd.sources").clean_text
+    sources = {dt.attrs["id"]: dt.next_element().clean_text for dt in dom.select("section#definitioner dt")}
+    assert "SS 12000" in sources["def-hog_franvaro"]
+    assert "polisens filleveranser" in sources["def-kanda_av_flera"]
+    # without a one-sentence summary in the catalogue, the definition stands beside the value
+    assert dom.one("section#ind-hog_franvaro p.summary").clean_text.startswith("Definition av")
     assert not dom.select("section.lagesbild")
     assert "ingår inte" in dom.one("section#lagesbild").clean_text
     assert_self_contained(html)
@@ -275,8 +340,9 @@ def test_standalone_lagesbild(tables):
                             catalogue=rd.CATALOGUE)
     dom = parse(html)
     assert [p.attrs["data-area"] for p in dom.select("section.lagesbild")] == ["0180", "SKH-BS", "SKH-SV"]
-    assert dom.one("dd.iso-week").clean_text == "2026-W23 (2026-06-01 – 2026-06-07)"
-    assert dom.one("dd.data-version").clean_text == rd.VERSION
+    assert dom.one("dd.iso-week").clean_text == "vecka 23, 2026 (1–7 juni 2026)"
+    assert dom.one("dd.data-version").clean_text == "12 juni 2026 kl. 08.00"
+    assert "2026-W23" not in dom.clean_text and rd.VERSION not in dom.clean_text
     red = dom.one("section.lagesbild[data-area=SKH-BS] ul.red-list li")
     assert red.clean_text == "röd Andel elever med hög frånvaro" and not red.select("a")
     assert not dom.select("section.indicator")
@@ -295,8 +361,8 @@ def test_workbook_has_an_about_sheet_and_one_sheet_per_indicator(tables, tmp_pat
     assert ["Dataversion", rd.VERSION] in about
     assert any(".." in str(r[0]) and "mindre än 5" in str(r[0]) for r in about if r)
     assert ["hog_franvaro", "Andel elever med hög frånvaro",
-            "Definition av andel elever med hög frånvaro (testkatalog). "
-            "Källor: SS 12000 (närvaro, inskrivningar)."] in about
+            "Definition av andel elever med hög frånvaro (testkatalog). Minst 15\u00a0% frånvaro av "
+            "minst 300 minuter. Källor: SS 12000 (närvaro, inskrivningar)."] in about
     for spec in rd.SPECS:
         sheet = list(wb[spec.id].iter_rows(values_only=True))
         assert list(sheet[0]) == WORKBOOK_HEADERS

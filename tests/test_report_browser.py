@@ -4,36 +4,31 @@ Every request the browser makes goes to a loopback HTTP proxy that records it an
 nothing useful; host names do not resolve. A control page with external resources proves the
 recorder sees page fetches; the report must cause none. The rendered DOM must hold every
 indicator section, the SVG charts and the status marks, laid out with a size and the status
-colours; screenshots are kept under test-artifacts/ (or $SAMVERKAN_TEST_ARTIFACTS).
+colours; screenshots are kept under test-artifacts/ (or $SAMVERKAN_TEST_ARTIFACTS). axe-core
+finds no WCAG 2.1 A/AA violation; printed, the overview keeps every column. The same on the demo
+world: e2e_report_browser.py.
 """
 
 from __future__ import annotations
 
-import http.server
 import json
-import os
-import shutil
-import struct
-import subprocess
-import threading
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 import report_data as rd
-from conftest import require
+from browser_tools import (
+    ARTIFACTS,
+    axe_check,
+    describe_violations,
+    page_requests,
+    pdf_info,
+    pdf_pages_text,
+    png_size,
+    print_to_pdf,
+    require_poppler,
+)
 from htmldom import parse
 
 from samverkan.report import render_lagesbild, render_report
 
-ARTIFACTS = Path(os.environ.get("SAMVERKAN_TEST_ARTIFACTS",
-                                Path(__file__).resolve().parent.parent / "test-artifacts")) / "report"
-# Chromium's own background services (component updates, account and time checks): the browser
-# calls them whatever page it shows. Nothing a page could use as a resource host (no fonts.*).
-BROWSER_SERVICES = {"update.googleapis.com", "accounts.google.com", "clients1.google.com",
-                    "clients2.google.com", "safebrowsing.googleapis.com",
-                    "optimizationguide-pa.googleapis.com", "content-autofill.googleapis.com",
-                    "redirector.gvt1.com", "edgedl.me.gvt1.com"}
 STATUS_COLOURS = {"grön": "rgb(26, 127, 55)", "gul": "rgb(201, 151, 0)", "röd": "rgb(198, 40, 40)"}
 
 MEASURE = """<script>
@@ -65,67 +60,6 @@ MEASURE = """<script>
   document.body.appendChild(pre);
 })();
 </script>"""
-
-
-class _Recorder(http.server.BaseHTTPRequestHandler):
-    def _record(self) -> None:
-        host = self.headers.get("Host") or self.path.split("://", 1)[-1].split("/", 1)[0]
-        self.server.seen.append((self.command, host.split(":")[0]))  # type: ignore[attr-defined]
-        self.send_response(502 if self.command == "CONNECT" else 404)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    do_GET = do_POST = do_HEAD = do_CONNECT = do_OPTIONS = _record
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def recorder() -> Iterator[http.server.ThreadingHTTPServer]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
-    server.seen = []  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-@pytest.fixture
-def chromium(tmp_path, recorder):
-    binary = shutil.which("chromium")
-    require(binary is not None, "Debian's chromium is not installed (apt-get install -y chromium)")
-    port = recorder.server_address[1]
-
-    def run(page: Path, *args: str) -> str:
-        recorder.seen.clear()
-        proc = subprocess.run(
-            [binary, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-             f"--user-data-dir={tmp_path / 'chromium-profile'}",
-             f"--proxy-server=http://127.0.0.1:{port}", "--proxy-bypass-list=<-loopback>",
-             "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             "--no-first-run", "--no-default-browser-check", "--disable-default-apps", "--disable-extensions",
-             "--disable-features=NetworkTimeServiceQuerying,OptimizationHints,MediaRouter,Translate",
-             "--virtual-time-budget=3000", *args, page.as_uri()],
-            capture_output=True, text=True, timeout=180)
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        return proc.stdout
-
-    return run
-
-
-def page_requests(recorder) -> list[tuple[str, str]]:
-    return [(method, host) for method, host in recorder.seen if host not in BROWSER_SERVICES]
-
-
-def png_size(path: Path) -> tuple[int, int]:
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
-    return struct.unpack(">II", data[16:24])
 
 
 def test_report_renders_offline_in_chromium(tmp_path, chromium, recorder):
@@ -208,3 +142,48 @@ def test_lagesbild_renders_offline_in_chromium(tmp_path, chromium, recorder):
     assert page_requests(recorder) == []
     assert png_size(shot) == (1280, 2400)
     print(f"lägesbild screenshot: {shot}")
+
+
+def _fixture_report(tmp_path):
+    indicators, lagesbild = rd.write_tables(tmp_path / "published")
+    report = tmp_path / "report.html"
+    report.write_text(render_report(indicators, lagesbild_parquet=lagesbild, version=rd.VERSION,
+                                    reference_date=rd.REFERENCE_DATE, catalogue=rd.CATALOGUE, manifest={},
+                                    min_cell=rd.MIN_CELL, targets=rd.TARGETS), encoding="utf-8")
+    page = tmp_path / "lagesbild.html"
+    page.write_text(render_lagesbild(lagesbild, version=rd.VERSION, reference_date=rd.REFERENCE_DATE,
+                                     catalogue=rd.CATALOGUE), encoding="utf-8")
+    return report, page
+
+
+def test_report_and_lagesbild_have_no_wcag_violations(tmp_path, chromium, recorder):
+    """axe-core (WCAG 2.1 A and AA rules) in Chromium, every collapsed section opened: none."""
+    report, page = _fixture_report(tmp_path)
+    for html in (report, page):
+        result = axe_check(chromium, html, tmp_path)
+        assert page_requests(recorder) == []
+        assert result["rules"] > 15, result  # the checker ran its rules (not an empty result)
+        assert result["violations"] == [], f"{html.name}:\n" + describe_violations(result["violations"])
+
+
+def test_printed_report_keeps_every_overview_column_and_opens_collapsed_areas(tmp_path, chromium):
+    """Printed to PDF on A4: the overview's six column headers and the status words on its first
+    page, each area on a page of its own, the collapsed areas and school tables printed open."""
+    require_poppler()
+    report, _ = _fixture_report(tmp_path)
+    pdf = print_to_pdf(chromium, report, tmp_path / "report.pdf")
+    assert "A4" in pdf_info(pdf)["Page size"]
+    pages = pdf_pages_text(pdf)
+    overview = next(i for i, p in enumerate(pages) if "Översikt – senaste månaden" in p and "Indikator" in p)
+    assert overview <= 2, overview
+    first = " ".join(pages[overview].split())
+    for header in ("Indikator", "Månad", "Värde", "Mål", "Status", "Förändring mot föregående månad"):
+        assert header in first, header
+    assert "röd" in first and "högst 10,0 %" in first
+    # each overview area starts a page; the closed ones (all but the city) print open
+    for name in ("Skärholmen", "Enskede-Årsta-Vantör", "Bredäng/Sätra", "Rågsved"):
+        start = [p for p in pages if p.strip().startswith(name)]
+        assert start and "Andel elever med hög frånvaro" in start[0], name
+    assert any("Per skolenhet" in p and "Testskolan 1" in p for p in pages)  # a collapsed table, printed
+    words = [len(p.split()) for p in pages]
+    assert len(pages) <= 40 and min(words[:-1]) >= 40, words
