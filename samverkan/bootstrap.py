@@ -5,7 +5,9 @@
 
 Installs ``uv`` into ``.tools/`` if it is not on PATH, syncs ``.venv`` from the committed
 ``uv.lock`` (exactly, with this interpreter; uv never downloads a Python), then runs the
-command inside the environment.
+command inside the environment. Before the tests, ``npm ci`` installs what the report's browser
+tests inject into Chromium (axe-core, ``tests/browser/package-lock.json``); the tests themselves
+never fetch anything.
 """
 
 from __future__ import annotations
@@ -40,6 +42,29 @@ def _uv() -> str:
     return str(uv)
 
 
+BROWSER_TOOLS = ROOT / "tests" / "browser"
+
+
+def _browser_tools() -> None:
+    """``npm ci`` in tests/browser when its node_modules is missing or older than the lock
+    file. Without npm, or when it fails, the accessibility test says so (and fails under
+    CI=true)."""
+    lock = BROWSER_TOOLS / "package-lock.json"
+    installed = BROWSER_TOOLS / "node_modules" / ".package-lock.json"
+    if not lock.exists() or (installed.exists() and installed.stat().st_mtime >= lock.stat().st_mtime):
+        return
+    npm = shutil.which("npm")
+    if npm is None:
+        print("samverkan: npm is not installed; the report's accessibility test needs axe-core "
+              "(apt-get install -y npm, then npm ci in tests/browser)", file=sys.stderr, flush=True)
+        return
+    print("samverkan: installing the browser tests' tools (npm ci in tests/browser)", flush=True)
+    done = subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=BROWSER_TOOLS)
+    if done.returncode != 0:
+        print("samverkan: npm ci failed in tests/browser; the accessibility test cannot run",
+              file=sys.stderr, flush=True)
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in COMMANDS:
         print(__doc__, file=sys.stderr)
@@ -52,6 +77,8 @@ def main(argv: list[str]) -> int:
     env = {"UV_SYSTEM_CERTS": "true", **os.environ, "UV_PYTHON_DOWNLOADS": "never"}
     subprocess.run([_uv(), "sync", "--locked", "--quiet", "--python", sys.executable],
                    cwd=ROOT, env=env, check=True)
+    if argv[0] == "test":
+        _browser_tools()
     command = COMMANDS[argv[0]]
     executable = ROOT / ".venv" / "bin" / command[0]
     return subprocess.call([str(executable), *command[1:], *argv[1:]], cwd=ROOT, env=env)

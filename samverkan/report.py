@@ -170,7 +170,7 @@ def running_note(end: dt.date, reference_date: dt.date | None, start: dt.date | 
     """The running period (the one that contains the reference date) is marked as such."""
     if reference_date is None or end < reference_date or (start is not None and start > reference_date):
         return ""
-    return f"löpande t.o.m. {format_date(reference_date)}"
+    return f"löpande t.o.m. {format_date(reference_date).replace(' ', NBSP, 1)}"
 
 
 def _is_running(row: Row, reference_date: dt.date | None) -> bool:

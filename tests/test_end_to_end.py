@@ -20,11 +20,13 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-# The lägesbild's tests and the bench's baselines run on the same default demo world (a session
-# fixture); they live in e2e_lagesbild.py and e2e_bench.py and are collected here, so that all
-# run on one test worker (before this file's tests change the world).
+# The lägesbild's tests, the bench's baselines and the report's browser tests run on the same
+# default demo world (a session fixture); they live in e2e_lagesbild.py, e2e_bench.py and
+# e2e_report_browser.py and are collected here, so that all run on one test worker (before this
+# file's tests change the world).
 from e2e_bench import *  # noqa: E402, F403
 from e2e_lagesbild import *  # noqa: E402, F403
+from e2e_report_browser import *  # noqa: E402, F403
 from truth_compare import assert_equals_truth, read_cells
 
 from samverkan.config import Paths
@@ -149,7 +151,8 @@ def test_report_shows_every_indicator_and_a_lagesbild_page_per_sspf_area(demo):
     areas = {n.attrs.get("data-area") for n in doc.select("section.lagesbild")}
     assert set(sspf) <= areas
     # suppressed cells are shown as `..` with the reason
-    assert any(td.clean_text == ".." for td in doc.select("td"))
+    assert any(td.clean_text == ".. skyddad uppgift" and td.one("abbr").text == ".."
+               for td in doc.select("td"))
     assert doc.select(".suppression-note") and "sekretesskäl" in html
     for name in ("lagesbild.csv", "lagesbild.parquet", "indicators.xlsx"):
         assert (current / name).is_file(), name
