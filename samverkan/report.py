@@ -2,9 +2,16 @@
 
 - ``render_report``: one HTML file: a title page, an overview (latest month per area: value,
   target, status and the trend against the previous month), one section per indicator grouped
-  Skola / Socialtjänst / Polis / Samverkan (inline SVG trend charts, months × areas, terms and
-  years, the city's breakdowns, school units), the weekly lägesbild per SSPF area and the city,
-  definitions and sources.
+  Skola / Socialtjänst / Polis / Samverkan (a one-sentence definition, the city's latest value,
+  inline SVG trend charts per month and per week with their own captions and targets, months ×
+  areas, terms and years, the city's breakdowns, school units), the weekly lägesbild per SSPF
+  area and the city, "Om uppgifterna" and the appendix "Bilaga: definitioner" (the technical
+  definitions with the run's thresholds and windows, and the sources). Printed, it is A4: each
+  overview and lägesbild area on a page of its own, collapsed sections open.
+
+Everything a reader sees is Swedish: "vecka 23, 2026", "12 juni 2026", the data version as
+the local time it was built ("6 december 2026 kl. 07.24"), digits grouped with a no-break
+space and a decimal comma. The status is a word (with an icon) wherever a cell is coloured.
 - ``render_lagesbild``: the lägesbild pages alone, for the weekly publication.
 - ``write_indicator_workbook``: ``indicators.xlsx``, one sheet per indicator.
 
