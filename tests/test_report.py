@@ -421,3 +421,32 @@ def test_report_and_workbook_with_many_areas(tmp_path):
         assert len(sheets) == 1 + len(rd.ALL_SPECS)
         data_rows = sum(z.read(n).count(b"<row ") - 1 for n in sheets if not n.endswith("sheet1.xml"))
     assert data_rows == n_rows
+
+
+def test_catalogue_texts_are_plain_swedish():
+    """The indicator models' meta (what the report shows): a one-sentence summary, a technical
+    definition and sources in plain words; thresholds only as {var} placeholders of known vars,
+    never a var's name, a source field, a code or English."""
+    from pathlib import Path
+
+    import yaml
+
+    from samverkan.config import indicator_parameters
+    from samverkan.report import PLACEHOLDER
+
+    names = set(indicator_parameters())
+    models = sorted((Path(__file__).resolve().parent.parent / "dbt_project" / "models" / "marts"
+                     / "indicators").glob("ind_*.yml"))
+    assert len(models) == 18
+    for path in models:
+        meta = yaml.safe_load(path.read_text(encoding="utf-8"))["models"][0]["config"]["meta"]
+        summary, definition, sources = meta["summary"], meta["definition"], meta["sources"]
+        assert summary.strip().endswith(".") and summary.count(". ") == 0 and len(summary) < 200, path.name
+        for text in (summary, definition, sources):
+            assert set(PLACEHOLDER.findall(text)) <= names, path.name
+            bare = PLACEHOLDER.sub("", text)
+            assert not [n for n in names if n in bare], (path.name, text)
+            for word in ("isReported", "PLAC_", "Roll =", "antal_verksamheter", "fillevererans", "SS12000",
+                         "missing", "checksum", "(standard"):
+                assert word not in bare, (path.name, word)
+            assert "_" not in bare, (path.name, text)
