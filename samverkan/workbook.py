@@ -226,7 +226,7 @@ def sheet_names(names: Mapping[str, str], reserved: Iterable[str] = (ABOUT_SHEET
 
 
 def _table_name(n: int, key: str) -> str:
-    return f"T{n:02d}_" + (re.sub(r"[^A-Za-z0-9_]", "_", key)[:40] or "data")
+    return f"Tabell_{n:02d}_" + (re.sub(r"[^A-Za-z0-9_]", "_", key)[:40] or "data")
 
 
 # ---------------------------------------------------------------------------------------------
