@@ -94,7 +94,7 @@ INDICATOR_COLUMNS: list[tuple[str, float | None]] = [
 HEADERS = [h for h, _ in INDICATOR_COLUMNS]
 LAGESBILD_COLUMNS: list[tuple[str, float | None]] = [
     ("Vecka", None), ("Veckostart", 13), ("Veckoslut", 13), ("Områdesnivå", 18), ("Områdeskod", None),
-    ("Område", None), ("Mått", None), ("Kategori", None), ("Antal", 10), ("Snitt föregående veckor", 14),
+    ("Område", None), ("Mått", None), ("Kategori", None), ("Antal", 10), ("Snitt föregående veckor", 26),
     ("Skyddad", None), ("Status", 10),
 ]
 LAGESBILD_HEADERS = [h for h, _ in LAGESBILD_COLUMNS]
