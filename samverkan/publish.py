@@ -3,7 +3,8 @@
 Two publications share this code:
 
 * the nightly indicator publication, ``published/versions/<version>/`` with
-  ``indicators.csv``, ``indicators.parquet``, ``indicators.xlsx``, ``lagesbild.csv``,
+  ``indicators.csv``, ``indicators.parquet``, ``indicators.xlsx``, ``indikatorer.csv`` (the
+  cells for Swedish Excel, samverkan/workbook.py), ``lagesbild.csv``,
   ``lagesbild.parquet``, ``report.html`` and ``manifest.json``, behind ``published/current``;
 * the weekly lägesbild, ``published/lagesbild/versions/<version>/`` with ``lagesbild.csv``,
   ``lagesbild.parquet``, ``lagesbild.html`` and ``manifest.json``, behind

@@ -13,7 +13,8 @@ Everything a reader sees is Swedish: "vecka 23, 2026", "12 juni 2026", the data 
 the local time it was built ("6 december 2026 kl. 07.24"), digits grouped with a no-break
 space and a decimal comma. The status is a word (with an icon) wherever a cell is coloured.
 - ``render_lagesbild``: the lägesbild pages alone, for the weekly publication.
-- ``write_indicator_workbook``: ``indicators.xlsx``, one sheet per indicator.
+- The workbook and the CSV file for Swedish Excel are written by samverkan/workbook.py from
+  the same published files, with the labels defined here.
 
 Everything shown is read from the published (already disclosure-controlled) files; the
 report never re-derives a suppressed value. Suppressed cells are shown as ``..``.
@@ -87,13 +88,6 @@ LAGESBILD_MEASURES = {
 SOURCE_LABELS = {"ss12000": "Skolornas elev- och närvarouppgifter",
                  "case_system": "Socialtjänstens verksamhetssystem", "police": "Polisens filleveranser"}
 SCHOOL_MONTHS = 3  # months shown in the school-unit table (all months are in the xlsx/csv)
-
-WORKBOOK_HEADERS = ["Indikator", "Periodtyp", "Periodstart", "Periodslut", "Områdesnivå", "Områdeskod",
-                    "Område", "Uppdelning", "Värde för uppdelning", "Täljare", "Nämnare", "Värde", "Enhet",
-                    "Undertryckt", "Mål", "Status", "Dataversion"]
-WORKBOOK_COLUMNS = ["indicator_name", "period_type", "period_start", "period_end", "area_level",
-                    "area_code", "area_name", "breakdown", "breakdown_value", "numerator", "denominator",
-                    "value", "unit", "suppressed", "target", "status", "data_version"]
 
 Row = dict[str, Any]
 Catalogue = dict[str, dict[str, Any]]
@@ -941,106 +935,3 @@ def render_lagesbild(lagesbild_parquet: Path, *, version: str, reference_date: d
         min_cell=min_cell,
         link_indicators=False,
     )
-
-
-def _sheet_title(indicator_id: str, used: set[str]) -> str:
-    base = "".join("_" if ch in '[]:*?/\\' else ch for ch in indicator_id)[:31] or "indikator"
-    title, n = base, 2
-    while title.lower() in used or title.lower() == "om":
-        suffix = f"_{n}"
-        title, n = base[:31 - len(suffix)] + suffix, n + 1
-    used.add(title.lower())
-    return title
-
-
-def write_indicator_workbook(indicators_parquet: Path, catalogue: Catalogue, path: Path,
-                             min_cell: int = 5, targets: Path | None = None) -> Path:
-    """indicators.xlsx: a sheet "Om" (data version, how to read it, the indicators) and one
-    sheet per indicator with every published row; suppressed values are written as ``..``."""
-    from openpyxl import Workbook
-    from openpyxl.cell import WriteOnlyCell
-    from openpyxl.styles import Font
-
-    rows = _read_rows(indicators_parquet)
-    by_indicator: dict[str, list[Row]] = defaultdict(list)
-    for row in rows:
-        by_indicator[row["indicator_id"]].append(row)
-    rules = read_target_rules(targets)
-    ids = sorted(by_indicator, key=_order)
-    versions = sorted({r["data_version"] for r in rows if r.get("data_version")})
-    wb = Workbook(write_only=True)
-    bold = Font(bold=True)
-
-    about = wb.create_sheet("Om")
-    about.column_dimensions["A"].width = 30
-    about.column_dimensions["B"].width = 45
-    about.column_dimensions["C"].width = 100
-
-    def heading(ws: Any, text: str) -> list[Any]:
-        cell = WriteOnlyCell(ws, value=text)
-        cell.font = bold
-        return [cell]
-
-    about.append(heading(about, "Samverkan – gemensamma indikatorer för skola, socialtjänst och polis"))
-    about.append(["Dataversion", ", ".join(versions)])
-    about.append(["Antal rader", len(rows)])
-    about.append([])
-    about.append(heading(about, "Undertryckta uppgifter"))
-    about.append([f"'{SUPPRESSED_MARK}' i Täljare, Nämnare och Värde betyder att uppgiften inte redovisas "
-                  f"av sekretesskäl. Primär: antalet eller nämnaren är mindre än {min_cell}, eller täljaren "
-                  f"eller nämnare minus täljare ligger mellan 1 och {min_cell - 1}. Sekundär: uppgiften "
-                  "hade kunnat räknas fram ur andra publicerade celler (summor och delar) och döljs därför "
-                  "också."])
-    about.append([])
-    about.append(heading(about, "Koder"))
-    about.append(["Periodtyp", "vecka (ISO-vecka, måndag–söndag), manad (kalendermånad), termin "
-                  "(vt: jan–jun, ht: jul–dec), ar (kalenderår). Den period som innehåller referensdagen "
-                  "är löpande."])
-    about.append(["Områdesnivå", "stad, stadsdelsomrade, sspf_omrade, skolenhet"])
-    about.append(["Enhet", "andel (0–1, visas i procent), antal"])
-    about.append(["Status", "grön, gul eller röd mot målet; tom när målet saknas eller uppgiften är "
-                  "undertryckt"])
-    about.append([])
-    about.append([heading(about, h)[0] for h in ("Flik", "Indikator", "Definition och källor")])
-    used: set[str] = set()
-    titles = {}
-    for indicator_id in ids:
-        titles[indicator_id] = _sheet_title(indicator_id, used)
-        info = indicator_info(indicator_id, by_indicator[indicator_id], catalogue, rules)
-        about.append([titles[indicator_id], info.name,
-                      " ".join(t for t in (info.definition, f"Källor: {info.sources}.") if t)])
-
-    percent = "0.0%"
-    for indicator_id in ids:
-        ws = wb.create_sheet(titles[indicator_id])
-        ws.freeze_panes = "A2"
-        for letter, width in zip("ABCDEFGHIJKLMNOPQ", (38, 9, 12, 12, 16, 12, 24, 16, 22, 9, 9, 10, 7, 11,
-                                                      8, 8, 18), strict=True):
-            ws.column_dimensions[letter].width = width
-        header = []
-        for h in WORKBOOK_HEADERS:
-            cell = WriteOnlyCell(ws, value=h)
-            cell.font = bold
-            header.append(cell)
-        ws.append(header)
-        cells = sorted(by_indicator[indicator_id], key=lambda r: (
-            PERIOD_ORDER.get(r["period_type"], 9), r["period_start"], LEVEL_ORDER.get(r["area_level"], 9),
-            r["area_code"], r["breakdown"] != "totalt", _breakdown_order(r["breakdown"]),
-            _breakdown_sort_key(r["breakdown_value"])))
-        for r in cells:
-            out: list[Any] = [r.get(c) for c in WORKBOOK_COLUMNS]
-            if r.get("suppressed"):
-                out[9] = out[10] = out[11] = SUPPRESSED_MARK
-            elif r.get("unit") == "andel" and r.get("value") is not None:
-                value = WriteOnlyCell(ws, value=r["value"])
-                value.number_format = percent
-                out[11] = value
-            if r.get("target") is not None:
-                target = WriteOnlyCell(ws, value=r["target"])
-                target.number_format = percent
-                out[14] = target
-            ws.append(out)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    wb.save(path)
-    return path

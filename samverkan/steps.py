@@ -385,7 +385,8 @@ def publish(settings: Settings, version: str, ref: dt.date, extract_results: lis
     """The publication gate, then an atomic switch of published/current."""
     from samverkan.disclosure import check_disclosure
     from samverkan.quality import validate_indicators
-    from samverkan.report import render_report, write_indicator_workbook
+    from samverkan.report import render_report
+    from samverkan.workbook import write_indicator_workbook, write_swedish_csv
 
     p = settings.paths.ensure()
     failed = [b for r in extract_results for b in r.batches if not b.valid]
@@ -440,7 +441,8 @@ def publish(settings: Settings, version: str, ref: dt.date, extract_results: lis
     }
     analysts_staging: Path | None = None
     if all(c.success for c in checks):
-        progress("gate passed; writing the report, the workbook, the analysts' snapshot and docs …")
+        progress("gate passed; writing the report, the workbook and indikatorer.csv, the analysts' "
+                 "snapshot and docs …")
         catalogue = indicator_catalogue(p.dbt_target)
         html_report = render_report(
             staging / "indicators.parquet", lagesbild_parquet=staging / "lagesbild.parquet",
@@ -449,8 +451,12 @@ def publish(settings: Settings, version: str, ref: dt.date, extract_results: lis
             parameters=settings.indicator_parameters)
         (staging / "report.html").write_text(html_report, encoding="utf-8")
         write_indicator_workbook(staging / "indicators.parquet", catalogue, staging / "indicators.xlsx",
-                                 min_cell=settings.min_cell,
-                                 targets=p.reference / "ref_indicator_targets.csv")
+                                 reference_date=ref, version=version,
+                                 lagesbild_parquet=staging / "lagesbild.parquet", min_cell=settings.min_cell,
+                                 targets=p.reference / "ref_indicator_targets.csv",
+                                 parameters=settings.indicator_parameters)
+        # beside the machine-readable indicators.csv: the same cells for Swedish Excel
+        write_swedish_csv(staging / "indicators.parquet", staging / "indikatorer.csv", reference_date=ref)
         analysts_staging = new_staging(analysts_publication(p), version)
         checks.append(_analyst_access(settings, analysts_staging, version, ref))
     gate = _write_gate_report(settings, version, checks, loads=loads)

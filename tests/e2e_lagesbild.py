@@ -87,7 +87,7 @@ def published_indicators(p: Paths) -> pd.DataFrame:
 def test_nightly_publication_carries_the_lagesbild_and_the_workbook(run: Run) -> None:
     current = run.paths.current_publication
     manifest = json.loads((current / "manifest.json").read_text(encoding="utf-8"))
-    names = {"indicators.csv", "indicators.parquet", "indicators.xlsx", "lagesbild.csv",
+    names = {"indicators.csv", "indicators.parquet", "indicators.xlsx", "indikatorer.csv", "lagesbild.csv",
              "lagesbild.parquet", "report.html"}
     assert set(manifest["files"]) == names
     for name, digest in manifest["files"].items():

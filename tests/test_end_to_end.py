@@ -154,7 +154,7 @@ def test_report_shows_every_indicator_and_a_lagesbild_page_per_sspf_area(demo):
     assert any(td.clean_text == ".. skyddad uppgift" and td.one("abbr").text == ".."
                for td in doc.select("td"))
     assert doc.select(".suppression-note") and "sekretesskäl" in html
-    for name in ("lagesbild.csv", "lagesbild.parquet", "indicators.xlsx"):
+    for name in ("lagesbild.csv", "lagesbild.parquet", "indicators.xlsx", "indikatorer.csv"):
         assert (current / name).is_file(), name
 
 
@@ -233,6 +233,37 @@ def test_published_indicators_equal_the_simulators_ground_truth(demo):
     assert shown_ids == catalogue, catalogue - shown_ids
     print(f"{shown} cells shown and equal to the ground truth, "
           f"{int(truth['suppressed'].notna().sum())} suppressed")
+
+
+def test_demo_workbook_and_indikatorer_csv_work_in_swedish_excel(demo, tmp_path):
+    """The demo's indicators.xlsx read back with openpyxl (Swedish sheet names, one Excel table
+    per sheet over every row, Swedish words, period labels, Löpande, status colours, the
+    Lägesbild and Om sheets), opened by LibreOffice, and indikatorer.csv against indicators.csv."""
+    from zoneinfo import ZoneInfo
+
+    import pyarrow.parquet as pq
+    import workbook_checks as wc
+
+    from samverkan.report import CATALOGUE_ORDER
+    from samverkan.workbook import SHORT_SHEET_NAMES
+
+    current = demo.paths.current_publication
+    manifest = json.loads((current / "manifest.json").read_text(encoding="utf-8"))
+    reference_date = dt.date.fromisoformat(manifest["reference_date"])
+    version = dt.datetime.strptime(manifest["version"], "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
+    version_text = version.astimezone(ZoneInfo("Europe/Stockholm")).strftime("%Y-%m-%d kl. %H:%M")
+    rows = pq.read_table(current / "indicators.parquet").to_pylist()
+    lagesbild = pq.read_table(current / "lagesbild.parquet").to_pylist()
+    names = {r["indicator_id"]: r["indicator_name"] for r in rows}
+    assert list(names) and set(names) <= set(CATALOGUE_ORDER)
+    sheets = {i: names[i] if len(names[i]) <= 31 else SHORT_SHEET_NAMES[i]
+              for i in CATALOGUE_ORDER if i in names}
+    wc.check_workbook(current / "indicators.xlsx", rows, lagesbild, reference_date=reference_date,
+                      version_text=version_text, sheet_names=sheets)
+    opened = wc.convert_with_libreoffice(current / "indicators.xlsx", tmp_path / "libreoffice")
+    wc.check_libreoffice_sheets(opened, rows, sheets, reference_date=reference_date)
+    wc.check_swedish_csv(current / "indikatorer.csv", current / "indicators.csv",
+                         reference_date=reference_date)
 
 
 def _identifier_variants(pop) -> set[str]:

@@ -1,25 +1,17 @@
-"""The management report, the standalone lägesbild and the Excel export, on real parquet files
-shaped like the published tables (every period type, suppressed cells, targets and statuses)."""
+"""The management report and the standalone lägesbild, on real parquet files shaped like the
+published tables (every period type, suppressed cells, targets and statuses)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-import zipfile
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import report_data as rd
 from htmldom import parse
-from openpyxl import load_workbook
 
-from samverkan.report import (
-    WORKBOOK_HEADERS,
-    render_lagesbild,
-    render_report,
-    write_indicator_workbook,
-)
+from samverkan.report import render_lagesbild, render_report
 
 MANIFEST = {
     "reference_date": rd.REFERENCE_DATE.isoformat(),
@@ -349,63 +341,12 @@ def test_standalone_lagesbild(tables):
     assert_self_contained(html)
 
 
-def test_workbook_has_an_about_sheet_and_one_sheet_per_indicator(tables, tmp_path):
-    indicators, _ = tables
-    rows = pq.read_table(indicators).to_pylist()
-    path = write_indicator_workbook(indicators, rd.CATALOGUE, tmp_path / "out" / "indicators.xlsx",
-                                    targets=rd.TARGETS)
-    assert path == tmp_path / "out" / "indicators.xlsx"
-    wb = load_workbook(path, read_only=True)
-    assert wb.sheetnames == ["Om"] + [s.id for s in rd.SPECS]
-    about = [[c for c in r if c is not None] for r in wb["Om"].iter_rows(values_only=True)]
-    assert ["Dataversion", rd.VERSION] in about
-    assert any(".." in str(r[0]) and "mindre än 5" in str(r[0]) for r in about if r)
-    assert ["hog_franvaro", "Andel elever med hög frånvaro",
-            "Definition av andel elever med hög frånvaro (testkatalog). Minst 15\u00a0% frånvaro av "
-            "minst 300 minuter. Källor: SS 12000 (närvaro, inskrivningar)."] in about
-    for spec in rd.SPECS:
-        sheet = list(wb[spec.id].iter_rows(values_only=True))
-        assert list(sheet[0]) == WORKBOOK_HEADERS
-        expected = [r for r in rows if r["indicator_id"] == spec.id]
-        assert len(sheet) - 1 == len(expected)
-        by_key = {(r[1], r[2].date(), r[5], r[7], r[8]): r for r in sheet[1:]}
-        for r in expected:
-            got = by_key[(r["period_type"], r["period_start"], r["area_code"], r["breakdown"],
-                          r["breakdown_value"])]
-            assert got[0] == spec.name and got[3].date() == r["period_end"] and got[6] == r["area_name"]
-            if r["suppressed"]:
-                assert got[9:12] == ("..", "..", "..") and got[13] == r["suppressed"] and got[15] is None
-            else:
-                assert got[9] == r["numerator"] and got[10] == r["denominator"]
-                assert got[11] == pytest.approx(r["value"]) and got[15] == r["status"]
-            assert got[12] == spec.unit and got[16] == rd.VERSION
-            assert (got[14] is None) == (r["target"] is None)
-    # the first data row of a sheet: months before weeks, the city first, totalt first
-    first = list(wb["hog_franvaro"].iter_rows(min_row=2, max_row=2, values_only=True))[0]
-    assert first[1:3] == ("manad", dt.datetime(2025, 7, 1)) and first[4] == "stad" and first[7] == "totalt"
-    wb.close()
-
-
-def test_workbook_sheet_names_are_short_and_unique(tmp_path):
-    long_a = "en_mycket_lang_indikator_som_inte_far_plats_a"
-    long_b = "en_mycket_lang_indikator_som_inte_far_plats_b"
-    rows = [r | {"indicator_id": i} for i in (long_a, long_b)
-            for r in rd.indicator_rows(specs=[rd.SPECS[2]])[:3]]
-    path = tmp_path / "ind.parquet"
-    pq.write_table(pa.Table.from_pylist(rows, schema=rd.INDICATOR_SCHEMA), path)
-    wb = load_workbook(write_indicator_workbook(path, {}, tmp_path / "x.xlsx"), read_only=True)
-    names = wb.sheetnames
-    assert names[0] == "Om" and len(names) == 3 and len(set(names)) == 3
-    assert all(len(n) <= 31 for n in names) and names[1] == long_a[:31]
-
-
-def test_report_and_workbook_with_many_areas(tmp_path):
+def test_report_with_many_areas(tmp_path):
     """Every indicator, 11 stadsdelsområden, 15 school units: one section per indicator, one
-    overview per area, every row in the workbook. (Size and time at Stockholm scale:
-    tests/benchmarks/report_scale.py.)"""
+    overview per area. (The workbook with the same tables: tests/test_workbook.py; size and
+    time at Stockholm scale: tests/benchmarks/report_scale.py.)"""
     indicators, lagesbild = rd.write_tables(tmp_path, specs=rd.ALL_SPECS, n_schools=15,
                                             districts=rd.MANY_DISTRICTS)
-    n_rows = pq.read_metadata(indicators).num_rows
     html = render_report(indicators, lagesbild_parquet=lagesbild, version=rd.VERSION,
                          reference_date=rd.REFERENCE_DATE, catalogue=rd.CATALOGUE, manifest=MANIFEST,
                          targets=rd.TARGETS)
@@ -413,14 +354,6 @@ def test_report_and_workbook_with_many_areas(tmp_path):
     ids = [s.attrs["data-indicator"] for s in dom.select("section.indicator")]
     assert ids == [s.id for s in rd.ALL_SPECS]
     assert len(dom.select("details.overview-area")) == 1 + len(rd.MANY_DISTRICTS) + len(rd.SSPF)
-    path = write_indicator_workbook(indicators, rd.CATALOGUE, tmp_path / "indicators.xlsx",
-                                    targets=rd.TARGETS)
-    # write-only sheets carry no dimension: count the rows in the sheets' XML
-    with zipfile.ZipFile(path) as z:
-        sheets = sorted(n for n in z.namelist() if re.fullmatch(r"xl/worksheets/sheet\d+\.xml", n))
-        assert len(sheets) == 1 + len(rd.ALL_SPECS)
-        data_rows = sum(z.read(n).count(b"<row ") - 1 for n in sheets if not n.endswith("sheet1.xml"))
-    assert data_rows == n_rows
 
 
 def test_catalogue_texts_are_plain_swedish():

@@ -35,8 +35,8 @@ TEST_KEY = "samverkan-test-key-0123456789-abcdefghij"
 PERSON_COLUMN = re.compile(r"pseudonym|pnr|personnummer|person_id|civic|samordningsnummer|birth",
                            re.IGNORECASE)
 PSEUDONYM_VALUE = re.compile(r"\b[0-9a-f]{64}\b")
-PUBLISHED_FILES = {"indicators.csv", "indicators.parquet", "indicators.xlsx", "lagesbild.csv",
-                   "lagesbild.parquet", "report.html", "manifest.json"}
+PUBLISHED_FILES = {"indicators.csv", "indicators.parquet", "indicators.xlsx", "indikatorer.csv",
+                   "lagesbild.csv", "lagesbild.parquet", "report.html", "manifest.json"}
 
 
 @dataclass
@@ -144,8 +144,9 @@ def test_published_zone_is_group_readable_at_most_and_holds_aggregates_only(worl
     for path in tables:
         if path.suffix == ".parquet":
             frames = {"": pd.read_parquet(path)}
-        elif path.suffix == ".csv":
-            frames = {"": pd.read_csv(path, dtype=str)}
+        elif path.suffix == ".csv":  # indikatorer.csv is for Swedish Excel: BOM and ';'
+            frames = {"": pd.read_csv(path, dtype=str, encoding="utf-8-sig",
+                                      sep=";" if path.name == "indikatorer.csv" else ",")}
         else:
             frames = pd.read_excel(path, sheet_name=None, dtype=str)
         for sheet, frame in frames.items():

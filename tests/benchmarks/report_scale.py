@@ -17,7 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import report_data as rd  # noqa: E402
 
-from samverkan.report import render_report, write_indicator_workbook  # noqa: E402
+from samverkan.report import render_report  # noqa: E402
+from samverkan.workbook import write_indicator_workbook, write_swedish_csv  # noqa: E402
 
 TARGET_HTML_BYTES = 3 * 1024 * 1024
 
@@ -36,12 +37,18 @@ def main() -> None:
         size = len(html.encode("utf-8"))
         started = time.monotonic()
         path = write_indicator_workbook(indicators, rd.CATALOGUE, tmp_path / "indicators.xlsx",
-                                    targets=rd.TARGETS)
+                                        reference_date=rd.REFERENCE_DATE, version=rd.VERSION,
+                                        lagesbild_parquet=lagesbild, targets=rd.TARGETS)
         workbook_s = time.monotonic() - started
+        started = time.monotonic()
+        swedish = write_swedish_csv(indicators, tmp_path / "indikatorer.csv",
+                                    reference_date=rd.REFERENCE_DATE)
+        csv_s = time.monotonic() - started
         print(f"published rows          {rows:>10,}")
         print(f"report.html             {size / 1e6:>10.2f} MB  (target < {TARGET_HTML_BYTES / 1e6:.1f} MB)"
               f"  rendered in {report_s:.1f} s")
         print(f"indicators.xlsx         {path.stat().st_size / 1e6:>10.2f} MB  written in {workbook_s:.1f} s")
+        print(f"indikatorer.csv         {swedish.stat().st_size / 1e6:>10.2f} MB  written in {csv_s:.1f} s")
 
 
 if __name__ == "__main__":
