@@ -25,6 +25,7 @@ import sqlalchemy as sa
 # run on one test worker (before this file's tests change the world).
 from e2e_bench import *  # noqa: E402, F403
 from e2e_lagesbild import *  # noqa: E402, F403
+from e2e_periods import *  # noqa: E402, F403
 from truth_compare import assert_equals_truth, read_cells
 
 from samverkan.config import Paths
