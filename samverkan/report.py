@@ -544,19 +544,32 @@ def build_section(ind: Indicator, reference_date: dt.date | None) -> dict[str, A
                 [_point("vecka", r, s, reference_date) for r, (s, _) in zip(week_rows, weeks, strict=True)],
                 unit=info.unit, target=city_target, period_type="vecka",
                 title=f"{info.name}, {city[2]}, per vecka"))
-        marked = [(s, r) for r, (s, _) in zip(city_rows, months, strict=True) if r and r.get("coverage")]
+        marked = [i for i, r in enumerate(city_rows) if r and r.get("coverage")]
         if marked:
             chart_notes.append(
-                "Ofyllda punkter utan linje: " + ", ".join(period_label("manad", s, short=True)
-                                                           for s, _ in marked)
-                + " täcks inte helt av källornas uppgifter (se Uppgifternas omfattning), så "
-                  "förändringen där säger inget om utvecklingen.")
+                "Grå punkter utan linje (" + _month_ranges([months[i][0] for i in marked])
+                + ") täcks inte helt av källornas uppgifter (se Uppgifternas omfattning): en "
+                  "förändring där kan bero på var uppgifterna börjar eller slutar.")
     return {
         "id": info.id, "info": info, "charts": charts, "chart_notes": chart_notes, "tables": tables,
         "school_table": school_table,
         "target": target_text(city_target, info), "direction": direction_text(info),
         "area_targets": _area_targets(ind, city_target),
     }
+
+
+def _month_ranges(starts: list[dt.date]) -> str:
+    """Months as compact ranges: "jul 2025–jan 2026, mar 2026"."""
+    ranges: list[list[dt.date]] = []
+    for start in sorted(starts):
+        if ranges and (ranges[-1][1].year * 12 + ranges[-1][1].month + 1
+                       == start.year * 12 + start.month):
+            ranges[-1][1] = start
+        else:
+            ranges.append([start, start])
+    return ", ".join(period_label("manad", a, short=True) if a == b else
+                     f"{period_label('manad', a, short=True)}–{period_label('manad', b, short=True)}"
+                     for a, b in ranges)
 
 
 def _point(period_type: str, row: Row | None, start: dt.date, reference_date: dt.date | None) -> ChartPoint:
@@ -641,6 +654,7 @@ def build_overview(indicators: list[Indicator], reference_date: dt.date | None) 
     for (level, code), name in ordered:
         groups: dict[str, list[dict[str, Any]]] = {g: [] for g in GROUPS}
         counts = {"grön": 0, "gul": 0, "röd": 0}
+        running_label: tuple[str, str] | None = None
         for ind in indicators:
             months = ind.periods.get("manad", [])
             if not months:
@@ -660,6 +674,9 @@ def build_overview(indicators: list[Indicator], reference_date: dt.date | None) 
             else:
                 status_text = NO_VALUE
             running_row = ind.get("manad", running[0], level, code) if running else None
+            if running and running_label is None:
+                running_label = (period_label("manad", running[0]),
+                                 running_note(running[1], reference_date, running[0]))
             running_cell = _cell(running_row) if running else None
             if running_cell is not None:  # beside the complete month: no status colour
                 running_cell["cls"] = " ".join(c for c in running_cell["cls"].split()
@@ -680,6 +697,9 @@ def build_overview(indicators: list[Indicator], reference_date: dt.date | None) 
         overview.append({"level": level, "level_label": AREA_LEVELS.get(level, level), "code": code,
                          "name": name, "groups": [(g, rows) for g, rows in groups.items() if rows],
                          "counts": counts,
+                         # the running month, labelled once in the column header
+                         "running_period": running_label[0] if running_label else "",
+                         "running": running_label[1] if running_label else "",
                          "has_suppressed": any(r["value"]["text"] == SUPPRESSED_MARK
                                                for rows in groups.values() for r in rows)})
     return overview

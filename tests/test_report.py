@@ -116,11 +116,13 @@ def test_overview_leads_with_the_last_complete_month_and_shows_the_running_one_b
     areas = [(d.attrs["data-level"], d.attrs["data-area"]) for d in dom.select("details.overview-area")]
     assert areas[0] == ("stad", "0180")
     assert sorted(areas[1:]) == sorted([(lvl, code) for lvl, code, _ in rd.DISTRICTS + rd.SSPF])
-    header = [th.clean_text for th in dom.select("details.overview-area")[0].select("thead th")]
-    assert header == ["Indikator", "Månad", "Värde", "Mål", "Status", "Förändring mot föregående månad",
-                      "Löpande månad"]
     for _, code in areas:
         overview = dom.one(f"details.overview-area[data-area={code}]")
+        # the running month beside the complete one, labelled once in its column header
+        header = [th.clean_text for th in overview.select("thead th")]
+        assert header == ["Indikator", "Månad", "Värde", "Mål", "Status",
+                          "Förändring mot föregående månad", "juni 2026 löpande t.o.m. 2026-06-12"]
+        assert overview.select("thead th")[-1].one("span.running-note")
         for spec in rd.SPECS:
             row = overview.one(f"tr[data-indicator={spec.id}]")
             tds = row.select("td")
@@ -131,13 +133,12 @@ def test_overview_leads_with_the_last_complete_month_and_shows_the_running_one_b
             assert running["is_running"] and not latest["is_running"]
             assert latest["period_start"] == dt.date(2026, 5, 1)
             assert tds[0].clean_text == "maj 2026"  # the complete month leads
-            # the running month beside it: labelled, no status colour, no arrow
+            # the running month beside it: its value, no status colour, no arrow
             beside = tds[5]
-            assert beside.one("span.running-note").clean_text == "juni 2026 löpande t.o.m. 2026-06-12"
             expected_running = (".." if running["suppressed"] else percent(running["value"])
                                 if spec.unit == "andel" else str(int(running["value"])))
-            assert beside.clean_text.startswith(expected_running)
-            assert not beside.select(".status") and not beside.select(".tg, .ty, .tr")
+            assert beside.clean_text == expected_running
+            assert not beside.select(".status") and not ({"tg", "ty", "tr"} & beside.classes)
             assert not any(a in beside.clean_text for a in "↑↓→")
             if latest["suppressed"]:
                 assert tds[1].clean_text == ".." and "suppressed" in tds[1].classes
@@ -202,7 +203,9 @@ def test_coverage_marks_where_the_school_data_starts_and_the_report_says_why(rep
     kanda = dom.one("section#ind-kanda_av_flera")
     chart = kanda.one("svg.trend[data-period=manad]")
     assert len(chart.select("circle.point.coverage")) == 12 and not chart.select("polyline")
-    assert "täcks inte helt" in kanda.one("p.chart-note").clean_text
+    assert kanda.one("p.chart-note").clean_text.startswith("Grå punkter utan linje (jul 2025–jun 2026)")
+    hog_note = dom.one("section#ind-hog_franvaro p.chart-note").clean_text
+    assert "(jul 2025–jan 2026)" in hog_note and "täcks inte helt" in hog_note
     # hog_franvaro's chart: a line from February on, none through the marked months
     chart = dom.one("section#ind-hog_franvaro svg.trend[data-period=manad]")
     assert len(chart.select("circle.point.coverage")) == 7
