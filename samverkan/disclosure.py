@@ -53,7 +53,7 @@ from samverkan.disclosure_audit import (
 PUBLISHED_COLUMNS = (
     "indicator_id", "indicator_name", "period_type", "period_start", "period_end", "area_level",
     "area_code", "area_name", "breakdown", "breakdown_value", "numerator", "denominator", "value",
-    "unit", "suppressed", "target", "status", "data_version",
+    "unit", "suppressed", "target", "status", "is_running", "coverage", "data_version",
 )
 CELL_COLUMNS = ("indicator_id", "period_type", "period_start", "area_level", "area_code",
                 "breakdown", "breakdown_value")

@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 PUBLISHED_COLUMNS = [
     "indicator_id", "indicator_name", "period_type", "period_start", "period_end", "area_level",
     "area_code", "area_name", "breakdown", "breakdown_value", "numerator", "denominator", "value",
-    "unit", "suppressed", "target", "status", "data_version",
+    "unit", "suppressed", "target", "status", "is_running", "coverage", "data_version",
 ]
 LAGESBILD_COLUMNS = [
     "week_start", "week_end", "iso_week", "area_level", "area_code", "area_name", "measure",
@@ -207,7 +207,8 @@ CANDIDATE_QUERY = (
     "cast(period_end as date) as period_end, area_level, area_code, area_name, breakdown, "
     "breakdown_value, cast(numerator as bigint) as numerator, cast(denominator as bigint) as denominator, "
     "cast(value as double) as value, unit, cast(suppressed as varchar) as suppressed, "
-    "cast(target as double) as target, cast(status as varchar) as status, data_version "
+    "cast(target as double) as target, cast(status as varchar) as status, "
+    "cast(is_running as boolean) as is_running, cast(coverage as varchar) as coverage, data_version "
     f"from candidate order by {', '.join(CELL_KEY)}")
 
 

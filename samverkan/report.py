@@ -1,7 +1,8 @@
 """The management report and its exports (Swedish text, self-contained files, no network fetches).
 
-- ``render_report``: one HTML file: a title page, an overview (latest month per area: value,
-  target, status and the trend against the previous month), one section per indicator grouped
+- ``render_report``: one HTML file: a title page, an overview (the last complete month per
+  area: value, target, status and the trend against the complete month before; the running
+  month beside it, without status or trend), one section per indicator grouped
   Skola / Socialtjänst / Polis / Samverkan (a one-sentence definition, the city's latest value,
   inline SVG trend charts per month and per week with their own captions and targets, months ×
   areas, terms and years, the city's breakdowns, school units), the weekly lägesbild per SSPF
@@ -39,6 +40,16 @@ from markupsafe import Markup, escape
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 SUPPRESSED_MARK = ".."
 NO_VALUE = "–"
+# A period that a source the indicator uses does not fully cover (published column coverage):
+# its value is shown with this mark and an explanation, without status, trend or chart line.
+COVERAGE_MARK = "*"
+COVERAGE_TEXT = {
+    "source_starts_after_period": "källan har inga uppgifter för perioden",
+    "source_starts_in_period": "källans uppgifter börjar först under perioden",
+    "source_ends_in_period": "källans uppgifter tar slut under perioden",
+    "lookback_before_first_data":
+        "bakåtblicken (de senaste tolv månaderna) når före källans första uppgifter",
+}
 NBSP = "\u00a0"
 LOCAL_TZ = ZoneInfo("Europe/Stockholm")
 
@@ -168,25 +179,38 @@ def format_version(version: str) -> str:
 
 
 def running_note(end: dt.date, reference_date: dt.date | None, start: dt.date | None = None) -> str:
-    """The running period (the one that contains the reference date) is marked as such."""
-    if reference_date is None or end < reference_date or (start is not None and start > reference_date):
+    """The running period (the one that contains the reference date: period_end > R) is
+    labelled as such."""
+    if reference_date is None or end <= reference_date or (start is not None and start > reference_date):
         return ""
     return f"löpande t.o.m. {format_date(reference_date).replace(' ', NBSP, 1)}"
 
 
 def _is_running(row: Row, reference_date: dt.date | None) -> bool:
+    if row.get("is_running") is not None:  # the published flag
+        return bool(row["is_running"])
     return bool(running_note(row["period_end"], reference_date, row["period_start"]))
 
 
+def coverage_text(row: Row | None) -> str:
+    """Why a period is marked (published column coverage), in Swedish; empty when covered."""
+    code = row.get("coverage") if row else None
+    if not code:
+        return ""
+    return "Perioden täcks inte helt av uppgifterna: " + COVERAGE_TEXT.get(code, code) + "; ingen status."
+
+
 def _cell(row: Row | None) -> dict[str, str]:
-    """A table cell: text, CSS classes, tooltip."""
+    """A table cell: text, CSS classes, tooltip; ``mark`` and ``mark_title`` for a period the
+    sources do not fully cover."""
     if row is None:
-        return {"text": "", "cls": "num empty", "title": "Inget underlag", "status": ""}
+        return {"text": "", "cls": "num empty", "title": "Inget underlag", "status": "", "mark": "",
+                "mark_title": ""}
     if row.get("suppressed"):
         kind = SUPPRESSION_KINDS.get(str(row["suppressed"]), "")
         return {"text": SUPPRESSED_MARK, "cls": "num suppressed",
                 "title": f"Skyddad uppgift ({kind} röjandekontroll)" if kind else "Skyddad uppgift",
-                "status": ""}
+                "status": "", "mark": "", "mark_title": ""}
     cls = "num"
     status = row.get("status") if row.get("status") in STATUS_TINT else ""
     if status:
@@ -194,7 +218,11 @@ def _cell(row: Row | None) -> dict[str, str]:
     title = ""
     if row.get("unit") == "andel" and row.get("numerator") is not None and row.get("denominator") is not None:
         title = f"{_decimal(row['numerator'], 0)} av {_decimal(row['denominator'], 0)}"
-    return {"text": format_value(row), "cls": cls, "title": title, "status": status}
+    cell = {"text": format_value(row), "cls": cls, "title": title, "status": status, "mark": "",
+            "mark_title": ""}
+    if row.get("coverage"):
+        cell.update(cls=cls + " coverage", mark=COVERAGE_MARK, mark_title=coverage_text(row))
+    return cell
 
 
 # ---------------------------------------------------------------------------------------------
@@ -409,6 +437,7 @@ class ChartPoint:
     value: float | None
     suppressed: bool = False
     running: bool = False
+    coverage: str = ""  # why a source does not cover the period (no line through the point)
     tick: str = ""  # short x-axis label ("jul", "v27")
     year: int = 0
 
@@ -464,7 +493,9 @@ def trend_svg(points: Sequence[ChartPoint], *, unit: str, target: float | None, 
     segment: list[str] = []
     segments: list[list[str]] = []
     for i, p in enumerate(points):
-        if p.value is None:
+        # a gap where a value is missing or a source does not cover the period: no line
+        # through a period whose change is an artefact of where the data starts or stops
+        if p.value is None or p.coverage:
             if segment:
                 segments.append(segment)
             segment = []
@@ -482,6 +513,9 @@ def trend_svg(points: Sequence[ChartPoint], *, unit: str, target: float | None, 
         if p.value is not None:
             cls = "point running" if p.running else "point"
             note = " (löpande)" if p.running else ""
+            if p.coverage:
+                cls += " coverage"
+                note += " (" + COVERAGE_TEXT.get(p.coverage, p.coverage) + ")"
             out.append(f'<circle class="{cls}" cx="{x(i):.1f}" cy="{y(p.value):.1f}" r="3.5">'
                        f"<title>{escape(p.label)}{note}: {format_number(p.value, unit)}</title></circle>")
         elif p.suppressed:
@@ -509,8 +543,9 @@ def _column(period_type: str, start: dt.date, end: dt.date, reference_date: dt.d
 def _table(caption: str, corner: str, columns: list[dict[str, str]], rows: list[dict[str, Any]],
            cls: str = "") -> dict[str, Any]:
     has_suppressed = any(c["text"] == SUPPRESSED_MARK for r in rows for c in r["cells"])
+    has_coverage = any(c.get("mark") for r in rows for c in r["cells"])
     return {"caption": caption, "corner": corner, "columns": columns, "rows": rows,
-            "has_suppressed": has_suppressed, "cls": cls}
+            "has_suppressed": has_suppressed, "has_coverage": has_coverage, "cls": cls}
 
 
 def build_section(ind: Indicator, reference_date: dt.date | None) -> dict[str, Any]:
@@ -564,6 +599,7 @@ def build_section(ind: Indicator, reference_date: dt.date | None) -> dict[str, A
              for code, name in ind.schools], cls="schools")
 
     charts = []
+    chart_notes: list[str] = []
     city_target = None
     if city:
         city_rows = [ind.get("manad", s, "stad", city[1]) for s, _ in months]
@@ -574,8 +610,15 @@ def build_section(ind: Indicator, reference_date: dt.date | None) -> dict[str, A
             # The week's own target: a share's target applies to any period; a count has none.
             charts.append(_chart(info, "vecka", week_rows, weeks, _latest_target(week_rows, info), city[2],
                                  reference_date))
+        marked = [i for i, r in enumerate(city_rows) if r and r.get("coverage")]
+        if marked:
+            chart_notes.append(
+                "Grå punkter utan linje (" + _month_ranges([months[i][0] for i in marked])
+                + ") täcks inte helt av källornas uppgifter (se Uppgifternas omfattning): en "
+                  "förändring där kan bero på var uppgifterna börjar eller slutar.")
     return {
-        "id": info.id, "info": info, "charts": charts, "tables": tables, "school_table": school_table,
+        "id": info.id, "info": info, "charts": charts, "chart_notes": chart_notes, "tables": tables,
+        "school_table": school_table,
         "target": target_text(city_target, info), "direction": direction_text(info),
         "area_targets": _area_targets(ind, city_target),
     }
@@ -614,6 +657,20 @@ def _chart(info: IndicatorInfo, period_type: str, rows: list[Row | None],
                              title=f"{info.name}, {area}, {per}")}
 
 
+def _month_ranges(starts: list[dt.date]) -> str:
+    """Months as compact ranges: "jul 2025–jan 2026, mar 2026"."""
+    ranges: list[list[dt.date]] = []
+    for start in sorted(starts):
+        if ranges and (ranges[-1][1].year * 12 + ranges[-1][1].month + 1
+                       == start.year * 12 + start.month):
+            ranges[-1][1] = start
+        else:
+            ranges.append([start, start])
+    return ", ".join(period_label("manad", a, short=True) if a == b else
+                     f"{period_label('manad', a, short=True)}–{period_label('manad', b, short=True)}"
+                     for a, b in ranges)
+
+
 def _point(period_type: str, row: Row | None, start: dt.date, reference_date: dt.date | None) -> ChartPoint:
     year, week, _ = start.isocalendar()
     return ChartPoint(label=period_label(period_type, start, short=True),
@@ -621,7 +678,8 @@ def _point(period_type: str, row: Row | None, start: dt.date, reference_date: dt
                       year=year if period_type == "vecka" else start.year,
                       value=None if row is None or row.get("suppressed") else row.get("value"),
                       suppressed=bool(row and row.get("suppressed")),
-                      running=bool(row and _is_running(row, reference_date)))
+                      running=bool(row and _is_running(row, reference_date)),
+                      coverage=(row.get("coverage") or "") if row else "")
 
 
 def _area_targets(ind: Indicator, city_target: float | None) -> list[str]:
@@ -649,12 +707,14 @@ def _area_targets(ind: Indicator, city_target: float | None) -> list[str]:
     return notes
 
 
-def _trend(current: Row | None, previous: Row | None, unit: str, partial: bool = False) -> dict[str, str]:
-    """The change against the previous period. A count for a running (partial) month is not
-    comparable with a whole month: the change is shown, marked as a part of the month."""
+def _trend(current: Row | None, previous: Row | None, unit: str) -> dict[str, str]:
+    """The change of a complete period against the previous complete period; none when either
+    is suppressed or not fully covered by the sources (the change would be an artefact)."""
     if (current is None or previous is None or current.get("suppressed") or previous.get("suppressed")
             or current.get("value") is None or previous.get("value") is None):
         return {"arrow": "", "text": "ingen jämförelse", "cls": "trend-none"}
+    if current.get("coverage") or previous.get("coverage"):
+        return {"arrow": "", "text": "ingen jämförelse (ofullständiga uppgifter)", "cls": "trend-none"}
     diff = current["value"] - previous["value"]
     if unit == "andel":
         shown = round(diff * 100, 1)
@@ -662,16 +722,28 @@ def _trend(current: Row | None, previous: Row | None, unit: str, partial: bool =
     else:
         shown = round(diff)
         text = _decimal(abs(shown), 0)
-    note = " (del av månaden)" if partial and unit == "antal" else ""
     if shown > 0:
-        return {"arrow": "↑", "text": "+" + text + note, "cls": "trend-up"}
+        return {"arrow": "↑", "text": "+" + text, "cls": "trend-up"}
     if shown < 0:
-        return {"arrow": "↓", "text": "−" + text + note, "cls": "trend-down"}
-    return {"arrow": "→", "text": "oförändrat" + note, "cls": "trend-flat"}
+        return {"arrow": "↓", "text": "−" + text, "cls": "trend-down"}
+    return {"arrow": "→", "text": "oförändrat", "cls": "trend-flat"}
+
+
+def _complete_and_running(periods: list[tuple[dt.date, dt.date]], rows: Iterable[Row | None],
+                          reference_date: dt.date | None
+                          ) -> tuple[list[tuple[dt.date, dt.date]], tuple[dt.date, dt.date] | None]:
+    """The complete periods (period_end <= R) and the running one (period_end > R), if any."""
+    running_starts = {r["period_start"] for r in rows if r and _is_running(r, reference_date)}
+    complete = [(s, e) for s, e in periods
+                if s not in running_starts and not running_note(e, reference_date, s)]
+    running = next(((s, e) for s, e in periods if (s, e) not in complete), None)
+    return complete, running
 
 
 def build_overview(indicators: list[Indicator], reference_date: dt.date | None) -> list[dict[str, Any]]:
-    """Per area (the city, each stadsdelsområde, each SSPF area): every indicator's latest month."""
+    """Per area (the city, each stadsdelsområde, each SSPF area): every indicator's last
+    complete month (value, target, status, change against the complete month before), and the
+    running month beside it, labelled, without status or change."""
     areas: dict[tuple[str, str], str] = {}
     for ind in indicators:
         for level, code, name in ind.areas:
@@ -681,32 +753,54 @@ def build_overview(indicators: list[Indicator], reference_date: dt.date | None) 
     for (level, code), name in ordered:
         groups: dict[str, list[dict[str, Any]]] = {g: [] for g in GROUPS}
         counts = {"grön": 0, "gul": 0, "röd": 0}
+        running_label: tuple[str, str] | None = None
         for ind in indicators:
             months = ind.periods.get("manad", [])
             if not months:
                 continue
-            (start, end) = months[-1]
-            current = ind.get("manad", start, level, code)
-            previous = ind.get("manad", months[-2][0], level, code) if len(months) > 1 else None
+            complete, running = _complete_and_running(
+                months, (ind.get("manad", s, level, code) for s, _ in months), reference_date)
+            current = ind.get("manad", complete[-1][0], level, code) if complete else None
+            previous = ind.get("manad", complete[-2][0], level, code) if len(complete) > 1 else None
             status = current.get("status") if current else None
             if status in counts:
                 counts[status] += 1
             target = current.get("target") if current else None
+            if ind.info.unit == "antal" or target is None:
+                status_text = "inget mål"
+            elif current and current.get("coverage"):
+                status_text = "ingen status"
+            else:
+                status_text = NO_VALUE
+            running_row = ind.get("manad", running[0], level, code) if running else None
+            if running and running_label is None:
+                running_label = (period_label("manad", running[0]),
+                                 running_note(running[1], reference_date, running[0]))
+            running_cell = _cell(running_row) if running else None
+            if running_cell is not None:  # beside the complete month: no status colour
+                running_cell["cls"] = " ".join(c for c in running_cell["cls"].split()
+                                               if c not in STATUS_TINT.values())
             groups[ind.info.group].append({
                 "id": ind.info.id, "name": ind.info.name,
-                "period": period_label("manad", start),
-                "running": running_note(end, reference_date, start),
-                "value": _cell(current),
+                "period": period_label("manad", complete[-1][0]) if complete else NO_VALUE,
+                "value": _cell(current) if complete else _cell(None),
                 "target": target_text(target, ind.info),
                 "status": status,
-                "status_text": status or ("inget mål" if ind.info.unit == "antal" or target is None
-                                          else NO_VALUE),
-                "trend": _trend(current, previous, ind.info.unit,
-                                partial=reference_date is not None and start <= reference_date < end),
+                "status_text": status_text,
+                # the reason is the mark's title (and "Uppgifternas omfattning"); here a short note
+                "coverage": "perioden täcks inte helt" if current and current.get("coverage")
+                and not current.get("suppressed") else "",
+                "trend": _trend(current, previous, ind.info.unit),
+                "running_period": period_label("manad", running[0]) if running else "",
+                "running": running_note(running[1], reference_date, running[0]) if running else "",
+                "running_value": running_cell,
             })
         overview.append({"level": level, "level_label": AREA_LEVELS.get(level, level), "code": code,
                          "name": name, "groups": [(g, rows) for g, rows in groups.items() if rows],
                          "counts": counts,
+                         # the running month, labelled once in the column header
+                         "running_period": running_label[0] if running_label else "",
+                         "running": running_label[1] if running_label else "",
                          "has_suppressed": any(r["value"]["text"] == SUPPRESSED_MARK
                                                for rows in groups.values() for r in rows)})
     return overview
@@ -867,6 +961,18 @@ def _coverage_rows(coverage: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def _data_coverage_rows(data_coverage: dict[str, dict[str, str | None]]) -> list[dict[str, str]]:
+    """The manifest's data coverage: per source its first and last data date."""
+    def day(text: str | None) -> str:
+        return format_date(dt.date.fromisoformat(text)) if text else "inga uppgifter"
+
+    return [{"source": SOURCE_LABELS.get(source, source),
+             "first": day(dates.get("first_data_date")), "last": day(dates.get("last_data_date"))}
+            for source, dates in sorted(data_coverage.items(),
+                                        key=lambda kv: list(SOURCE_LABELS).index(kv[0])
+                                        if kv[0] in SOURCE_LABELS else len(SOURCE_LABELS))]
+
+
 def _catalogue_entries(indicators: Iterable[Indicator]) -> list[tuple[str, list[IndicatorInfo]]]:
     groups: dict[str, list[IndicatorInfo]] = {g: [] for g in GROUPS}
     for ind in indicators:
@@ -914,6 +1020,8 @@ def render_report(indicators_parquet: Path, *, lagesbild_parquet: Path | None = 
         load_report=_load_rows(manifest.get("load_report") or {}),
         exclusions=_exclusion_rows(manifest.get("excluded_from_indicators") or {}),
         coverage=_coverage_rows(manifest.get("reference_coverage") or []),
+        data_coverage=_data_coverage_rows(manifest.get("data_coverage") or {}),
+        coverage_mark=COVERAGE_MARK,
         source_labels=SOURCE_LABELS,
         row_count=format_number(len(rows), "antal"),
         area_levels=AREA_LEVELS,

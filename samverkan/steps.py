@@ -268,6 +268,17 @@ def _reference_coverage(settings: Settings) -> list[dict[str, Any]]:
     return [{"source": s, "kind": k, "value": v, "name": n, "records": int(r)} for s, k, v, n, r in rows]
 
 
+def _data_coverage(settings: Settings) -> dict[str, dict[str, str | None]]:
+    """Where each source's data starts and stops (dbt load report ``rpt_data_coverage``): per
+    source its first and last data date up to R (ISO dates, null without data)."""
+    rows = _load_report_rows(
+        settings, "select source_system, first_data_date, last_data_date from marts.rpt_data_coverage "
+                  "order by source_system")
+    return {source: {"first_data_date": first.isoformat() if first else None,
+                     "last_data_date": last.isoformat() if last else None}
+            for source, first, last in rows}
+
+
 def _write_gate_report(settings: Settings, version: str, checks: list[GateCheck],
                        kind: str = "gate", title: str = "Publiceringsgrind",
                        failed_extracts: list[dict[str, str]] | None = None,
@@ -436,6 +447,7 @@ def publish(settings: Settings, version: str, ref: dt.date, extract_results: lis
         "load_report": loads,
         "excluded_from_indicators": _identity_exclusions(settings),
         "reference_coverage": _reference_coverage(settings),
+        "data_coverage": _data_coverage(settings),
         "min_cell": settings.min_cell,
         "build_fingerprint": build_fingerprint(settings, ref),
     }

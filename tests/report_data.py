@@ -17,6 +17,19 @@ import pyarrow.parquet as pq
 
 REFERENCE_DATE = dt.date(2026, 6, 12)
 WINDOW_START = dt.date(2025, 7, 1)
+# Where the data starts, as in the demo world: the school data (SS 12000) on the first lesson
+# day of the spring term, the case system and the police a year before the report window.
+SCHOOL_DATA_START = dt.date(2026, 1, 12)
+DATA_COVERAGE = {
+    "ss12000": {"first_data_date": "2026-01-12", "last_data_date": "2026-06-12"},
+    "case_system": {"first_data_date": "2024-07-02", "last_data_date": "2026-06-11"},
+    "police": {"first_data_date": "2024-07-01", "last_data_date": "2026-06-10"},
+}
+# The indicators that read school data, and those whose 12-month look-back reads it.
+SCHOOL_SOURCED = {"hog_franvaro", "mycket_hog_franvaro", "ogiltig_franvaro_andel", "rapporteringsgrad",
+                  "hog_franvaro_med_orosanmalan", "hog_franvaro_med_misstanke",
+                  "misstankta_med_hog_franvaro", "kanda_av_flera", "sst_effekt"}
+SCHOOL_LOOKBACK = {"kanda_av_flera"}
 VERSION = "20260612T060000Z"
 MIN_CELL = 5
 # the demo municipality's targets file: the direction and tolerance of each target
@@ -141,6 +154,21 @@ def periods(reference_date: dt.date = REFERENCE_DATE,
     return out
 
 
+def coverage(indicator_id: str, start: dt.date, end: dt.date) -> str | None:
+    """The published coverage mark of a period (INDICATOR_RULES.md): only the school data
+    starts inside the report window here."""
+    if indicator_id not in SCHOOL_SOURCED:
+        return None
+    covered_end = min(end, REFERENCE_DATE)
+    if covered_end < SCHOOL_DATA_START:
+        return "source_starts_after_period"
+    if start < SCHOOL_DATA_START:
+        return "source_starts_in_period"
+    if indicator_id in SCHOOL_LOOKBACK:  # the look-back (12 months to covered_end) starts earlier
+        return "lookback_before_first_data"
+    return None
+
+
 def status(value: float, spec: Spec, target: float) -> str:
     if spec.direction == "lägre":
         return "grön" if value <= target else "gul" if value <= target + spec.tolerance else "röd"
@@ -200,7 +228,10 @@ def indicator_rows(*, n_schools: int = 3, seed: int = 7, specs: list[Spec] | Non
                         "denominator": None if suppressed or spec.unit == "antal" else denominator,
                         "value": None if suppressed else value, "unit": spec.unit, "suppressed": suppressed,
                         "target": target,
-                        "status": None if suppressed or target is None else status(value, spec, target),
+                        "status": (None if suppressed or target is None or end > REFERENCE_DATE
+                                   or coverage(spec.id, start, end) else status(value, spec, target)),
+                        "is_running": end > REFERENCE_DATE,
+                        "coverage": coverage(spec.id, start, end),
                         "data_version": VERSION,
                     }
                     rows.append(row)
@@ -213,7 +244,8 @@ INDICATOR_SCHEMA = pa.schema([
     ("area_code", pa.string()), ("area_name", pa.string()), ("breakdown", pa.string()),
     ("breakdown_value", pa.string()), ("numerator", pa.int64()), ("denominator", pa.int64()),
     ("value", pa.float64()), ("unit", pa.string()), ("suppressed", pa.string()), ("target", pa.float64()),
-    ("status", pa.string()), ("data_version", pa.string()),
+    ("status", pa.string()), ("is_running", pa.bool_()), ("coverage", pa.string()),
+    ("data_version", pa.string()),
 ])
 
 LAGESBILD_SCHEMA = pa.schema([

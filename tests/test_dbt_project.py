@@ -39,7 +39,10 @@ from samverkan.transform import (
 
 TEST_KEY = "samverkan-test-key-7f3a9c1e5b2d8046aa17c3e9"
 REFERENCE_DATE = "2025-03-20"
-VARS = {"reference_date": REFERENCE_DATE, "data_version": "test-1", **MUNICIPALITY_VARS}
+# The reporting lag is one school day here (the default is 3): the last school day up to R is
+# 10 March (LMAR), so February's records all count in the reporting rate.
+VARS = {"reference_date": REFERENCE_DATE, "data_version": "test-1", "reporting_lag_school_days": 1,
+        **MUNICIPALITY_VARS}
 CITY = "0180"
 
 
@@ -590,6 +593,10 @@ def test_other_school_indicators(analytics) -> None:
         14, 15, 14 / 15, 13)
     assert cell(analytics, "rapporteringsgrad", "manad", feb, "29384031", columns=columns) == (
         2, 2, 1.0, 2)
+    # March's only school day (10 March) is the reporting lag: no reporting-rate cell, while
+    # the absence indicators count it
+    assert cell(analytics, "rapporteringsgrad", "manad", "2025-03-01", CITY) is None
+    assert cell(analytics, "hog_franvaro", "manad", "2025-03-01", CITY) == andel(0, 1)
     assert cell(analytics, "hog_franvaro", "manad", feb, CITY,
                 columns="contributors") == (None,)
 

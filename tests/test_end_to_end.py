@@ -26,6 +26,7 @@ import sqlalchemy as sa
 # file's tests change the world).
 from e2e_bench import *  # noqa: E402, F403
 from e2e_lagesbild import *  # noqa: E402, F403
+from e2e_periods import *  # noqa: E402, F403
 from e2e_report_browser import *  # noqa: E402, F403
 from truth_compare import assert_equals_truth, read_cells
 

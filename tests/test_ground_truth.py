@@ -497,10 +497,12 @@ EXPECTED_A = {
     ("ogiltig_franvaro_andel", FEB, "29384031"): (0, 720),
     ("ogiltig_franvaro_andel", FEB, "0180", "arskurs", "8"): (44, 300),
     # reported / scheduled records: Jan 5+5+5+4+5 = 24 of 24; Feb P1 6, P2 5 (one
-    # unreported), P4 5, P5 5 (the corrected record once), P9 8 -> 28/29.
+    # unreported), P4 5, P5 5 (the corrected record once), P9 8 -> 28/29, less the reporting
+    # lag: the last 3 school days up to R (11, 12 and 13 Feb) hold 3 of P9's records, all
+    # reported -> 25/26.
     ("rapporteringsgrad", JAN, "0180"): (24, 24),
-    ("rapporteringsgrad", FEB, "0180"): (28, 29),
-    ("rapporteringsgrad", FEB, "EAV-RA"): (12, 13),  # P2 4/5, P9 8/8
+    ("rapporteringsgrad", FEB, "0180"): (25, 26),
+    ("rapporteringsgrad", FEB, "EAV-RA"): (9, 10),  # P2 4/5, P9 5/5 (3 records in the lag)
     ("rapporteringsgrad", FEB, "0180", "huvudman", "fristående"): (5, 5),  # P5
     # -- reports: SSPF area, anmälare (trimmed; blank or null: Okänd) ---------------------------
     ("orosanmalningar", JAN, "SKH-SV"): (1, None),  # Skärholmen; Enskede-Årsta-Vantör: no SSPF
@@ -535,9 +537,10 @@ EXPECTED_A = {
     ("kanda_av_flera", FEB, "SKH-SV"): (1, None),  # P4
     ("kanda_av_flera", FEB, "EAV-RA"): (2, None),  # P2, P9
     ("kanda_av_flera", FEB, "SKH-BS", "antal_verksamheter", "3"): (1, None),
-    # week 23 Feb-1 Mar, window (2025-03-01, 2026-03-01]: akt12 (2025-03-01) is out, so P4 is
-    # known to the school only: P1, P2, P6, P9 -> 4.
-    ("kanda_av_flera", "W2026-02-23", "0180"): (4, None),
+    # the running week 23 Feb-1 Mar looks back from R, like February: window (2025-02-27,
+    # 2026-02-27]: akt12 (2025-03-01) is in, P4 known to school and social services: P1, P2,
+    # P4, P6, P9 -> 5 (with the window anchored on 1 March, akt12 would be out: 4).
+    ("kanda_av_flera", "W2026-02-23", "0180"): (5, None),
 }
 
 
@@ -594,7 +597,54 @@ def test_hand_built_cell_layout() -> None:
     assert breakdowns["hog_franvaro_med_orosanmalan"] == {"totalt"}
 
 
-def test_primary_suppression_targets_and_status() -> None:
+@pytest.fixture
+def unmarked_periods(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The status arithmetic in isolation: every period complete and covered. (In the tiny
+    worlds the school data starts in January and the last month is running, which leaves no
+    status to check; test_running_and_uncovered_periods_have_no_status checks those marks.)"""
+    import samverkan.simulator.ground_truth as module
+
+    real = module._period_coverage
+
+    def unmarked(*args: object) -> pd.DataFrame:
+        return real(*args).assign(is_running=False, coverage=None)
+
+    monkeypatch.setattr(module, "_period_coverage", unmarked)
+
+
+def test_running_and_uncovered_periods_have_no_status() -> None:
+    """R = 2026-02-27: February, vt 2026 and 2026 are running; the school data runs from
+    12 January (the first lesson) to 13 February, the case system from 2025-01-31, the police
+    from 20 January to 10 February. January's school and police indicators begin before their
+    data (source_starts_in_period), February's stop more than 7 days before R
+    (source_ends_in_period); the case system covers both months. Only the complete, covered
+    January of the case-system indicators has a status."""
+    gt = compute_ground_truth(tiny_population(), report_months=2, min_cell=1)
+    assert gt.attrs["data_coverage"] == {
+        "ss12000": {"first_data_date": D(2026, 1, 12), "last_data_date": D(2026, 2, 13)},
+        "case_system": {"first_data_date": D(2025, 1, 31), "last_data_date": D(2026, 2, 20)},
+        "police": {"first_data_date": D(2026, 1, 20), "last_data_date": D(2026, 2, 10)}}
+    city = gt[(gt["area_level"] == "stad") & (gt["breakdown"] == "totalt")]
+    marks = {(r.indicator_id, r.period_type, r.period_start):
+             (r.is_running, None if pd.isna(r.coverage) else r.coverage,
+              None if pd.isna(r.status) else r.status)
+             for r in city.itertuples(index=False)}
+    jan, feb = D(2026, 1, 1), D(2026, 2, 1)
+    assert marks[("hog_franvaro", "manad", jan)][:2] == (False, "source_starts_in_period")
+    assert marks[("hog_franvaro", "manad", feb)][:2] == (True, "source_ends_in_period")
+    assert marks[("unga_misstankta_upprepat", "manad", jan)][:2] == (False, "source_starts_in_period")
+    assert marks[("hog_franvaro", "termin", jan)][:2] == (True, "source_starts_in_period")
+    assert marks[("forhandsbedomning_14_dagar", "manad", jan)] == (False, None, "röd")
+    assert marks[("anmalan_till_utredning", "manad", jan)] == (False, None, "grön")
+    assert marks[("anmalan_till_utredning", "manad", feb)][:2] == (True, None)
+    assert gt["is_running"].eq(gt["period_end"] > R_A).all()
+    assert gt.loc[gt["is_running"] | gt["coverage"].notna(), "status"].isna().all()
+    # without the marks the same cells would have a status (the marks remove it)
+    assert city.loc[city["coverage"].notna() & city["target"].notna()
+                    & city["suppressed"].isna()].shape[0] > 5
+
+
+def test_primary_suppression_targets_and_status(unmarked_periods: None) -> None:
     """Default min_cell 5 and the bundled targets."""
     gt = compute_ground_truth(tiny_population(), report_months=2)
     rows = {(r.indicator_id, r.period_type, r.period_start.isoformat(), r.area_code,
@@ -639,7 +689,7 @@ def test_primary_suppression_targets_and_status() -> None:
                 "totalt")] == (0, 2)
 
 
-def test_targets_most_specific_row_and_status_edges(tmp_path: Path) -> None:
+def test_targets_most_specific_row_and_status_edges(tmp_path: Path, unmarked_periods: None) -> None:
     reference = tmp_path / "reference"
     shutil.copytree(REFERENCE, reference)
     (reference / "ref_indicator_targets.csv").write_text(
@@ -706,7 +756,7 @@ def test_parameters_change_the_cells() -> None:
         compute_ground_truth(pop, report_months=0)
 
 
-def test_write_ground_truth_csv(tmp_path: Path) -> None:
+def test_write_ground_truth_csv(tmp_path: Path, unmarked_periods: None) -> None:
     gt = compute_ground_truth(tiny_population(), report_months=2)
     path = write_ground_truth(gt, tmp_path / "out" / "ground_truth.csv")
     with path.open(encoding="utf-8", newline="") as fh:
@@ -1231,6 +1281,11 @@ class _Naive:
                 acc[3] += va + inv
                 acc[4] += inv
 
+        # the reporting lag: the last 3 school days (days with any record) up to R
+        school_days = sorted({day for days in self.att.values() for day in days})
+        self.lag_start = school_days[-3] if len(school_days) >= 3 else (
+            school_days[0] if school_days else D(9999, 12, 31))
+
         akt = _newest_rows(pop.aktualisering.to_dict("records"),
                            lambda r: r["aktualisering_id"], "andrad_tid")
         self.akt = {k: r for k, r in akt.items() if ("aktualisering", k) not in weeded}
@@ -1311,8 +1366,8 @@ class _Naive:
     def period(self, start: D, end: D) -> dict[tuple, list]:
         """(indicator, level, code, breakdown, value) -> [numerator, denominator, ids]."""
         R = self.R
-        A = min(end, R)
-        wstart = _months(end, -12)
+        A = min(end, R)  # also the end of every look-back (R for the running period)
+        wstart = _months(A, -12)
         out: dict[tuple, list] = defaultdict(lambda: [0.0, 0.0, set()])
 
         def add(ind: str, areas: list, bds: list, unit_id: object, num: float = 0.0,
@@ -1325,7 +1380,7 @@ class _Naive:
                     cell[2].add(unit_id)
 
         def in_window(day: D) -> bool:
-            return wstart < day <= end and day <= R
+            return wstart < day <= A
 
         sus_days: dict[int, list] = defaultdict(list)
         for r in self.police:
@@ -1352,8 +1407,10 @@ class _Naive:
                 add("mycket_hog_franvaro", areas, bds, key, very, 1)
             if offered > 0:
                 add("ogiltig_franvaro_andel", areas, bds, key, invalid, offered)
-            if sched > 0:
-                add("rapporteringsgrad", areas, bds, key, rep, sched)
+            # records of the reporting lag's days are left out
+            settled = self.sums(key, start, min(end, self.lag_start - dt.timedelta(days=1)))
+            if settled[0] > 0:
+                add("rapporteringsgrad", areas, bds, key, settled[1], settled[0])
             school = self.school_areas(e)
             if high:
                 oros = any(in_window(d) for d in report_days[key])
@@ -1452,11 +1509,11 @@ class _Naive:
 
         # kanda_av_flera
         agencies: dict[int, set[str]] = defaultdict(set)
-        months = []  # calendar months whose last day lies in the window
+        months = []  # calendar months whose last day (R for R's month) lies in the window
         first = D(wstart.year, wstart.month, 1)
-        while first <= min(end, R):
+        while first <= A:
             last = _months(first, 1) - dt.timedelta(days=1)
-            if wstart < last <= end:
+            if wstart < min(last, R) <= A:
                 months.append((first, last))
             first = _months(first, 1)
         for key in self.enrol:  # school: high absence in one of those months
@@ -1470,13 +1527,13 @@ class _Naive:
             for c in table:
                 stop = _date(c[col])
                 stop = None if stop is None or stop > R else stop
-                if c["startdatum"] <= min(end, R) and (stop is None or stop > wstart):
+                if c["startdatum"] <= A and (stop is None or stop > wstart):
                     agencies[c["person"]].add("social")
         for r in self.police:
             if in_window(r["Brottsdatum"]):
                 agencies[r["person"]].add("police")
         for key, known in agencies.items():
-            if len(known) >= 2 and key not in self.protected and self.child(key, end):
+            if len(known) >= 2 and key not in self.protected and self.child(key, A):
                 areas = self.school_areas(enrolled.get(key))
                 add("kanda_av_flera", areas,
                     [("antal_verksamheter", "3")] if len(known) == 3 else [], key)
@@ -1532,7 +1589,7 @@ def test_suppression_and_status_on_a_generated_population(generated: Population)
         targets[(r["indicator_id"], r["area_level"], r["area_code"])] = r
     rng = random.Random(7)
     rows = list(zip(full.itertuples(index=False), pub.itertuples(index=False), strict=True))
-    hidden_seen = shown_seen = 0
+    hidden_seen = shown_seen = marked_seen = 0
     for f, p in rng.sample(rows, 4000):
         num, den = f.numerator, f.denominator
         if f.unit == "antal":
@@ -1563,8 +1620,12 @@ def test_suppression_and_status_on_a_generated_population(generated: Population)
             want = "grön" if value <= target else "gul" if value <= target + tol else "röd"
         else:
             want = "grön" if value >= target else "gul" if value >= target - tol else "röd"
+        if p.is_running or not pd.isna(p.coverage):  # no status for these periods
+            marked_seen += 1
+            assert pd.isna(p.status)
+            continue
         assert p.status == want
-    assert hidden_seen > 100 and shown_seen > 100
+    assert hidden_seen > 100 and shown_seen > 100 and marked_seen > 10
 
 
 def test_generated_cells_are_consistent(generated: Population) -> None:

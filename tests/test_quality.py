@@ -214,7 +214,8 @@ INDICATOR_SCHEMA = pa.schema([
     ("area_code", pa.string()), ("area_name", pa.string()), ("breakdown", pa.string()),
     ("breakdown_value", pa.string()), ("numerator", pa.int64()), ("denominator", pa.int64()),
     ("value", pa.float64()), ("unit", pa.string()), ("suppressed", pa.string()),
-    ("target", pa.float64()), ("status", pa.string()), ("data_version", pa.string()),
+    ("target", pa.float64()), ("status", pa.string()), ("is_running", pa.bool_()),
+    ("coverage", pa.string()), ("data_version", pa.string()),
 ])
 
 
@@ -225,12 +226,14 @@ def indicator_rows() -> pd.DataFrame:
     def row(ind: str, name: str, start: dt.date, end: dt.date, level: str, code: str, area: str,
             num: int | None, den: int | None, value: float | None, unit: str,
             suppressed: str | None = None, breakdown: tuple[str, str] = ("totalt", "totalt"),
-            period_type: str = "manad", target: float | None = None, status: str | None = None) -> dict:
+            period_type: str = "manad", target: float | None = None, status: str | None = None,
+            is_running: bool = False, coverage: str | None = None) -> dict:
         return dict(indicator_id=ind, indicator_name=name, period_type=period_type, period_start=start,
                     period_end=end, area_level=level, area_code=code, area_name=area,
                     breakdown=breakdown[0], breakdown_value=breakdown[1], numerator=num,
                     denominator=den, value=value, unit=unit, suppressed=suppressed, target=target,
-                    status=status, data_version="v2025-03-01T06:00:00Z")
+                    status=status, is_running=is_running, coverage=coverage,
+                    data_version="v2025-03-01T06:00:00Z")
 
     hf, oa, kf = "Andel elever med hög frånvaro", "Antal orosanmälningar", "Barn kända av flera verksamheter"
     rows = [
@@ -259,6 +262,11 @@ def indicator_rows() -> pd.DataFrame:
             6, None, 6.0, "antal", breakdown=("brottskategori", "våld")),
         row("orosanmalningar", oa, jan, jan_end, "stad", "0180", "Stockholm", 8, None, 8.0, "antal",
             breakdown=("anmalare", "Skola")),
+        # a running period and one the sources do not cover: a target, no status
+        row("hog_franvaro", hf, dt.date(2025, 3, 1), dt.date(2025, 3, 31), "stad", "0180", "Stockholm",
+            30, 200, 0.15, "andel", target=0.1, is_running=True),
+        row("hog_franvaro", hf, dt.date(2024, 12, 1), dt.date(2024, 12, 31), "stad", "0180", "Stockholm",
+            30, 200, 0.15, "andel", target=0.1, coverage="source_starts_in_period"),
     ]
     return pd.DataFrame(rows)
 
@@ -274,7 +282,7 @@ def test_indicator_checkpoint_passes_on_a_correct_table(paths: Paths, tmp_path: 
     assert outcome.success, outcome.failed_checks
     report = json.loads(Path(outcome.report_path).with_suffix(".json").read_text(encoding="utf-8"))
     assert Path(outcome.report_path).parent == paths.validation / "run-ok"
-    assert report["suites"][0]["rows"] == len(indicator_rows()) == 12
+    assert report["suites"][0]["rows"] == len(indicator_rows()) == 14
     assert len(report["suites"][0]["expectations"]) == len(load_suite("indicators").expectations)
 
     # the same table from a DuckDB warehouse file (marts.published_indicators) and from CSV
@@ -318,10 +326,20 @@ def test_indicator_checkpoint_passes_on_a_correct_table(paths: Paths, tmp_path: 
          "indicators:breakdown_values"),
         (lambda df: df.assign(area_level=df["area_level"].where(df.index != 1, "kommun")),
          "indicators:expect_column_values_to_be_in_set(area_level)"),
+        (lambda df: df.assign(status=df["status"].where(df.index != 12, "grön")),
+         "indicators:status_follows_target_and_suppression"),
+        (lambda df: df.assign(status=df["status"].where(df.index != 13, "grön")),
+         "indicators:status_follows_target_and_suppression"),
+        (lambda df: df.assign(coverage=df["coverage"].where(df.index != 13, "missing")),
+         "indicators:expect_column_values_to_be_in_set(coverage)"),
+        (lambda df: df.assign(is_running=df["is_running"].astype(object).where(df.index != 0, None)),
+         "indicators:expect_column_values_to_not_be_null(is_running)"),
     ],
     ids=["andel_above_1", "suppressed_with_value", "duplicate_cell", "missing_column", "week_not_monday",
          "term_bounds", "year_bounds", "status_on_suppressed", "status_missing", "status_unknown",
-         "target_above_1", "skolenhet_for_report_indicator", "arskurs_10", "unknown_area_level"],
+         "target_above_1", "skolenhet_for_report_indicator", "arskurs_10", "unknown_area_level",
+         "status_on_running_period", "status_on_uncovered_period", "unknown_coverage_code",
+         "is_running_missing"],
 )
 def test_indicator_checkpoint_fails(paths: Paths, tmp_path: Path, mutate, expected: str) -> None:
     df = mutate(indicator_rows())

@@ -20,6 +20,7 @@ MANIFEST = {
     "excluded_from_indicators": {"case_system": {"protected_identity": {"records": 7, "people": 2},
                                                  "invalid_identifier_luhn": {"records": 3, "people": 0}}},
     "min_cell": rd.MIN_CELL,
+    "data_coverage": rd.DATA_COVERAGE,
 }
 
 
@@ -83,7 +84,12 @@ def test_report_has_a_section_per_indicator_grouped_with_name_definition_sources
         assert summary.clean_text == rd.CATALOGUE[spec.id]["summary"] + " Exakt definition i bilagan"
         assert summary.one("a").attrs["href"] == f"#def-{spec.id}"
         headline = section.one("p.headline").clean_text
-        assert headline.startswith(f"Hela staden, juni 2026 ({RUNNING}): "), headline
+        # the last complete month leads (with its status); the running month follows, without
+        assert headline.startswith("Hela staden, maj 2026: "), headline
+        running_part = section.one("span.headline-running").clean_text
+        assert running_part.startswith(f"· juni 2026 ({RUNNING}): "), running_part
+        assert not section.one("span.headline-running").select(".status")
+        assert not any(arrow in running_part for arrow in "↑↓→")
         assert rd.CATALOGUE[spec.id]["definition"][:30] not in section.clean_text
         assert not section.select("dd.sources") and not section.select("code")
         target = section.one("dd.target").clean_text
@@ -113,22 +119,38 @@ def test_report_has_a_section_per_indicator_grouped_with_name_definition_sources
     assert_self_contained(html)
 
 
-def test_overview_shows_latest_month_value_target_status_and_trend_per_area(report):
+def test_overview_leads_with_the_last_complete_month_and_shows_the_running_one_beside_it(report):
+    """Per area and indicator: the last complete month (May 2026; June is running on
+    2026-06-12) with its value, target, status and change against April; the running June
+    beside it, labelled "löpande t.o.m. 2026-06-12", without status colour or arrow."""
     _, dom, rows = report
     areas = [(d.attrs["data-level"], d.attrs["data-area"]) for d in dom.select("details.overview-area")]
     assert areas[0] == ("stad", "0180")
     assert sorted(areas[1:]) == sorted([(lvl, code) for lvl, code, _ in rd.DISTRICTS + rd.SSPF])
     for _, code in areas:
         overview = dom.one(f"details.overview-area[data-area={code}]")
+        # the running month beside the complete one, labelled once in its column header
+        header = [th.clean_text for th in overview.select("thead th")]
+        assert header == ["Indikator", "Månad", "Värde", "Mål", "Status",
+                          "Förändring mot föregående månad", f"juni 2026 {RUNNING}"]
+        assert overview.select("thead th")[-1].one("span.running-note")
         for spec in rd.SPECS:
             row = overview.one(f"tr[data-indicator={spec.id}]")
             tds = row.select("td")
             cells = sorted((r for r in rows if r["indicator_id"] == spec.id and r["area_code"] == code
                             and r["period_type"] == "manad" and r["breakdown"] == "totalt"),
                            key=lambda r: r["period_start"])
-            latest, previous = cells[-1], cells[-2]
-            assert latest["period_start"] == dt.date(2026, 6, 1)
-            assert tds[0].clean_text == f"juni 2026 {RUNNING}"
+            running, latest, previous = cells[-1], cells[-2], cells[-3]
+            assert running["is_running"] and not latest["is_running"]
+            assert latest["period_start"] == dt.date(2026, 5, 1)
+            assert tds[0].clean_text == "maj 2026"  # the complete month leads
+            # the running month beside it: its value, no status colour, no arrow
+            beside = tds[5]
+            expected_running = (SUPPRESSED if running["suppressed"] else percent(running["value"])
+                                if spec.unit == "andel" else str(int(running["value"])))
+            assert beside.clean_text == expected_running
+            assert not beside.select(".status") and not ({"tg", "ty", "tr"} & beside.classes)
+            assert not any(a in beside.clean_text for a in "↑↓→")
             if latest["suppressed"]:
                 assert tds[1].clean_text == SUPPRESSED and "suppressed" in tds[1].classes
                 assert tds[1].one("abbr").attrs["title"] == "skyddad uppgift"
@@ -136,34 +158,79 @@ def test_overview_shows_latest_month_value_target_status_and_trend_per_area(repo
                 assert tds[4].clean_text == "ingen jämförelse"
                 continue
             expected = percent(latest["value"]) if spec.unit == "andel" else str(int(latest["value"]))
+            if latest["coverage"]:  # a period the school data does not cover: marked, no status
+                assert tds[1].clean_text == expected + "*" and tds[1].select("abbr.coverage-mark")
+                assert tds[3].clean_text.startswith("ingen status" if spec.unit == "andel" else "inget mål")
+                assert not tds[3].select("span.dot") and "täcks inte helt" in tds[3].clean_text
+                assert tds[4].clean_text.startswith("ingen jämförelse")
+                continue
             assert tds[1].clean_text == expected
             assert not {"tg", "ty", "tr"} & tds[1].classes  # the status has its own column
             if spec.unit == "antal":
                 assert tds[2].clean_text == "Följs över tid, inget mål" and tds[3].clean_text == "inget mål"
             else:
                 mark = tds[3].one("span.status")
-                assert mark.classes == {"status", f"status-{latest['status']}"}
+                assert latest["status"] and mark.classes == {"status", f"status-{latest['status']}"}
                 assert mark.clean_text == latest["status"] and mark.select("span.dot")
             trend = tds[4].clean_text
             if previous["suppressed"]:
                 assert trend == "ingen jämförelse"
                 continue
-            change = latest["value"] - previous["value"]
+            change = latest["value"] - previous["value"]  # complete month against complete month
             shown = round(change * 100, 1) if spec.unit == "andel" else round(change)
             arrow = "↑" if shown > 0 else "↓" if shown < 0 else "→"
             assert trend.startswith(arrow), (spec.id, code, trend, change)
             if spec.unit == "andel" and shown:
                 assert f"{abs(shown):.1f}".replace(".", ",") + " procentenheter" in trend
-            if spec.unit == "antal":  # June is running on 2026-06-12: a count of part of the month
-                assert trend.endswith("(del av månaden)") and (f"{abs(shown)}" in trend or shown == 0)
-            else:
-                assert "del av månaden" not in trend
-    # The summary counts the statuses of the city's latest month.
-    city_statuses = [c["status"] for s in rd.SPECS for c in _city(rows, s.id)[-1:] if c["status"]]
+            assert "del av månaden" not in trend
+    # The summary counts the statuses of the city's last complete month.
+    city_statuses = [c["status"] for s in rd.SPECS for c in _city(rows, s.id)[-2:-1] if c["status"]]
+    assert city_statuses  # the complete month has statuses to count
     summary = dom.one("details.overview-area[data-area=0180] summary").clean_text
     for status in ("grön", "gul", "röd"):
         n = city_statuses.count(status)
         assert (f"{n} {status}" in summary) == (n > 0)
+
+
+def test_coverage_marks_where_the_school_data_starts_and_the_report_says_why(report):
+    """School data starts in January 2026, the other series in July 2025: the school
+    indicators' months before and in January are marked and carry no status; a count whose
+    look-back reaches before the school data (kanda_av_flera) is marked in every month, and
+    its chart draws no line through marked months (no jump), with a note; a series the
+    school data does not feed (orosanmalningar) is not marked. The report lists each source's
+    first and last data date."""
+    _, dom, rows = report
+    months = dom.one("section#ind-hog_franvaro table.months")
+    city = next(tr for tr in months.select("tbody tr")
+                if tr.select("td") and tr.one("th").clean_text == "Stockholm")
+    tds = city.select("td")
+    marked = [("coverage" in td.classes) for td in tds]
+    assert marked == [True] * 7 + [False] * 5  # Jul 2025 - Jan 2026 marked, Feb - Jun not
+    assert all(td.select("abbr.coverage-mark") for td in tds[:7])
+    assert "källans uppgifter börjar först under perioden" in tds[6].one("abbr").attrs["title"]
+    assert not any(c in td.classes for td in tds[:7] for c in ("tg", "ty", "tr"))  # no status colour
+    assert dom.select("p.coverage-footnote")
+    oros = dom.one("section#ind-orosanmalningar table.months")
+    assert not oros.select("td.coverage")
+    # kanda_av_flera: every month marked, no line through them in the chart, a note
+    kanda = dom.one("section#ind-kanda_av_flera")
+    chart = kanda.one("svg.trend[data-period=manad]")
+    assert len(chart.select("circle.point.coverage")) == 12 and not chart.select("polyline")
+    assert kanda.one("p.chart-note").clean_text.startswith("Grå punkter utan linje (jul 2025–jun 2026)")
+    hog_note = dom.one("section#ind-hog_franvaro p.chart-note").clean_text
+    assert "(jul 2025–jan 2026)" in hog_note and "täcks inte helt" in hog_note
+    # hog_franvaro's chart: a line from February on, none through the marked months
+    chart = dom.one("section#ind-hog_franvaro svg.trend[data-period=manad]")
+    assert len(chart.select("circle.point.coverage")) == 7
+    assert len(chart.select("polyline")) == 1
+    assert len(chart.one("polyline").attrs["points"].split()) == 5  # Feb - Jun
+    # the data coverage section: first and last date per source
+    table = dom.one("section#om-uppgifterna table.data-coverage")
+    assert [cells(tr) for tr in table.select("tbody tr")] == [
+        ["Skolornas elev- och närvarouppgifter", "12 januari 2026", "12 juni 2026"],
+        ["Socialtjänstens verksamhetssystem", "2 juli 2024", "11 juni 2026"],
+        ["Polisens filleveranser", "1 juli 2024", "10 juni 2026"]]
+    assert dom.one("h3#omfattning").clean_text == "Uppgifternas omfattning"
 
 
 def test_tables_mark_suppressed_cells_with_a_footnote_and_the_running_period(report):

@@ -167,17 +167,17 @@ def test_report_and_lagesbild_have_no_wcag_violations(tmp_path, chromium, record
 
 
 def test_printed_report_keeps_every_overview_column_and_opens_collapsed_areas(tmp_path, chromium):
-    """Printed to PDF on A4: the overview's six column headers and the status words on its first
+    """Printed to PDF on A4: the overview's seven column headers and the status words on its first
     page, each area on a page of its own, the collapsed areas and school tables printed open."""
     require_poppler()
     report, _ = _fixture_report(tmp_path)
     pdf = print_to_pdf(chromium, report, tmp_path / "report.pdf")
     assert "A4" in pdf_info(pdf)["Page size"]
     pages = pdf_pages_text(pdf)
-    overview = next(i for i, p in enumerate(pages) if "Översikt – senaste månaden" in p and "Indikator" in p)
+    overview = next(i for i, p in enumerate(pages) if "Översikt – senaste hela månaden" in p and "Indikator" in p)
     assert overview <= 2, overview
     first = " ".join(pages[overview].split())
-    for header in ("Indikator", "Månad", "Värde", "Mål", "Status", "Förändring mot föregående månad"):
+    for header in ("Indikator", "Månad", "Värde", "Mål", "Status", "Förändring mot", "löpande t.o.m."):
         assert header in first, header
     assert "röd" in first and "högst 10,0 %" in first
     # each overview area starts a page; the closed ones (all but the city) print open

@@ -14,14 +14,18 @@ import pandas as pd
 
 KEYS = ["indicator_id", "period_type", "period_start", "area_level", "area_code", "breakdown",
         "breakdown_value"]
-TEXT_COLUMNS = ["indicator_name", "period_end", "area_name", "unit", "status"]
+TEXT_COLUMNS = ["indicator_name", "period_end", "area_name", "unit", "status", "is_running",
+                "coverage"]
 NUMBER_COLUMNS = ["numerator", "denominator", "value", "target"]
 DTYPES = {"area_code": str, "breakdown_value": str}
 
 
 def read_cells(path: Path | str) -> pd.DataFrame:
-    return pd.read_csv(path, dtype=DTYPES, keep_default_na=False,
-                       na_values={c: [""] for c in (*NUMBER_COLUMNS, "suppressed", "status")})
+    cells = pd.read_csv(path, dtype=DTYPES, keep_default_na=False,
+                        na_values={c: [""] for c in (*NUMBER_COLUMNS, "suppressed", "status")})
+    if "is_running" in cells:  # 'true' (DuckDB) and 'True' (pandas) alike
+        cells["is_running"] = cells["is_running"].astype(str).str.lower()
+    return cells
 
 
 def differences(published: pd.DataFrame, truth: pd.DataFrame, limit: int = 20) -> list[str]:
@@ -32,7 +36,8 @@ def differences(published: pd.DataFrame, truth: pd.DataFrame, limit: int = 20) -
       publication suppresses and the truth does not may only be a secondary suppression
       (``sekundär``: the truth does not model which neighbour a secondary suppression picks);
     - every cell shown on both sides has the same numerator, denominator, value, target,
-      names, unit, period end and status.
+      names, unit, period end and status; every cell on both sides the same running flag
+      and coverage mark.
     """
     problems: list[str] = []
     merged = truth.merge(published, on=KEYS, how="outer", suffixes=("_truth", "_pub"),

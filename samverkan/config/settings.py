@@ -270,6 +270,9 @@ _POLICE = {
                     example="/srv/sftp/polis/inbox"),
 }
 
+# int vars that may be 0 (the others start at 1): no reporting lag.
+_ZERO_ALLOWED = {"reporting_lag_school_days": 0}
+
 # dbt vars that are not the municipality's parameters: the run sets them.
 _RUN_VARS = ("reference_date", "data_version", "municipality_code", "municipality_name",
              "municipality_organisation_number", "min_cell")
@@ -291,7 +294,8 @@ def indicator_parameters() -> dict[str, Option]:
         if isinstance(default, float):
             options[name] = Option("share", comments.get(name, ""), default=default)
         else:
-            options[name] = Option("int", comments.get(name, ""), default=int(default), minimum=1)
+            options[name] = Option("int", comments.get(name, ""), default=int(default),
+                                   minimum=_ZERO_ALLOWED.get(name, 1))
     return options
 
 

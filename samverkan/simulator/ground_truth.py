@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import json
 import re
 import shutil
 from dataclasses import dataclass
@@ -62,7 +63,7 @@ INDICATOR_NAMES = {k: v[0] for k, v in INDICATORS.items()}
 OUTPUT_COLUMNS = [
     "indicator_id", "indicator_name", "period_type", "period_start", "period_end", "area_level",
     "area_code", "area_name", "breakdown", "breakdown_value", "numerator", "denominator",
-    "value", "unit", "suppressed", "target", "status",
+    "value", "unit", "suppressed", "target", "status", "is_running", "coverage",
 ]
 PERIOD_TYPES = ("vecka", "manad", "termin", "ar")
 AREA_LEVELS = ("stad", "stadsdelsomrade", "sspf_omrade", "skolenhet")
@@ -92,6 +93,8 @@ class _Params:
     sig_months: int
     repeat: int
     min_cell: int
+    reporting_lag: int = 3
+    source_gap: int = 7
 
 
 # ---------------------------------------------------------------------------------------------
@@ -315,9 +318,9 @@ class _Sources:
         return df[ok].assign(person=person).reset_index(drop=True)
 
     # -- police -------------------------------------------------------------------------------
-    def police(self) -> pd.DataFrame:
-        """Existing police rows (newest version, not Makulerad) of linkable, unprotected persons,
-        Brottsdatum <= R."""
+    def police_existing(self) -> pd.DataFrame:
+        """Existing police rows: the newest version of each (Diarienummer, person (the raw
+        text when invalid), Roll), not Makulerad; every person, every date."""
         pr = self.pop.police_rows.reset_index(drop=True)
         valid = (pr["identifier_valid"].astype(bool) & pr["person_key"].notna()).to_numpy()
         identity = np.where(valid, "k" + pr["person_key"].astype("Int64").astype(str),
@@ -325,7 +328,13 @@ class _Sources:
         pr = pr.assign(_identity=identity, _valid=valid,
                        _changed=pd.to_datetime(pr["Senast ändrad"]))
         pr = _newest(pr, ["Diarienummer", "_identity", "Roll"], "_changed")
-        pr = pr[(pr["Status"] != "Makulerad") & pr["_valid"]]
+        return pr[pr["Status"] != "Makulerad"]
+
+    def police(self) -> pd.DataFrame:
+        """Existing police rows (newest version, not Makulerad) of linkable, unprotected persons,
+        Brottsdatum <= R."""
+        pr = self.police_existing()
+        pr = pr[pr["_valid"]]
         sdo, sspf = self.district_areas(pr["Stadsdel"])
         out = pd.DataFrame({
             "person": pr["person_key"].astype("int64").to_numpy(),
@@ -435,7 +444,8 @@ class _Attendance:
     Stockholm size) never reach pandas; a population with the attendance as a frame has its
     person-day frame registered instead. Period and window sums are queried from it."""
 
-    MEASURES = ("scheduled", "reported", "offered", "absence", "invalid")
+    MEASURES = ("scheduled", "reported", "offered", "absence", "invalid", "settled_scheduled",
+                "settled_reported")
 
     def __init__(self, src: _Sources) -> None:
         att = src.pop.attendances
@@ -446,14 +456,29 @@ class _Attendance:
             # size) lives on disk, DuckDB holds only what its memory limit allows
             self.conn = att.connect(self._scratch / "spill", self._scratch / "attendance.duckdb")
             try:
-                self.conn.execute("create table att_days as "
+                self.conn.execute("create table att_base as "
                                   + att.day_totals_sql(self.conn, src.p.R, src.protected))
             except BaseException:
                 self.close()
                 raise
         else:
             self.conn = duckdb.connect()
-            self.conn.register("att_days", src.attendance_days())
+            self.conn.register("att_base", src.attendance_days())
+        # school days: the days (<= R) with any attendance record; the last reporting_lag of
+        # them are still being reported and leave the reporting rate (settled_*)
+        days = [int(d) for (d,) in self.conn.execute(
+            "select distinct day from att_base where scheduled > 0 order by day").fetchall()]
+        self.first_day = days[0] if days else None
+        self.last_day = days[-1] if days else None
+        lag = src.p.reporting_lag
+        cutoff = days[-lag] if (lag > 0 and days) else 2**40
+        if lag > len(days):
+            cutoff = days[0] if days else cutoff
+        self.conn.execute(f"""
+            create temp view att_days as
+            select *, case when day < {int(cutoff)} then scheduled else 0 end as settled_scheduled,
+                case when day < {int(cutoff)} then reported else 0 end as settled_reported
+            from att_base""")
 
     def close(self) -> None:
         self.conn.close()
@@ -722,7 +747,9 @@ def _pupil_periods(src: _Sources, periods: pd.DataFrame,
     very_high = assessed & (share >= p.very_high)
     del share
     month = np.flatnonzero((p_type[pj] == "manad") & high)
-    high_months = pd.DataFrame({"person": person_e[month], "pend": p_end[pj[month]]})
+    # a month's last day; for the month that contains R, R (its data ends there)
+    high_months = pd.DataFrame({"person": person_e[month],
+                                "pend": np.minimum(p_end[pj[month]], p.R)})
     wstart = periods["wstart"].to_numpy(dtype=np.float64)
     keep = np.flatnonzero(~np.isnan(wstart[pj]))
     ek, pk = ei[keep], pj[keep]
@@ -745,7 +772,7 @@ def _pupil_periods(src: _Sources, periods: pd.DataFrame,
         "arskurs": year,
     }, copy=False)  # the arrays are the frame's own: no second copy of them
     pp["c_offered"] = pp["offered"].to_numpy() > 0
-    pp["c_scheduled"] = pp["scheduled"].to_numpy() > 0
+    pp["c_scheduled"] = pp["settled_scheduled"].to_numpy() > 0
     return pp, high_months
 
 
@@ -769,6 +796,87 @@ def _with_school_area(rows: pd.DataFrame, enrolled: pd.DataFrame) -> pd.DataFram
                           "pstart": np.int64})
     return rows.drop(columns=[c for c in ("sdo", "sspf") if c in rows], errors="ignore").merge(
         areas, on=["person", "ptype", "pstart"], how="left")
+
+
+# ---------------------------------------------------------------------------------------------
+# Running periods and data coverage
+# ---------------------------------------------------------------------------------------------
+
+SOURCES = ("ss12000", "case_system", "police")
+# What each indicator reads (INDICATOR_RULES.md, "Running periods and data coverage"): the
+# sources the period itself counts, and the look-back (window, sources) read before it.
+INDICATOR_SOURCES: dict[str, tuple[tuple[str, ...], tuple[str, tuple[str, ...]] | None]] = {
+    "hog_franvaro": (("ss12000",), None),
+    "mycket_hog_franvaro": (("ss12000",), None),
+    "ogiltig_franvaro_andel": (("ss12000",), None),
+    "rapporteringsgrad": (("ss12000",), None),
+    "orosanmalningar": (("case_system",), None),
+    "forhandsbedomning_14_dagar": (("case_system",), None),
+    "anmalan_till_utredning": (("case_system",), None),
+    "utredning_4_manader": (("case_system",), None),
+    "placerade_aterforening": (("case_system",), None),
+    "unga_misstankta": (("police",), None),
+    "unga_misstankta_upprepat": (("police",), ("trailing", ("police",))),
+    "unga_brottsoffer": (("police",), None),
+    "hog_franvaro_med_orosanmalan": (("ss12000", "case_system"), ("trailing", ("case_system",))),
+    "hog_franvaro_med_misstanke": (("ss12000", "police"), ("trailing", ("police",))),
+    "misstankta_med_hog_franvaro": (("ss12000", "police"), None),
+    "kanda_av_flera": (("ss12000", "case_system", "police"),
+                       ("trailing", ("ss12000", "case_system", "police"))),
+    "sst_effekt": (("case_system", "ss12000"), ("sst_windows", ("ss12000",))),
+    "sig_effekt": (("case_system", "police"), ("sig_followup", ("police",))),
+}
+COVERAGE_CODES = ("source_starts_after_period", "source_starts_in_period", "source_ends_in_period",
+                  "lookback_before_first_data")
+
+
+def _data_coverage(src: _Sources, att: _Attendance) -> dict[str, tuple[int | None, int | None]]:
+    """First and last data date (day numbers, None without data) of each source up to R:
+    lesson days with attendance records, inkom_datum of the current aktualisering rows (every
+    typ), Brottsdatum of the existing police rows (every person)."""
+    R = src.p.R
+    inkom = src.aktualisering()["inkom"].to_numpy(dtype=np.float64)
+    inkom = inkom[~np.isnan(inkom) & (inkom <= R)]
+    brott = _days(src.police_existing()["Brottsdatum"])
+    brott = brott[~np.isnan(brott) & (brott <= R)]
+
+    def bounds(days: np.ndarray) -> tuple[int | None, int | None]:
+        return (int(days.min()), int(days.max())) if days.size else (None, None)
+
+    return {"ss12000": (att.first_day, att.last_day), "case_system": bounds(inkom),
+            "police": bounds(brott)}
+
+
+def _period_coverage(periods: pd.DataFrame, coverage: dict[str, tuple[int | None, int | None]],
+                     p: _Params) -> pd.DataFrame:
+    """Per indicator and published period: ``is_running`` and ``coverage`` (the first code of
+    COVERAGE_CODES that applies, None when covered)."""
+    rows = []
+    for indicator, (sources, lookback) in INDICATOR_SOURCES.items():
+        for per in periods.itertuples(index=False):
+            ranks = []
+            for source in sources:
+                first, last = coverage[source]
+                if first is None or first > per.lend:
+                    ranks.append(0)
+                elif first > per.pstart:
+                    ranks.append(1)
+                elif last < per.lend - p.source_gap:
+                    ranks.append(2)
+            if lookback is not None:
+                window, lb_sources = lookback
+                begins = {"trailing": per.wstart + 1,
+                          "sst_windows": per.pstart - 2 * p.sst_days,
+                          "sig_followup": int(_add_months(np.array([per.pstart], dtype=float),
+                                                          -p.sig_months)[0]) + 1}[window]
+                for source in lb_sources:
+                    first = coverage[source][0]
+                    if first is None or first > begins:
+                        ranks.append(3)
+            rows.append({"indicator_id": indicator, "ptype": per.ptype, "pstart": per.pstart,
+                         "is_running": bool(per.pend > p.R),
+                         "coverage": COVERAGE_CODES[min(ranks)] if ranks else None})
+    return pd.DataFrame(rows)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -807,6 +915,8 @@ def compute_ground_truth(
     sig_followup_months: int = 6,
     repeat_incidents: int = 2,
     lagesbild_trailing_weeks: int = 4,
+    reporting_lag_school_days: int = 3,
+    source_gap_days: int = 7,
     municipality_code: str | None = None,
     municipality_name: str | None = None,
     min_cell: int = 5,
@@ -834,15 +944,17 @@ def compute_ground_truth(
         trailing_months=trailing_months, fb_days=forhandsbedomning_days,
         investigation_months=investigation_months, placement_days=placement_horizon_days,
         sst_days=7 * sst_window_weeks, sig_months=sig_followup_months, repeat=repeat_incidents,
-        min_cell=min_cell)
+        min_cell=min_cell, reporting_lag=reporting_lag_school_days, source_gap=source_gap_days)
     reference_dir = Path(reference_dir if reference_dir is not None
                          else pop.municipality.reference_dir)
     src = _Sources(pop, p, reference_dir)
     cells = _Cells(src)
     R = p.R
     periods = _published_periods(p)
-    periods["wstart"] = _add_months(periods["pend"].to_numpy(), -p.trailing_months).astype(np.int64)
-    periods["A"] = np.minimum(periods["pend"].to_numpy(), R)
+    # every look-back ends at lend: the period's last day, R for the running period
+    periods["lend"] = np.minimum(periods["pend"].to_numpy(), R)
+    periods["wstart"] = _add_months(periods["lend"].to_numpy(), -p.trailing_months).astype(np.int64)
+    periods["A"] = periods["lend"]
     # calendar months whose last day can lie in a trailing window of a published period
     first_month = _period_start(np.array([periods["wstart"].min() + 1]), "manad")[0]
     month_starts = np.unique(_period_start(np.arange(first_month, R + 1), "manad"))
@@ -861,10 +973,16 @@ def compute_ground_truth(
         suspicions, police = _police_indicators(run)
         _cross_agency_indicators(run, reports, suspicions, police, cases)
         _intervention_effects(run, ins, suspicions)
+        coverage = _data_coverage(src, att)
     finally:
         att.close()
     del run, pp
-    return _publish(cells.frame(), src, periods)
+    out = _publish(cells.frame(), src, periods, _period_coverage(periods, coverage, p))
+    out.attrs["data_coverage"] = {
+        source: {"first_data_date": None if first is None else _to_dates(np.array([first]))[0],
+                 "last_data_date": None if last is None else _to_dates(np.array([last]))[0]}
+        for source, (first, last) in coverage.items()}
+    return out
 
 
 def _school_indicators(run: _Run) -> None:
@@ -878,8 +996,9 @@ def _school_indicators(run: _Run) -> None:
               den="assessed", distinct=False)
     cells.add("ogiltig_franvaro_andel", pp, AREA_LEVELS, SCHOOL_BREAKDOWNS, num="invalid",
               den="offered", contributors="c_offered", distinct=False)
-    cells.add("rapporteringsgrad", pp, AREA_LEVELS, SCHOOL_BREAKDOWNS, num="reported",
-              den="scheduled", contributors="c_scheduled", distinct=False)
+    # the reporting lag: records of the last reporting_lag school days are left out
+    cells.add("rapporteringsgrad", pp, AREA_LEVELS, SCHOOL_BREAKDOWNS, num="settled_reported",
+              den="settled_scheduled", contributors="c_scheduled", distinct=False)
 
 
 def _social_services_indicators(run: _Run) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -962,8 +1081,8 @@ def _police_indicators(run: _Run) -> tuple[pd.DataFrame, pd.DataFrame]:
     young_sus = young_sus.assign(id=young_sus["person"], brottskategori=young_sus["kategori"])
     cells.add("unga_misstankta", young_sus, SCHOOL_LEVELS, ("brottskategori",))
     suspects = young_sus[[*PKEY, "person"]].drop_duplicates().merge(
-        periods[[*PKEY, "wstart", "pend"]], on=PKEY)
-    suspects["num"] = (_flag_events(suspects, suspicions, "wstart", "pend", distinct="diarie")
+        periods[[*PKEY, "wstart", "lend"]], on=PKEY)
+    suspects["num"] = (_flag_events(suspects, suspicions, "wstart", "lend", distinct="diarie")
                        >= p.repeat).astype(float)
     repeat = young_sus.merge(suspects[[*PKEY, "person", "num"]], on=[*PKEY, "person"])
     cells.add("unga_misstankta_upprepat", repeat.assign(den=1.0), SCHOOL_LEVELS,
@@ -1015,11 +1134,12 @@ def _cross_agency_indicators(run: _Run, reports: pd.DataFrame, suspicions: pd.Da
     # only the columns the cells and the flags need: the pupil x period frame is large
     keys = [*PKEY, "person", "sdo", "sspf", "wstart", "pend"]
     high = pp.loc[pp["high"], keys]
+    high["lend"] = np.minimum(high["pend"].to_numpy(dtype=np.int64), run.p.R)
     high["den"] = 1.0
-    high["num"] = (_flag_events(high, report_events, "wstart", "pend") > 0).astype(float)
+    high["num"] = (_flag_events(high, report_events, "wstart", "lend") > 0).astype(float)
     cells.add("hog_franvaro_med_orosanmalan", high, SCHOOL_LEVELS, num="num", den="den",
               distinct=False)
-    high["num"] = (_flag_events(high, suspicions, "wstart", "pend") > 0).astype(float)
+    high["num"] = (_flag_events(high, suspicions, "wstart", "lend") > 0).astype(float)
     cells.add("hog_franvaro_med_misstanke", high, SCHOOL_LEVELS, num="num", den="den",
               distinct=False)
     assessed = pp.loc[pp["assessed"], [*keys, "high"]]
@@ -1030,14 +1150,14 @@ def _cross_agency_indicators(run: _Run, reports: pd.DataFrame, suspicions: pd.Da
               num="num", den="den", distinct=False)
 
     # kanda_av_flera: known to school / social services / police in the trailing window
-    wins = run.periods[[*PKEY, "pend", "wstart"]]
+    wins = run.periods[[*PKEY, "lend", "wstart"]].rename(columns={"lend": "pend"})
     high_months = run.high_months
     n_agencies = _agencies_in_windows(wins, [
         (1, high_months[["person", "pend"]].rename(columns={"pend": "day"})),
         (2, report_events), (3, police)], cases)
     n_agencies = n_agencies[~n_agencies["person"].isin(src.protected)]
-    n_agencies = n_agencies.merge(run.periods[[*PKEY, "pend"]], on=PKEY)
-    child = _child(src.birth.loc[n_agencies["person"]].to_numpy(), n_agencies["pend"].to_numpy())
+    n_agencies = n_agencies.merge(run.periods[[*PKEY, "lend"]], on=PKEY)
+    child = _child(src.birth.loc[n_agencies["person"]].to_numpy(), n_agencies["lend"].to_numpy())
     many = n_agencies[child & (n_agencies["n"] >= 2).to_numpy()]
     many = _with_school_area(many.assign(id=many["person"]), pp)
     many["antal_verksamheter"] = np.where(many["n"] == 3, "3", None)
@@ -1113,7 +1233,8 @@ def _targets(cells: pd.DataFrame, reference_dir: Path) -> pd.DataFrame:
     return out
 
 
-def _publish(cells: pd.DataFrame, src: _Sources, periods: pd.DataFrame) -> pd.DataFrame:
+def _publish(cells: pd.DataFrame, src: _Sources, periods: pd.DataFrame,
+             period_coverage: pd.DataFrame) -> pd.DataFrame:
     p = src.p
     num, den = cells["numerator"].to_numpy(), cells["denominator"].to_numpy()
     antal = np.isnan(den)
@@ -1138,6 +1259,12 @@ def _publish(cells: pd.DataFrame, src: _Sources, periods: pd.DataFrame) -> pd.Da
     higher = np.select([lhs >= rhs, lhs2 >= minus], ["grön", "gul"], "röd")
     status = np.where(direction == "lägre", lower, np.where(direction == "högre", higher, None))
     status = np.where(hidden | pd.isna(direction), None, status)
+    # a running period or one a source does not cover has no status
+    marks = cells[["indicator_id", "ptype", "pstart"]].merge(
+        period_coverage, on=["indicator_id", "ptype", "pstart"], how="left")
+    is_running = marks["is_running"].fillna(False).to_numpy(dtype=bool)
+    coverage = marks["coverage"].to_numpy(dtype=object)
+    status = np.where(is_running | pd.notna(coverage), None, status)
 
     pend = cells[["ptype", "pstart"]].merge(periods[["ptype", "pstart", "pend"]],
                                             on=["ptype", "pstart"], how="left")["pend"]
@@ -1162,6 +1289,8 @@ def _publish(cells: pd.DataFrame, src: _Sources, periods: pd.DataFrame) -> pd.Da
         "suppressed": np.where(hidden, PRIMARY, None),
         "target": tg["target"].to_numpy(),
         "status": status,
+        "is_running": is_running,
+        "coverage": np.where(pd.notna(coverage), coverage, None),
     })
     order = {k: i for i, k in enumerate(INDICATORS)}
     out = out.assign(
@@ -1174,9 +1303,13 @@ def _publish(cells: pd.DataFrame, src: _Sources, periods: pd.DataFrame) -> pd.Da
     return out[OUTPUT_COLUMNS].reset_index(drop=True)
 
 
+DATA_COVERAGE_FILE = "ground_truth_data_coverage.json"
+
+
 def write_ground_truth(df: pd.DataFrame, path: Path | str) -> Path:
     """Write the ground truth as CSV: UTF-8, comma, ISO dates, integral counts as integers,
-    empty fields for nulls."""
+    empty fields for nulls; and, when the frame carries them (``attrs['data_coverage']``),
+    the sources' first and last data dates as JSON beside it (DATA_COVERAGE_FILE)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     out = df.copy()
@@ -1187,4 +1320,9 @@ def write_ground_truth(df: pd.DataFrame, path: Path | str) -> Path:
         if np.all(np.isnan(values) | (values == np.round(values))):
             out[col] = pd.array(values.round(), dtype="Int64")
     out.to_csv(path, index=False, encoding="utf-8", lineterminator="\n")
+    coverage = df.attrs.get("data_coverage")
+    if coverage is not None:  # the sources' first and last data dates, beside the cells
+        path.with_name(DATA_COVERAGE_FILE).write_text(json.dumps(
+            {source: {k: (v.isoformat() if v is not None else None) for k, v in dates.items()}
+             for source, dates in coverage.items()}, indent=2), encoding="utf-8")
     return path

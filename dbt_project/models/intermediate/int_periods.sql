@@ -2,7 +2,10 @@
     "Periods"): every ISO week (vecka), month (manad), school term (termin: vt 1 Jan - 30 Jun,
     ht 1 Jul - 31 Dec) and year (ar) that overlaps the report window [window start, R]
     (published), plus the calendar months the trailing windows of "known to school" reach
-    and the weeks before the lägesbild's week that its trailing average compares with. -#}
+    and the weeks before the lägesbild's week that its trailing average compares with.
+    Every look-back (trailing window) ends at lookback_end = least(period_end, R): for the
+    running period (period_end > R) at R, so that running periods of different types that
+    hold the same data agree. -#}
 
 {%- set trailing_months = var_int('trailing_months', 1) -%}
 {%- set lagesbild_weeks = var_int('lagesbild_trailing_weeks', 1) -%}
@@ -72,7 +75,7 @@ history_months as (
     select
         'manad' as period_type,
         cast(unnest(generate_series(
-            cast(date_trunc('month', min(period_end) - to_months({{ trailing_months }})) as timestamp),
+            cast(date_trunc('month', min(least(period_end, bounds.reference_date)) - to_months({{ trailing_months }})) as timestamp),
             cast(max(bounds.window_start) as timestamp),
             interval 1 month
         )) as date) as period_start
@@ -128,19 +131,31 @@ all_periods as (
 
 ),
 
+anchored as (
+
+    select
+        all_periods.*,
+        -- the end of every look-back: the period's last day, or R for the running period
+        -- (a running year and its running term look back over the same days)
+        least(all_periods.period_end, bounds.reference_date) as lookback_end,
+        all_periods.period_end > bounds.reference_date as is_running_period
+    from all_periods
+    cross join bounds
+
+),
+
 final as (
 
     select
-        all_periods.period_type,
-        all_periods.period_start,
-        all_periods.period_end,
-        -- trailing window: (trailing_window_start, period_end]
-        cast(all_periods.period_end - to_months({{ trailing_months }}) as date) as trailing_window_start,
-        all_periods.is_report_period,
-        bounds.reference_date between all_periods.period_start and all_periods.period_end
-            as is_running_period
-    from all_periods
-    cross join bounds
+        period_type,
+        period_start,
+        period_end,
+        lookback_end,
+        -- trailing window: (trailing_window_start, lookback_end]
+        cast(lookback_end - to_months({{ trailing_months }}) as date) as trailing_window_start,
+        is_report_period,
+        is_running_period
+    from anchored
 
 )
 

@@ -1,17 +1,19 @@
 {#- Per published period (every type) and person known to at least one agency in the
-    trailing window (period_end - trailing_months months, period_end]: which agencies knew
-    the person, how many, the age on period_end and the school area in the period (null when
-    not enrolled: city level only). Nothing after R counts.
-    School: high absence in a calendar month whose last day lies in the window. Social
-    services: a report of concern (any age) received in the window, or an investigation or
-    intervention open at some point of it (start <= period_end, end null or after the
-    window's start). Police: a suspicion or victim row with offence date in the window. -#}
+    trailing window (lookback_end - trailing_months months, lookback_end], lookback_end =
+    least(period_end, R): which agencies knew the person, how many, the age on lookback_end
+    and the school area in the period (null when not enrolled: city level only). Nothing
+    after R counts.
+    School: high absence in a calendar month whose last day (R for the month that contains
+    R) lies in the window. Social services: a report of concern (any age) received in the
+    window, or an investigation or intervention open at some point of it (start <=
+    lookback_end, end null or after the window's start). Police: a suspicion or victim row
+    with offence date in the window. -#}
 
 with
 
 periods as (
 
-    select period_type, period_start, period_end, trailing_window_start
+    select period_type, period_start, period_end, lookback_end, trailing_window_start
     from {{ ref('int_periods') }}
     where is_report_period
 
@@ -45,7 +47,7 @@ identities as (
 
 high_absence_months as (
 
-    select person_pseudonym, period_end as month_end
+    select person_pseudonym, least(period_end, {{ reference_date() }}) as month_end
     from pupil_periods
     where period_type = 'manad'
         and is_high_absence
@@ -58,7 +60,7 @@ known_to_school as (
     from high_absence_months
     inner join periods
         on high_absence_months.month_end > periods.trailing_window_start
-        and high_absence_months.month_end <= periods.period_end
+        and high_absence_months.month_end <= periods.lookback_end
 
 ),
 
@@ -67,7 +69,7 @@ known_to_social_services as (
     select distinct involvement.person_pseudonym, periods.period_type, periods.period_start
     from involvement
     inner join periods
-        on involvement.start_date <= periods.period_end
+        on involvement.start_date <= periods.lookback_end
         and coalesce(involvement.end_date, date '9999-12-31') > periods.trailing_window_start
 
 ),
@@ -78,7 +80,7 @@ known_to_police as (
     from police_events
     inner join periods
         on police_events.brottsdatum > periods.trailing_window_start
-        and police_events.brottsdatum <= periods.period_end
+        and police_events.brottsdatum <= periods.lookback_end
     where police_events.roll in ('Misstänkt', 'Målsägande')
 
 ),
@@ -115,7 +117,7 @@ final as (
         per_person.period_type,
         per_person.period_start,
         periods.period_end,
-        {{ age_on('identities.birth_date', 'periods.period_end') }} as age_on_period_end,
+        {{ age_on('identities.birth_date', 'periods.lookback_end') }} as age_on_period_end,
         per_person.is_known_to_school,
         per_person.is_known_to_social_services,
         per_person.is_known_to_police,

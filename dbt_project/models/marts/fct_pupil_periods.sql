@@ -3,7 +3,9 @@
     pupil's attendance days in the period. Assessed = enrolled and offered >=
     min_offered_minutes; high / very high absence = assessed and absence / offered >= the
     threshold. Persons with attendance but no enrolment in the period have a row that is not
-    enrolled (they count nowhere). -#}
+    enrolled (they count nowhere). settled_scheduled_records / settled_reported_records leave
+    out the reporting lag (the last reporting_lag_school_days school days up to R, still being
+    reported): what the reporting rate counts. -#}
 
 with
 
@@ -40,6 +42,20 @@ period_days as (
 
 ),
 
+-- the reporting lag: the last reporting_lag_school_days school days up to R (dates with any
+-- pupil's attendance record) are still being reported; the first of them starts the lag
+reporting_lag as (
+
+    select coalesce(min(lesson_date), date '9999-12-31') as first_lag_day
+    from (
+        select distinct lesson_date
+        from attendance_days
+        order by lesson_date desc
+        limit {{ var_int('reporting_lag_school_days', 0) }}
+    ) as lag_days
+
+),
+
 attendance_periods as (
 
     select
@@ -50,10 +66,17 @@ attendance_periods as (
         sum(attendance_days.valid_absence_minutes) as valid_absence_minutes,
         sum(attendance_days.invalid_absence_minutes) as invalid_absence_minutes,
         sum(attendance_days.scheduled_records) as scheduled_records,
-        sum(attendance_days.reported_records) as reported_records
+        sum(attendance_days.reported_records) as reported_records,
+        sum(attendance_days.scheduled_records)
+            filter (where attendance_days.lesson_date < reporting_lag.first_lag_day)
+            as settled_scheduled_records,
+        sum(attendance_days.reported_records)
+            filter (where attendance_days.lesson_date < reporting_lag.first_lag_day)
+            as settled_reported_records
     from attendance_days
     inner join period_days
         on period_days.period_day = attendance_days.lesson_date
+    cross join reporting_lag
     group by 1, 2, 3
 
 ),
@@ -74,7 +97,9 @@ joined as (
         coalesce(attendance_periods.valid_absence_minutes, 0) as valid_absence_minutes,
         coalesce(attendance_periods.invalid_absence_minutes, 0) as invalid_absence_minutes,
         coalesce(attendance_periods.scheduled_records, 0) as scheduled_records,
-        coalesce(attendance_periods.reported_records, 0) as reported_records
+        coalesce(attendance_periods.reported_records, 0) as reported_records,
+        coalesce(attendance_periods.settled_scheduled_records, 0) as settled_scheduled_records,
+        coalesce(attendance_periods.settled_reported_records, 0) as settled_reported_records
     from enrolment_periods
     full outer join attendance_periods
         on attendance_periods.person_pseudonym = enrolment_periods.person_pseudonym
@@ -119,6 +144,8 @@ final as (
         measured.absence_share,
         cast(measured.scheduled_records as bigint) as scheduled_records,
         cast(measured.reported_records as bigint) as reported_records,
+        cast(measured.settled_scheduled_records as bigint) as settled_scheduled_records,
+        cast(measured.settled_reported_records as bigint) as settled_reported_records,
         measured.is_assessed,
         measured.is_assessed
             and measured.absence_share >= {{ var_share('high_absence_threshold') }} as is_high_absence,

@@ -1,13 +1,20 @@
 {#- The published long table (indicators.md): one row per cell, with primary suppression
     (privacy.md, INDICATOR_RULES.md "Suppression") and the follow-up model (target and
     status, INDICATOR_RULES.md "Follow-up (målstyrning)"). Suppressed rows carry no
-    numerator, denominator, value or status; data_version names the publication. -#}
+    numerator, denominator, value or status; a running period or one a source does not cover
+    (is_running, coverage) carries no status; data_version names the publication. -#}
 
 with
 
 indicators as (
 
     select * from {{ ref('indicators') }}
+
+),
+
+period_coverage as (
+
+    select * from {{ ref('indicator_period_coverage') }}
 
 ),
 
@@ -37,8 +44,16 @@ flagged as (
         {{ is_primary_suppressed('unit', 'numerator', 'denominator', var_number('min_cell')) }}
             -- cells whose numbers are not counts of people: too few people behind them
             or coalesce(indicators.contributors < {{ var_number('min_cell') }}, false)
-            as is_suppressed
+            as is_suppressed,
+        -- the running period (period_end > R) and a period a source does not cover get no
+        -- status (INDICATOR_RULES.md, "Running periods and data coverage")
+        coalesce(period_coverage.is_running, false) as is_running,
+        period_coverage.coverage
     from indicators
+    left join period_coverage
+        on period_coverage.indicator_id = indicators.indicator_id
+        and period_coverage.period_type = indicators.period_type
+        and period_coverage.period_start = indicators.period_start
 
 ),
 
@@ -76,6 +91,7 @@ with_status as (
         with_target.*,
         case
             when is_suppressed or target is null or denominator is null or denominator < 1 then null
+            when is_running or coverage is not null then null
             when direction = 'lägre' then
                 case
                     when numerator <= target * denominator then 'grön'
@@ -113,6 +129,8 @@ final as (
         case when is_suppressed then 'primär' end as suppressed,
         cast(target as double) as target,
         status,
+        is_running,
+        coverage,
         {{ var_string('data_version') }} as data_version
     from with_status
 

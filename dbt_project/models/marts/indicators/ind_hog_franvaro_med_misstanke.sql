@@ -29,7 +29,7 @@ high_absence as (
         pupil_periods.stadsdelsomrade_code,
         pupil_periods.sspf_omrade_code,
         periods.trailing_window_start,
-        periods.period_end
+        periods.lookback_end
     from pupil_periods
     inner join periods
         on periods.period_type = pupil_periods.period_type
@@ -49,7 +49,7 @@ with_suspicion as (
     inner join police_events
         on police_events.person_pseudonym = high_absence.person_pseudonym
         and police_events.brottsdatum > high_absence.trailing_window_start
-        and police_events.brottsdatum <= high_absence.period_end
+        and police_events.brottsdatum <= high_absence.lookback_end
     where police_events.roll = 'Misstänkt'
 
 ),

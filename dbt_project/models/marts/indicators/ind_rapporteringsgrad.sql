@@ -6,7 +6,9 @@ pupil_periods as (
 
 ),
 
--- every pupil enrolled in the period contributes its scheduled and reported records
+-- every pupil enrolled in the period contributes its scheduled and reported records, except
+-- those of the reporting lag (the last reporting_lag_school_days school days up to R, which
+-- are still being reported)
 enrolled_pupils as (
 
     select
@@ -18,9 +20,9 @@ enrolled_pupils as (
         school_unit_code,
         huvudman_kind,
         school_year,
-        scheduled_records,
-        reported_records,
-        scheduled_records > 0 as has_records
+        settled_scheduled_records as scheduled_records,
+        settled_reported_records as reported_records,
+        settled_scheduled_records > 0 as has_records
     from pupil_periods
     where is_enrolled
 

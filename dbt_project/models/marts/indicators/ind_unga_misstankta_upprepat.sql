@@ -36,7 +36,8 @@ young_suspects as (
 
 ),
 
--- distinct incidents among each person's suspicions (any age) in the trailing window
+-- distinct incidents among each person's suspicions (any age) in the trailing window, which
+-- ends at lookback_end (R for the running period)
 incidents_in_window as (
 
     select
@@ -47,7 +48,7 @@ incidents_in_window as (
     from suspicions
     inner join periods
         on suspicions.brottsdatum > periods.trailing_window_start
-        and suspicions.brottsdatum <= periods.period_end
+        and suspicions.brottsdatum <= periods.lookback_end
     group by 1, 2, 3
 
 ),
