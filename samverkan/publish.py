@@ -362,6 +362,7 @@ def indicator_catalogue(target_dir: Path) -> dict[str, dict[str, Any]]:
             "definition": str(meta.get("definition", node.get("description", ""))),
             "group": meta.get("group", ""),
             "sources": meta.get("sources", ""),
+            "area_levels": list(meta.get("area_levels") or []),
         }
     return catalogue
 

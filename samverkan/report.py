@@ -30,6 +30,8 @@ from markupsafe import Markup, escape
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 SUPPRESSED_MARK = ".."
 NO_VALUE = "–"
+# An indicator that its source cannot place at an area level has no cell there (never 0).
+NOT_AT_LEVEL = "uppgift saknas på denna nivå"
 NBSP = "\u00a0"
 LOCAL_TZ = ZoneInfo("Europe/Stockholm")
 
@@ -74,6 +76,9 @@ LAGESBILD_MEASURES = {
     "passerat_hog_franvaro": "Elever som passerat gränsen för hög frånvaro",
     "rod_status": "Indikatorer som blivit röda",
 }
+# Lägesbild measures published for the whole city only (published_lagesbild.sql: the case
+# system places a report in the stadsdelsområde that handles it, never in an SSPF area).
+LAGESBILD_CITY_ONLY = frozenset({"nya_orosanmalningar"})
 SOURCE_LABELS = {"ss12000": "SS 12000 (skolor)", "case_system": "Socialtjänstens verksamhetssystem",
                  "police": "Polisens filleveranser"}
 SCHOOL_MONTHS = 3  # months shown in the school-unit table (all months are in the xlsx/csv)
@@ -139,8 +144,11 @@ def _is_running(row: Row, reference_date: dt.date | None) -> bool:
     return bool(running_note(row["period_end"], reference_date, row["period_start"]))
 
 
-def _cell(row: Row | None) -> dict[str, str]:
-    """A table cell: text, CSS classes, tooltip."""
+def _cell(row: Row | None, *, at_level: bool = True) -> dict[str, str]:
+    """A table cell: text, CSS classes, tooltip. ``at_level`` False: the indicator is not
+    published at the cell's area level (its source cannot place it there)."""
+    if not at_level:
+        return {"text": NOT_AT_LEVEL, "cls": "not-at-level", "title": ""}
     if row is None:
         return {"text": "", "cls": "num empty", "title": "Inget underlag"}
     if row.get("suppressed"):
@@ -210,6 +218,9 @@ class IndicatorInfo:
     sources: str
     direction: str
     tolerance: float | None
+    # the area levels the indicator is published at (the model's meta.area_levels; without
+    # a catalogue: the levels its rows have)
+    area_levels: tuple[str, ...] = ()
 
 
 def indicator_info(indicator_id: str, rows: Sequence[Row], catalogue: Catalogue,
@@ -229,7 +240,28 @@ def indicator_info(indicator_id: str, rows: Sequence[Row], catalogue: Catalogue,
         direction=_text(entry.get("direction")) or (rule.direction if rule else ""),
         tolerance=_float(_text(entry.get("tolerance"))) if entry.get("tolerance") is not None
         else (rule.tolerance if rule else None),
+        area_levels=tuple(entry.get("area_levels") or ()) or tuple(
+            sorted({r["area_level"] for r in rows}, key=lambda lv: LEVEL_ORDER.get(lv, 9))),
     )
+
+
+def area_levels_text(info: IndicatorInfo) -> str:
+    """Which area levels an indicator is published at, and which not, in Swedish."""
+    plural = {"stad": "hela staden", "stadsdelsomrade": "stadsdelsområden",
+              "sspf_omrade": "SSPF-områden", "skolenhet": "skolenheter"}
+    shown = [plural.get(lv, lv) for lv in sorted(info.area_levels, key=lambda lv: LEVEL_ORDER.get(lv, 9))]
+    text = "Redovisas för " + _join_sv(shown) + "."
+    missing = [AREA_LEVELS[lv] for lv in ("stadsdelsomrade", "sspf_omrade") if lv not in info.area_levels]
+    if missing:
+        text += " " + _join_sv(missing) + ": " + NOT_AT_LEVEL + "."
+    return text
+
+
+def _join_sv(items: list[str]) -> str:
+    """"a", "a och b", "a, b och c"."""
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " och " + items[-1]
 
 
 def _order(indicator_id: str) -> tuple[int, str]:
@@ -512,7 +544,7 @@ def build_section(ind: Indicator, reference_date: dt.date | None) -> dict[str, A
     return {
         "id": info.id, "info": info, "charts": charts, "tables": tables, "school_table": school_table,
         "target": target_text(city_target, info), "direction": direction_text(info),
-        "area_targets": _area_targets(ind, city_target),
+        "area_targets": _area_targets(ind, city_target), "area_levels": area_levels_text(info),
     }
 
 
@@ -588,6 +620,15 @@ def build_overview(indicators: list[Indicator], reference_date: dt.date | None) 
             if not months:
                 continue
             (start, end) = months[-1]
+            if level not in ind.info.area_levels:
+                groups[ind.info.group].append({
+                    "id": ind.info.id, "name": ind.info.name,
+                    "period": period_label("manad", start),
+                    "running": running_note(end, reference_date, start),
+                    "value": _cell(None, at_level=False), "target": NO_VALUE, "status": None,
+                    "status_text": NO_VALUE, "trend": {"arrow": "", "text": "", "cls": "trend-none"},
+                })
+                continue
             current = ind.get("manad", start, level, code)
             previous = ind.get("manad", months[-2][0], level, code) if len(months) > 1 else None
             status = current.get("status") if current else None
@@ -646,6 +687,7 @@ def _lagesbild_pages(rows: list[Row], catalogue: Catalogue) -> dict[str, Any] | 
                 "measure": measure,
                 "name": next((r["measure_name"] for r in mrows if r.get("measure_name")), default_name),
                 "rows": [_lagesbild_row(r) for r in mrows],
+                "not_at_level": level != "stad" and measure in LAGESBILD_CITY_ONLY and not mrows,
             })
         pages.append({"level": level, "code": code, "name": name, "measures": measures, "red": red,
                       "has_suppressed": any(c["suppressed"] for m in measures for c in m["rows"])})
@@ -731,6 +773,14 @@ def _coverage_rows(coverage: list[dict[str, Any]]) -> list[dict[str, Any]]:
             what = f"Skolenhet {gap['value']}" + (f" ({gap['name']})" if gap.get("name") else "")
             effect = "saknar SSPF-område: eleverna räknas för hela staden och skolenheten"
             unit = "elever"
+        elif gap["kind"] == "handling_district_blank":
+            what = "Handläggande stadsdelsområde saknas"
+            effect = "ärendena räknas bara för hela staden"
+            unit = "ärenden"
+        elif gap["kind"] == "handling_district_not_in_reference":
+            what = f"Handläggande stadsdelsområde ”{gap['value']}”"
+            effect = "okänt stadsdelsområde: ärendena räknas bara för hela staden"
+            unit = "ärenden"
         else:
             what = f"Stadsdel ”{gap['value']}”"
             effect = "okänd stadsdel: posterna räknas bara för hela staden"
