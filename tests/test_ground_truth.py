@@ -815,8 +815,9 @@ EXPECTED_B = {
     # investigations closed in the period (child on startdatum):
     # 301: 2025-10-31 + 4 months = 2026-02-28, closed 2026-02-27: in time (area EAV, the
     # handling stadsdelsområde of aktualisering 205, an Ansökan; no SSPF area); 302:
-    # 2025-10-30 + 4 = 2026-02-28, closed 2 Mar: late (no aktualisering: city); 303: closed 3 Mar, deadline 1 Mar: late (aktualisering
-    # weeded: city); 304: Q1 was 18 on the start; 305 closed after R.
+    # 2025-10-30 + 4 = 2026-02-28, closed 2 Mar: late (no aktualisering: city); 303: closed
+    # 3 Mar, deadline 1 Mar: late (aktualisering weeded: city); 304: Q1 was 18 on the start;
+    # 305 closed after R.
     ("utredning_4_manader", FEB, "0180"): (1, 1),
     ("utredning_4_manader", FEB, "EAV"): (1, 1),
     ("utredning_4_manader", FEB, "EAV-RA"): None,
