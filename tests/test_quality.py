@@ -514,7 +514,8 @@ def test_lagesbild_checkpoint_passes_on_a_correct_table(paths: Paths, tmp_path: 
         (lambda df: pd.concat([df, df.iloc[[0]]], ignore_index=True), "lagesbild:row_unique"),
         (lambda df: df.drop(columns=["trailing_average_suppressed"]), "lagesbild:published_columns_in_order"),
     ],
-    ids=["two_weeks", "wrong_iso_week", "missing_totalt", "reports_in_an_sspf_area", "suppressed_with_value", "rod_status_with_value",
+    ids=["two_weeks", "wrong_iso_week", "missing_totalt", "reports_in_an_sspf_area",
+         "suppressed_with_value", "rod_status_with_value",
          "wrong_measure_name", "half_count", "duplicate_row", "missing_column"],
 )
 def test_lagesbild_checkpoint_fails(paths: Paths, tmp_path: Path, mutate, expected: str) -> None:

@@ -3,7 +3,7 @@ restricted warehouse (``raw_ss12000.*``, ``raw_case_system.*``, ``load_meta.batc
 municipality's reference files, giving the same cells as the dbt models ``ind_<id>``:
 
 - ``hog_franvaro``: pupils with high absence (school areas and unit, Huvudman, årskurs);
-- ``orosanmalningar``: reports of concern about children (district areas, reporter);
+- ``orosanmalningar``: reports of concern about children (the handling stadsdelsområde, reporter);
 - ``hog_franvaro_med_orosanmalan``: pupils with high absence and a report of concern in the
   trailing window (school areas; attendance × case system).
 
