@@ -273,6 +273,7 @@ def _insert_fixture(conn: duckdb.DuckDBPyConnection) -> None:
         (125, 19, d(2025, 3, 6), "Anmälan", "Skärholmen", None),            # due 20 Mar = R
         (126, 20, d(2025, 1, 17), "Anmälan", "Södermalm", d(2025, 1, 31)),
         (127, 33, d(2025, 1, 18), "Anmälan", "Skärholmen", None),           # missing number
+        (128, 20, d(2025, 1, 19), "Övrigt", "Vårberg", None),   # a neighbourhood: unknown here
     ]
     reporter = {113: " Polis ", 120: "", 126: None}   # trimmed; blank and missing: 'Okänd'
     decision = {110: "Inte inleda utredning", 111: "Inleda utredning",
@@ -629,6 +630,16 @@ def test_reports_by_anmalare_and_handling_area(analytics) -> None:
     # Södermalm: a stadsdelsområde row
     assert cell(analytics, "orosanmalningar", "manad", "2025-01-01", "SOD", "anmalare",
                 "Okänd") == antal(1)
+
+
+def test_reference_coverage_counts_unknown_and_blank_handling_districts(analytics) -> None:
+    """A matter whose handling district is blank (120) or names no stadsdelsområde (128:
+    'Vårberg', a neighbourhood) counts in the city only, and the load report says how many."""
+    rows = analytics.execute(
+        "select kind, value, records from marts.rpt_reference_coverage"
+        " where source_system = 'case_system' order by kind").fetchall()
+    assert rows == [("handling_district_blank", "(tom)", 1),
+                    ("handling_district_not_in_reference", "Vårberg", 1)]
 
 
 def test_forhandsbedomning_14_dagar(analytics) -> None:
