@@ -91,6 +91,10 @@ _COVERAGE_TEXT = {
                                     "{records:,d} pupils count in the city and the unit only",
     "stadsdel_not_in_reference": "stadsdel '{value}' is not in ref_stadsdelar.csv: "
                                  "{records:,d} records count in the city only",
+    "handling_district_not_in_reference": "handling district '{value}' is no stadsdelsområde name or "
+                                          "code in ref_stadsdelsomraden.csv: {records:,d} matters "
+                                          "count in the city only",
+    "handling_district_blank": "handling district blank: {records:,d} matters count in the city only",
 }
 
 

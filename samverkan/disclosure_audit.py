@@ -85,12 +85,12 @@ _SCHOOL_UNIT_INDICATOR = {
     "stad/top": "=", "sdo/sspf": "=", "sspf/skolenhet": "=", "stad/skolenhet": "=",
     "bd:huvudman": "=", "bd:arskurs": "=",
 }
-# One person (or report, investigation) per row, in at most one area: the school area of the
-# enrolment (stadsdelsområde derived from the SSPF area: =) or the district of the event
-# (stadsdelsområde = Σ SSPF unless one of its stadsdelar has none); the city also holds units
-# without an area.
+# One person per row, in at most one area: the school area of the enrolment (stadsdelsområde
+# derived from the SSPF area: =); the city also holds units without an area.
 _SCHOOL_AREA = {"stad/top": ">=", "sdo/sspf": "="}
-_DISTRICT = {"stad/top": ">=", "sdo/sspf": "=", "sdo/sspf:partial": ">="}
+# Reports and investigations: in at most one stadsdelsområde, the one handling the matter, and
+# in no SSPF area (there are no SSPF cells); the city also holds those without one.
+_HANDLING = {"stad/top": ">="}
 # Distinct young persons in police data: a person counts in every area and brottskategori they
 # have an event in. The city also counts persons without a district; every event has a
 # brottskategori (unmapped: okänd).
@@ -101,10 +101,10 @@ AUDIT_RELATIONS: dict[str, dict[str, str]] = {
     "mycket_hog_franvaro": _SCHOOL_UNIT_INDICATOR,
     "ogiltig_franvaro_andel": _SCHOOL_UNIT_INDICATOR,
     "rapporteringsgrad": _SCHOOL_UNIT_INDICATOR,
-    "orosanmalningar": {**_DISTRICT, "bd:anmalare": "="},
-    "forhandsbedomning_14_dagar": {**_DISTRICT, "bd:anmalare": "="},
-    "anmalan_till_utredning": {**_DISTRICT, "bd:anmalare": "="},
-    "utredning_4_manader": _DISTRICT,
+    "orosanmalningar": {**_HANDLING, "bd:anmalare": "="},
+    "forhandsbedomning_14_dagar": {**_HANDLING, "bd:anmalare": "="},
+    "anmalan_till_utredning": {**_HANDLING, "bd:anmalare": "="},
+    "utredning_4_manader": _HANDLING,
     "placerade_aterforening": _SCHOOL_AREA,
     "unga_misstankta": {**_POLICE, "bd:brottskategori": "cover"},
     "unga_brottsoffer": {**_POLICE, "bd:brottskategori": "cover"},
@@ -117,9 +117,9 @@ AUDIT_RELATIONS: dict[str, dict[str, str]] = {
     "sst_effekt": _SCHOOL_AREA,
     "sig_effekt": _SCHOOL_AREA,
 }
-DISTRICT_INDICATORS = frozenset({"orosanmalningar", "forhandsbedomning_14_dagar", "anmalan_till_utredning",
-                                 "utredning_4_manader", "unga_misstankta", "unga_brottsoffer",
-                                 "unga_misstankta_upprepat"})
+# placed by the police offence district (ref_stadsdelar, where a stadsdelsområde may have a
+# stadsdel outside every SSPF area)
+DISTRICT_INDICATORS = frozenset({"unga_misstankta", "unga_brottsoffer", "unga_misstankta_upprepat"})
 # Equalities that fail when a pupil's school unit is unknown to /organisations (no school unit,
 # no huvudman, the city only): relaxed to ">=" in a system whose published cells contradict them.
 RELAXABLE = frozenset({"stad/top", "stad/skolenhet", "bd:huvudman"})

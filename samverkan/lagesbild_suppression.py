@@ -66,7 +66,9 @@ SAME_CELLS = {"nya_orosanmalningar": "orosanmalningar", "nya_unga_misstankta": "
 WITHIN_NUMERATOR = {"passerat_hog_franvaro": "hog_franvaro"}
 
 # The lägesbild's areas are the city and the SSPF areas, the SSPF areas directly under the city.
-# Reports: one area at most (blank stadsdel: the city only), one anmälare each. Young suspects:
+# Reports: the city rows only (the case system places a report in the stadsdelsområde that
+# handles it, never in an SSPF area; the relation to SSPF rows, had there been any, would be ≥),
+# one anmälare each. Young suspects:
 # a person counts in every area and brottskategori of the week (the city also counts persons
 # without a district). Pupils past the threshold: one school area in W; declared = (a pupil
 # whose school unit has no SSPF area makes it ≥, which the suppressor sees on the true values).

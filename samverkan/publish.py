@@ -365,6 +365,7 @@ def indicator_catalogue(target_dir: Path) -> dict[str, dict[str, Any]]:
             "summary": str(meta.get("summary", "")),
             "group": meta.get("group", ""),
             "sources": meta.get("sources", ""),
+            "area_levels": list(meta.get("area_levels") or []),
         }
     return catalogue
 

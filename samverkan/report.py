@@ -50,6 +50,8 @@ COVERAGE_TEXT = {
     "lookback_before_first_data":
         "bakåtblicken (de senaste tolv månaderna) når före källans första uppgifter",
 }
+# An indicator that its source cannot place at an area level has no cell there (never 0).
+NOT_AT_LEVEL = "uppgift saknas på denna nivå"
 NBSP = "\u00a0"
 LOCAL_TZ = ZoneInfo("Europe/Stockholm")
 
@@ -96,6 +98,9 @@ LAGESBILD_MEASURES = {
     "passerat_hog_franvaro": "Elever som passerat gränsen för hög frånvaro",
     "rod_status": "Indikatorer som blivit röda",
 }
+# Lägesbild measures published for the whole city only (published_lagesbild.sql: the case
+# system places a report in the stadsdelsområde that handles it, never in an SSPF area).
+LAGESBILD_CITY_ONLY = frozenset({"nya_orosanmalningar"})
 SOURCE_LABELS = {"ss12000": "Skolornas elev- och närvarouppgifter",
                  "case_system": "Socialtjänstens verksamhetssystem", "police": "Polisens filleveranser"}
 SCHOOL_MONTHS = 3  # months shown in the school-unit table (all months are in the xlsx/csv)
@@ -200,9 +205,13 @@ def coverage_text(row: Row | None) -> str:
     return "Perioden täcks inte helt av uppgifterna: " + COVERAGE_TEXT.get(code, code) + "; ingen status."
 
 
-def _cell(row: Row | None) -> dict[str, str]:
+def _cell(row: Row | None, *, at_level: bool = True) -> dict[str, str]:
     """A table cell: text, CSS classes, tooltip; ``mark`` and ``mark_title`` for a period the
-    sources do not fully cover."""
+    sources do not fully cover. ``at_level`` False: the indicator is not published at the
+    cell's area level (its source cannot place it there)."""
+    if not at_level:
+        return {"text": NOT_AT_LEVEL, "cls": "not-at-level", "title": "", "status": "", "mark": "",
+                "mark_title": ""}
     if row is None:
         return {"text": "", "cls": "num empty", "title": "Inget underlag", "status": "", "mark": "",
                 "mark_title": ""}
@@ -279,6 +288,9 @@ class IndicatorInfo:
     direction: str
     tolerance: float | None
     summary: str = ""  # one sentence a manager understands (beside the value)
+    # the area levels the indicator is published at (the model's meta.area_levels; without
+    # a catalogue: the levels its rows have)
+    area_levels: tuple[str, ...] = ()
 
 
 PLACEHOLDER = re.compile(r"\{(\w+)\}")
@@ -327,7 +339,28 @@ def indicator_info(indicator_id: str, rows: Sequence[Row], catalogue: Catalogue,
         direction=_text(entry.get("direction")) or (rule.direction if rule else ""),
         tolerance=_float(_text(entry.get("tolerance"))) if entry.get("tolerance") is not None
         else (rule.tolerance if rule else None),
+        area_levels=tuple(entry.get("area_levels") or ()) or tuple(
+            sorted({r["area_level"] for r in rows}, key=lambda lv: LEVEL_ORDER.get(lv, 9))),
     )
+
+
+def area_levels_text(info: IndicatorInfo) -> str:
+    """Which area levels an indicator is published at, and which not, in Swedish."""
+    plural = {"stad": "hela staden", "stadsdelsomrade": "stadsdelsområden",
+              "sspf_omrade": "SSPF-områden", "skolenhet": "skolenheter"}
+    shown = [plural.get(lv, lv) for lv in sorted(info.area_levels, key=lambda lv: LEVEL_ORDER.get(lv, 9))]
+    text = "Redovisas för " + _join_sv(shown) + "."
+    missing = [AREA_LEVELS[lv] for lv in ("stadsdelsomrade", "sspf_omrade") if lv not in info.area_levels]
+    if missing:
+        text += " " + _join_sv(missing) + ": " + NOT_AT_LEVEL + "."
+    return text
+
+
+def _join_sv(items: list[str]) -> str:
+    """"a", "a och b", "a, b och c"."""
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " och " + items[-1]
 
 
 def _order(indicator_id: str) -> tuple[int, str]:
@@ -620,7 +653,7 @@ def build_section(ind: Indicator, reference_date: dt.date | None) -> dict[str, A
         "id": info.id, "info": info, "charts": charts, "chart_notes": chart_notes, "tables": tables,
         "school_table": school_table,
         "target": target_text(city_target, info), "direction": direction_text(info),
-        "area_targets": _area_targets(ind, city_target),
+        "area_targets": _area_targets(ind, city_target), "area_levels": area_levels_text(info),
     }
 
 
@@ -762,6 +795,16 @@ def build_overview(indicators: list[Indicator], reference_date: dt.date | None) 
                 months, (ind.get("manad", s, level, code) for s, _ in months), reference_date)
             current = ind.get("manad", complete[-1][0], level, code) if complete else None
             previous = ind.get("manad", complete[-2][0], level, code) if len(complete) > 1 else None
+            if level not in ind.info.area_levels:
+                groups[ind.info.group].append({
+                    "id": ind.info.id, "name": ind.info.name,
+                    "period": period_label("manad", complete[-1][0]) if complete else NO_VALUE,
+                    "value": _cell(None, at_level=False), "target": NO_VALUE, "status": None,
+                    "status_text": NO_VALUE, "coverage": "",
+                    "trend": {"arrow": "", "text": "", "cls": "trend-none"},
+                    "running_period": "", "running": "", "running_value": None,
+                })
+                continue
             status = current.get("status") if current else None
             if status in counts:
                 counts[status] += 1
@@ -838,6 +881,7 @@ def _lagesbild_pages(rows: list[Row], catalogue: Catalogue) -> dict[str, Any] | 
                 "measure": measure,
                 "name": next((r["measure_name"] for r in mrows if r.get("measure_name")), default_name),
                 "rows": [_lagesbild_row(r) for r in mrows],
+                "not_at_level": level != "stad" and measure in LAGESBILD_CITY_ONLY and not mrows,
             })
         pages.append({"level": level, "code": code, "name": name, "measures": measures, "red": red,
                       "has_suppressed": any(c["suppressed"] for m in measures for c in m["rows"])})
@@ -952,6 +996,14 @@ def _coverage_rows(coverage: list[dict[str, Any]]) -> list[dict[str, Any]]:
             what = f"Skolenhet {gap['value']}" + (f" ({gap['name']})" if gap.get("name") else "")
             effect = "saknar SSPF-område: eleverna räknas för hela staden och skolenheten"
             unit = "elever"
+        elif gap["kind"] == "handling_district_blank":
+            what = "Handläggande stadsdelsområde saknas"
+            effect = "ärendena räknas bara för hela staden"
+            unit = "ärenden"
+        elif gap["kind"] == "handling_district_not_in_reference":
+            what = f"Handläggande stadsdelsområde ”{gap['value']}”"
+            effect = "okänt stadsdelsområde: ärendena räknas bara för hela staden"
+            unit = "ärenden"
         else:
             what = f"Stadsdel ”{gap['value']}”"
             effect = "okänd stadsdel: posterna räknas bara för hela staden"

@@ -76,7 +76,9 @@ class IndicatorRelations:
     """How the cells of one indicator relate, for every additive quantity.
 
     ``areas`` says how a unit gets its areas: ``school`` (the enrolment's school unit →
-    ref_skolenheter → ref_sspf_omraden) or ``district`` (the stadsdel → ref_stadsdelar).
+    ref_skolenheter → ref_sspf_omraden), ``district`` (the police Stadsdel → ref_stadsdelar)
+    or ``handling`` (the case system's handling stadsdelsområde; no SSPF area, ``sdo_sspf``
+    None).
     ``stad_sdo`` is the kind of the city against its top areas: the stadsdelsområden, the SSPF
     areas without a stadsdelsområde in the seed and the school units without an SSPF area.
     ``sdo_sspf`` is the kind of a stadsdelsområde against its SSPF areas; for ``district``
@@ -88,7 +90,7 @@ class IndicatorRelations:
 
     areas: str
     stad_sdo: str
-    sdo_sspf: str
+    sdo_sspf: str | None
     sdo_sspf_partial: str | None = None
     sspf_skolenhet: str | None = None
     stad_skolenhet: str | None = None
@@ -114,10 +116,10 @@ SCHOOL_UNIT = IndicatorRelations(
 # missing from the seed: the city only), so the city ≥ Σ stadsdelsområden and a
 # stadsdelsområde = Σ its SSPF areas (as above).
 SCHOOL_AREA = IndicatorRelations(areas="school", stad_sdo=GE, sdo_sspf=EQ)
-# Reports and investigations: each counts once, in at most one district (blank or unknown
-# stadsdel: the city only): city ≥ Σ stadsdelsområden; a stadsdelsområde = Σ its SSPF areas
-# when each of its stadsdelar (ref_stadsdelar) has an SSPF area, else ≥.
-DISTRICT_EVENT = IndicatorRelations(areas="district", stad_sdo=GE, sdo_sspf=EQ, sdo_sspf_partial=GE)
+# Reports and investigations: each counts once, in at most one stadsdelsområde, the one
+# handling it (blank or unknown: the city only), and in no SSPF area (the case system cannot
+# place a matter there, so such cells do not exist): city ≥ Σ stadsdelsområden.
+HANDLING_EVENT = IndicatorRelations(areas="handling", stad_sdo=GE, sdo_sspf=None)
 # Distinct young persons in police data: a person is counted once in each area and each
 # brottskategori they have an event in, so a parent is at least each part; the city also
 # holds persons whose events have no district (so no upper bound from its areas); a
@@ -134,10 +136,10 @@ RELATIONS: dict[str, IndicatorRelations] = {
     "ogiltig_franvaro_andel": SCHOOL_UNIT,
     "rapporteringsgrad": SCHOOL_UNIT,
     # every report has exactly one anmälare category (blank: Okänd)
-    "orosanmalningar": replace(DISTRICT_EVENT, breakdowns={"anmalare": EQ}),
-    "forhandsbedomning_14_dagar": replace(DISTRICT_EVENT, breakdowns={"anmalare": EQ}),
-    "anmalan_till_utredning": replace(DISTRICT_EVENT, breakdowns={"anmalare": EQ}),
-    "utredning_4_manader": DISTRICT_EVENT,
+    "orosanmalningar": replace(HANDLING_EVENT, breakdowns={"anmalare": EQ}),
+    "forhandsbedomning_14_dagar": replace(HANDLING_EVENT, breakdowns={"anmalare": EQ}),
+    "anmalan_till_utredning": replace(HANDLING_EVENT, breakdowns={"anmalare": EQ}),
+    "utredning_4_manader": HANDLING_EVENT,
     "placerade_aterforening": SCHOOL_AREA,
     "unga_misstankta": replace(POLICE_PERSONS, breakdowns={"brottskategori": COVER}),
     "unga_misstankta_upprepat": POLICE_PERSONS,

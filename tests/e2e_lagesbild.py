@@ -182,12 +182,16 @@ def test_lagesbild_command_publishes_atomically(run: Run) -> None:
     report = check_lagesbild(current / "lagesbild.csv", min_cell=MIN_CELL, trailing_weeks=TRAILING_WEEKS,
                              indicators=run.paths.current_publication / "indicators.csv")
     assert report.ok and "lagesbild_secondary_audit" in report.checks, report.problems[:5]
-    # the city and every SSPF area have the totalt row of each count measure
+    # the city and every SSPF area have the totalt row of each count measure placed at their
+    # level; new reports of concern the city only (the case system places a report in the
+    # stadsdelsområde that handles it, never in an SSPF area: no row there, not even a 0)
     areas = pd.read_csv(run.paths.reference / "ref_sspf_omraden.csv", dtype=str)
     totalt = frame[frame["category"] == "totalt"]
-    for measure in ("nya_orosanmalningar", "nya_unga_misstankta", "passerat_hog_franvaro"):
+    for measure in ("nya_unga_misstankta", "passerat_hog_franvaro"):
         rows = totalt[totalt["measure"] == measure]
         assert set(rows["area_code"]) == {CITY, *areas["sspf_omrade_code"]}, measure
+    reports = frame[frame["measure"] == "nya_orosanmalningar"]
+    assert set(reports["area_code"]) == {CITY} and (reports["category"] == "totalt").any()
     html = (current / "lagesbild.html").read_text(encoding="utf-8")
     assert "Nya unga misstänkta" in html and "http://" not in html and "https://" not in html
     # no staging directory left behind

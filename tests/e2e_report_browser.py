@@ -143,7 +143,8 @@ def test_demo_report_prints_on_a4_with_every_overview_column(demo_pages, chromiu
     print(f"printed report: {len(pages)} pages, words per page {words}")
     assert int(info["Pages"]) == len(pages) <= MAX_PAGES
     assert min(words[:-1]) >= MIN_WORDS_PER_PAGE, words
-    first = next(i for i, p in enumerate(pages) if "Översikt – senaste hela månaden" in p and "Indikator" in p)
+    first = next(i for i, p in enumerate(pages)
+                 if "Översikt – senaste hela månaden" in p and "Indikator" in p)
     assert first <= 2, first
     flat = " ".join(pages[first].split())
     for header in OVERVIEW_HEADERS:

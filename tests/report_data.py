@@ -41,6 +41,17 @@ DISTRICTS = [("stadsdelsomrade", "SKH", "Skärholmen"), ("stadsdelsomrade", "EAV
              ("stadsdelsomrade", "RKI", "Rinkeby-Kista")]
 SSPF = [("sspf_omrade", "SKH-BS", "Bredäng/Sätra"), ("sspf_omrade", "SKH-SV", "Skärholmen/Vårberg"),
         ("sspf_omrade", "EAV-RA", "Rågsved")]
+# Case-system indicators: placed by the handling stadsdelsområde, no SSPF rows (INDICATOR_RULES.md,
+# "Area levels per indicator").
+HANDLING = frozenset({"orosanmalningar", "forhandsbedomning_14_dagar", "anmalan_till_utredning",
+                      "utredning_4_manader"})
+
+
+def area_levels(spec_id: str, school_units: bool) -> list[str]:
+    """The levels an indicator is published at (its model's meta.area_levels)."""
+    if spec_id in HANDLING:
+        return ["stad", "stadsdelsomrade"]
+    return ["stad", "stadsdelsomrade", "sspf_omrade"] + (["skolenhet"] if school_units else [])
 
 
 @dataclass(frozen=True)
@@ -124,7 +135,8 @@ CATALOGUE = {
            + (" Minst {high_absence_threshold} frånvaro av minst {min_offered_minutes} minuter."
               if s.id == "hog_franvaro" else ""),
            "sources": {"Skola": "SS 12000 (närvaro, inskrivningar)", "Socialtjänst": "Verksamhetssystemet",
-                       "Polis": "Polisens filleverans", "Samverkan": "Alla tre källorna"}[s.group]}
+                       "Polis": "Polisens filleverans", "Samverkan": "Alla tre källorna"}[s.group],
+           "area_levels": area_levels(s.id, s.school_units)}
     for s in ALL_SPECS
 }
 
@@ -189,7 +201,8 @@ def indicator_rows(*, n_schools: int = 3, seed: int = 7, specs: list[Spec] | Non
     schools = [("skolenhet", f"{10000000 + i}", f"Testskolan {i}") for i in range(1, n_schools + 1)]
     rows = []
     for spec in specs or SPECS:
-        levels = [CITY, *(districts or DISTRICTS), *SSPF] + (schools if spec.school_units else [])
+        levels = [CITY, *(districts or DISTRICTS)] + ([] if spec.id in HANDLING else SSPF) + (
+            schools if spec.school_units else [])
         for period_type, start, end in periods():
             for level, code, area in levels:
                 size = 1.0 if level == "stad" else 0.25 if level != "skolenhet" else 0.05
@@ -280,11 +293,11 @@ def lagesbild_rows() -> list[dict]:
                     "suppressed": sup, "trailing_average_suppressed": avg_sup, "data_version": VERSION})
             small = code == "SKH-SV"
             count, average = values
-            add("nya_orosanmalningar", "totalt", "Totalt", count if not small else None, average,
+            if level == "stad":  # new reports of concern: the city only (no SSPF placement)
+                add("nya_orosanmalningar", "totalt", "Totalt", count, average)
+                add("nya_orosanmalningar", "Skola", "Skola", 23, 7.25)
+            add("nya_unga_misstankta", "totalt", "Totalt", None if small else 17, 12.5,
                 sup="primär" if small else None)
-            add("nya_orosanmalningar", "Skola", "Skola", 23 if not small else None, 7.25,
-                sup="primär" if small else None, avg_sup="primär" if small else None)
-            add("nya_unga_misstankta", "totalt", "Totalt", 17, 12.5)
             add("nya_unga_misstankta", "Våldsbrott", "Våldsbrott", None, 2.0, sup="primär")
             add("passerat_hog_franvaro", "totalt", "Totalt", 0, 6.75)
             if code in ("0180", "SKH-BS"):

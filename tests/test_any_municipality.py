@@ -203,6 +203,24 @@ def test_malmos_areas_names_and_huvudman_split(adoption: Adoption) -> None:
     assert "Stockholm" not in table and "Stockholm" not in report.replace("Europe/Stockholm", "")
 
 
+def test_malmos_levels_follow_the_documented_rules(adoption: Adoption) -> None:
+    """No indicator is published at a level INDICATOR_RULES.md does not give it; the case
+    system's (the stadsområde handling the matter: Söder, Öster) at stad and stadsområde only."""
+    from area_levels import documented_area_levels
+
+    published = read_cells(adoption.home / "published" / "current" / "indicators.csv")
+    levels = published.groupby("indicator_id")["area_level"].agg(set).to_dict()
+    documented = documented_area_levels()
+    assert set(levels) == set(documented)
+    for indicator, found in levels.items():
+        assert found <= documented[indicator], indicator
+    for indicator in ("orosanmalningar", "forhandsbedomning_14_dagar", "anmalan_till_utredning"):
+        assert levels[indicator] == {"stad", "stadsdelsomrade"}, indicator
+    reports = published[(published["indicator_id"] == "orosanmalningar")
+                        & (published["area_level"] == "stadsdelsomrade")]
+    assert set(reports["area_code"]) == {"SOR", "OST"}
+
+
 def test_what_the_reference_does_not_cover_is_counted_and_shown(adoption: Adoption) -> None:
     manifest = json.loads((adoption.home / "published" / "current" / "manifest.json")
                           .read_text(encoding="utf-8"))

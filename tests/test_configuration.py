@@ -328,6 +328,18 @@ def test_a_stadsdel_mapped_twice(tmp_path: Path) -> None:
                                     "(also on line 2)"]
 
 
+def test_a_handling_district_name_must_name_one_stadsdelsomrade(tmp_path: Path) -> None:
+    """The case system's stadsdel (the handling stadsdelsområde) is matched to a name, else a
+    code, of ref_stadsdelsomraden: a name used twice, or one that is another's code, is ambiguous."""
+    directory = _reference(tmp_path)
+    path = directory / "ref_stadsdelsomraden.csv"
+    line = _append(path, "NYA,Söder")
+    other = _append(path, "XTRA,OST")
+    assert _problems(directory) == [
+        f"{path}:{line}: stadsdelsomrade_name 'Söder' is also the name of SOR (line 2)",
+        f"{path}:{other}: stadsdelsomrade_name 'OST' is the code of another stadsdelsområde"]
+
+
 def test_a_stadsdel_whose_sspf_area_lies_elsewhere(tmp_path: Path) -> None:
     directory = _reference(tmp_path)
     path = directory / "ref_stadsdelar.csv"

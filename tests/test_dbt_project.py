@@ -252,16 +252,17 @@ def _insert_fixture(conn: duckdb.DuckDBPyConnection) -> None:
     insert("raw_case_system.klient", [("cs-1", k, p, s, t1) for k, p, s in clients])
 
     d = dt.date
+    # stadsdel: the stadsdelsområde handling the matter, by name or code (never a neighbourhood)
     matters = [  # id, klient, inkom, typ, stadsdel, förhandsbedömning
         (100, 1, d(2024, 2, 28), "Anmälan", "Skärholmen", None),
         (101, 2, d(2025, 2, 28), "Anmälan", "Skärholmen", d(2025, 3, 1)),
-        (102, 3, d(2025, 3, 1), "Anmälan", "Bredäng", d(2025, 3, 16)),      # day 15
-        (103, 4, d(2024, 6, 1), "Anmälan", "Rågsved", d(2024, 6, 10)),
-        (104, 6, d(2024, 10, 10), "Anmälan", "Östberga", None),
+        (102, 3, d(2025, 3, 1), "Anmälan", "Skärholmen", d(2025, 3, 16)),   # day 15
+        (103, 4, d(2024, 6, 1), "Anmälan", "Enskede-Årsta-Vantör", d(2024, 6, 10)),
+        (104, 6, d(2024, 10, 10), "Anmälan", "EAV", None),                  # by code
         (110, 10, d(2025, 1, 5), "Anmälan", "Skärholmen", d(2025, 1, 19)),  # day 14
-        (111, 11, d(2025, 1, 6), "Anmälan", "Vårberg", d(2025, 1, 21)),     # day 15
-        (112, 12, d(2025, 1, 7), "Anmälan", "Sätra", None),                 # pending
-        (113, 13, d(2025, 1, 8), "Anmälan", " Bredäng ", d(2025, 1, 10)),
+        (111, 11, d(2025, 1, 6), "Anmälan", "Skärholmen", d(2025, 1, 21)),  # day 15
+        (112, 12, d(2025, 1, 7), "Anmälan", "Skärholmen", None),            # pending
+        (113, 13, d(2025, 1, 8), "Anmälan", " Skärholmen ", d(2025, 1, 10)),
         (114, 10, d(2025, 1, 20), "Anmälan", "Skärholmen", d(2025, 3, 25)), # decided after R
         (116, 30, d(2025, 1, 10), "Anmälan", "Skärholmen", None),           # adult
         (117, 31, d(2025, 1, 11), "Anmälan", "Skärholmen", None),           # protected
@@ -275,6 +276,7 @@ def _insert_fixture(conn: duckdb.DuckDBPyConnection) -> None:
         (125, 19, d(2025, 3, 6), "Anmälan", "Skärholmen", None),            # due 20 Mar = R
         (126, 20, d(2025, 1, 17), "Anmälan", "Södermalm", d(2025, 1, 31)),
         (127, 33, d(2025, 1, 18), "Anmälan", "Skärholmen", None),           # missing number
+        (128, 20, d(2025, 1, 19), "Övrigt", "Vårberg", None),   # a neighbourhood: unknown here
     ]
     reporter = {113: " Polis ", 120: "", 126: None}   # trimmed; blank and missing: 'Okänd'
     decision = {110: "Inte inleda utredning", 111: "Inleda utredning",
@@ -613,23 +615,38 @@ def test_orosanmalningar(analytics) -> None:
     }
 
 
-def test_reports_by_anmalare_and_sspf_area(analytics) -> None:
-    # January: 113 ' Polis ' (trimmed), 120 blank and 126 missing ('Okänd'), the rest Skola
-    assert cells(analytics, "indicators", "orosanmalningar", levels=("stad", "sspf_omrade"),
+def test_reports_by_anmalare_and_handling_area(analytics) -> None:
+    # January: 113 ' Polis ' (trimmed), 120 blank and 126 missing ('Okänd'), the rest Skola;
+    # by the handling stadsdelsområde (104 by its code 'EAV'), never in an SSPF area
+    assert cells(analytics, "indicators", "orosanmalningar", levels=("stad", "stadsdelsomrade"),
                  breakdowns=("anmalare",)) == {
-        ("2024-06", CITY, "Skola"): antal(1), ("2024-06", "EAV-RA", "Skola"): antal(1),
-        ("2024-10", CITY, "Skola"): antal(1), ("2024-10", "EAV-OB", "Skola"): antal(1),
+        ("2024-06", CITY, "Skola"): antal(1), ("2024-06", "EAV", "Skola"): antal(1),
+        ("2024-10", CITY, "Skola"): antal(1), ("2024-10", "EAV", "Skola"): antal(1),
         ("2025-01", CITY, "Skola"): antal(5), ("2025-01", CITY, "Polis"): antal(1),
         ("2025-01", CITY, "Okänd"): antal(2),
-        ("2025-01", "SKH-SV", "Skola"): antal(4), ("2025-01", "SKH-BS", "Skola"): antal(1),
-        ("2025-01", "SKH-BS", "Polis"): antal(1),
-        ("2025-02", CITY, "Skola"): antal(1), ("2025-02", "SKH-SV", "Skola"): antal(1),
-        ("2025-03", CITY, "Skola"): antal(3), ("2025-03", "SKH-SV", "Skola"): antal(2),
-        ("2025-03", "SKH-BS", "Skola"): antal(1),
+        ("2025-01", "SKH", "Skola"): antal(5), ("2025-01", "SKH", "Polis"): antal(1),
+        ("2025-01", "SOD", "Okänd"): antal(1),
+        ("2025-02", CITY, "Skola"): antal(1), ("2025-02", "SKH", "Skola"): antal(1),
+        ("2025-03", CITY, "Skola"): antal(3), ("2025-03", "SKH", "Skola"): antal(3),
     }
-    # Södermalm has no SSPF area: a stadsdelsområde row but no SSPF row
+    for indicator in ("orosanmalningar", "forhandsbedomning_14_dagar", "anmalan_till_utredning",
+                      "utredning_4_manader"):
+        assert analytics.execute(
+            "select count(*) from marts.indicators where indicator_id = ? and area_level = "
+            "'sspf_omrade'", [indicator]).fetchone() == (0,), indicator
+    # Södermalm: a stadsdelsområde row
     assert cell(analytics, "orosanmalningar", "manad", "2025-01-01", "SOD", "anmalare",
                 "Okänd") == antal(1)
+
+
+def test_reference_coverage_counts_unknown_and_blank_handling_districts(analytics) -> None:
+    """A matter whose handling district is blank (120) or names no stadsdelsområde (128:
+    'Vårberg', a neighbourhood) counts in the city only, and the load report says how many."""
+    rows = analytics.execute(
+        "select kind, value, records from marts.rpt_reference_coverage"
+        " where source_system = 'case_system' order by kind").fetchall()
+    assert rows == [("handling_district_blank", "(tom)", 1),
+                    ("handling_district_not_in_reference", "Vårberg", 1)]
 
 
 def test_forhandsbedomning_14_dagar(analytics) -> None:
@@ -657,27 +674,22 @@ def test_anmalan_till_utredning(analytics) -> None:
     assert cells(analytics, "indicators", "anmalan_till_utredning",
                  levels=("stad", "stadsdelsomrade", "sspf_omrade")) == {
         ("2025-01", CITY, "totalt"): andel(2, 3), ("2025-01", "SKH", "totalt"): andel(2, 3),
-        ("2025-01", "SKH-SV", "totalt"): andel(2, 3),
     }
 
 
 def test_utredning_4_manader(analytics) -> None:
     # 201 (2024-10-31 -> 2025-02-28, deadline 2025-02-28) in time, area of aktualisering 115
-    # (Skärholmen); 202 (-> 2025-03-01) late, area of 113 (' Bredäng ', trimmed); 203 is
+    # (Skärholmen); 202 (-> 2025-03-01) late, area of 113 (' Skärholmen ', trimmed); 203 is
     # about an adult, 204 closes after R; 200 (2023-01-01 -> 2024-03-15, no aktualisering)
     # counts in the city row of vt 2024 and 2024 only (March 2024 is not published)
     levels = ("stad", "stadsdelsomrade", "sspf_omrade")
     assert cells(analytics, "indicators", "utredning_4_manader", levels=levels) == {
         ("2025-02", CITY, "totalt"): andel(1, 1), ("2025-02", "SKH", "totalt"): andel(1, 1),
-        ("2025-02", "SKH-SV", "totalt"): andel(1, 1),
         ("2025-03", CITY, "totalt"): andel(0, 1), ("2025-03", "SKH", "totalt"): andel(0, 1),
-        ("2025-03", "SKH-BS", "totalt"): andel(0, 1),
     }
     assert cells(analytics, "indicators", "utredning_4_manader", "ar", levels=levels) == {
         ("2024-01-01", CITY, "totalt"): andel(0, 1),
         ("2025-01-01", CITY, "totalt"): andel(1, 2), ("2025-01-01", "SKH", "totalt"): andel(1, 2),
-        ("2025-01-01", "SKH-SV", "totalt"): andel(1, 1),
-        ("2025-01-01", "SKH-BS", "totalt"): andel(0, 1),
     }
     assert cell(analytics, "utredning_4_manader", "termin", "2024-01-01", CITY) == andel(0, 1)
 

@@ -267,6 +267,62 @@ def test_demo_workbook_and_indikatorer_csv_work_in_swedish_excel(demo, tmp_path)
                          reference_date=reference_date)
 
 
+NOT_AT_LEVEL = "uppgift saknas på denna nivå"
+
+
+def test_each_indicator_is_published_at_its_documented_levels_only(demo):
+    """Issue 15, point 2: the published levels of every indicator (and the ground truth's) are
+    exactly those of INDICATOR_RULES.md's table "Area levels per indicator"; reports of concern
+    sit in the stadsdelsområde that handles them, and no SSPF area of Skärholmen carries (or
+    shows 0 for) Skärholmen's reports: the case system cannot place them there. Under the old
+    rule ("Skärholmen" matched to the neighbourhood) SSPF Skärholmen/Vårberg had every report
+    of the stadsdelsområde and Bredäng/Sätra none."""
+    from area_levels import documented_area_levels
+    from htmldom import parse
+
+    current = demo.paths.current_publication
+    published = read_cells(current / "indicators.csv")
+    truth = read_cells(demo.paths.simulator / "ground_truth.csv")
+    documented = documented_area_levels()
+    for frame in (published, truth):
+        assert frame.groupby("indicator_id")["area_level"].agg(set).to_dict() == documented
+    sspf = pd.read_csv(demo.paths.reference / "ref_sspf_omraden.csv", dtype=str)
+    skarholmen = set(sspf.loc[sspf["stadsdelsomrade_code"] == "SKH", "sspf_omrade_code"])
+    assert skarholmen == {"SKH-BS", "SKH-SV"}
+    case_system = [i for i, levels in documented.items() if "sspf_omrade" not in levels]
+    assert len(case_system) == 4
+    cells = published[published["indicator_id"].isin(case_system)]
+    assert not (cells["area_level"] == "sspf_omrade").any()
+    assert not cells["area_code"].isin(skarholmen).any()
+    # every simulated matter names its handling stadsdelsområde: the city's reports are the sum
+    # of the stadsdelsområden's, month by month (where all of them are shown)
+    reports = cells[(cells["indicator_id"] == "orosanmalningar") & (cells["breakdown"] == "totalt")
+                    & (cells["period_type"] == "manad")]
+    compared = 0
+    for _, month in reports.groupby("period_start"):
+        if month["suppressed"].notna().any():
+            continue
+        city = month.loc[month["area_level"] == "stad", "value"].sum()
+        assert city == month.loc[month["area_level"] == "stadsdelsomrade", "value"].sum() > 0
+        compared += 1
+    assert compared >= 6
+    skh = reports[(reports["area_code"] == "SKH") & reports["suppressed"].isna()]
+    assert len(skh) >= 6 and (skh["value"] >= 5).all()
+    # the report: the overview of each SSPF area of Skärholmen and its lägesbild say so
+    doc = parse((current / "report.html").read_text(encoding="utf-8"))
+    for code in sorted(skarholmen):
+        overview = doc.one(f"details.overview-area[data-area={code}]")
+        for indicator in case_system:
+            value = overview.one(f"tr[data-indicator={indicator}]").select("td")[1]
+            assert value.clean_text == NOT_AT_LEVEL, (code, indicator)
+        school = overview.one("tr[data-indicator=hog_franvaro]").select("td")[1].clean_text
+        assert school != NOT_AT_LEVEL and any(ch.isdigit() for ch in school)
+        page = doc.one(f"section.lagesbild[data-area={code}]")
+        measure = page.one("table.lagesbild-measure[data-measure=nya_orosanmalningar]")
+        assert NOT_AT_LEVEL in measure.clean_text.lower() and "som snittet" not in measure.clean_text
+    assert NOT_AT_LEVEL not in doc.one("details.overview-area[data-level=stad]").clean_text
+
+
 def _identifier_variants(pop) -> set[str]:
     variants: set[str] = set()
     for pnr in pop.persons["pnr"]:

@@ -340,7 +340,8 @@ def tiny_population() -> Population:
     t.client(9, 5)
     t.client(10, 10, protected=True)
 
-    # reports: (id, klient, inkom, stadsdel)
+    # reports: (id, klient, inkom, stadsdel); stadsdel is the stadsdelsområde handling the
+    # matter, by name or code; a neighbourhood's name (Vårberg) is no stadsdelsområde: city only
     t.report(1, 1, D(2026, 1, 5), "Skärholmen", fb=D(2026, 1, 19))  # P1, day 14: in time
     t.report(2, 2, D(2026, 1, 5), "Enskede-Årsta-Vantör", fb=D(2026, 1, 20),
              beslut="Inleda utredning")  # P6, day 15: late
@@ -349,7 +350,7 @@ def tiny_population() -> Population:
     t.report(5, 5, D(2026, 1, 12), "Skärholmen", fb=D(2026, 1, 13))  # adult (19)
     t.report(6, 6, D(2026, 2, 20), "Södermalm", anmalare=" ")  # P9; deadline after R
     t.report(7, 1, D(2026, 2, 5), "Skärholmen", typ="Ansökan", fb=D(2026, 2, 5))
-    t.report(8, 2, D(2026, 2, 10), "Rågsved", anmalare="  Polis ")  # P6, pending: late
+    t.report(8, 2, D(2026, 2, 10), " EAV", anmalare="  Polis ")  # P6, pending: late; by code
     t.report(9, 1, D(2026, 2, 11), "Skärholmen", fb=D(2026, 2, 12))  # weeded
     t.gallring.append({"tabell": "aktualisering", "rad_id": 9,
                        "gallrad_tid": pd.Timestamp("2026-02-20 02:00")})
@@ -400,13 +401,13 @@ EXPECTED_A_MONTHS = {
     ("hog_franvaro", FEB, "SKH"): (1, 2),
     ("hog_franvaro", FEB, "EAV"): (1, 2),
     # reports of children: Jan akt1 (Skärholmen), akt2 (Enskede-Årsta-Vantör); akt3 invalid,
-    # akt4 protected, akt5 adult. Feb: akt6 (Södermalm), akt8 (Rågsved), akt10 (newest:
-    # Skärholmen), akt11 (Vårberg); akt7 Ansökan, akt9 weeded.
+    # akt4 protected, akt5 adult. Feb: akt6 (Södermalm), akt8 (EAV, the code), akt10 (newest:
+    # Skärholmen), akt11 (Vårberg, a neighbourhood: city only); akt7 Ansökan, akt9 weeded.
     ("orosanmalningar", JAN, "0180"): (2, None),
     ("orosanmalningar", JAN, "SKH"): (1, None),
     ("orosanmalningar", JAN, "EAV"): (1, None),
     ("orosanmalningar", FEB, "0180"): (4, None),
-    ("orosanmalningar", FEB, "SKH"): (2, None),
+    ("orosanmalningar", FEB, "SKH"): (1, None),
     ("orosanmalningar", FEB, "EAV"): (1, None),
     ("orosanmalningar", FEB, "SOD"): (1, None),
     # due (inkom + 14 < R): Jan akt1 (decided day 14: in time), akt2 (day 15: late) -> 1/2;
@@ -505,22 +506,27 @@ EXPECTED_A = {
     ("rapporteringsgrad", FEB, "EAV-RA"): (9, 10),  # P2 4/5, P9 5/5 (3 records in the lag)
     ("rapporteringsgrad", FEB, "0180", "huvudman", "fristående"): (5, 5),  # P5
     # -- reports: SSPF area, anmälare (trimmed; blank or null: Okänd) ---------------------------
-    ("orosanmalningar", JAN, "SKH-SV"): (1, None),  # Skärholmen; Enskede-Årsta-Vantör: no SSPF
+    # the case system places no report in an SSPF area: no cell (not 0), whatever the name
+    ("orosanmalningar", JAN, "SKH-SV"): None,  # akt1 Skärholmen: the stadsdelsområde
     ("orosanmalningar", FEB, "0180", "anmalare", "Skola"): (1, None),  # akt10
     ("orosanmalningar", FEB, "0180", "anmalare", "Polis"): (1, None),  # akt8 '  Polis '
     ("orosanmalningar", FEB, "0180", "anmalare", "Okänd"): (2, None),  # akt6 ' ', akt11 null
-    ("orosanmalningar", FEB, "SKH", "anmalare", "Okänd"): (1, None),  # akt11 Vårberg
-    ("orosanmalningar", FEB, "SKH-SV"): (2, None),  # akt10 Skärholmen, akt11 Vårberg
-    ("orosanmalningar", FEB, "EAV-RA"): (1, None),  # akt8 Rågsved
+    ("orosanmalningar", FEB, "SKH", "anmalare", "Okänd"): None,  # akt11 Vårberg: city only
+    ("orosanmalningar", FEB, "SOD", "anmalare", "Okänd"): (1, None),  # akt6 ' '
+    ("orosanmalningar", FEB, "SKH-SV"): None,
+    ("orosanmalningar", FEB, "EAV-RA"): None,
+    ("orosanmalningar", FEB, "EAV", "anmalare", "Polis"): (1, None),  # akt8 ' EAV'
+    ("forhandsbedomning_14_dagar", FEB, "SKH-SV"): None,
     ("orosanmalningar", "W2026-02-09", "0180"): (3, None),  # akt8, akt10, akt11
     ("forhandsbedomning_14_dagar", JAN, "0180", "anmalare", "Skola"): (1, 2),
     # decided (beslut, förhandsbedömning <= R): Jan akt1 (not opened), akt2 (opened) -> 1/2;
-    # Feb akt11 (not opened) -> 0/1; akt10 was decided after R, akt8 pending.
+    # Feb akt11 (not opened; Vårberg, a neighbourhood: the city only) -> 0/1; akt10 was
+    # decided after R, akt8 pending.
     ("anmalan_till_utredning", JAN, "0180"): (1, 2),
     ("anmalan_till_utredning", JAN, "EAV"): (1, 1),
     ("anmalan_till_utredning", FEB, "0180"): (0, 1),
-    ("anmalan_till_utredning", FEB, "SKH"): (0, 1),
-    ("anmalan_till_utredning", FEB, "SKH-SV"): (0, 1),
+    ("anmalan_till_utredning", FEB, "SKH"): None,
+    ("anmalan_till_utredning", FEB, "SKH-SV"): None,
     # -- cross-agency --------------------------------------------------------------------------
     ("hog_franvaro_med_orosanmalan", FEB, "SKH-BS"): (1, 1),  # P1
     ("hog_franvaro_med_orosanmalan", FEB, "EAV-RA"): (1, 1),  # P9
@@ -590,6 +596,9 @@ def test_hand_built_cell_layout() -> None:
     levels = gt.groupby("indicator_id")["area_level"].agg(set)
     assert levels["hog_franvaro"] == {"stad", "stadsdelsomrade", "sspf_omrade", "skolenhet"}
     assert "skolenhet" not in levels["kanda_av_flera"] | levels["orosanmalningar"]
+    # the case system places matters by the handling stadsdelsområde, never in an SSPF area
+    for indicator in ("orosanmalningar", "forhandsbedomning_14_dagar", "anmalan_till_utredning"):
+        assert levels[indicator] == {"stad", "stadsdelsomrade"}, indicator
     breakdowns = gt.groupby("indicator_id")["breakdown"].agg(set)
     assert breakdowns["hog_franvaro"] == {"totalt", "huvudman", "arskurs"}
     assert breakdowns["orosanmalningar"] == {"totalt", "anmalare"}
@@ -798,11 +807,11 @@ def social_police_population() -> Population:
     for key in range(21, 26):
         t.client(key, key)
 
-    t.report(201, 21, D(2026, 1, 19), "Bredäng", fb=D(2026, 1, 20))  # Q1 aged 17: counts
+    t.report(201, 21, D(2026, 1, 19), "Skärholmen", fb=D(2026, 1, 20))  # Q1 aged 17: counts
     t.report(202, 21, D(2026, 1, 20), "Bredäng", fb=D(2026, 1, 21))  # Q1 aged 18: not
     t.report(203, 25, D(2025, 12, 30), "Farsta", fb=D(2026, 1, 2))  # new-year week only
     t.report(204, 25, D(2026, 1, 2), "Farsta", fb=D(2026, 1, 5))
-    t.report(205, 24, D(2025, 10, 20), "Rågsved", typ="Ansökan", fb=D(2025, 10, 20),
+    t.report(205, 24, D(2025, 10, 20), "Enskede-Årsta-Vantör", typ="Ansökan", fb=D(2025, 10, 20),
              beslut="Inleda utredning")
     t.report(206, 25, D(2025, 8, 25), "Farsta", fb=D(2025, 9, 1), beslut="Inleda utredning")
     t.report(207, 22, D(2025, 10, 15), "Skärholmen", fb=D(2025, 10, 20),
@@ -849,17 +858,19 @@ EXPECTED_B = {
     ("orosanmalningar", NY, "0180"): (2, None),
     ("orosanmalningar", NY, "FAR"): (2, None),
     ("orosanmalningar", JAN, "0180"): (2, None),
-    ("orosanmalningar", JAN, "SKH-BS"): (1, None),
+    ("orosanmalningar", JAN, "SKH"): (1, None),
+    ("orosanmalningar", JAN, "SKH-BS"): None,  # the handling stadsdelsområde only
     ("orosanmalningar", "W2026-01-19", "0180"): (1, None),
     ("orosanmalningar", VT, "0180"): (2, None),
     # investigations closed in the period (child on startdatum):
-    # 301: 2025-10-31 + 4 months = 2026-02-28, closed 2026-02-27: in time (area EAV, EAV-RA
-    # from aktualisering 205, an Ansökan); 302: 2025-10-30 + 4 = 2026-02-28, closed 2 Mar:
-    # late (no aktualisering: city); 303: closed 3 Mar, deadline 1 Mar: late (aktualisering
-    # weeded: city); 304: Q1 was 18 on the start; 305 closed after R.
+    # 301: 2025-10-31 + 4 months = 2026-02-28, closed 2026-02-27: in time (area EAV, the
+    # handling stadsdelsområde of aktualisering 205, an Ansökan; no SSPF area); 302:
+    # 2025-10-30 + 4 = 2026-02-28, closed 2 Mar: late (no aktualisering: city); 303: closed
+    # 3 Mar, deadline 1 Mar: late (aktualisering weeded: city); 304: Q1 was 18 on the start;
+    # 305 closed after R.
     ("utredning_4_manader", FEB, "0180"): (1, 1),
     ("utredning_4_manader", FEB, "EAV"): (1, 1),
-    ("utredning_4_manader", FEB, "EAV-RA"): (1, 1),
+    ("utredning_4_manader", FEB, "EAV-RA"): None,
     ("utredning_4_manader", MAR, "0180"): (0, 2),
     ("utredning_4_manader", MAR, "EAV"): None,
     ("utredning_4_manader", VT, "0180"): (1, 3),
@@ -1223,6 +1234,11 @@ class _Naive:
         self.sspf_sdo = sspf_sdo
         self.district = {r["stadsdel_name"]: (r["stadsdelsomrade_code"], r["sspf_omrade_code"])
                          for r in seed("ref_stadsdelar")}
+        # the case system's handling district: a stadsdelsområde's code or (first) its name
+        self.handling = {r["stadsdelsomrade_code"]: r["stadsdelsomrade_code"]
+                         for r in seed("ref_stadsdelsomraden")}
+        self.handling.update({r["stadsdelsomrade_name"].strip(): r["stadsdelsomrade_code"]
+                              for r in seed("ref_stadsdelsomraden")})
         self.category = {r["brottskod"]: r["brottskategori"] for r in seed("ref_brottskoder")}
 
         orgs = {r["id"]: r for r in pop.organisations.to_dict("records")}
@@ -1359,6 +1375,11 @@ class _Naive:
                 out.append(("sspf_omrade", hit[1]))
         return out
 
+    def handling_areas(self, name: object) -> list[tuple[str, str]]:
+        """The city and the stadsdelsområde handling a matter; never an SSPF area."""
+        hit = self.handling.get(str(name or "").strip())
+        return [("stad", self.city)] + ([("stadsdelsomrade", hit)] if hit else [])
+
     def child(self, key: int, day: D) -> bool:
         return 0 <= _age(self.birth[key], day) <= 17
 
@@ -1425,7 +1446,7 @@ class _Naive:
             inkom = r["inkom_datum"]
             if not (start <= inkom <= end) or not self.child(r["person"], inkom):
                 continue
-            areas = self.district_areas(r["stadsdel"])
+            areas = self.handling_areas(r["stadsdel"])
             reporter = str(r["anmalare_kategori"] or "").strip() or "Okänd"
             bds = [("anmalare", reporter)]
             aid = r["aktualisering_id"]
@@ -1446,7 +1467,7 @@ class _Naive:
                 continue
             aid = u["aktualisering_id"]
             akt = self.akt.get(int(aid)) if not pd.isna(aid) else None
-            areas = self.district_areas(akt["stadsdel"]) if akt else [("stad", self.city)]
+            areas = self.handling_areas(akt["stadsdel"]) if akt else [("stad", self.city)]
             add("utredning_4_manader", areas, [], u["utredning_id"],
                 closed <= _months(u["startdatum"], 4), 1)
 

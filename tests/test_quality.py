@@ -485,8 +485,8 @@ def lagesbild_rows() -> pd.DataFrame:
         row(*city, "nya_unga_misstankta", "totalt", "Totalt", 0.0, None, average_suppressed=True),
         row(*city, "nya_unga_misstankta", "våld", "Våld", None, 0.0, suppressed=True),
         row(*city, "passerat_hog_franvaro", "totalt", "Totalt", 9.0, 7.25),                 # total 29
-        row(*area, "nya_orosanmalningar", "totalt", "Totalt", 5.0, 0.0),
-        row(*area, "nya_unga_misstankta", "totalt", "Totalt", 0.0, 0.0),
+        row(*area, "nya_unga_misstankta", "våld", "Våld", 5.0, 0.0),   # no reports: the city only
+        row(*area, "nya_unga_misstankta", "totalt", "Totalt", 5.0, 0.0),
         row(*area, "passerat_hog_franvaro", "totalt", "Totalt", None, 1.25, suppressed=True),  # total 5
         row(*city, "rod_status", "hog_franvaro", "Andel elever med hög frånvaro", None, None),
     ])
@@ -519,6 +519,9 @@ def test_lagesbild_checkpoint_passes_on_a_correct_table(paths: Paths, tmp_path: 
          "lagesbild:one_week"),
         (lambda df: df.assign(iso_week="2025-W53"), "lagesbild:iso_week_bounds"),
         (lambda df: df.drop(index=6), "lagesbild:totalt_rows_present"),
+        (lambda df: pd.concat([df, df.iloc[[0]].assign(area_level="sspf_omrade", area_code="SSPF01",
+                                                       area_name="Rinkeby")], ignore_index=True),
+         "lagesbild:reports_city_only"),
         (lambda df: df.assign(value=df["value"].where(df.index != 1, 3.0)),
          "lagesbild:suppressed_carry_no_numbers"),
         (lambda df: df.assign(value=df["value"].where(df.index != 8, 1.0)), "lagesbild:rod_status_shape"),
@@ -529,7 +532,8 @@ def test_lagesbild_checkpoint_passes_on_a_correct_table(paths: Paths, tmp_path: 
         (lambda df: pd.concat([df, df.iloc[[0]]], ignore_index=True), "lagesbild:row_unique"),
         (lambda df: df.drop(columns=["trailing_average_suppressed"]), "lagesbild:published_columns_in_order"),
     ],
-    ids=["two_weeks", "wrong_iso_week", "missing_totalt", "suppressed_with_value", "rod_status_with_value",
+    ids=["two_weeks", "wrong_iso_week", "missing_totalt", "reports_in_an_sspf_area",
+         "suppressed_with_value", "rod_status_with_value",
          "wrong_measure_name", "half_count", "duplicate_row", "missing_column"],
 )
 def test_lagesbild_checkpoint_fails(paths: Paths, tmp_path: Path, mutate, expected: str) -> None:
@@ -550,11 +554,11 @@ def test_lagesbild_disclosure_passes_and_flags_small_counts_and_averages(tmp_pat
     assert check_lagesbild(write_lagesbild(df, tmp_path / "lagesbild.parquet")).ok
 
     small = lagesbild_rows()
-    small.loc[5, "value"] = 3.0  # a published count of three reports
+    small.loc[5, "value"] = 3.0  # a published count of three suspects
     report = check_lagesbild(small)
     assert {c.rule for c in report.cells} == {"count_small"}
     # the row is named, the count is not shown
-    assert report.problems == ["nya_orosanmalningar vecka 2025-12-29, sspf_omrade SSPF01, kategori=totalt: "
+    assert report.problems == ["nya_unga_misstankta vecka 2025-12-29, sspf_omrade SSPF01, kategori=våld: "
                                "an unsuppressed count is between 1 and min_cell - 1 [count_small]"]
 
     average = lagesbild_rows()

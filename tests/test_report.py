@@ -127,7 +127,8 @@ def test_overview_leads_with_the_last_complete_month_and_shows_the_running_one_b
     areas = [(d.attrs["data-level"], d.attrs["data-area"]) for d in dom.select("details.overview-area")]
     assert areas[0] == ("stad", "0180")
     assert sorted(areas[1:]) == sorted([(lvl, code) for lvl, code, _ in rd.DISTRICTS + rd.SSPF])
-    for _, code in areas:
+    not_at_level = 0
+    for level, code in areas:
         overview = dom.one(f"details.overview-area[data-area={code}]")
         # the running month beside the complete one, labelled once in its column header
         header = [th.clean_text for th in overview.select("thead th")]
@@ -137,6 +138,13 @@ def test_overview_leads_with_the_last_complete_month_and_shows_the_running_one_b
         for spec in rd.SPECS:
             row = overview.one(f"tr[data-indicator={spec.id}]")
             tds = row.select("td")
+            if level not in rd.area_levels(spec.id, spec.school_units):
+                # no cell can exist at this level: said so, never 0 or blank, no status or trend
+                assert tds[1].clean_text == "uppgift saknas på denna nivå", (spec.id, code)
+                assert "not-at-level" in tds[1].classes and not tds[3].select("span.dot")
+                assert "↑" not in tds[4].clean_text and "↓" not in tds[4].clean_text
+                not_at_level += 1
+                continue
             cells = sorted((r for r in rows if r["indicator_id"] == spec.id and r["area_code"] == code
                             and r["period_type"] == "manad" and r["breakdown"] == "totalt"),
                            key=lambda r: r["period_start"])
@@ -183,6 +191,8 @@ def test_overview_leads_with_the_last_complete_month_and_shows_the_running_one_b
             if spec.unit == "andel" and shown:
                 assert f"{abs(shown):.1f}".replace(".", ",") + " procentenheter" in trend
             assert "del av månaden" not in trend
+    # the case-system indicators in each SSPF area
+    assert not_at_level == len(rd.SSPF) * len([s for s in rd.SPECS if s.id in rd.HANDLING]) > 0
     # The summary counts the statuses of the city's last complete month.
     city_statuses = [c["status"] for s in rd.SPECS for c in _city(rows, s.id)[-2:-1] if c["status"]]
     assert city_statuses  # the complete month has statuses to count
@@ -315,8 +325,8 @@ def test_lagesbild_pages_for_the_city_and_each_sspf_area(report):
     assert [li.attrs["data-indicator"] for li in city.select("ul.red-list li")] == ["hog_franvaro"]
     assert city.one("ul.red-list a").attrs["href"] == "#ind-hog_franvaro"
     small = pages[2]
-    first = small.select("table[data-measure=nya_orosanmalningar] tbody tr")[0]
-    assert cells(first)[:3] == ["Totalt", SUPPRESSED, "10,0"]
+    first = small.select("table[data-measure=nya_unga_misstankta] tbody tr")[0]
+    assert cells(first)[:3] == ["Totalt", SUPPRESSED, "12,5"]
     assert "Inga indikatorer har blivit röda" in small.one("p.no-red").clean_text
 
 
@@ -450,3 +460,26 @@ def test_catalogue_texts_are_plain_swedish():
                          "missing", "checksum", "(standard"):
                 assert word not in bare, (path.name, word)
             assert "_" not in bare, (path.name, text)
+
+
+def test_levels_an_indicator_is_not_published_at_are_named(report):
+    """Each indicator section names its area levels; a case-system indicator says that the SSPF
+    level has no figure, and its area tables list no SSPF area (no 0, no blank row). The
+    lägesbild of an SSPF area says the same for new reports of concern."""
+    _, dom, _ = report
+    reports = dom.one("section#ind-orosanmalningar dd.area-levels").clean_text
+    assert reports == ("Redovisas för hela staden och stadsdelsområden. "
+                       "SSPF-område: uppgift saknas på denna nivå.")
+    school = dom.one("section#ind-hog_franvaro dd.area-levels").clean_text
+    assert school == "Redovisas för hela staden, stadsdelsområden, SSPF-områden och skolenheter."
+    months = dom.one("section#ind-orosanmalningar table.months")
+    assert not [g for g in months.select("tr.group-row") if "SSPF" in g.clean_text]
+    assert any("SSPF" in g.clean_text for g in
+               dom.one("section#ind-hog_franvaro table.months").select("tr.group-row"))
+    for code in ("SKH-BS", "SKH-SV"):
+        page = dom.one(f"section.lagesbild[data-area={code}]")
+        table = page.one("table.lagesbild-measure[data-measure=nya_orosanmalningar]")
+        assert "uppgift saknas på denna nivå" in table.clean_text.lower()
+        assert "Inga uppgifter" not in table.clean_text
+    city = dom.one("section.lagesbild[data-level=stad]")
+    assert "saknas" not in city.one("table.lagesbild-measure[data-measure=nya_orosanmalningar]").clean_text

@@ -174,7 +174,8 @@ def test_printed_report_keeps_every_overview_column_and_opens_collapsed_areas(tm
     pdf = print_to_pdf(chromium, report, tmp_path / "report.pdf")
     assert "A4" in pdf_info(pdf)["Page size"]
     pages = pdf_pages_text(pdf)
-    overview = next(i for i, p in enumerate(pages) if "Översikt – senaste hela månaden" in p and "Indikator" in p)
+    overview = next(i for i, p in enumerate(pages)
+                    if "Översikt – senaste hela månaden" in p and "Indikator" in p)
     assert overview <= 2, overview
     first = " ".join(pages[overview].split())
     for header in ("Indikator", "Månad", "Värde", "Mål", "Status", "Förändring mot", "löpande t.o.m."):

@@ -296,9 +296,12 @@ def test_case_system_and_police_plausibility(big: Population) -> None:
     pop = big
     R = pop.reference_date
     akt = pop.aktualisering
-    districts = pd.read_csv(SEEDS / "ref_stadsdelar.csv", dtype=str, keep_default_na=False)
-    assert set(akt["stadsdel"]) <= set(districts["stadsdel_name"])
+    # stadsdel: the stadsdelsområde handling the matter, by its reference name
+    areas = pd.read_csv(SEEDS / "ref_stadsdelsomraden.csv", dtype=str, keep_default_na=False)
+    assert set(akt["stadsdel"]) <= set(areas["stadsdelsomrade_name"])
     assert {"Skärholmen", "Enskede-Årsta-Vantör"} <= set(akt["stadsdel"])
+    # the handling district follows the child's home area: one per client, whatever the matter
+    assert (akt.groupby("klient_id")["stadsdel"].nunique() == 1).all()
     assert {"Skola", "Polis", "Anonym"} <= set(akt["anmalare_kategori"])
     anm = akt[akt["typ"] == "Anmälan"]
     delay = (pd.to_datetime(anm["forhandsbedomning_datum"])
@@ -325,6 +328,7 @@ def test_case_system_and_police_plausibility(big: Population) -> None:
     assert pr["Brottskod"].str.fullmatch(r"\d{4}").all() and pr["Brottskod"].str.startswith(
         "0").any()
     assert (pr["Kommun"] == "Stockholm").all()
+    districts = pd.read_csv(SEEDS / "ref_stadsdelar.csv", dtype=str, keep_default_na=False)
     known = set(districts["stadsdel_name"])
     assert (pr["Stadsdel"] == "").any() and pr["Stadsdel"].isin(known).mean() > 0.85
     assert pr["Stadsdel"].isin(["Södermalm", "Kungsholmen", "Farsta"]).any()
@@ -385,7 +389,10 @@ def test_spring_sst_cohort_closes_its_follow_up_and_mostly_works(big: Population
 # population.py, the dbt seeds): the STOCKHOLM profile must give exactly those frames. The
 # attendance digest changed once, on purpose, when the records became drawn per lesson day
 # from streams keyed by (seed, day) and written to part files (same record count; every other
-# frame unchanged).
+# frame unchanged). The aktualisering digest changed once, on purpose, when the case system's
+# stadsdel became the child's home stadsdelsområde for every matter (the district handling it;
+# before, 7 % named a random one): same rows, only that column differs; every other frame
+# unchanged.
 STOCKHOLM_FRAMES = {
     "organisations": (19, "74ac88e49ab4df300a8293b72f40b967667fa0ad1634fdb6ecd38de52305e204"),
     "persons": (1800, "deea886dc8c3a15cc2d37816c5a997261a7c830c0a8f32259e222e1be0d58de0"),
@@ -393,7 +400,7 @@ STOCKHOLM_FRAMES = {
     "calendar_events": (26190, "1bf47476859ab0c3adcaf92054fd99f19fdc0bb2ee93b44693e658a719fed939"),
     "attendances": (287896, "f2cb5813b296f2bd1341639b93b787e18927f137cf3778693f88a6dde8a270ce"),
     "klient": (356, "edd0131fc0e90b2f774be19917a2aee41c440ea2b7c0993ce9f3b3ff66b5e755"),
-    "aktualisering": (427, "268bfeb10b8b35d6ee8980e1ab52bbe17a808fd452dc22d568cfdcf04b357680"),
+    "aktualisering": (427, "e280415467dcc80c2fb4111241ef60a56dab29602a801bf9a3b932112bf443c6"),
     "utredning": (193, "91ed35552946eb60dc02b936b4007559e0df9c12ae27cfa164e072d9e73ff5ed"),
     "insats": (173, "4377652d1e0f32e25c3610cc7b9d23e8b355b751bad25ba0020b947ff01453e2"),
     "gallring": (4, "d55de010c1744b9440531befeb298b8eadff975485090efca096c0bef6629317"),
@@ -464,7 +471,9 @@ def test_profiles_and_their_reference_files() -> None:
         districts = set(_reference(m, "ref_stadsdelar")["stadsdel_name"])
         assert set(schools["sspf_omrade_code"]) <= set(sspf["sspf_omrade_code"])
         assert set(sspf["stadsdelsomrade_code"]) <= areas and set(m.other_areas) <= areas
-        assert {name for _, name in m.case_districts} <= districts
+        names = _reference(m, "ref_stadsdelsomraden")
+        assert set(m.case_districts) <= set(zip(names["stadsdelsomrade_code"],
+                                                names["stadsdelsomrade_name"], strict=True))
         assert m.unknown_police_district not in districts
         assert {code for code, _ in m.area_effects} == set(sspf["sspf_omrade_code"])
         assert all(re.fullmatch(r"\d{8}", u.code) for u in m.school_units)

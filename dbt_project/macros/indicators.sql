@@ -50,14 +50,18 @@
     {{- columns[breakdown] -}}
 {%- endmacro %}
 
-{#- Area levels of an indicator (INDICATOR_RULES.md, "The indicators"): 'school' and
-    'district' are stad, stadsdelsomrade and sspf_omrade (by the school or the district
-    area of the unit: the indicator model fills the area columns accordingly);
-    'school_and_unit' adds skolenhet. -#}
+{#- Area levels of an indicator (INDICATOR_RULES.md, "Area levels per indicator"): 'school'
+    and 'district' are stad, stadsdelsomrade and sspf_omrade (by the school area or the
+    police offence district of the unit: the indicator model fills the area columns
+    accordingly); 'school_and_unit' adds skolenhet; 'handling' (the case system's handling
+    stadsdelsområde) is stad and stadsdelsomrade only: the case system cannot place a matter
+    in an SSPF area, so such cells do not exist. The model's meta.area_levels must list the
+    same levels (the report and INDICATOR_RULES.md read them). -#}
 {% macro indicator_area_levels(areas) -%}
     {%- set levels = {
         'school': ['stad', 'stadsdelsomrade', 'sspf_omrade'],
         'district': ['stad', 'stadsdelsomrade', 'sspf_omrade'],
+        'handling': ['stad', 'stadsdelsomrade'],
         'school_and_unit': ['stad', 'stadsdelsomrade', 'sspf_omrade', 'skolenhet'],
     } -%}
     {%- if areas not in levels -%}
@@ -77,7 +81,7 @@
 
 {#- The published columns (before suppression, plus contributors) of one indicator.
       counted_rows      relation (CTE name) with one row per counted unit and period
-      areas             'school', 'school_and_unit' or 'district'
+      areas             'school', 'school_and_unit', 'district' or 'handling'
       breakdowns        breakdown names besides 'totalt', e.g. ['huvudman', 'arskurs']
       counted           column identifying the counted unit (distinct per cell)
       numerator_when    'andel' of counted units: boolean column, true for the numerator
@@ -86,7 +90,7 @@
       contributors_when with sums: boolean column, true for the units that contribute to
                         the cell (their distinct count is the cell's contributors)
     The unit is 'andel' with numerator_when or the sums, else 'antal'; indicator_id,
-    indicator_name and unit are checked against the model's config.meta. -#}
+    indicator_name, unit and area_levels are checked against the model's config.meta. -#}
 {% macro indicator_cube(counted_rows, areas, breakdowns=[], counted='person_pseudonym',
                         numerator_when=none, sum_numerator=none, sum_denominator=none,
                         contributors_when=none) -%}
@@ -108,6 +112,8 @@
             {{ exceptions.raise_compiler_error(model_name ~ ": sum_numerator and sum_denominator go together") }}
         {%- elif numerator_when and sums -%}
             {{ exceptions.raise_compiler_error(model_name ~ ": give numerator_when or the sums, not both") }}
+        {%- elif (meta.get('area_levels') or []) | list != indicator_area_levels(areas) -%}
+            {{ exceptions.raise_compiler_error(model_name ~ ": meta.area_levels is " ~ meta.get('area_levels') ~ " but the model publishes " ~ indicator_area_levels(areas)) }}
         {%- endif -%}
     {%- endif -%}
 

@@ -309,12 +309,13 @@ class Pipeline:
             clients = self.clients()
             clients = clients[clients["pnr12"].isin(self.linkable())]
             m = m.merge(clients[["klient_id", "pnr12", "birth_date"]], on="klient_id")
-            m["district"] = m["stadsdel"].str.strip().replace("", None)
-            d = self.reference("ref_stadsdelar").copy()
-            d["district"] = d["stadsdel_name"].str.strip().replace("", None)
-            d["sspf_omrade_code"] = d["sspf_omrade_code"].str.strip().replace("", None)
-            m = m.merge(d[["district", "stadsdelsomrade_code", "sspf_omrade_code"]].dropna(
-                subset=["district"]), on="district", how="left")
+            # the stadsdelsområde handling the matter: its name, else its code
+            areas = self.reference("ref_stadsdelsomraden")
+            handling = dict(zip(areas["stadsdelsomrade_code"].str.strip(), areas["stadsdelsomrade_code"],
+                                strict=True))
+            handling.update(zip(areas["stadsdelsomrade_name"].str.strip(), areas["stadsdelsomrade_code"],
+                                strict=True))
+            m["stadsdelsomrade_code"] = m["stadsdel"].str.strip().map(handling)
             m["anmalare_kategori"] = m["anmalare_kategori"].str.strip().replace("", None).fillna("Okänd")
             m["inkom_datum"] = _day(m["inkom_datum"])
             m["birth_date"] = _day(m["birth_date"])
@@ -338,8 +339,8 @@ class Pipeline:
         units = r.merge(self.periods, how="cross")
         units = units[(units["inkom_datum"] >= units["period_start"])
                       & (units["inkom_datum"] <= units["period_end"])]
-        return cube(units, {"stad": None, "stadsdelsomrade": "stadsdelsomrade_code",
-                            "sspf_omrade": "sspf_omrade_code"},
+        # the handling stadsdelsområde only: the case system places no report in an SSPF area
+        return cube(units, {"stad": None, "stadsdelsomrade": "stadsdelsomrade_code"},
                     {"anmalare": "anmalare_kategori"}, "aktualisering_id", self.city, None)
 
     def hog_franvaro_med_orosanmalan(self) -> pd.DataFrame:

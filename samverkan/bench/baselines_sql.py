@@ -3,7 +3,7 @@ restricted warehouse (``raw_ss12000.*``, ``raw_case_system.*``, ``load_meta.batc
 municipality's reference files, giving the same cells as the dbt models ``ind_<id>``:
 
 - ``hog_franvaro``: pupils with high absence (school areas and unit, Huvudman, årskurs);
-- ``orosanmalningar``: reports of concern about children (district areas, reporter);
+- ``orosanmalningar``: reports of concern about children (the handling stadsdelsområde, reporter);
 - ``hog_franvaro_med_orosanmalan``: pupils with high absence and a report of concern in the
   trailing window (school areas; attendance × case system).
 
@@ -224,13 +224,17 @@ def common_ctes(params: dict[str, Any]) -> str:
     reports as (
         select m.aktualisering_id as report_key, clients.pnr12, m.inkom_datum,
                coalesce(nullif(trim(m.anmalare_kategori), ''), 'Okänd') as anmalare_kategori,
-               d.stadsdelsomrade_code, nullif(trim(d.sspf_omrade_code), '') as sspf_omrade_code,
+               -- the stadsdelsområde handling the matter: its name, else its code
+               coalesce(by_name.stadsdelsomrade_code, by_code.stadsdelsomrade_code)
+                   as stadsdelsomrade_code,
                samverkan_pnr_birth_date(clients.pnr12) as birth_date
         from matters as m
         inner join clients on clients.klient_id = m.klient_id
         inner join linkable on linkable.pnr12 = clients.pnr12
-        left join reference.ref_stadsdelar as d
-            on nullif(trim(d.stadsdel_name), '') = nullif(trim(m.stadsdel), '')
+        left join reference.ref_stadsdelsomraden as by_name
+            on nullif(trim(by_name.stadsdelsomrade_name), '') = nullif(trim(m.stadsdel), '')
+        left join reference.ref_stadsdelsomraden as by_code
+            on nullif(trim(by_code.stadsdelsomrade_code), '') = nullif(trim(m.stadsdel), '')
         where trim(m.typ) = 'Anmälan'
     ),
     live_reports as (
@@ -244,10 +248,12 @@ def _age_between_0_and_17(birth: str, on: str) -> str:
             f"< month({birth}) * 100 + day({birth}) then 1 else 0 end) between 0 and 17")
 
 
-def _area_columns(city: str, school_units: bool = False) -> str:
+def _area_columns(city: str, school_units: bool = False, sspf: bool = True) -> str:
     """``area_level`` and ``area_code`` of a cell from which area column its grouping set
-    holds: district (stadsdelsområde), SSPF area, school unit (when asked), else the city."""
-    levels = [("stadsdelsomrade_code", "stadsdelsomrade"), ("sspf_omrade_code", "sspf_omrade")]
+    holds: district (stadsdelsområde), SSPF area (unless not asked), school unit (when asked),
+    else the city."""
+    levels = [("stadsdelsomrade_code", "stadsdelsomrade")] + (
+        [("sspf_omrade_code", "sspf_omrade")] if sspf else [])
     if school_units:
         levels.append(("school_unit_code", "skolenhet"))
     level = " ".join(f"when grouping({c}) = 0 then '{name}'" for c, name in levels)
@@ -304,7 +310,7 @@ def indicator_sql(indicator: str, params: dict[str, Any]) -> str:
         ),
         cells as (
             select period_type, period_start,
-                {_area_columns(city)},
+                {_area_columns(city, sspf=False)},
                 case when grouping(anmalare_kategori) = 0 then 'anmalare' else 'totalt' end as breakdown,
                 case when grouping(anmalare_kategori) = 0 then anmalare_kategori else 'totalt' end
                     as breakdown_value,
@@ -314,9 +320,7 @@ def indicator_sql(indicator: str, params: dict[str, Any]) -> str:
             group by grouping sets (
                 (period_type, period_start), (period_type, period_start, anmalare_kategori),
                 (period_type, period_start, stadsdelsomrade_code),
-                (period_type, period_start, stadsdelsomrade_code, anmalare_kategori),
-                (period_type, period_start, sspf_omrade_code),
-                (period_type, period_start, sspf_omrade_code, anmalare_kategori))
+                (period_type, period_start, stadsdelsomrade_code, anmalare_kategori))
         )
         select {', '.join(CELL_COLUMNS)} from cells
         where area_code is not null and breakdown_value is not null and numerator >= 1

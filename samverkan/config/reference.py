@@ -68,17 +68,19 @@ _AREA_CODE_HELP = "a short code of letters, digits, - or _ (at most 20)"
 _SHARE = r"(0(\.\d+)?|1(\.0+)?|\.\d+)"
 
 TABLES: tuple[Table, ...] = (
-    Table("ref_stadsdelsomraden", "the stadsdelsområden (district administrations) of the municipality", (
+    Table("ref_stadsdelsomraden", "the stadsdelsområden (district administrations) of the municipality; "
+          "the case system's handling district (stadsdel) is matched to a name here, else a code", (
         Column("stadsdelsomrade_code", "short code", pattern=_AREA_CODE, pattern_help=_AREA_CODE_HELP),
-        Column("stadsdelsomrade_name", "name as the report shows it"),
+        Column("stadsdelsomrade_name", "name as the report shows it and as the case system writes the "
+               "handling district (compared without surrounding spaces)"),
     ), key=("stadsdelsomrade_code",)),
     Table("ref_sspf_omraden", "the SSPF areas and the stadsdelsområde each lies in", (
         Column("sspf_omrade_code", "short code", pattern=_AREA_CODE, pattern_help=_AREA_CODE_HELP),
         Column("sspf_omrade_name", "name as the report shows it"),
         Column("stadsdelsomrade_code", "its stadsdelsområde (a code of ref_stadsdelsomraden.csv)"),
     ), key=("sspf_omrade_code",)),
-    Table("ref_stadsdelar", "district names as the case system (stadsdel) and the police file (Stadsdel) "
-          "write them, mapped to an area", (
+    Table("ref_stadsdelar", "district names as the police file (Stadsdel, the offence location) writes "
+          "them, mapped to an area", (
         Column("stadsdel_name", "the name exactly as the source writes it (compared without "
                "surrounding spaces)"),
         Column("stadsdelsomrade_code", "its stadsdelsområde (a code of ref_stadsdelsomraden.csv)"),
@@ -291,6 +293,20 @@ def _check_codes(data: dict[str, list[tuple[int, dict[str, str]]]], files: dict[
     def unknown(table: str, line: int, column: str, value: str, other: str) -> None:
         problems.append(f"{files[table]}:{line}: {column} '{value}' is not in {other}.csv")
 
+    # the case system's handling district is matched to a name, else a code: each must name
+    # one stadsdelsområde only
+    names: dict[str, tuple[int, str]] = {}
+    for line, r in data.get("ref_stadsdelsomraden", []):
+        name, code = r["stadsdelsomrade_name"].strip(), r["stadsdelsomrade_code"]
+        if name in names and names[name][1] != code:
+            problems.append(f"{files['ref_stadsdelsomraden']}:{line}: stadsdelsomrade_name '{name}' is "
+                            f"also the name of {names[name][1]} (line {names[name][0]})")
+        names.setdefault(name, (line, code))
+    for line, r in data.get("ref_stadsdelsomraden", []):
+        name, code = r["stadsdelsomrade_name"].strip(), r["stadsdelsomrade_code"]
+        if name in sdo and name != code:
+            problems.append(f"{files['ref_stadsdelsomraden']}:{line}: stadsdelsomrade_name '{name}' is "
+                            "the code of another stadsdelsområde")
     for line, r in data.get("ref_sspf_omraden", []):
         if r["stadsdelsomrade_code"] and sdo and r["stadsdelsomrade_code"] not in sdo:
             unknown("ref_sspf_omraden", line, "stadsdelsomrade_code", r["stadsdelsomrade_code"],

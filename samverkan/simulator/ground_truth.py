@@ -67,7 +67,9 @@ OUTPUT_COLUMNS = [
 ]
 PERIOD_TYPES = ("vecka", "manad", "termin", "ar")
 AREA_LEVELS = ("stad", "stadsdelsomrade", "sspf_omrade", "skolenhet")
-SCHOOL_LEVELS = AREA_LEVELS[:3]  # "school" areas (and "district" areas: the same three levels)
+SCHOOL_LEVELS = AREA_LEVELS[:3]  # "school" areas (and police "district" areas: the same three)
+# the case system's handling stadsdelsområde: it places a matter in no SSPF area
+HANDLING_LEVELS = AREA_LEVELS[:2]
 BREAKDOWNS = ("totalt", "huvudman", "arskurs", "anmalare", "brottskategori", "antal_verksamheter")
 PRIMARY = "primär"
 SCHOOL_BREAKDOWNS = ("huvudman", "arskurs")
@@ -225,6 +227,12 @@ class _Sources:
                                   ref.schools["sspf_omrade_code"], strict=True))
         self.sspf_sdo = dict(zip(ref.sspf["sspf_omrade_code"], ref.sspf["stadsdelsomrade_code"],
                                  strict=True))
+        # the case system's stadsdel is the stadsdelsområde handling the matter: its name,
+        # else its code (never a neighbourhood of ref_stadsdelar, whatever its name)
+        self.handling_sdo = {**{c: c for c in ref.areas["stadsdelsomrade_code"]},
+                             **dict(zip(ref.areas["stadsdelsomrade_name"].str.strip(),
+                                        ref.areas["stadsdelsomrade_code"], strict=True))}
+        # the police Stadsdel is the offence location: a neighbourhood of ref_stadsdelar
         self.district_sdo = dict(zip(ref.districts["stadsdel_name"],
                                      ref.districts["stadsdelsomrade_code"], strict=True))
         self.district_sspf = {k: v for k, v in zip(ref.districts["stadsdel_name"],
@@ -269,6 +277,10 @@ class _Sources:
             for code, parent in zip(units["school_unit_code"].astype(str),
                                     units["parent_organisation_id"], strict=True)}
 
+    def handling_area(self, stadsdel: pd.Series) -> np.ndarray:
+        """The stadsdelsområde handling a case-system matter (null: blank or unknown)."""
+        return _text(stadsdel).map(self.handling_sdo).to_numpy(dtype=object)
+
     def district_areas(self, stadsdel: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         name = _text(stadsdel)
         return (name.map(self.district_sdo).to_numpy(dtype=object),
@@ -286,7 +298,6 @@ class _Sources:
         pop = self.pop
         a = _not_weeded(_newest(pop.aktualisering, "aktualisering_id", "andrad_tid"),
                         pop.gallring, "aktualisering", "aktualisering_id")
-        sdo, sspf = self.district_areas(a["stadsdel"])
         reporter = _text(a["anmalare_kategori"])
         return pd.DataFrame({
             "aktualisering_id": a["aktualisering_id"].astype("int64").to_numpy(),
@@ -296,7 +307,7 @@ class _Sources:
             "fb": _days(a["forhandsbedomning_datum"]),
             "beslut": a["beslut"].astype(object).where(a["beslut"].notna(), None).to_numpy(),
             "anmalare": reporter.where(reporter != "", "Okänd").to_numpy(dtype=object),
-            "sdo": sdo, "sspf": sspf,
+            "sdo": self.handling_area(a["stadsdel"]),
         })
 
     def reports(self) -> pd.DataFrame:
@@ -1010,15 +1021,15 @@ def _social_services_indicators(run: _Run) -> tuple[pd.DataFrame, pd.DataFrame, 
     reports = src.reports()
     child_reports = _by_period(reports[reports["child"]], "inkom", periods)
     child_reports["id"] = child_reports["aktualisering_id"]
-    cells.add("orosanmalningar", child_reports, SCHOOL_LEVELS, ("anmalare",))
+    cells.add("orosanmalningar", child_reports, HANDLING_LEVELS, ("anmalare",))
     due = child_reports[child_reports["inkom"] + p.fb_days < R]
     in_time = due["fb"].notna() & (due["fb"] <= R) & (due["fb"] <= due["inkom"] + p.fb_days)
     cells.add("forhandsbedomning_14_dagar", due.assign(num=in_time.astype(float), den=1.0),
-              SCHOOL_LEVELS, ("anmalare",), num="num", den="den")
+              HANDLING_LEVELS, ("anmalare",), num="num", den="den")
     decided = child_reports[child_reports["beslut"].notna() & (child_reports["fb"] <= R)]
     cells.add("anmalan_till_utredning",
               decided.assign(num=(decided["beslut"] == "Inleda utredning").astype(float), den=1.0),
-              SCHOOL_LEVELS, ("anmalare",), num="num", den="den")
+              HANDLING_LEVELS, ("anmalare",), num="num", den="den")
 
     utr = src.case_table("utredning", "utredning_id")
     u_start = _days(utr["startdatum"])
@@ -1026,7 +1037,7 @@ def _social_services_indicators(run: _Run) -> tuple[pd.DataFrame, pd.DataFrame, 
     closed = (u_end <= R) & ~np.isnan(u_start)
     u_start_i = np.where(np.isnan(u_start), 0, u_start).astype(np.int64)
     closed &= _child(src.birth.loc[utr["person"]].to_numpy(), u_start_i)
-    akt_area = src.aktualisering().set_index("aktualisering_id")[["sdo", "sspf"]]
+    akt_area = src.aktualisering().set_index("aktualisering_id")[["sdo"]]
     akt_id = utr["aktualisering_id"].astype("Int64")
     investigations = pd.DataFrame({
         "id": utr["utredning_id"].astype("int64").to_numpy(),
@@ -1034,9 +1045,8 @@ def _social_services_indicators(run: _Run) -> tuple[pd.DataFrame, pd.DataFrame, 
         "num": (u_end <= _add_months(u_start, p.investigation_months)).astype(float),
         "den": 1.0,
         "sdo": akt_id.map(akt_area["sdo"]).to_numpy(dtype=object),
-        "sspf": akt_id.map(akt_area["sspf"]).to_numpy(dtype=object),
     })[closed]
-    cells.add("utredning_4_manader", _by_period(investigations, "day", periods), SCHOOL_LEVELS,
+    cells.add("utredning_4_manader", _by_period(investigations, "day", periods), HANDLING_LEVELS,
               num="num", den="den")
 
     insats = src.case_table("insats", "insats_id")

@@ -5,8 +5,8 @@ municipal huvudman's display name), where its reference data lies (the ``ref_*.c
 municipality keeps in ``<SAMVERKAN_HOME>/reference/``, here in
 ``samverkan/simulator/municipalities/<key>/``) and what its sources look like beyond that
 reference: the school units its SS 12000 platform serves (one of them may be missing from its
-``ref_skolenheter.csv``), the independent huvudmän, the district name its case system writes per
-stadsdelsområde, where people outside the SSPF areas live, a district name its police write that
+``ref_skolenheter.csv``), the independent huvudmän, the handling district its case system writes
+per stadsdelsområde, where people outside the SSPF areas live, a district name its police write that
 the reference does not know, and how the areas shift the risk behind absence, reports and
 suspicions.
 
@@ -59,8 +59,10 @@ class Municipality:
     independent_huvudman: display names of the independent huvudmän (index = SchoolUnit.huvudman).
     independent_unreported: share of lessons never reported, per independent huvudman
         (municipal units draw 0.5-2.5 %).
-    case_districts: (stadsdelsområde code, district name the case system writes), in the order
-        the simulator draws them; every name is a ``ref_stadsdelar.stadsdel_name``.
+    case_districts: (stadsdelsområde code, handling district the case system writes) for every
+        stadsdelsområde where the simulated children live, in the order the simulator draws
+        them; the name is the stadsdelsområde's own (``ref_stadsdelsomraden``): the case system
+        holds the district that handles the matter, never a neighbourhood.
     other_areas: stadsdelsområde codes where people outside every SSPF area live.
     unknown_police_district: a district name the police write that ``ref_stadsdelar`` lacks.
     area_effects: (home area code, shift of the latent risk score); every other home area

@@ -380,10 +380,12 @@ class _Builder:
         if ref.sspf.empty:
             raise ValueError(f"{m.key}: ref_sspf_omraden lists no SSPF area")
         known = set(ref.districts["stadsdel_name"])
-        unknown = {name for _, name in m.case_districts} - known
+        areas = set(zip(ref.areas["stadsdelsomrade_code"], ref.areas["stadsdelsomrade_name"],
+                        strict=True))
+        unknown = set(m.case_districts) - areas
         if unknown:
-            raise ValueError(f"{m.key}: case-system district names missing from "
-                             f"ref_stadsdelar: {sorted(unknown)}")
+            raise ValueError(f"{m.key}: case-system districts that are no (code, name) of "
+                             f"ref_stadsdelsomraden: {sorted(unknown)}")
         if m.unknown_police_district in known:
             raise ValueError(f"{m.key}: {m.unknown_police_district!r} is in ref_stadsdelar")
         needed = set(ref.sspf["stadsdelsomrade_code"]) | set(m.other_areas)
@@ -1098,13 +1100,19 @@ class _Builder:
         fb = np.where(pending, -1, fb)
 
         home = self.home[a_person]
-        # home stadsdelsområde: the SSPF area's, or the home area itself (outside every SSPF area)
+        # stadsdel: the district handling the matter, i.e. the stadsdelsområde (its
+        # stadsdelsnämnd) where the child lives: the SSPF area's stadsdelsområde, or the home
+        # area itself (outside every SSPF area), written by its name as the case system
+        # holds it (Skärholmen, Enskede-Årsta-Vantör; in Malmö the stadsområde). Never a
+        # neighbourhood: the case system does not know which SSPF area a child belongs to.
         sspf_area = dict(zip(self.ref.sspf["sspf_omrade_code"],
                              self.ref.sspf["stadsdelsomrade_code"], strict=True))
         case_district = self.m.case_district_by_area
         home_area = np.array([sspf_area.get(h, h) for h in home], dtype=object)
+        # drawn as before (a random handling district for 7 %), no longer used: the handling
+        # district follows the home area; the draws keep the rest of the stream unchanged
         other = rng.random(m) < 0.07
-        home_area[other] = rng.choice(np.array(list(case_district)), int(other.sum()))
+        rng.choice(np.array(list(case_district)), int(other.sum()))
         stadsdel = np.array([case_district[a] for a in home_area], dtype=object)
 
         last_day = np.maximum.reduce([a_day, skydd, fb])

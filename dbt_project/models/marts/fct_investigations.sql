@@ -1,8 +1,10 @@
 {#- Investigations (utredning, newest version, not weeded) started up to R of linkable
     persons, pseudonymised, one row per investigation: start and closing date (a closing
-    date after R has not happened yet: null), the age on the start date, and the areas of
-    the handling district of the aktualisering that led to it (the newest, not weeded
-    version, whatever its typ; none: city level only). -#}
+    date after R has not happened yet: null), the age on the start date, and the
+    stadsdelsområde that handles the aktualisering that led to it (the newest, not weeded
+    version, whatever its typ; its stadsdel matched as in fct_reports_of_concern: a name in
+    ref_stadsdelsomraden, else a code; none: city level only). No SSPF area: the case system
+    cannot place a matter there. -#}
 
 with
 
@@ -24,9 +26,9 @@ clients as (
 
 ),
 
-districts as (
+stadsdelsomraden as (
 
-    select * from {{ ref('stg_reference__stadsdelar') }}
+    select * from {{ ref('stg_reference__stadsdelsomraden') }}
 
 ),
 
@@ -41,15 +43,16 @@ final as (
         end as avslutsdatum,
         {{ age_on('clients.birth_date', 'investigations.startdatum') }} as age_at_start,
         {{ age_on('clients.birth_date', 'investigations.startdatum') }} between 0 and 17 as is_child,
-        districts.stadsdelsomrade_code,
-        nullif(trim(districts.sspf_omrade_code), '') as sspf_omrade_code
+        coalesce(by_name.stadsdelsomrade_code, by_code.stadsdelsomrade_code) as stadsdelsomrade_code
     from investigations
     inner join clients
         on clients.klient_id = investigations.klient_id
     left join matters
         on matters.aktualisering_id = investigations.aktualisering_id
-    left join districts
-        on {{ district_key('districts.stadsdel_name') }} = {{ district_key('matters.stadsdel') }}
+    left join stadsdelsomraden as by_name
+        on {{ district_key('by_name.stadsdelsomrade_name') }} = {{ district_key('matters.stadsdel') }}
+    left join stadsdelsomraden as by_code
+        on {{ district_key('by_code.stadsdelsomrade_code') }} = {{ district_key('matters.stadsdel') }}
     where clients.is_linkable
         and investigations.startdatum is not null
         and investigations.startdatum <= {{ reference_date() }}

@@ -1,8 +1,10 @@
 {#- Reports of concern: aktualisering rows of typ 'Anmälan' received up to R about linkable
     persons (valid identifier, not protected in any source), pseudonymised, one row per
     report, with the age on the day the report came in, the reporter category (blank or
-    missing: 'Okänd') and the handling district's areas (matched trimmed and exactly to
-    ref_stadsdelar; blank or unknown: none, city level only). -#}
+    missing: 'Okänd') and the stadsdelsområde that handles the matter: aktualisering.stadsdel
+    names the handling district, a stadsdelsområde, matched trimmed and exactly to a name in
+    ref_stadsdelsomraden, else to a code there (blank or unknown: none, city level only). The
+    case system cannot place a report in an SSPF area: there is no SSPF column. -#}
 
 with
 
@@ -18,9 +20,9 @@ clients as (
 
 ),
 
-districts as (
+stadsdelsomraden as (
 
-    select * from {{ ref('stg_reference__stadsdelar') }}
+    select * from {{ ref('stg_reference__stadsdelsomraden') }}
 
 ),
 
@@ -47,13 +49,14 @@ final as (
         cast(reports.inkom_datum + to_days({{ var_int('forhandsbedomning_days') }}) as date)
             as forhandsbedomning_deadline,
         reports.beslut,
-        districts.stadsdelsomrade_code,
-        nullif(trim(districts.sspf_omrade_code), '') as sspf_omrade_code
+        coalesce(by_name.stadsdelsomrade_code, by_code.stadsdelsomrade_code) as stadsdelsomrade_code
     from reports
     inner join clients
         on clients.klient_id = reports.klient_id
-    left join districts
-        on {{ district_key('districts.stadsdel_name') }} = {{ district_key('reports.stadsdel') }}
+    left join stadsdelsomraden as by_name
+        on {{ district_key('by_name.stadsdelsomrade_name') }} = {{ district_key('reports.stadsdel') }}
+    left join stadsdelsomraden as by_code
+        on {{ district_key('by_code.stadsdelsomrade_code') }} = {{ district_key('reports.stadsdel') }}
     where clients.is_linkable
 
 )

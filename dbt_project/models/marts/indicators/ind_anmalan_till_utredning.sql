@@ -21,7 +21,6 @@ decided_reports as (
         periods.period_start,
         reports_of_concern.report_key,
         reports_of_concern.stadsdelsomrade_code,
-        reports_of_concern.sspf_omrade_code,
         reports_of_concern.anmalare_kategori,
         reports_of_concern.beslut = 'Inleda utredning' as leads_to_investigation
     from reports_of_concern
@@ -37,7 +36,7 @@ final as (
 
     {{ indicator_cube(
         'decided_reports',
-        areas='district',
+        areas='handling',
         breakdowns=['anmalare'],
         counted='report_key',
         numerator_when='leads_to_investigation'

@@ -24,7 +24,6 @@ due_reports as (
         periods.period_start,
         reports_of_concern.report_key,
         reports_of_concern.stadsdelsomrade_code,
-        reports_of_concern.sspf_omrade_code,
         reports_of_concern.anmalare_kategori,
         coalesce(
             reports_of_concern.forhandsbedomning_datum
@@ -43,7 +42,7 @@ final as (
 
     {{ indicator_cube(
         'due_reports',
-        areas='district',
+        areas='handling',
         breakdowns=['anmalare'],
         counted='report_key',
         numerator_when='is_decided_in_time'

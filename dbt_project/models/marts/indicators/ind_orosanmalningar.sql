@@ -21,7 +21,6 @@ reports_in_period as (
         periods.period_start,
         reports_of_concern.report_key,
         reports_of_concern.stadsdelsomrade_code,
-        reports_of_concern.sspf_omrade_code,
         reports_of_concern.anmalare_kategori
     from reports_of_concern
     inner join periods
@@ -34,7 +33,7 @@ final as (
 
     {{ indicator_cube(
         'reports_in_period',
-        areas='district',
+        areas='handling',
         breakdowns=['anmalare'],
         counted='report_key'
     ) }}

@@ -21,7 +21,6 @@ closed_investigations as (
         periods.period_start,
         investigations.investigation_key,
         investigations.stadsdelsomrade_code,
-        investigations.sspf_omrade_code,
         investigations.avslutsdatum
             <= investigations.startdatum + to_months({{ var_int('investigation_months') }}) as is_closed_in_time
     from investigations
@@ -36,7 +35,7 @@ final as (
 
     {{ indicator_cube(
         'closed_investigations',
-        areas='district',
+        areas='handling',
         counted='investigation_key',
         numerator_when='is_closed_in_time'
     ) }}

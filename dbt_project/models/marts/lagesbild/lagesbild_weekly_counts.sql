@@ -1,7 +1,8 @@
 {#- The counts of the weekly lägesbild (INDICATOR_RULES.md "Weekly lägesbild") for W and the
     trailing weeks before it, per area (the city and each SSPF area), measure and category:
     - nya_orosanmalningar: reports about children received in the week (each report counts;
-      the population of the indicator orosanmalningar), by anmälare, district area;
+      the population of the indicator orosanmalningar), by anmälare, the city only: the case
+      system places a report in the stadsdelsområde that handles it, never in an SSPF area;
     - nya_unga_misstankta: distinct young suspects (< 18 on Brottsdatum) with a suspicion
       in the week (the population of unga_misstankta), by brottskategori (a person counts
       once per category), district area;
@@ -50,7 +51,7 @@ new_reports as (
         counted_weeks.week_offset,
         'nya_orosanmalningar' as measure,
         reports_of_concern.anmalare_kategori as category,
-        reports_of_concern.sspf_omrade_code,
+        cast(null as varchar) as sspf_omrade_code,
         reports_of_concern.report_key as unit_key
     from reports_of_concern
     inner join counted_weeks

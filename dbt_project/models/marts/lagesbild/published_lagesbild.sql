@@ -58,14 +58,17 @@ areas as (
 
 ),
 
+-- is_city_only: the case system places a report in the stadsdelsområde that handles it,
+-- never in an SSPF area, so new reports of concern have the city row only (no SSPF row,
+-- not even a 0: the report says the figure is not available at that level)
 measures as (
 
     select * from (values
-        (1, 'nya_orosanmalningar', 'Nya orosanmälningar'),
-        (2, 'nya_unga_misstankta', 'Nya unga misstänkta'),
-        (3, 'passerat_hog_franvaro', 'Elever som passerat gränsen för hög frånvaro'),
-        (4, 'rod_status', 'Indikatorer som blivit röda')
-    ) as measures (measure_order, measure, measure_name)
+        (1, 'nya_orosanmalningar', 'Nya orosanmälningar', true),
+        (2, 'nya_unga_misstankta', 'Nya unga misstänkta', false),
+        (3, 'passerat_hog_franvaro', 'Elever som passerat gränsen för hög frånvaro', false),
+        (4, 'rod_status', 'Indikatorer som blivit röda', false)
+    ) as measures (measure_order, measure, measure_name, is_city_only)
 
 ),
 
@@ -87,7 +90,7 @@ count_totals as (
 
 ),
 
--- the 'totalt' row of every area and count measure, also when it is 0
+-- the 'totalt' row of every area and count measure placed at its level, also when it is 0
 totalt_rows as (
 
     select
@@ -98,6 +101,7 @@ totalt_rows as (
     from areas
     cross join measures
     where measures.measure <> 'rod_status'
+        and (areas.area_level = 'stad' or not measures.is_city_only)
 
 ),
 

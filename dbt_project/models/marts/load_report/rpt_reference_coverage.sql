@@ -1,8 +1,10 @@
 {#- What the municipality's reference files do not cover (load report): school units that
     SS 12000 serves but ref_skolenheter does not map to an SSPF area (their pupils count in the
-    city and the school unit only), and district names (stadsdel) the case system or the police
-    write that ref_stadsdelar does not know (their records count in the city only). A value
-    that does not look like a name is not shown. Counts only. -#}
+    city and the school unit only), handling districts the case system writes (aktualisering.
+    stadsdel, a stadsdelsområde) that match no name or code of ref_stadsdelsomraden, or that
+    are blank (their matters count in the city only), and offence districts (Stadsdel) the
+    police write that ref_stadsdelar does not know (their records count in the city only). A
+    value that does not look like a name is not shown. Counts only. -#}
 
 with
 
@@ -30,9 +32,15 @@ districts as (
 
 ),
 
-reports as (
+stadsdelsomraden as (
 
-    select 'case_system' as source_system, stadsdel
+    select * from {{ ref('stg_reference__stadsdelsomraden') }}
+
+),
+
+matters as (
+
+    select {{ district_key('stadsdel') }} as stadsdel
     from {{ ref('stg_case_system__aktualisering') }}
 
 ),
@@ -63,30 +71,54 @@ unmapped_units as (
 
 ),
 
-district_values as (
-
-    select source_system, {{ district_key('stadsdel') }} as stadsdel from reports
-    union all
-    select source_system, {{ district_key('stadsdel') }} as stadsdel from police_events
-
-),
-
-unknown_districts as (
+-- the case system's handling district: a stadsdelsområde's name or code (as
+-- fct_reports_of_concern matches it); blank or unknown matters count in the city only
+unknown_handling_districts as (
 
     select
-        district_values.source_system,
-        'stadsdel_not_in_reference' as kind,
+        'case_system' as source_system,
         case
-            when regexp_matches(district_values.stadsdel, '[0-9]{4}')
-                or length(district_values.stadsdel) > 60 then '(oläsligt värde)'
-            else district_values.stadsdel
+            when matters.stadsdel is null then 'handling_district_blank'
+            else 'handling_district_not_in_reference'
+        end as kind,
+        case
+            when matters.stadsdel is null then '(tom)'
+            when regexp_matches(matters.stadsdel, '[0-9]{4}')
+                or length(matters.stadsdel) > 60 then '(oläsligt värde)'
+            else matters.stadsdel
         end as value,
         cast(null as varchar) as value_name,
         count(*) as records
-    from district_values
+    from matters
+    left join stadsdelsomraden as by_name
+        on {{ district_key('by_name.stadsdelsomrade_name') }} = matters.stadsdel
+    left join stadsdelsomraden as by_code
+        on {{ district_key('by_code.stadsdelsomrade_code') }} = matters.stadsdel
+    where by_name.stadsdelsomrade_code is null
+        and by_code.stadsdelsomrade_code is null
+    group by all
+
+),
+
+-- the police file's offence district: a name of ref_stadsdelar
+unknown_offence_districts as (
+
+    select
+        police_events.source_system,
+        'stadsdel_not_in_reference' as kind,
+        case
+            when regexp_matches(police_events.stadsdel, '[0-9]{4}')
+                or length(police_events.stadsdel) > 60 then '(oläsligt värde)'
+            else police_events.stadsdel
+        end as value,
+        cast(null as varchar) as value_name,
+        count(*) as records
+    from (
+        select source_system, {{ district_key('stadsdel') }} as stadsdel from police_events
+    ) as police_events
     left join districts
-        on {{ district_key('districts.stadsdel_name') }} = district_values.stadsdel
-    where district_values.stadsdel is not null
+        on {{ district_key('districts.stadsdel_name') }} = police_events.stadsdel
+    where police_events.stadsdel is not null
         and districts.stadsdel_name is null
     group by all
 
@@ -96,7 +128,9 @@ final as (
 
     select * from unmapped_units
     union all
-    select * from unknown_districts
+    select * from unknown_handling_districts
+    union all
+    select * from unknown_offence_districts
 
 )
 
