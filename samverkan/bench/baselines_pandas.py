@@ -72,9 +72,11 @@ def report_periods(params: dict[str, Any]) -> pd.DataFrame:
     for kind, (first, freq, length) in kinds.items():
         starts = pd.date_range(first, ref, freq=freq)
         ends = pd.DatetimeIndex([s + length - pd.Timedelta(days=1) for s in starts])
+        # a look-back ends at the period's last day, a running period's at the reference date
+        lookback_ends = [min(e, ref) for e in ends]
         frames.append(pd.DataFrame({
             "period_type": kind, "period_start": starts, "period_end": ends,
-            "trailing_window_start": [e - trailing for e in ends]}))
+            "lookback_end": lookback_ends, "trailing_window_start": [e - trailing for e in lookback_ends]}))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -346,10 +348,10 @@ class Pipeline:
     def hog_franvaro_med_orosanmalan(self) -> pd.DataFrame:
         high = self.pupil_periods()
         high = high[high["is_high"]]
-        pairs = high[["pnr12", "period_type", "period_start", "trailing_window_start", "period_end"]].merge(
+        pairs = high[["pnr12", "period_type", "period_start", "trailing_window_start", "lookback_end"]].merge(
             self.reports()[["pnr12", "inkom_datum"]], on="pnr12")
         hit = pairs[(pairs["inkom_datum"] > pairs["trailing_window_start"])
-                    & (pairs["inkom_datum"] <= pairs["period_end"])]
+                    & (pairs["inkom_datum"] <= pairs["lookback_end"])]
         flagged = hit[["pnr12", "period_type", "period_start"]].drop_duplicates().assign(has_report=True)
         units = high.merge(flagged, on=["pnr12", "period_type", "period_start"], how="left")
         units["has_report"] = units["has_report"].fillna(False).astype(bool)

@@ -78,7 +78,9 @@ def common_ctes(params: dict[str, Any]) -> str:
     periods as (
         select period_type, cast(ts as date) as period_start,
                cast(ts + len - interval 1 day as date) as period_end,
-               cast(cast(ts + len - interval 1 day as date) - to_months({trailing}) as date)
+               -- a look-back ends at the period's last day, a running period's at R
+               least(cast(ts + len - interval 1 day as date), {r}) as lookback_end,
+               cast(least(cast(ts + len - interval 1 day as date), {r}) - to_months({trailing}) as date)
                    as trailing_window_start
         from period_starts
     ),
@@ -150,7 +152,7 @@ def common_ctes(params: dict[str, Any]) -> str:
     ),
     enrolled as (
         select pe.*, periods.period_type, periods.period_start, periods.period_end,
-               periods.trailing_window_start
+               periods.lookback_end, periods.trailing_window_start
         from pupil_enrolments as pe
         inner join periods on pe.start_date <= periods.period_end
             and coalesce(pe.end_date, date '9999-12-31') >= periods.period_start
@@ -333,7 +335,7 @@ def indicator_sql(indicator: str, params: dict[str, Any]) -> str:
             select high.*, exists (
                 select 1 from live_reports as lr
                 where lr.pnr12 = high.pnr12 and lr.inkom_datum > high.trailing_window_start
-                    and lr.inkom_datum <= high.period_end) as has_report
+                    and lr.inkom_datum <= high.lookback_end) as has_report
             from high
         ),
         cells as (
