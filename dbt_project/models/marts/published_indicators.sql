@@ -113,7 +113,7 @@ final as (
         case when is_suppressed then 'primär' end as suppressed,
         cast(target as double) as target,
         status,
-        {{ var_string('data_version') }} as data_version
+        {{ data_version() }} as data_version
     from with_status
 
 )
