@@ -264,13 +264,13 @@ def dbt_docs_generate(paths: Paths, vars: Mapping[str, Any] | None = None,
 # ---------------------------------------------------------------------------------------------
 # The parse cache: one parse per project version
 
-def parse_cache_dir() -> Path:
+def parse_cache_dir() -> Path | None:
     """Where parsed projects are kept for new target directories: ``$SAMVERKAN_DBT_PARSE_CACHE``,
     else ``samverkan/dbt-parse`` in the user's cache folder (``$XDG_CACHE_HOME``, ``~/.cache``).
-    An empty ``SAMVERKAN_DBT_PARSE_CACHE`` turns the cache off."""
+    An empty ``SAMVERKAN_DBT_PARSE_CACHE`` turns the cache off (None)."""
     configured = os.environ.get(PARSE_CACHE_ENV)
     if configured is not None:
-        return Path(configured)
+        return Path(configured) if configured.strip() else None
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "samverkan" / "dbt-parse"
 
@@ -319,7 +319,7 @@ class _ParseSeed:
         self.cache: Path | None = None
         self.before: tuple[int, int] | None = None
         cache = parse_cache_dir()
-        if not str(cache):
+        if cache is None:
             return
         try:
             self.cache = cache / f"{parse_key(cli_vars, paths)}.msgpack"

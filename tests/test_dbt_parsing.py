@@ -135,3 +135,13 @@ def test_run_parameters_are_constants_on_the_connection() -> None:
         run_parameters_env({"reference_date": "20 mars"})
     outcome = transform.run_dbt(["build"], Paths(Path("/nonexistent")), {"reference_date": "x"})
     assert not outcome.success and outcome.failures[0].node == "run_parameters"
+
+
+def test_the_parse_cache_can_be_turned_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(transform.PARSE_CACHE_ENV, " ")
+    assert transform.parse_cache_dir() is None
+    monkeypatch.setenv(transform.PARSE_CACHE_ENV, str(tmp_path / "cache"))
+    assert transform.parse_cache_dir() == tmp_path / "cache"
+    monkeypatch.delenv(transform.PARSE_CACHE_ENV)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert transform.parse_cache_dir() == tmp_path / "xdg" / "samverkan" / "dbt-parse"
