@@ -145,3 +145,30 @@ def test_the_parse_cache_can_be_turned_off(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.delenv(transform.PARSE_CACHE_ENV)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert transform.parse_cache_dir() == tmp_path / "xdg" / "samverkan" / "dbt-parse"
+
+
+def test_no_view_reads_a_run_parameter(tmp_path: Path) -> None:
+    """A view keeps its SQL, and the run parameters are macros of dbt's connections only: a
+    model that reads one must be a table (materialised while dbt's connection has them)."""
+    import json
+
+    outcome = transform.dbt_parse(Paths(tmp_path / "home"), target_path=tmp_path / "target")
+    assert outcome.success, outcome.failures
+    manifest = json.loads((tmp_path / "target" / "manifest.json").read_text(encoding="utf-8"))
+    macros = manifest["macros"]
+    run_parameter = "macro.samverkan.run_parameter"
+
+    def reads_run_parameter(uid: str, seen: set[str]) -> bool:
+        if uid == run_parameter:
+            return True
+        if uid in seen or uid not in macros:
+            return False
+        seen.add(uid)
+        return any(reads_run_parameter(m, seen) for m in macros[uid]["depends_on"]["macros"])
+
+    readers = {n["name"]: n["config"]["materialized"] for n in manifest["nodes"].values()
+               if n["resource_type"] == "model"
+               and any(reads_run_parameter(m, set()) for m in n["depends_on"]["macros"])}
+    assert {"int_periods", "published_indicators", "stg_ss12000__batch_lesson_days",
+            "stg_ss12000__persons"} <= set(readers)
+    assert not {name for name, materialized in readers.items() if materialized == "view"}, readers
