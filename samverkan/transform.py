@@ -318,10 +318,10 @@ class _ParseSeed:
         self.file = target / PARTIAL_PARSE_FILE
         self.cache: Path | None = None
         self.before: tuple[int, int] | None = None
-        cache = parse_cache_dir()
-        if cache is None:
-            return
         try:
+            cache = parse_cache_dir()  # Path.home() raises without a home directory
+            if cache is None:
+                return
             self.cache = cache / f"{parse_key(cli_vars, paths)}.msgpack"
             if not self.file.exists() and self.cache.is_file():
                 seed = _with_profile_hash(self.cache.read_bytes(), _profile_hash())
