@@ -1,5 +1,5 @@
-"""dbt-duckdb plugin: the warehouse settings of the database, and the identity macros and the
-pseudonym key on every connection.
+"""dbt-duckdb plugin: the warehouse settings of the database, and the identity macros, the
+pseudonym key and the run parameters on every connection.
 
 Configured in ``dbt_project/profiles.yml`` as ``plugins: [{module: samverkan.dbt_plugin}]``.
 The key is read from the environment here, in Python, and bound as a parameter, so it never
@@ -12,6 +12,10 @@ with ``SET`` on every cursor: DuckDB refuses to switch the temp directory once i
 ``samverkan.transform.dbt_env`` puts them in the environment; without them (dbt started by
 hand) they come from the ``[warehouse]`` configuration of the restricted warehouse's data
 directory.
+
+The run parameters (reference date, data version, attendance logic fingerprint:
+:mod:`samverkan.run_parameters`) are read from the environment of the invocation when the
+plugin starts and defined as DuckDB macros beside the identity macros.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Any
 from dbt.adapters.duckdb.plugins import BasePlugin
 
 from samverkan.pseudonymisation import install_identity_functions, key_configured, load_key
+from samverkan.run_parameters import run_parameter_macros_sql
 
 
 class Plugin(BasePlugin):
@@ -31,16 +36,19 @@ class Plugin(BasePlugin):
         self._key = load_key() if key_configured() else None
         if self._key is None and plugin_config.get("require_key", True):
             load_key()  # raises PseudonymKeyError with the reason
+        self._run_parameters = run_parameter_macros_sql(os.environ)
 
     def update_connection_config(self, creds: Any, config: dict[str, Any]) -> None:
         config.update(duckdb_config(os.environ))
 
     def configure_connection(self, conn: Any) -> None:
         install_identity_functions(conn, self._key)
+        conn.execute(self._run_parameters)
 
     def configure_cursor(self, cursor: Any) -> Any:
         # Variables and temp macros are per connection: each cursor needs its own.
         install_identity_functions(cursor, self._key)
+        cursor.execute(self._run_parameters)
         return cursor
 
 

@@ -13,9 +13,11 @@ value (an identifier in a database error, a unit-test diff) leaves dbt through t
 from __future__ import annotations
 
 import contextvars
+import hashlib
 import json
 import os
 import re
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -31,6 +33,7 @@ from samverkan.config import paths as configured_paths
 from samverkan.locks import WarehouseBusy, connect_warehouse, ensure_writable
 from samverkan.progress import progress
 from samverkan.pseudonymisation import PseudonymKeyError, load_key
+from samverkan.run_parameters import RunParameterError, run_parameters_env, split_vars
 
 PROGRESS_EVERY_NODES = 100
 MAX_REPORTED_FAILURES = 20
@@ -44,6 +47,15 @@ _QUOTED = re.compile(r"'[^']*'")
 _LONG_NUMBER = re.compile(r"\d{6,}")
 _MAX_MESSAGE_LINES = 3
 _MAX_MESSAGE_CHARS = 500
+
+# dbt's parsed project in a target directory (partial parsing), and the shared cache of them
+PARTIAL_PARSE_FILE = "partial_parse.msgpack"
+PARSE_CACHE_ENV = "SAMVERKAN_DBT_PARSE_CACHE"
+PARSE_CACHE_KEEP = 16
+PROFILE_NAME = "samverkan"  # profiles.yml, dbt_project.yml
+# What dbt parses: the project's files (dbt_project.yml names these paths) and the profile
+_PARSED_PATHS = ("models", "macros", "tests", "analyses", "seeds", "snapshots")
+_PARSED_FILES = ("dbt_project.yml", "profiles.yml")
 
 
 @dataclass(frozen=True)
@@ -143,11 +155,23 @@ def run_dbt(
     Adds ``--project-dir``, ``--profiles-dir``, ``--log-path`` (``paths.logs / 'dbt'``),
     ``--target-path`` (default ``paths.dbt_target``, per data directory) and ``--vars``. Leaves no DuckDB
     connection open: another process can open the warehouse files as soon as this returns.
+
+    The per-run values in ``vars`` (``reference_date``, ``data_version``,
+    ``attendance_logic_fingerprint``: :mod:`samverkan.run_parameters`) reach the models through
+    the connection, not ``--vars``, so that dbt reuses its parsed project from one run to the
+    next (partial parsing); a target directory without one is seeded from the parse cache
+    (:func:`parse_cache_dir`) when the same project was parsed with the same vars before.
     """
     from dbt.cli.main import dbtRunner
 
     command = " ".join(takewhile(lambda a: not a.startswith("-"), args)) or "dbt"
     started = time.monotonic()
+    cli_vars, run_parameters = split_vars(vars or {})
+    try:
+        parameters_env = run_parameters_env(run_parameters)
+    except RunParameterError as exc:
+        return DbtOutcome(command, False, [DbtFailure("run_parameters", "configuration", "error", str(exc))],
+                          elapsed_seconds=time.monotonic() - started)
     if command != "parse":
         try:
             load_key()
@@ -175,14 +199,18 @@ def run_dbt(
         "--log-level-file", "debug",
         "--target-path", str(target_path or paths.dbt_target),
     ]
-    if vars:
-        cli_args += ["--vars", json.dumps(_plain_vars(vars))]
+    plain_vars = _plain_vars(cli_vars)
+    if plain_vars:
+        cli_args += ["--vars", json.dumps(plain_vars)]
 
-    with _DBT_LOCK, _environment(dbt_env(paths)):
+    target = target_path or paths.dbt_target
+    with _DBT_LOCK, _environment({**dbt_env(paths), **parameters_env}):
+        seed = _ParseSeed(target, paths, plain_vars)
         try:
             result = dbtRunner(callbacks=[_NodeProgress(command)]).invoke(cli_args)
         finally:
             _close_connections()
+            seed.keep()
     return _outcome(command, result, time.monotonic() - started)
 
 
@@ -231,6 +259,153 @@ def dbt_docs_generate(paths: Paths, vars: Mapping[str, Any] | None = None,
         if ((target_path or paths.dbt_target) / "manifest.json").exists():
             args.append("--no-compile")  # the build just compiled every model into this target
     return run_dbt(args, paths, vars, target_path)
+
+
+# ---------------------------------------------------------------------------------------------
+# The parse cache: one parse per project version
+
+def parse_cache_dir() -> Path | None:
+    """Where parsed projects are kept for new target directories: ``$SAMVERKAN_DBT_PARSE_CACHE``,
+    else ``samverkan/dbt-parse`` in the user's cache folder (``$XDG_CACHE_HOME``, ``~/.cache``).
+    An empty ``SAMVERKAN_DBT_PARSE_CACHE`` turns the cache off (None)."""
+    configured = os.environ.get(PARSE_CACHE_ENV)
+    if configured is not None:
+        return Path(configured) if configured.strip() else None
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "samverkan" / "dbt-parse"
+
+
+def parse_key(cli_vars: Mapping[str, Any], paths: Paths) -> str:
+    """What a parse of the project depends on: the project's files and location, the vars, the
+    database names the profile gives (the warehouse files' names) and the dbt versions. Equal
+    keys give the same parse, whatever the data directory."""
+    from importlib import metadata
+
+    digest = hashlib.sha256()
+    digest.update(str(DBT_PROJECT_DIR.resolve()).encode())
+    digest.update(json.dumps(cli_vars, sort_keys=True).encode())
+    digest.update(f"{paths.restricted_db.name}|{paths.analytics_db.name}".encode())
+    for package in ("dbt-core", "dbt-duckdb"):
+        digest.update(f"{package}={metadata.version(package)}".encode())
+    files = [DBT_PROJECT_DIR / name for name in _PARSED_FILES]
+    for sub in _PARSED_PATHS:
+        root = DBT_PROJECT_DIR / sub
+        if root.is_dir():
+            files += sorted(p for p in root.rglob("*") if p.is_file())
+    for path in files:
+        digest.update(str(path.relative_to(DBT_PROJECT_DIR)).encode() + b"\0")
+        digest.update(path.read_bytes() if path.is_file() else b"")
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+class _ParseSeed:
+    """dbt keeps its parsed project in the target directory (``partial_parse.msgpack``) and
+    reuses it when the vars, the profile's connection settings, ``dbt_project.yml`` and the dbt
+    version are unchanged, re-parsing only the files whose checksum changed. A new data
+    directory has no parse yet: it gets the one the cache holds for the same key
+    (:func:`parse_key`), and after the invocation a parse dbt wrote is kept in the cache for the
+    next one. dbt checks a seeded parse like its own, file by file.
+
+    The profile's connection settings differ between data directories in the warehouse paths
+    alone (``profiles.yml``, part of the key, reads no other environment variable), which the
+    parse does not read: the database names it does use are part of the key. So the seed is
+    given this data directory's profile hash (:func:`_profile_hash`, computed by dbt's own
+    profile code) in place of the one it was parsed with. Best effort: a cache that cannot be
+    read or written, or a seed dbt does not accept, costs a full parse and nothing else."""
+
+    def __init__(self, target: Path, paths: Paths, cli_vars: Mapping[str, Any]) -> None:
+        self.file = target / PARTIAL_PARSE_FILE
+        self.cache: Path | None = None
+        self.before: tuple[int, int] | None = None
+        try:
+            cache = parse_cache_dir()  # Path.home() raises without a home directory
+            if cache is None:
+                return
+            self.cache = cache / f"{parse_key(cli_vars, paths)}.msgpack"
+            if not self.file.exists() and self.cache.is_file():
+                seed = _with_profile_hash(self.cache.read_bytes(), _profile_hash())
+                target.mkdir(parents=True, exist_ok=True)
+                _write_atomically(self.file, seed)
+            self.before = _signature(self.file)
+        except Exception:  # noqa: BLE001 - best effort: dbt parses from scratch
+            self.cache = None
+
+    def keep(self) -> None:
+        """Put the target's parse into the cache when dbt wrote a new one (it does not rewrite
+        a parse it reused unchanged, nor write one when parsing failed)."""
+        if self.cache is None:
+            return
+        try:
+            after = _signature(self.file)
+            if after is None or after == self.before:
+                return
+            self.cache.parent.mkdir(parents=True, exist_ok=True)
+            _write_atomically(self.cache, self.file.read_bytes())
+            _prune(self.cache.parent)
+        except OSError:
+            pass
+
+
+def _profile_hash() -> str:
+    """The profile hash dbt computes for its partial-parse check (``ManifestLoader.
+    build_manifest_state_check``: the sorted connection settings) for the profile as the
+    current environment renders it. dbt's own profile code renders it; the flags and the
+    invocation context it needs are set again by the next dbt invocation."""
+    import pprint
+    from argparse import Namespace
+
+    from dbt.artifacts.resources.base import FileHash
+    from dbt.config.profile import Profile, read_profile
+    from dbt.config.renderer import ProfileRenderer
+    from dbt.flags import set_from_args
+    from dbt_common.context import set_invocation_context
+
+    set_invocation_context(os.environ)
+    set_from_args(Namespace(profiles_dir=str(DBT_PROJECT_DIR), project_dir=str(DBT_PROJECT_DIR)), None)
+    profile = Profile.from_raw_profiles(read_profile(str(DBT_PROJECT_DIR)), PROFILE_NAME,
+                                        ProfileRenderer({}))
+    connection = sorted(profile.credentials.connection_info())
+    return FileHash.from_contents(pprint.pformat(connection)).checksum
+
+
+def _with_profile_hash(parsed: bytes, profile_hash: str) -> bytes:
+    """A parsed project (dbt's msgpack) with another profile hash in its state check."""
+    import msgpack  # dbt's own serialisation (dbt-core requires mashumaro[msgpack])
+
+    manifest = msgpack.unpackb(parsed, strict_map_key=False)
+    manifest["state_check"]["profile_hash"]["checksum"] = profile_hash
+    return msgpack.packb(manifest)
+
+
+def _signature(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
+def _write_atomically(destination: Path, data: bytes) -> None:
+    """Write through a temporary file beside the destination, renamed in one step: a concurrent
+    reader sees the old file or the new one, never half of one."""
+    fd, tmp = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, destination)
+    except BaseException:
+        with suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _prune(cache: Path) -> None:
+    """Keep the PARSE_CACHE_KEEP newest parses."""
+    entries = sorted(cache.glob("*.msgpack"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in entries[PARSE_CACHE_KEEP:]:
+        with suppress(OSError):
+            old.unlink()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,18 +1,48 @@
-{#- Run parameters. Every model reads the reference date through reference_date(), so the
-    default (today in Europe/Stockholm) and its validation live in one place. -#}
+{#- Run parameters. The values that change from run to run (the reference date, the data
+    version, the attendance logic fingerprint) come from the connection: the pipeline does not
+    pass them as vars, so a new value does not make dbt parse the project again; the plugin
+    (samverkan/dbt_plugin.py, samverkan/run_parameters.py) defines each as a DuckDB macro
+    samverkan_run_<name>(), a constant once DuckDB binds the query. A var of the same name (dbt
+    run by hand with --vars, a unit test's overrides) wins and is rendered as a literal. Every
+    model reads them through these macros. -#}
 
-{% macro reference_date_iso() -%}
-    {%- set today = run_started_at.astimezone(modules.pytz.timezone('Europe/Stockholm')).strftime('%Y-%m-%d') -%}
-    {%- set value = var('reference_date', today) | string | trim -%}
+{#- A run parameter as SQL: the var's literal when one is set, else the connection's macro.
+    `literal` renders the var's value (sql_string, or reference_date_literal). -#}
+{% macro run_parameter(name, literal='sql_string') -%}
+    {%- set value = var(name, none) -%}
+    {%- if value is none -%}
+        samverkan_run_{{ name }}()
+    {%- elif literal == 'date' -%}
+        {{ reference_date_literal(value) }}
+    {%- else -%}
+        {{ sql_string(value) }}
+    {%- endif -%}
+{%- endmacro %}
+
+{#- A date var as a SQL date literal, checked to be an ISO date. -#}
+{% macro reference_date_literal(value) -%}
+    {%- set value = value | string | trim -%}
     {%- if not modules.re.match('^[0-9]{4}-[0-9]{2}-[0-9]{2}$', value) -%}
         {{ exceptions.raise_compiler_error("var('reference_date') must be an ISO date (YYYY-MM-DD), got '" ~ value ~ "'") }}
     {%- endif -%}
-    {{- value -}}
+    date '{{ value }}'
 {%- endmacro %}
 
-{#- The data date R as a SQL date literal: nothing dated after R counts. -#}
+{#- The data date R as a SQL date: nothing dated after R counts. Default today in
+    Europe/Stockholm. -#}
 {% macro reference_date() -%}
-    date '{{ reference_date_iso() }}'
+    {{ run_parameter('reference_date', 'date') }}
+{%- endmacro %}
+
+{#- The publication version of the build as a SQL string (default 'dev'). -#}
+{% macro data_version() -%}
+    {{ run_parameter('data_version') }}
+{%- endmacro %}
+
+{#- The fingerprint of the attendance chain's logic (samverkan/incremental.py) as a SQL string
+    (default ''). -#}
+{% macro attendance_logic_fingerprint() -%}
+    {{ run_parameter('attendance_logic_fingerprint') }}
 {%- endmacro %}
 
 {#- First day of the report window: the first day of the month of R minus

@@ -131,7 +131,7 @@ final as (
         status,
         is_running,
         coverage,
-        {{ var_string('data_version') }} as data_version
+        {{ data_version() }} as data_version
     from with_status
 
 )

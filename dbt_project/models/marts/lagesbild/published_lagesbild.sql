@@ -224,7 +224,7 @@ final as (
         lagesbild_rows.trailing_average,
         lagesbild_rows.suppressed,
         lagesbild_rows.trailing_average_suppressed,
-        {{ var_string('data_version') }} as data_version
+        {{ data_version() }} as data_version
     from lagesbild_rows
     cross join lagesbild_week
     inner join areas

@@ -87,7 +87,7 @@ final as (
         touched_days.lesson_date,
         {{ 'false' if is_incremental() else 'true' }} as rebuilds_all_days,
         false as is_built,
-        {{ sql_string(var('attendance_logic_fingerprint', '')) }} as logic_fingerprint
+        {{ attendance_logic_fingerprint() }} as logic_fingerprint
     from new_batches
     left join touched_days
         on touched_days.batch_id = new_batches.batch_id
