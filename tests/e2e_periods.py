@@ -169,14 +169,14 @@ def test_manifest_data_coverage_equals_the_sources_real_dates(demo_world, world_
 def test_report_leads_with_the_last_complete_month_and_shows_where_data_starts(demo_world,
                                                                                 period_cells):
     """The demo report: the city overview leads with May 2026 (the last complete month) and
-    its status; June is beside it, "löpande t.o.m. 2026-06-12", without status or arrow;
+    its status; June is beside it, "löpande t.o.m. 12 juni 2026", without status or arrow;
     the data coverage section lists each source's first and last date; kanda_av_flera's chart
     draws no line through its marked months."""
     from htmldom import parse
 
     doc = parse((demo_world.paths.current_publication / "report.html").read_text(encoding="utf-8"))
     city = doc.one("details.overview-area[data-area=0180]")
-    assert city.select("thead th")[-1].clean_text == "juni 2026 löpande t.o.m. 2026-06-12"
+    assert city.select("thead th")[-1].clean_text == "juni 2026 löpande t.o.m. 12 juni 2026"
     rates = _totals(period_cells, "rapporteringsgrad", "manad").loc[("stad", "0180")]
     june = set(period_cells.loc[(period_cells["period_type"] == "manad")
                                 & (period_cells["period_start"] == JUN), "indicator_id"])
@@ -196,7 +196,7 @@ def test_report_leads_with_the_last_complete_month_and_shows_where_data_starts(d
     table = doc.one("table.data-coverage")
     rows = {tr.one("th").clean_text: [td.clean_text for td in tr.select("td")]
             for tr in table.select("tbody tr")}
-    assert rows["SS 12000 (skolor)"] == ["2026-01-12", "2026-06-12"]
+    assert rows["Skolornas elev- och närvarouppgifter"] == ["12 januari 2026", "12 juni 2026"]
     chart = doc.one("section#ind-kanda_av_flera svg.trend[data-period=manad]")
     assert chart.select("circle.point.coverage") and not chart.select("polyline")
     assert doc.one("section#ind-kanda_av_flera p.chart-note")

@@ -41,7 +41,8 @@ SUPPRESSED_WORDS = {"primär": "skyddad (primär)", "sekundär": "skyddad (sekun
 # Codes of the published table that must not show up as a cell of the workbook.
 CODE_CELLS = {*PERIOD_WORDS, *LEVEL_WORDS, *BREAKDOWN_WORDS, *UNIT_WORDS, *SUPPRESSED_WORDS}
 SNAKE_CASE = re.compile(r"\b[a-z0-9]+_[a-z0-9_]+\b")
-ASCII_CODES = re.compile(r"\b(manad|stadsdelsomrade|sspf_omrade|arskurs|anmalare|brottskategori)\b")
+# codes written without å/ä/ö ("brottskategori" is also the Swedish word, so it is not here)
+ASCII_CODES = re.compile(r"\b(manad|stadsdelsomrade|sspf_omrade|arskurs|anmalare)\b")
 FORBIDDEN = set('[]:*?/\\')
 MIN_CONTRAST = 4.5
 
