@@ -37,7 +37,6 @@ from samverkan.report import (
     GROUPS,
     LAGESBILD_MEASURES,
     LEVEL_ORDER,
-    LOCAL_TZ,
     PERIOD_ORDER,
     PERIOD_TYPES,
     SUPPRESSED_MARK,
@@ -49,6 +48,7 @@ from samverkan.report import (
     _read_rows,
     breakdown_value_label,
     direction_text,
+    format_version,
     indicator_info,
     period_label,
     read_target_rules,
@@ -118,19 +118,17 @@ TITLE_HEIGHT = 24.0
 PAPER_A4 = "9"  # the paperSize code of A4 (ECMA-376)
 
 
+def _running(row: Row, reference_date: dt.date | None) -> bool:
+    """The published ``is_running`` column; a table without it: derived from the dates."""
+    if row.get("is_running") is not None:
+        return bool(row["is_running"])
+    return is_running_period(row["period_end"], reference_date)
+
+
 def is_running_period(period_end: dt.date, reference_date: dt.date | None) -> bool:
     """A period that has not ended at the reference date is running ("löpande"): its figures
     cover only the days up to the reference date."""
     return reference_date is not None and period_end > reference_date
-
-
-def version_label(version: str) -> str:
-    """A publication version (``20260612T060000Z``, UTC) as Swedish local date and time."""
-    try:
-        moment = dt.datetime.strptime(version, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
-    except ValueError:
-        return version
-    return moment.astimezone(LOCAL_TZ).strftime("%Y-%m-%d kl. %H:%M")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -159,7 +157,7 @@ def swedish_row(row: Row, reference_date: dt.date | None) -> list[Any]:
         period_label(row["period_type"], row["period_start"]),
         row["period_start"],
         row["period_end"],
-        YES if is_running_period(row["period_end"], reference_date) else NO,
+        YES if _running(row, reference_date) else NO,
         AREA_LEVELS.get(row["area_level"], row["area_level"]),
         row["area_code"],
         row["area_name"],
@@ -401,7 +399,7 @@ def _about_sheet(wb: Any, *, styles: _Styles, version: str, reference_date: dt.d
 
     append(["Samverkan – gemensamma indikatorer för skola, socialtjänst och polis"], title=True)
     append([])
-    line("Version", f"{version_label(version)} (svensk tid)" if version else "")
+    line("Version", f"{format_version(version)} (svensk tid)" if version else "")
     line("Referensdag", (f"{reference_date.isoformat()}: uppgifterna avser tiden till och med denna dag"
                          if reference_date else ""))
     line("Antal rader", f"{n_rows:,}".replace(",", "\u00a0"))

@@ -240,19 +240,17 @@ def test_demo_workbook_and_indikatorer_csv_work_in_swedish_excel(demo, tmp_path)
     """The demo's indicators.xlsx read back with openpyxl (Swedish sheet names, one Excel table
     per sheet over every row, Swedish words, period labels, Löpande, status colours, the
     Lägesbild and Om sheets), opened by LibreOffice, and indikatorer.csv against indicators.csv."""
-    from zoneinfo import ZoneInfo
 
     import pyarrow.parquet as pq
     import workbook_checks as wc
 
-    from samverkan.report import CATALOGUE_ORDER
+    from samverkan.report import CATALOGUE_ORDER, format_version
     from samverkan.workbook import SHORT_SHEET_NAMES
 
     current = demo.paths.current_publication
     manifest = json.loads((current / "manifest.json").read_text(encoding="utf-8"))
     reference_date = dt.date.fromisoformat(manifest["reference_date"])
-    version = dt.datetime.strptime(manifest["version"], "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
-    version_text = version.astimezone(ZoneInfo("Europe/Stockholm")).strftime("%Y-%m-%d kl. %H:%M")
+    version_text = format_version(manifest["version"])  # as the report shows it
     rows = pq.read_table(current / "indicators.parquet").to_pylist()
     lagesbild = pq.read_table(current / "lagesbild.parquet").to_pylist()
     names = {r["indicator_id"]: r["indicator_name"] for r in rows}

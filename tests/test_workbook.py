@@ -17,12 +17,12 @@ import report_data as rd
 import workbook_checks as wc
 from openpyxl import load_workbook
 
+from samverkan.report import format_version
 from samverkan.workbook import (
     SHORT_SHEET_NAMES,
     is_running_period,
     sheet_names,
     swedish_number,
-    version_label,
     write_indicator_workbook,
     write_swedish_csv,
 )
@@ -38,7 +38,7 @@ EXPECTED_SHEETS = {
     "kanda_av_flera": "Kända av flera verksamheter",
     "sst_effekt": "Förbättrad närvaro efter SST",
 }
-VERSION_TEXT = "2026-06-12 kl. 08:00"  # rd.VERSION (06:00 UTC) in Swedish summer time
+VERSION_TEXT = "12 juni 2026 kl.\u00a008.00"  # rd.VERSION (06:00 UTC) in Swedish summer time
 
 
 @pytest.fixture(scope="module")
@@ -125,10 +125,11 @@ def test_swedish_number_is_exact_with_a_decimal_comma():
     assert swedish_number(3.0) == "3" and swedish_number(1250) == "1250" and swedish_number(None) == ""
 
 
-def test_version_label():
-    assert version_label("20260612T060000Z") == "2026-06-12 kl. 08:00"
-    assert version_label("20261206T062404Z") == "2026-12-06 kl. 07:24"  # winter time
-    assert version_label("something else") == "something else"
+def test_version_on_the_about_sheet_reads_as_in_the_report():
+    """The workbook shows the version as the report does: local date and time in Swedish."""
+    assert format_version("20260612T060000Z") == "12 juni 2026 kl.\u00a008.00"
+    assert format_version("20261206T062404Z") == "6 december 2026 kl.\u00a007.24"  # winter time
+    assert format_version("something else") == "something else"
 
 
 def test_sheet_names_fit_excel_and_stay_unique():
