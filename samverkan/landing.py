@@ -15,6 +15,7 @@ import os
 import re
 import secrets
 import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
@@ -23,6 +24,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 MANIFEST = "manifest.json"
@@ -151,16 +153,68 @@ def spool_connection(temp_directory: Path) -> Iterator[duckdb.DuckDBPyConnection
         conn.close()
 
 
+SORT_RUN_ROWS = 100_000  # texts sorted in memory at a time by sorted_texts (one run)
+RUN_GROUP_ROWS = 2_048  # a run's row group: what the merge holds of each run
+
+
+def _row_group_texts(path: Path, column: str) -> Iterator[pa.Array]:
+    """The column of a Parquet file, one row group at a time (pyarrow's ``iter_batches`` reads
+    ahead: about 0.8 GiB for 2.4 M texts of 700 bytes, against 0.15 GiB this way)."""
+    source = pq.ParquetFile(path, pre_buffer=False)
+    for group in range(source.num_row_groups):
+        texts = source.read_row_group(group, columns=[column], use_threads=False).column(0)
+        if texts.null_count:
+            raise ValueError("sorted_texts: null text")
+        yield texts.combine_chunks()
+
+
 def sorted_texts(conn: duckdb.DuckDBPyConnection, path: Path, column: str,
                  batch_rows: int = 8192) -> Iterator[pa.Array]:
     """The text column ``column`` of the Parquet file ``path`` sorted by its UTF-8 bytes (the
-    order of Arrow's and Python's sort), in arrays of ``batch_rows``, sorted by DuckDB on
-    ``conn`` (a :func:`spool_connection`: an external sort within its memory limit)."""
-    quoted = column.replace('"', '""')
-    reader = conn.execute(f'select "{quoted}" from read_parquet(?) order by 1',
-                          [str(path)]).to_arrow_reader(batch_rows)
-    for batch in reader:
-        yield batch.column(0)
+    order of Arrow's and Python's sort), in arrays of at most ``batch_rows``.
+
+    An external merge sort in bounded memory: runs of about :data:`SORT_RUN_ROWS` texts are
+    sorted by Arrow and written to Parquet in ``conn``'s temp directory (a
+    :func:`spool_connection`'s spool directory), then merged, a row group of each run at a
+    time. DuckDB's own ``order by`` does not spill long texts well: a Stockholm-sized first
+    SS 12000 pull ran out of the spool connection's memory in it."""
+    import heapq
+
+    temp = conn.execute("select current_setting('temp_directory')").fetchone()[0] or path.parent
+    runs_dir = Path(tempfile.mkdtemp(prefix="sort-", dir=temp))
+    try:
+        runs: list[Path] = []
+        pending: list[pa.Array] = []
+
+        def write_run() -> None:
+            texts = pa.concat_arrays(pending)
+            run = runs_dir / f"run-{len(runs):05d}.parquet"
+            pq.write_table(pa.table({"t": texts.take(pc.sort_indices(texts))}), run,
+                           row_group_size=RUN_GROUP_ROWS)
+            runs.append(run)
+            pending.clear()
+
+        for texts in _row_group_texts(path, column):
+            pending.append(texts)
+            if sum(len(t) for t in pending) >= SORT_RUN_ROWS:
+                write_run()
+        if pending:
+            write_run()
+
+        def values(run: Path) -> Iterator[str]:
+            for texts in _row_group_texts(run, "t"):
+                yield from texts.to_pylist()
+
+        chunk: list[str] = []
+        for text in heapq.merge(*(values(run) for run in runs)):
+            chunk.append(text)
+            if len(chunk) == batch_rows:
+                yield pa.array(chunk, pa.large_string())
+                chunk = []
+        if chunk:
+            yield pa.array(chunk, pa.large_string())
+    finally:
+        shutil.rmtree(runs_dir, ignore_errors=True)
 
 
 @dataclass(frozen=True)

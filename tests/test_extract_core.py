@@ -142,3 +142,42 @@ def test_counts_that_do_not_add_up_are_refused(setup, monkeypatch):
         assert conn.execute("select count(*) from load_meta.watermarks").fetchone()[0] == 0
     finally:
         conn.close()
+
+
+@pytest.mark.parametrize("run_rows", [1_000_000, 7, 1])
+def test_sorted_texts_is_an_external_sort_in_byte_order(tmp_path, monkeypatch, run_rows):
+    """sorted_texts gives the texts in UTF-8 byte order (Python's order), in batches, whether
+    they fit one run or need many runs merged (runs of 7 or 1 texts here, row groups of 3); the
+    runs live in the connection's temp directory and are gone afterwards."""
+    import random
+
+    import pyarrow.parquet as pq
+
+    from samverkan import landing
+
+    monkeypatch.setattr(landing, "SORT_RUN_ROWS", run_rows)
+    monkeypatch.setattr(landing, "RUN_GROUP_ROWS", 3)
+    rng = random.Random(run_rows)
+    alphabet = "aAzZ09 åäöÅÄÖé€😀{}\":,"
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12))) for _ in range(200)]
+    texts += texts[:20]  # duplicates
+    path = tmp_path / "spool.parquet"
+    pq.write_table(pa.table({"record": texts}), path, row_group_size=11)
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    with landing.spool_connection(spill) as conn:
+        parts = list(landing.sorted_texts(conn, path, "record", batch_rows=16))
+    assert all(0 < len(p) <= 16 for p in parts)
+    assert [t for p in parts for t in p.to_pylist()] == sorted(texts)
+    assert not any(spill.iterdir())
+
+
+def test_sorted_texts_refuses_a_null_text(tmp_path):
+    import pyarrow.parquet as pq
+
+    from samverkan import landing
+
+    path = tmp_path / "spool.parquet"
+    pq.write_table(pa.table({"record": ["b", None, "a"]}), path)
+    with landing.spool_connection(tmp_path) as conn, pytest.raises(ValueError, match="null text"):
+        list(landing.sorted_texts(conn, path, "record"))

@@ -403,9 +403,9 @@ def checksum_of_row_texts(chunks: Sequence[pa.Array], slice_rows: int = 200_000)
 
 def checksum_of_spooled_row_texts(path: Path, temp_directory: Path, slice_rows: int = 100_000) -> str:
     """:func:`checksum_of_row_texts` of the row texts in a Parquet file (column ``t``), sorted
-    by DuckDB within :data:`~samverkan.landing.SPOOL_MEMORY_LIMIT` (spilling into
-    ``temp_directory``), so memory does not grow with the view. DuckDB compares text by its
-    UTF-8 bytes, as Arrow does."""
+    by :func:`samverkan.landing.sorted_texts` (an external merge sort whose runs go to
+    ``temp_directory``), so memory does not grow with the view. The order is the texts' UTF-8
+    bytes, as in :func:`checksum_of_row_texts`."""
     with spool_connection(temp_directory) as conn:
         return _hash_sorted_texts(sorted_texts(conn, path, "t", slice_rows))
 

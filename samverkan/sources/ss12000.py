@@ -177,8 +177,8 @@ def records_checksum(texts: Iterable[str] | pa.Array | pa.ChunkedArray) -> str:
 
 def spooled_records_checksum(conn: duckdb.DuckDBPyConnection, path: Path, column: str = "record") -> str:
     """:func:`records_checksum` of the texts in column ``column`` of a spooled Parquet file,
-    sorted by DuckDB on ``conn`` (:func:`samverkan.landing.spool_connection`: within its memory
-    limit, spilling into the spool directory), so memory does not grow with the pull."""
+    sorted by :func:`samverkan.landing.sorted_texts` (an external merge sort whose runs go to
+    ``conn``'s spool directory), so memory does not grow with the pull."""
     return _sorted_texts_digest(sorted_texts(conn, path, column))
 
 
