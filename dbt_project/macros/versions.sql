@@ -98,3 +98,12 @@
     {%- endset -%}
     {{ newest_live_rows(source('case_system', table), table ~ '_id', 'andrad_tid', weeded) }}
 {%- endmacro %}
+
+{#- A district name as the load report shows it: a value that could carry an identifier (four
+    digits in a row) or is too long to be a name is shown as '(oläsligt värde)'. -#}
+{% macro readable_district(column) -%}
+    case
+        when regexp_matches({{ column }}, '[0-9]{4}') or length({{ column }}) > 60 then '(oläsligt värde)'
+        else {{ column }}
+    end
+{%- endmacro %}

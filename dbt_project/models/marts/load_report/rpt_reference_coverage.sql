@@ -83,9 +83,7 @@ unknown_handling_districts as (
         end as kind,
         case
             when matters.stadsdel is null then '(tom)'
-            when regexp_matches(matters.stadsdel, '[0-9]{4}')
-                or length(matters.stadsdel) > 60 then '(oläsligt värde)'
-            else matters.stadsdel
+            else {{ readable_district('matters.stadsdel') }}
         end as value,
         cast(null as varchar) as value_name,
         count(*) as records
@@ -106,11 +104,7 @@ unknown_offence_districts as (
     select
         police_events.source_system,
         'stadsdel_not_in_reference' as kind,
-        case
-            when regexp_matches(police_events.stadsdel, '[0-9]{4}')
-                or length(police_events.stadsdel) > 60 then '(oläsligt värde)'
-            else police_events.stadsdel
-        end as value,
+        {{ readable_district('police_events.stadsdel') }} as value,
         cast(null as varchar) as value_name,
         count(*) as records
     from (
