@@ -132,9 +132,9 @@ def _night(settings: Any, until: dt.date | None) -> list[Any]:
 
 
 def _build_chain(settings: Any, ref: dt.date) -> float:
-    """The night's build of the attendance chain only (the models up to
-    int_pupil_attendance_days, with their data tests), as steps.transform runs it: the same
-    vars and logic fingerprint. The nights before the last need nothing more."""
+    """The night's build of the attendance chain only (the models up to fct_pupil_periods,
+    whose post-hook marks the batches built, with their data tests), as steps.transform runs
+    it: the same vars and logic fingerprint. The nights before the last need nothing more."""
     import time
 
     from samverkan import steps
@@ -145,7 +145,7 @@ def _build_chain(settings: Any, ref: dt.date) -> float:
     assert rebuild_reason(settings.paths) is None
     outcome = dbt_build(settings.paths, {**steps.dbt_vars(settings, "night", ref),
                                          FINGERPRINT_VAR: logic_fingerprint()},
-                        extra_args=("--select", "+int_pupil_attendance_days",
+                        extra_args=("--select", "+fct_pupil_periods",
                                     "--indirect-selection", "cautious",
                                     *steps.PIPELINE_DBT_ARGS))
     assert outcome.success, outcome.failures

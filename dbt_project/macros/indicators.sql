@@ -89,11 +89,17 @@
                         'andel' of sums: columns summed per cell (e.g. minutes)
       contributors_when with sums: boolean column, true for the units that contribute to
                         the cell (their distinct count is the cell's contributors)
+      one_row_per_unit  true when counted_rows holds at most one row per counted unit and
+                        period (e.g. rows of fct_pupil_periods, unique per pupil and period,
+                        which its data test checks): a unit then falls in at most one group
+                        of each grouping set, so count(*) gives the distinct count, without
+                        a distinct hash table per cell (about 15x faster over every pupil
+                        and period)
     The unit is 'andel' with numerator_when or the sums, else 'antal'; indicator_id,
     indicator_name, unit and area_levels are checked against the model's config.meta. -#}
 {% macro indicator_cube(counted_rows, areas, breakdowns=[], counted='person_pseudonym',
                         numerator_when=none, sum_numerator=none, sum_denominator=none,
-                        contributors_when=none) -%}
+                        contributors_when=none, one_row_per_unit=false) -%}
     {#- The unit follows from what is counted; the YAML meta (known when the model runs, not
         while parsing or in its unit tests) must agree and names the indicator. -#}
     {%- set model_name = indicator_model_name() -%}
@@ -117,18 +123,19 @@
         {%- endif -%}
     {%- endif -%}
 
+    {%- set units = 'count(*)' if one_row_per_unit else 'count(distinct ' ~ counted ~ ')' -%}
     {%- if unit == 'antal' -%}
-        {%- set numerator = 'count(distinct ' ~ counted ~ ')' -%}
+        {%- set numerator = units -%}
         {%- set denominator = 'cast(null as bigint)' -%}
     {%- elif sums -%}
         {%- set numerator = 'sum(' ~ sum_numerator ~ ')' -%}
         {%- set denominator = 'sum(' ~ sum_denominator ~ ')' -%}
     {%- else -%}
-        {%- set numerator = 'count(distinct ' ~ counted ~ ') filter (where ' ~ numerator_when ~ ')' -%}
-        {%- set denominator = 'count(distinct ' ~ counted ~ ')' -%}
+        {%- set numerator = units ~ ' filter (where ' ~ numerator_when ~ ')' -%}
+        {%- set denominator = units -%}
     {%- endif -%}
     {%- if contributors_when -%}
-        {%- set contributors = 'count(distinct ' ~ counted ~ ') filter (where ' ~ contributors_when ~ ')' -%}
+        {%- set contributors = units ~ ' filter (where ' ~ contributors_when ~ ')' -%}
     {%- else -%}
         {%- set contributors = 'cast(null as bigint)' -%}
     {%- endif -%}

@@ -56,6 +56,22 @@ def dbt_models(reference_date: str, select: str) -> dict[str, Any]:
             "counts": outcome.counts}
 
 
+def parse(reference_date: str) -> dict[str, Any]:
+    """``dbt parse`` with the run's vars: what the platform's previous night left in its target
+    directory (dbt's partial-parse state for this data directory's profile). A copied world
+    sits at another path, which changes the profile, so without this the measured night
+    would parse the whole project again."""
+    import datetime as dt
+
+    from samverkan import steps
+    from samverkan.transform import run_dbt
+
+    settings = _settings()
+    outcome = run_dbt(["parse"], settings.paths,
+                      steps.dbt_vars(settings, "bench", dt.date.fromisoformat(reference_date)))
+    return {"success": outcome.success, "dbt_seconds": round(outcome.elapsed_seconds, 2)}
+
+
 def baseline(kind: str, indicator: str, reference_date: str, out: Path) -> dict[str, Any]:
     """One indicator by the hand-written SQL (``kind`` 'sql') or the pandas pipeline
     ('pandas') over the raw tables; the cells go to ``out`` (Parquet)."""
@@ -100,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     t = sub.add_parser("transform")
     t.add_argument("--reference-date", required=True)
     t.add_argument("--full-refresh", action="store_true")
+    sub.add_parser("parse").add_argument("--reference-date", required=True)
     d = sub.add_parser("dbt-models")
     d.add_argument("--reference-date", required=True)
     d.add_argument("--select", required=True)
@@ -114,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     apply_environment_defaults(verbose=False)
     if args.kind == "transform":
         result = transform(args.reference_date, args.full_refresh)
+    elif args.kind == "parse":
+        result = parse(args.reference_date)
     elif args.kind == "dbt-models":
         result = dbt_models(args.reference_date, args.select)
     else:

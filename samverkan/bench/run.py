@@ -193,6 +193,11 @@ class Bench:
                 copy_home(world.home, home)
                 configure(home, world.spec, server.base_url, world.reference_date,
                           self.opts.memory_limit)
+                # not measured: the parse a deployment's previous night left (the copy's path
+                # is part of dbt's profile, so the world's parse state does not apply here)
+                self.child("dbt parse in the copy (not part of the night)", home,
+                           ["samverkan.bench.child", "parse", "--reference-date",
+                            world.reference_date.isoformat()])
                 night = self.child("incremental night (samverkan run)", home,
                                    ["samverkan.cli", "run", "--reference-date",
                                     world.reference_date.isoformat()],

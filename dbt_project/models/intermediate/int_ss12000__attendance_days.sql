@@ -5,11 +5,11 @@
 ) }}
 
 {#- Attendance per SS 12000 person id and lesson day, every day (the reference date is applied
-    downstream, in int_pupil_attendance_days, as are identity and linkability: nothing here
+    downstream, in fct_pupil_periods and ind_sst_effekt, as are identity and linkability: nothing here
     depends on the run parameters or the pseudonym key). Incremental: a night rebuilds only
     the days its batches touched (stg_ss12000__batch_lesson_days): the pre-hook deletes
     those days and they are computed again from the current records and lessons, in one
-    transaction (int_pupil_attendance_days then marks the batches built). A lesson belongs to the
+    transaction (fct_pupil_periods then marks the batches built). A lesson belongs to the
     local (Europe/Stockholm) date of its start; only reported records count as offered time. -#}
 
 -- depends_on: {{ ref('stg_ss12000__batch_lesson_days') }}

@@ -7,6 +7,21 @@
     out the reporting lag (the last reporting_lag_school_days school days up to R, still being
     reported): what the reporting rate counts. -#}
 
+{#- Rebuilt every night: it applies R, the identities and linkability, so a change of any of
+    them leaves nothing stale. Its post-hook marks the pending SS 12000 batches built once this
+    table is committed: the days they touched are in int_ss12000__attendance_days, its tests
+    passed on them and the periods here sum them. After the commit, not in its transaction
+    (this table is in the analytics database, the bookkeeping in the restricted one, and a
+    DuckDB transaction writes to one database): a build that stops before or in between
+    leaves the batches pending, and the next night rebuilds their days again, which changes
+    nothing. -#}
+
+{{ config(
+    post_hook=after_commit("update {{ ref('stg_ss12000__batch_lesson_days') }} set is_built = true where not is_built"),
+) }}
+
+-- depends_on: {{ ref('stg_ss12000__batch_lesson_days') }}
+
 with
 
 periods as (
@@ -21,9 +36,24 @@ enrolment_periods as (
 
 ),
 
+-- attendance per SS 12000 person id and day up to R, of linkable persons only: summed per
+-- person id and period first, and mapped to pseudonyms after, on far fewer rows (a table of
+-- days per pseudonym would be rewritten whole every night: about 10 M rows at Stockholm's size)
+people as (
+
+    select person_id, person_pseudonym
+    from {{ ref('int_ss12000__person_pseudonyms') }}
+    where is_linkable
+
+),
+
 attendance_days as (
 
-    select * from {{ ref('int_pupil_attendance_days') }}
+    select attendance_days.*
+    from {{ ref('int_ss12000__attendance_days') }} as attendance_days
+    semi join people
+        on people.person_id = attendance_days.person_id
+    where attendance_days.lesson_date <= {{ reference_date() }}
 
 ),
 
@@ -56,10 +86,10 @@ reporting_lag as (
 
 ),
 
-attendance_periods as (
+person_id_periods as (
 
     select
-        attendance_days.person_pseudonym,
+        attendance_days.person_id,
         period_days.period_type,
         period_days.period_start,
         sum(attendance_days.offered_minutes) as offered_minutes,
@@ -77,6 +107,26 @@ attendance_periods as (
     inner join period_days
         on period_days.period_day = attendance_days.lesson_date
     cross join reporting_lag
+    group by 1, 2, 3
+
+),
+
+attendance_periods as (
+
+    select
+        people.person_pseudonym,
+        person_id_periods.period_type,
+        person_id_periods.period_start,
+        sum(person_id_periods.offered_minutes) as offered_minutes,
+        sum(person_id_periods.valid_absence_minutes) as valid_absence_minutes,
+        sum(person_id_periods.invalid_absence_minutes) as invalid_absence_minutes,
+        sum(person_id_periods.scheduled_records) as scheduled_records,
+        sum(person_id_periods.reported_records) as reported_records,
+        sum(person_id_periods.settled_scheduled_records) as settled_scheduled_records,
+        sum(person_id_periods.settled_reported_records) as settled_reported_records
+    from person_id_periods
+    inner join people
+        on people.person_id = person_id_periods.person_id
     group by 1, 2, 3
 
 ),

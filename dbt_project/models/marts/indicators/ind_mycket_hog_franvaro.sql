@@ -30,7 +30,8 @@ final as (
         'assessed_pupils',
         areas='school_and_unit',
         breakdowns=['huvudman', 'arskurs'],
-        numerator_when='is_very_high_absence'
+        numerator_when='is_very_high_absence',
+        one_row_per_unit=true
     ) }}
 
 )

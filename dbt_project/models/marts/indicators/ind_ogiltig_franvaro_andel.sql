@@ -34,7 +34,8 @@ final as (
         breakdowns=['huvudman', 'arskurs'],
         sum_numerator='invalid_absence_minutes',
         sum_denominator='offered_minutes',
-        contributors_when='has_offered_minutes'
+        contributors_when='has_offered_minutes',
+        one_row_per_unit=true
     ) }}
 
 )

@@ -36,7 +36,8 @@ final as (
         breakdowns=['huvudman', 'arskurs'],
         sum_numerator='reported_records',
         sum_denominator='scheduled_records',
-        contributors_when='has_records'
+        contributors_when='has_records',
+        one_row_per_unit=true
     ) }}
 
 )

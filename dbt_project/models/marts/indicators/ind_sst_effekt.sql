@@ -8,12 +8,6 @@ interventions as (
 
 ),
 
-attendance_days as (
-
-    select * from {{ ref('int_pupil_attendance_days') }}
-
-),
-
 periods as (
 
     select * from {{ ref('int_periods') }}
@@ -43,6 +37,33 @@ sst_windows as (
     where insatstyp = 'SST'
         and slutdatum is not null
         and slutdatum + {{ window_days }} <= {{ reference_date() }}
+
+),
+
+-- attendance per pseudonym and day up to R of the persons with a window (linkable person ids
+-- of SS 12000 only: the days of int_ss12000__attendance_days summed per pseudonym)
+people as (
+
+    select person_id, person_pseudonym
+    from {{ ref('int_ss12000__person_pseudonyms') }}
+    where is_linkable
+        and person_pseudonym in (select person_pseudonym from sst_windows)
+
+),
+
+attendance_days as (
+
+    select
+        people.person_pseudonym,
+        attendance_days.lesson_date,
+        sum(attendance_days.offered_minutes) as offered_minutes,
+        sum(attendance_days.valid_absence_minutes) as valid_absence_minutes,
+        sum(attendance_days.invalid_absence_minutes) as invalid_absence_minutes
+    from {{ ref('int_ss12000__attendance_days') }} as attendance_days
+    inner join people
+        on people.person_id = attendance_days.person_id
+    where attendance_days.lesson_date <= {{ reference_date() }}
+    group by 1, 2
 
 ),
 
