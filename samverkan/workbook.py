@@ -22,7 +22,6 @@ import csv
 import datetime as dt
 import math
 import re
-import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -110,12 +109,13 @@ DATE = "yyyy-mm-dd"
 # Status fills with dark text of the same hue (contrast ≥ 4.5:1 against the fill, WCAG AA).
 STATUS_COLOURS = {"grön": ("C6EFCE", "006100"), "gul": ("FFEB9C", "7A4500"), "röd": ("FFC7CE", "9C0006")}
 TABLE_STYLE = "TableStyleMedium2"
-FONT = "Calibri"  # the workbook's default font (openpyxl's), named on every font set here
+FONT = "Calibri"  # the workbook's default font (XlsxWriter's and openpyxl's), named on every format
 # The "Om" sheet: column widths (characters) and row heights (points) of wrapped text.
 ABOUT_WIDTHS = (33, 60, 80, 34)
 LINE_HEIGHT = 15.0
 TITLE_HEIGHT = 24.0
-PAPER_A4 = "9"  # the paperSize code of A4 (ECMA-376)
+PAPER_A4 = 9  # the paperSize code of A4 (ECMA-376)
+CHARACTER_PIXELS = 7  # the width of a digit of Calibri 11: Excel's unit of column width
 
 
 def _running(row: Row, reference_date: dt.date | None) -> bool:
@@ -233,56 +233,26 @@ def _table_name(n: int, key: str) -> str:
 
 @dataclass
 class _Styles:
-    """Cell styles built once and shared by every cell (openpyxl keeps one entry per style)."""
+    """The workbook's cell formats, made once (XlsxWriter keeps one style per format object):
+    ``kinds`` maps a number-format kind ("percent", "integer", "decimal", "date"), "mark" (the
+    right-aligned suppression mark) and each status word to its format."""
 
-    bold: Any
     title: Any
     wrap: Any
-    fills: dict[str, Any]
-    fonts: dict[str, Any]
+    wrap_bold: Any
+    kinds: dict[str, Any]
 
 
-def _styles() -> _Styles:
-    from openpyxl.styles import Alignment, Font, PatternFill
+def _styles(wb: Any) -> _Styles:
+    def add(**properties: Any) -> Any:
+        return wb.add_format({"font_name": FONT, "font_size": 11, **properties})
 
-    return _Styles(
-        bold=Font(name=FONT, size=11, bold=True),
-        title=Font(name=FONT, size=14, bold=True),
-        wrap=Alignment(wrap_text=True, vertical="top"),
-        fills={s: PatternFill(fill_type="solid", start_color=bg, end_color=bg)
-               for s, (bg, _) in STATUS_COLOURS.items()},
-        fonts={s: Font(name=FONT, size=11, bold=True, color=fg) for s, (_, fg) in STATUS_COLOURS.items()},
-    )
-
-
-class _CellMaker:
-    """Write-only cells with a number format or a status fill. The style of one template cell
-    per kind is copied (an array copy) instead of resolving fonts and fills again per cell."""
-
-    def __init__(self, ws: Any, styles: _Styles) -> None:
-        from openpyxl.cell import WriteOnlyCell
-        from openpyxl.styles import Alignment
-
-        self._cell = WriteOnlyCell
-        self.ws = ws
-        self._templates: dict[str, Any] = {}
-        for name, fmt in (("percent", PERCENT), ("integer", INTEGER), ("decimal", DECIMAL), ("date", DATE)):
-            cell = WriteOnlyCell(ws)
-            cell.number_format = fmt
-            self._templates[name] = cell
-        mark = WriteOnlyCell(ws)
-        mark.alignment = Alignment(horizontal="right")
-        self._templates["mark"] = mark
-        for status in STATUS_COLOURS:
-            cell = WriteOnlyCell(ws)
-            cell.fill = styles.fills[status]
-            cell.font = styles.fonts[status]
-            self._templates[status] = cell
-
-    def __call__(self, value: Any, kind: str) -> Any:
-        cell = self._cell(self.ws, value=value)
-        cell._style = self._templates[kind]._style.__copy__()  # noqa: SLF001 - see the class docstring
-        return cell
+    kinds = {"percent": add(num_format=PERCENT), "integer": add(num_format=INTEGER),
+             "decimal": add(num_format=DECIMAL), "date": add(num_format=DATE), "mark": add(align="right")}
+    for status, (background, foreground) in STATUS_COLOURS.items():
+        kinds[status] = add(bold=True, font_color=f"#{foreground}", pattern=1, bg_color=f"#{background}")
+    return _Styles(title=add(bold=True, font_size=14), wrap=add(text_wrap=True, valign="top"),
+                   wrap_bold=add(text_wrap=True, valign="top", bold=True), kinds=kinds)
 
 
 def _text_lines(text: str, width: float) -> int:
@@ -305,91 +275,135 @@ def _widths(headers: Sequence[tuple[str, float | None]], rows: Iterable[Sequence
             for i, (_, w) in enumerate(headers)]
 
 
+def _set_widths(ws: Any, widths: Sequence[float]) -> None:
+    """Column widths in characters, stored as given (as openpyxl did): XlsxWriter's
+    ``set_column`` adds the cell padding (13 becomes 13.71, what Excel's dialog calls 13),
+    so the width is given in pixels, seven per character of Calibri 11."""
+    for i, width in enumerate(widths):
+        ws.set_column_pixels(i, i, width * CHARACTER_PIXELS)
+
+
 def _print_setup(ws: Any, *, landscape: bool) -> None:
-    """Printed on A4, as wide as the page (as many pages down as it takes)."""
-    ws.page_setup.paperSize = PAPER_A4
-    ws.page_setup.orientation = "landscape" if landscape else "portrait"
-    ws.sheet_properties.pageSetUpPr.fitToPage = True
-    ws.page_setup.fitToWidth = 1
-    ws.page_setup.fitToHeight = 0
+    """Printed on A4, as wide as the page (as many pages down as it takes), with the margins
+    openpyxl wrote (Excel's "Normal" margins before Excel 2007)."""
+    ws.set_paper(PAPER_A4)
+    if landscape:
+        ws.set_landscape()
+    else:
+        ws.set_portrait()
+    ws.fit_to_pages(1, 0)
+    ws.set_margins(left=0.75, right=0.75, top=1.0, bottom=1.0)
+    ws.set_header("", {"margin": 0.5})
+    ws.set_footer("", {"margin": 0.5})
+
+
+def _add_table(ws: Any, name: str, headers: Sequence[str], n_rows: int) -> None:
+    """One Excel table over the header row and ``n_rows`` data rows: filter buttons, style
+    ``TABLE_STYLE`` with row stripes.
+
+    XlsxWriter refuses ``add_table`` in constant_memory mode: the table writes its header
+    cells, and rows already streamed out cannot be written again. Here it is added before any
+    cell of the sheet, while the header row is still the row in memory, with the mode switched
+    off for the call; the caller then writes the header cells again as in-line strings, like
+    every other cell in this mode (the names the table wrote stay, unused, in the shared-string
+    part). ``add_table`` also records every cell of its range (to refuse overlapping tables), a
+    dictionary entry per cell, about 85 MB for the 25 000-pupil publication: so the table is
+    added over the header and one row and then given its full range. Both rely on XlsxWriter's
+    internals (``constant_memory``, ``tables``), checked by tests/test_workbook.py."""
+    last_col = len(headers) - 1
+    ws.constant_memory = False
+    try:
+        status = ws.add_table(0, 0, 1, last_col, {
+            "name": name, "style": TABLE_STYLE, "banded_rows": True,
+            "columns": [{"header": h} for h in headers]})
+    finally:
+        ws.constant_memory = True
+    if status != 0:
+        raise ValueError(f"XlsxWriter refused the table {name} ({status})")
+    from xlsxwriter.utility import xl_range
+
+    table = ws.tables[-1]
+    full = xl_range(0, 0, n_rows, last_col)
+    table["range"] = table["a_range"] = table["autofilter"] = full
 
 
 def _data_sheet(wb: Any, title: str, table: str, columns: Sequence[tuple[str, float | None]],
                 rows: list[list[Any]], styles: _Styles, formats: dict[int, Any]) -> None:
     """A sheet that is one Excel table: header row frozen, filter buttons, column widths.
     ``formats`` maps a column to a number-format kind, or to a callable giving the kind
-    for a row (None: no format)."""
-    from openpyxl.utils import get_column_letter
-    from openpyxl.worksheet.filters import AutoFilter
-    from openpyxl.worksheet.table import Table, TableColumn, TableStyleInfo
-
-    ws = wb.create_sheet(title)
-    ws.freeze_panes = "A2"
+    for a row (None: no format). Rows are written in order (constant_memory: each row is
+    streamed out when the next begins)."""
+    ws = wb.add_worksheet(title)
+    ws.freeze_panes(1, 0)
     _print_setup(ws, landscape=True)
-    ws.print_title_rows = "1:1"  # the header row on every printed page
-    for i, width in enumerate(_widths(columns, rows), start=1):
-        ws.column_dimensions[get_column_letter(i)].width = width
+    ws.repeat_rows(0)  # the header row on every printed page
+    _set_widths(ws, _widths(columns, rows))
     headers = [h for h, _ in columns]
     if rows:  # an Excel table needs a data row
-        ref = f"A1:{get_column_letter(len(headers))}{len(rows) + 1}"
-        with warnings.catch_warnings():  # "add table columns manually": they are, just here
-            warnings.filterwarnings("ignore", "In write-only mode", UserWarning)
-            ws.add_table(Table(
-                displayName=table, ref=ref, autoFilter=AutoFilter(ref=ref),
-                tableColumns=[TableColumn(id=i, name=h) for i, h in enumerate(headers, start=1)],
-                tableStyleInfo=TableStyleInfo(name=TABLE_STYLE, showRowStripes=True)))
-    make = _CellMaker(ws, styles)
-    ws.append(headers)
+        _add_table(ws, table, headers, len(rows))
+    for i, header in enumerate(headers):
+        ws.write_string(0, i, header)
     status_column = headers.index("Status")
-    for row in rows:
-        out = [None if v == "" else v for v in row]
-        for i, kind in formats.items():
-            value = out[i]
-            if value == SUPPRESSED_MARK:
-                out[i] = make(value, "mark")  # aligned with the numbers
-            if value is None or isinstance(value, str):
+    kinds = styles.kinds
+    mark = kinds["mark"]
+    # per column: the number format's kind (None: none, a callable: per row); whether ".." is
+    # the suppression mark there
+    column_kinds = [formats.get(i) for i in range(len(headers))]
+    marked = [i in formats for i in range(len(headers))]
+    write_string, write_number = ws.write_string, ws.write_number
+    write_datetime, write_boolean = ws.write_datetime, ws.write_boolean
+    for r, row in enumerate(rows, start=1):
+        for i, value in enumerate(row):
+            if value is None:
                 continue
-            kind = kind(row) if callable(kind) else kind
-            if kind:
-                out[i] = make(value, kind)
-        status = out[status_column]
-        if status in STATUS_COLOURS:
-            out[status_column] = make(status, status)
-        ws.append(out)
+            if isinstance(value, str):
+                if not value:
+                    continue
+                style = None
+                if value == SUPPRESSED_MARK and marked[i]:
+                    style = mark  # aligned with the numbers
+                elif i == status_column and value in STATUS_COLOURS:
+                    style = kinds[value]
+                write_string(r, i, value, style)
+                continue
+            kind = column_kinds[i]
+            if callable(kind):
+                kind = kind(row)
+            style = kinds[kind] if kind else None
+            if isinstance(value, bool):
+                write_boolean(r, i, value, style)
+            elif isinstance(value, int | float | Decimal):
+                write_number(r, i, value, style)
+            elif isinstance(value, dt.date):  # a datetime too; the date format when none is given
+                write_datetime(r, i, value, style)
+            else:
+                raise TypeError(f"{title}: cannot write a {type(value).__name__} in column {headers[i]}")
 
 
 def _about_sheet(wb: Any, *, styles: _Styles, version: str, reference_date: dt.date | None,
                  min_cell: int, n_rows: int, infos: list[Any], titles: dict[str, str],
                  targets: dict[str, float | None], has_lagesbild: bool) -> None:
-    from openpyxl.cell import WriteOnlyCell
-
-    ws = wb.create_sheet(ABOUT_SHEET, 0)
+    ws = wb.add_worksheet(ABOUT_SHEET)  # the first sheet: made before the others
     _print_setup(ws, landscape=True)
-    for letter, width in zip("ABCD", ABOUT_WIDTHS, strict=True):
-        ws.column_dimensions[letter].width = width
+    _set_widths(ws, ABOUT_WIDTHS)
     rows = 0
 
     def append(values: Sequence[Any], *, bold: Sequence[bool] = (), title: bool = False) -> None:
         """A row of wrapped text, as high as its longest cell needs (neither Excel nor
         LibreOffice fits the height of a wrapped row on opening a file)."""
         nonlocal rows
-        rows += 1
+        row, rows = rows, rows + 1
         lines = max((_text_lines(str(v), ABOUT_WIDTHS[i]) for i, v in enumerate(values) if v), default=1)
         if title:
-            ws.row_dimensions[rows].height = TITLE_HEIGHT
+            ws.set_row(row, TITLE_HEIGHT)
         elif lines > 1:
-            ws.row_dimensions[rows].height = LINE_HEIGHT * lines
-        cells = []
+            ws.set_row(row, LINE_HEIGHT * lines)
         for i, value in enumerate(values):
-            c = WriteOnlyCell(ws, value=value)
-            if title:
-                c.font = styles.title
+            style = styles.title if title else styles.wrap_bold if i < len(bold) and bold[i] else styles.wrap
+            if isinstance(value, str):
+                ws.write_string(row, i, value, style)  # an empty text: an empty cell with the style
             else:
-                c.alignment = styles.wrap
-                if i < len(bold) and bold[i]:
-                    c.font = styles.bold
-            cells.append(c)
-        ws.append(cells)
+                ws.write(row, i, value, style)
 
     def heading(text: str) -> None:
         append([text], bold=[True])
@@ -478,9 +492,11 @@ def write_indicator_workbook(indicators_parquet: Path, catalogue: Catalogue, pat
                              targets: Path | None = None,
                              parameters: dict[str, Any] | None = None) -> Path:
     """indicators.xlsx: the sheets "Om" and "Lägesbild" and one Excel table per indicator (see
-    the module docstring). Written in openpyxl's write-only (streaming) mode. ``parameters``
-    are the thresholds and windows the run used, written into the definitions on "Om"."""
-    from openpyxl import Workbook
+    the module docstring). Written with XlsxWriter in constant_memory mode: each sheet's rows are
+    streamed to a temporary file in order, so memory does not grow with the rows written.
+    ``parameters`` are the thresholds and windows the run used, written into the definitions on
+    "Om"."""
+    import xlsxwriter
 
     rows = _read_rows(indicators_parquet)
     by_indicator: dict[str, list[Row]] = defaultdict(list)
@@ -495,10 +511,13 @@ def write_indicator_workbook(indicators_parquet: Path, catalogue: Catalogue, pat
                                                            reverse=True)
                              if r["area_level"] == "stad" and r["breakdown"] == "totalt"
                              and r.get("target") is not None), None) for i in ids}
-
-    wb = Workbook(write_only=True)
-    styles = _styles()
     lagesbild = _lagesbild_rows(_read_rows(lagesbild_parquet)) if lagesbild_parquet else []
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # The file is written by close(): a failure before it leaves no workbook behind.
+    wb = xlsxwriter.Workbook(str(path), {"constant_memory": True, "default_date_format": DATE})
+    styles = _styles(wb)
     _about_sheet(wb, styles=styles, version=version, reference_date=reference_date, min_cell=min_cell,
                  n_rows=len(rows), infos=infos, titles=titles, targets=city_targets,
                  has_lagesbild=lagesbild_parquet is not None)
@@ -511,9 +530,7 @@ def write_indicator_workbook(indicators_parquet: Path, catalogue: Catalogue, pat
         kind = value_kind.get(info.unit)
         _data_sheet(wb, titles[info.id], _table_name(n, info.id), INDICATOR_COLUMNS, cells, styles,
                     {3: "date", 4: "date", 11: "integer", 12: "integer", 13: kind, 16: "percent"})
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    wb.save(path)
+    wb.close()
     return path
 
 
