@@ -174,7 +174,7 @@ def test_workbook_with_every_indicator(tmp_path):
     assert titles[:2] == ["Om", "Lägesbild"] and len(titles) == 2 + len(rd.ALL_SPECS)
     assert all(len(t) <= 31 for t in titles) and len(set(titles)) == len(titles)
     assert not [t for t in titles if "…" in t]  # every catalogue name has a short name
-    # write-only sheets carry no dimension: count rows and table ranges in the sheets' XML
+    # count the rows and table ranges in the sheets' XML itself (what Excel reads)
     with zipfile.ZipFile(path) as z:
         sheets = sorted((n for n in z.namelist() if re.fullmatch(r"xl/worksheets/sheet\d+\.xml", n)),
                         key=lambda n: int(re.search(r"\d+", n).group()))

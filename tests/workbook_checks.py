@@ -144,7 +144,7 @@ def check_workbook(path: Path, rows: list[dict[str, Any]], lagesbild: list[dict[
                 assert [cells[COL[h]].value for h in ("Täljare", "Nämnare", "Värde")] == ["..", "..", ".."]
                 assert status.value is None and status.fill.fill_type is None
             else:
-                # openpyxl writes 16 significant digits (Excel keeps 15)
+                # the workbook stores 16 significant digits (Excel keeps 15)
                 assert isinstance(value.value, int | float)
                 assert value.value == pytest.approx(p["value"], rel=1e-14)
                 assert value.number_format == ("0.0%" if p["unit"] == "andel" else "#,##0")
