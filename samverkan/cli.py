@@ -342,7 +342,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     opts = BenchOptions(pupils=args.pupils, lessons_per_day=args.lessons_per_day, seed=args.seed,
                         municipality=args.municipality, work=args.work or default_work_dir(),
                         memory_limit=args.memory_limit, repeat=args.repeat, json_file=args.json,
-                        skip_pandas=args.skip_pandas, pandas_ceiling_bytes=ceiling)
+                        skip_pandas=args.skip_pandas, pandas_ceiling_bytes=ceiling,
+                        night_only=args.night_only)
     return run_bench(opts)
 
 
@@ -512,6 +513,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", type=Path, metavar="FILE",
                        help="write the figures here (default <work>/bench.json)")
     bench.add_argument("--skip-pandas", action="store_true", help="do not run the pandas baseline")
+    bench.add_argument("--night-only", action="store_true",
+                       help="measure only the incremental night (no full build, no baselines)")
     bench.add_argument("--pandas-ceiling", default="12GiB", metavar="SIZE",
                        help="stop the pandas baseline when its memory passes this (default 12GiB); "
                             "the table then says it exceeded it")

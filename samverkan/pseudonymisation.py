@@ -10,6 +10,7 @@ SQL text, logs or error messages.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import secrets
 from collections.abc import Iterable, Mapping
@@ -81,15 +82,31 @@ def create_key_file(path: Path) -> Path:
     return path
 
 
-def identity_macros_sql() -> str:
-    return (SQL_DIR / "identity_macros.sql").read_text(encoding="utf-8")
+TEMP_MACRO = "create or replace temp macro "
 
 
-def install_identity_functions(conn: duckdb.DuckDBPyConnection, key: bytes | None) -> None:
-    """Create the identity macros on ``conn`` and, with a key, set it as a connection variable."""
-    conn.execute(identity_macros_sql())
+@functools.cache
+def identity_macros_sql(temporary: bool = True) -> str:
+    """The identity macros' SQL: temporary macros (the connection's own), or, with
+    ``temporary=False``, macros of the connection's database, which every connection and
+    cursor of it sees."""
+    sql = (SQL_DIR / "identity_macros.sql").read_text(encoding="utf-8")
+    return sql if temporary else sql.replace(TEMP_MACRO, "create or replace macro ")
+
+
+def install_identity_functions(conn: duckdb.DuckDBPyConnection, key: bytes | None,
+                               temporary: bool = True) -> None:
+    """Create the identity macros on ``conn`` (see :func:`identity_macros_sql`) and, with a key,
+    set it as a connection variable."""
+    conn.execute(identity_macros_sql(temporary))
     if key is not None:
-        conn.execute(f"set variable {KEY_VARIABLE} = ?", [key])
+        set_key(conn, key)
+
+
+def set_key(conn: duckdb.DuckDBPyConnection, key: bytes) -> None:
+    """The key as a variable of ``conn`` (a bound parameter: never SQL text). Variables are per
+    connection: every cursor needs its own."""
+    conn.execute(f"set variable {KEY_VARIABLE} = ?", [key])
 
 
 def pseudonymise(identifiers: Iterable[str], key: bytes,

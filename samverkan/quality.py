@@ -29,13 +29,17 @@ import contextvars
 import copy
 import datetime as dt
 import html
+import importlib
+import importlib.util
 import json
 import logging
 import re
 import secrets
 import shutil
+import sys
 import threading
 import time
+import types
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -183,6 +187,49 @@ def available_suites(directory: Path = EXPECTATIONS_DIR) -> list[str]:
 _import_lock = threading.Lock()
 _run_lock = threading.Lock()
 _gx_modules: dict[str, Any] | None = None
+
+# Modules Great Expectations imports for expectations this project never runs (the KL
+# divergence and KS tests: plots and statistics). Importing them costs about 3 s of CPU, a
+# third of GX's import, in every process that validates; they are imported on first use
+# instead.
+GX_DEFERRED_IMPORTS = ("altair", "scipy.stats")
+
+
+class _DeferredModule(types.ModuleType):
+    """Stands in ``sys.modules`` for a module until one of its attributes is read, then imports
+    the real module and forwards to it (``import x`` and ``from p import x`` bind the stand-in,
+    which is all GX does with these at import time)."""
+
+    def __getattr__(self, attr: str) -> Any:
+        real = self.__dict__.get("_deferred_real")
+        if real is None:
+            if sys.modules.get(self.__name__) is self:
+                del sys.modules[self.__name__]
+            real = importlib.import_module(self.__name__)
+            parent, _, child = self.__name__.rpartition(".")
+            if parent:
+                setattr(sys.modules[parent], child, real)
+            self.__dict__["_deferred_real"] = real
+        return getattr(real, attr)
+
+
+def _defer_import(name: str) -> None:
+    """Put a :class:`_DeferredModule` for ``name`` in ``sys.modules`` (and on its parent
+    package) unless the module is imported already or not installed."""
+    if name in sys.modules:
+        return
+    try:
+        spec = importlib.util.find_spec(name)
+    except ImportError:
+        return
+    if spec is None:
+        return
+    module = _DeferredModule(name)
+    module.__spec__ = spec
+    sys.modules[name] = module
+    parent, _, child = name.rpartition(".")
+    if parent:
+        setattr(sys.modules[parent], child, module)
 gx_import_seconds: float | None = None
 
 
@@ -206,6 +253,8 @@ def _gx() -> dict[str, Any]:
     with _import_lock:
         if _gx_modules is None:
             started = time.perf_counter()
+            for name in GX_DEFERRED_IMPORTS:
+                _defer_import(name)
             import great_expectations as gx
             from great_expectations.data_context.types.base import ProgressBarsConfig
             from great_expectations.execution_engine import sqlalchemy_execution_engine as sae

@@ -10,6 +10,7 @@ other tests build."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import shutil
 from pathlib import Path
 
@@ -45,9 +46,14 @@ def build(home: Path, reference_date: str, version: str) -> str:
         write_reference(home)
     log = transform.dbt_log_dir(paths) / "dbt.log"
     before = log.stat().st_size if log.exists() else 0
-    outcome = transform.dbt_build(
-        paths, {"reference_date": reference_date, "data_version": version, **MUNICIPALITY_VARS},
-        extra_args=["--select", "int_periods"])
+    level = transform.log.level
+    transform.log.setLevel(logging.DEBUG)  # as `samverkan -v`: dbt's debug lines in its log
+    try:
+        outcome = transform.dbt_build(
+            paths, {"reference_date": reference_date, "data_version": version, **MUNICIPALITY_VARS},
+            extra_args=["--select", "int_periods"])
+    finally:
+        transform.log.setLevel(level)
     assert outcome.success, outcome.failures
     with log.open("rb") as fh:
         fh.seek(before)

@@ -990,6 +990,25 @@ def test_key_not_in_target_or_logs(built) -> None:
             assert TEST_KEY.encode() not in path.read_bytes(), path
 
 
+def test_the_warehouse_keeps_the_identity_macros_but_never_the_key(built) -> None:
+    """The build leaves the identity macros in the restricted warehouse (every cursor of dbt's
+    connection uses them from there); they read the key from a connection variable, so
+    neither the macros nor the database file hold it."""
+    paths, _ = built
+    conn = duckdb.connect(str(paths.restricted_db), read_only=True)
+    try:
+        macros = dict(conn.execute(
+            "select function_name, macro_definition from duckdb_functions() "
+            "where function_type = 'macro' and not internal and schema_name = 'main' "
+            "and function_name like 'samverkan_%'").fetchall())
+    finally:
+        conn.close()
+    assert {"samverkan_normalise_pnr", "samverkan_pnr_problem", "samverkan_pseudonym"} <= set(macros)
+    assert "getvariable('samverkan_pseudonym_key')" in macros["samverkan_pseudonym"]
+    assert not any(TEST_KEY in (definition or "") for definition in macros.values())
+    assert TEST_KEY.encode() not in paths.restricted_db.read_bytes()
+
+
 def test_target_holds_no_identifiers(built) -> None:
     """Compiled SQL (models, unit tests with their fixtures) and the artifacts hold neither a
     fixture number nor anything shaped like a personnummer."""

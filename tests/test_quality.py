@@ -717,3 +717,27 @@ def test_a_run_that_fails_fast_exits_without_a_logging_traceback() -> None:
                             text=True, timeout=180, cwd=Path(__file__).resolve().parent.parent)
     assert result.returncode == 1, result.stderr[-3000:]
     assert "Logging error" not in result.stderr and "Traceback" not in result.stderr, result.stderr[-3000:]
+
+
+GX_DEFERRED = """
+import sys, types
+from samverkan import quality
+quality._gx()
+print(sorted(n for n in quality.GX_DEFERRED_IMPORTS if type(sys.modules[n]) is types.ModuleType))
+from scipy import stats
+import altair
+print(round(float(stats.entropy([0.5, 0.5])), 4), bool(altair.__version__))
+print(sorted(n for n in quality.GX_DEFERRED_IMPORTS if type(sys.modules[n]) is types.ModuleType))
+"""
+
+
+def test_great_expectations_import_defers_plots_and_statistics_until_used() -> None:
+    """Importing GX leaves altair and scipy.stats unimported (about 3 s of every validating
+    process); code that uses them afterwards gets the real modules."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", GX_DEFERRED], capture_output=True, text=True,
+                            timeout=180, cwd=Path(__file__).resolve().parent.parent)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.splitlines() == ["[]", "0.6931 True", "['altair', 'scipy.stats']"]

@@ -68,6 +68,7 @@ class BenchOptions:
     repeat: int = 1
     json_file: Path | None = None
     skip_pandas: bool = False
+    night_only: bool = False  # measure the incremental night only (no full build, no baselines)
     pandas_ceiling_bytes: int = 12 * GIB
     indicators: tuple[str, ...] = INDICATORS
 
@@ -135,7 +136,7 @@ class Bench:
         self.results: dict[str, Any] = {"options": {
             "pupils": opts.pupils, "lessons_per_day": opts.lessons_per_day, "seed": opts.seed,
             "municipality": opts.municipality, "memory_limit": opts.memory_limit or "default",
-            "repeat": opts.repeat, "skip_pandas": opts.skip_pandas,
+            "repeat": opts.repeat, "skip_pandas": opts.skip_pandas, "night_only": opts.night_only,
             "pandas_ceiling_bytes": opts.pandas_ceiling_bytes, "indicators": list(opts.indicators)},
             "machine": {"cpus": os.cpu_count(), "memory_bytes": physical_memory()},
             "repeats": []}
@@ -172,6 +173,9 @@ class Bench:
             self.results["world"] = world.as_json()
             homes = self.nights(world, api)
         for i, home in enumerate(homes):
+            if self.opts.night_only:
+                shutil.rmtree(home.parent, ignore_errors=True)
+                continue
             self.say(f"Repeat {i + 1}/{len(homes)}: full build and baselines")
             self.results["repeats"][i].update(self.builds(world, home))
             self.write_json()  # the figures so far, should a later measurement take the bench down
@@ -207,8 +211,14 @@ class Bench:
                              == world.reference_date.isoformat()) if manifest.exists() else False
                 if not night.ok:
                     self.failures.append(f"incremental night (repeat {i + 1}): {night.error}")
+                # the night's dbt build: its run_results.json stays in the target directory
+                # (the publication's docs generation does not compile, so it writes none)
+                results = Paths(home).dbt_target / "run_results.json"
+                nodes = sorted(node_timings(results.parent), key=lambda t: -t["seconds"]) \
+                    if night.ok and results.exists() else []
                 self.results["repeats"].append({"incremental": {**night.as_json(),
-                                                                "published": published}})
+                                                                "published": published,
+                                                                "nodes": nodes}})
                 homes.append(home)
             self.results["simulator_peak_rss_bytes"] = server.peak_rss_bytes()
         return homes
@@ -319,7 +329,7 @@ class Bench:
                       cell(night), "–", mib(values(lambda r: r["incremental"]["peak_rss_bytes"])),
                       f"{times(ratio(night, full))} full build"))
         ratios: dict[str, dict[str, float | None]] = {}
-        for ind in self.opts.indicators:
+        for ind in () if self.opts.night_only else self.opts.indicators:
             nodes = values(lambda r, ind=ind: r["indicators"][ind]["dbt_nodes_seconds"])
             run_wall = values(measured("dbt_run", ind, "wall_seconds"))
             sql_wall = values(measured("sql", ind, "wall_seconds"))
@@ -379,6 +389,14 @@ class Bench:
                 "summed from run_results.json), the SQL query or the pandas pipeline from the raw "
                 "tables to the cells; peak MiB: resident memory of the child's process tree, "
                 "sampled every 0.2 s (max over the repeats); ratios: medians of per-repeat ratios."]
+        night_nodes = reps[0]["incremental"].get("nodes") if reps else None
+        if night_nodes:
+            self.results["night_hot_spots"] = night_nodes[:TOP_NODES]
+            out += ["", f"Hot spots of the incremental night's dbt build (run_results.json, repeat 1, "
+                    f"top {TOP_NODES} of {len(night_nodes)} nodes, "
+                    f"{sum(n['seconds'] for n in night_nodes):.1f} s summed):"]
+            out += [f"  {n['seconds']:8.2f} s  {n['resource_type']:9s} {n['node'].split('.', 2)[-1]}"
+                    for n in night_nodes[:TOP_NODES]]
         nodes = reps[0].get("nodes") if reps else None
         if nodes:
             self.results["hot_spots"] = nodes[:TOP_NODES]
