@@ -121,3 +121,17 @@ def test_no_tracked_file_points_outside_the_repository():
             if OUTSIDE_PATH.search(line):
                 found.append(f"{path.relative_to(PROJECT_ROOT)}:{number}: {line.strip()[:120]}")
     assert not found, "paths outside the repository:\n" + "\n".join(found)
+
+
+def test_the_environment_is_compiled_to_bytecode():
+    """The bootstrap installs with ``uv sync --compile-bytecode``: every `samverkan` command is
+    a new process importing Prefect, Great Expectations and dbt, which would otherwise be
+    compiled from source each time (5-10 s of CPU; Python writes no .pyc itself where
+    PYTHONDONTWRITEBYTECODE is set)."""
+    from importlib.util import cache_from_source, find_spec
+
+    missing = [name for name in ("prefect.flows", "great_expectations.core.expectation_suite",
+                                 "dbt.cli.main", "pandas.core.frame", "duckdb")
+               if not Path(cache_from_source(find_spec(name).origin)).exists()]
+    assert not missing, (f"no bytecode for {missing}: install with `python3 -m samverkan.bootstrap` "
+                         "(uv sync --compile-bytecode)")
