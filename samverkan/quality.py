@@ -187,6 +187,7 @@ def available_suites(directory: Path = EXPECTATIONS_DIR) -> list[str]:
 _import_lock = threading.Lock()
 _run_lock = threading.Lock()
 _gx_modules: dict[str, Any] | None = None
+gx_import_seconds: float | None = None
 
 # Modules Great Expectations imports for expectations this project never runs (the KL
 # divergence and KS tests: plots and statistics). Importing them costs about 3 s of CPU, a
@@ -230,7 +231,6 @@ def _defer_import(name: str) -> None:
     parent, _, child = name.rpartition(".")
     if parent:
         setattr(sys.modules[parent], child, module)
-gx_import_seconds: float | None = None
 
 
 class _DialectName(str):
