@@ -49,7 +49,7 @@ logging.raiseExceptions = False
 # The files that build whole worlds, longest first. pytest-xdist (`--dist loadfile`) hands whole
 # files to the workers in collection order, so starting the long ones first keeps the workers'
 # finishing times close (the short files fill the gaps at the end).
-LONGEST_FIRST = ("test_corpus_blocked.py", "test_end_to_end.py", "test_incremental_nightly.py",
+LONGEST_FIRST = ("test_end_to_end.py", "test_corpus_blocked.py", "test_incremental_nightly.py",
                  "test_source_changes.py", "test_zones.py", "test_operations.py",
                  "test_corpus_quarantine.py", "test_any_municipality.py", "test_dbt_parsing.py",
                  "test_prefect_server.py", "test_dbt_project.py", "test_corpus_preflight.py",
