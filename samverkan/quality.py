@@ -207,9 +207,7 @@ class _DeferredModule(types.ModuleType):
             if sys.modules.get(self.__name__) is self:
                 del sys.modules[self.__name__]
             real = importlib.import_module(self.__name__)
-            parent, _, child = self.__name__.rpartition(".")
-            if parent:
-                setattr(sys.modules[parent], child, real)
+            _bind_on_parent(self.__name__, real)
             self.__dict__["_deferred_real"] = real
         return getattr(real, attr)
 
@@ -228,6 +226,11 @@ def _defer_import(name: str) -> None:
     module = _DeferredModule(name)
     module.__spec__ = spec
     sys.modules[name] = module
+    _bind_on_parent(name, module)
+
+
+def _bind_on_parent(name: str, module: types.ModuleType) -> None:
+    """``module`` as the attribute of its parent package (what ``from p import x`` reads)."""
     parent, _, child = name.rpartition(".")
     if parent:
         setattr(sys.modules[parent], child, module)

@@ -213,9 +213,9 @@ class Bench:
                     self.failures.append(f"incremental night (repeat {i + 1}): {night.error}")
                 # the night's dbt build: its run_results.json stays in the target directory
                 # (the publication's docs generation does not compile, so it writes none)
-                results = Paths(home).dbt_target / "run_results.json"
-                nodes = sorted(node_timings(results.parent), key=lambda t: -t["seconds"]) \
-                    if night.ok and results.exists() else []
+                target = Paths(home).dbt_target
+                nodes = sorted(node_timings(target), key=lambda t: -t["seconds"]) \
+                    if night.ok and (target / "run_results.json").exists() else []
                 self.results["repeats"].append({"incremental": {**night.as_json(),
                                                                 "published": published,
                                                                 "nodes": nodes}})
