@@ -907,6 +907,55 @@ def test_threshold_var_changes_the_published_values(built, tmp_path: Path,
         conn.close()
 
 
+def test_one_test_per_model_checks_every_not_null_column_and_the_cells_domains(
+        built, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The columns a model declares not null are checked by one not_null_columns test (one dbt
+    node and one scan instead of one per column), and an ind_* model's period types, unit,
+    area levels and breakdowns by its indicator_cells_are_well_formed test: both fail on a
+    copy of the built warehouse with two nulls in fct_pupil_periods (two columns, counted as
+    two failing values) and a cell of an area level ind_hog_franvaro does not have. The
+    arguments agree with each model's meta (unit, area_levels)."""
+    other = copy_of_warehouse(built[0], tmp_path / "home", monkeypatch)
+    conn = duckdb.connect(str(other.analytics_db))
+    try:
+        conn.execute("update marts.fct_pupil_periods set offered_minutes = null where rowid = 0")
+        conn.execute("update marts.fct_pupil_periods set is_enrolled = null where rowid = 1")
+        conn.execute("update marts.ind_hog_franvaro set area_level = 'lan' where rowid = 0")
+    finally:
+        conn.close()
+    outcome = run_dbt(["test", "--select", "fct_pupil_periods", "ind_hog_franvaro"], other, VARS,
+                      target_path=tmp_path / "target")
+    failed = {f.node: f for f in outcome.failures}
+    not_null = [f for name, f in failed.items() if name.startswith("not_null_columns_fct_pupil_periods")]
+    cells_test = [f for name, f in failed.items()
+                  if name.startswith("indicator_cells_are_well_formed_ind_hog_franvaro")]
+    assert len(not_null) == 1 and "2" in not_null[0].message, failed
+    assert len(cells_test) == 1, failed
+    assert len(failed) == 2, failed
+
+    manifest = json.loads((tmp_path / "target" / "manifest.json").read_text(encoding="utf-8"))
+    nodes = manifest["nodes"].values()
+    indicator_models = {n["name"]: n for n in nodes
+                        if n["resource_type"] == "model" and n["name"].startswith("ind_")}
+    checked = set()
+    for test in nodes:
+        meta = test.get("test_metadata") or {}
+        if test["resource_type"] != "test" or meta.get("name") != "indicator_cells_are_well_formed":
+            continue
+        model = test["attached_node"].split(".")[-1]
+        if model in indicator_models:
+            kwargs = meta["kwargs"]
+            model_meta = indicator_models[model]["config"]["meta"]
+            assert kwargs["unit"] == model_meta["unit"], model
+            assert kwargs["area_levels"] == model_meta["area_levels"], model
+            checked.add(model)
+    assert checked == set(indicator_models)
+    plain_not_null = [n["unique_id"] for n in nodes if n["resource_type"] == "test"
+                      and (n.get("test_metadata") or {}).get("name") == "not_null"
+                      and not n["config"].get("where")]
+    assert plain_not_null == [], "use the model's not_null_columns test"
+
+
 def test_docs_generate(built, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     paths = copy_of_warehouse(built[0], tmp_path / "home", monkeypatch)
     outcome = dbt_docs_generate(paths, VARS, target_path=tmp_path / "docs")
