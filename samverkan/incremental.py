@@ -1,12 +1,13 @@
 """When the incremental attendance chain must be rebuilt from scratch.
 
 The large attendance models are dbt incremental models (``stg_ss12000__attendances``,
-``int_ss12000__attendance_days``): a night rebuilds only the records and lesson days its SS
-12000 batches touched, which ``stg_ss12000__batch_lesson_days`` records per batch (README,
-"Incremental nightly builds"). They hold no pseudonym and do not depend on the reference date,
-the identities or the pseudonym key (those are applied in the tables built from them every
-night), so a change of any of these leaves nothing stale in them. What can leave stale rows is
-checked here before each build, and answered with a full rebuild (dbt's ``--full-refresh``):
+``int_ss12000__attendance_days``, ``int_ss12000__attendance_periods``): a night rebuilds only
+the records, lesson days and calendar periods its SS 12000 batches touched, which
+``stg_ss12000__batch_lesson_days`` records per batch (README, "Incremental nightly builds").
+They hold no pseudonym and do not depend on the reference date, the identities or the
+pseudonym key (those are applied in the tables built from them every night), so a change of
+any of these leaves nothing stale in them. What can leave stale rows is checked here before
+each build, and answered with a full rebuild (dbt's ``--full-refresh``):
 
 - the SQL the chain is built from changed (its models, the macros, the project file, the raw
   schema, the dbt versions): every bookkeeping row carries the fingerprint of the logic that
@@ -32,14 +33,15 @@ from samverkan.locks import connect_warehouse
 FINGERPRINT_VAR = "attendance_logic_fingerprint"
 BOOKKEEPING = "staging.stg_ss12000__batch_lesson_days"
 INCREMENTAL_MODELS = ("stg_ss12000__batch_lesson_days", "stg_ss12000__attendances",
-                      "int_ss12000__attendance_days")
+                      "int_ss12000__attendance_days", "int_ss12000__attendance_periods")
 
 # What the incremental models are built from, relative to the dbt project: every model
 # upstream of them (the SS 12000 and load-metadata staging), the models themselves, all
 # macros and the project file. tests/test_incremental_nightly.py checks this list against dbt's
 # lineage.
 LOGIC_FILES = ("models/staging/ss12000", "models/staging/load_meta",
-               "models/intermediate/int_ss12000__attendance_days.sql", "macros",
+               "models/intermediate/int_ss12000__attendance_days.sql",
+               "models/intermediate/int_ss12000__attendance_periods.sql", "macros",
                "dbt_project.yml")
 # Raw tables the chain reads, with their entity name in load_meta.batch_entities.
 RAW_TABLES = {"raw_ss12000.attendances": "attendances",

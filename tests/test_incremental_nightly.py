@@ -192,6 +192,20 @@ def _bookkeeping(settings: Any) -> pd.DataFrame:
         conn.close()
 
 
+def _chain_tables(settings: Any) -> dict[str, pd.DataFrame]:
+    """The incremental attendance periods and the pupil facts built from them, sorted."""
+    tables = {"int_ss12000__attendance_periods": (settings.paths.restricted_db, "intermediate"),
+              "fct_pupil_periods": (settings.paths.analytics_db, "marts")}
+    out = {}
+    for table, (db, schema) in tables.items():
+        conn = duckdb.connect(str(db), read_only=True)
+        try:
+            out[table] = conn.execute(f"select * from {schema}.{table} order by all").df()
+        finally:
+            conn.close()
+    return out
+
+
 @dataclass
 class Scenario:
     truth: pd.DataFrame
@@ -202,6 +216,8 @@ class Scenario:
     moved: tuple[dt.date, dt.date]
     home: Path
     build_seconds: list[float]
+    chain_incremental: dict[str, pd.DataFrame]  # after the last incremental night
+    chain_full: dict[str, pd.DataFrame]         # after the full refresh
 
 
 @pytest.fixture(scope="module")
@@ -259,9 +275,12 @@ def scenario(tmp_path_factory) -> Iterator[Scenario]:
         results = _night(settings, None)
         incremental = _publish(settings, ref, results)
         nights.append(_bookkeeping(settings))
+        chain_incremental = _chain_tables(settings)
         full = _full_refresh(settings, ref)
+        chain_full = _chain_tables(settings)
     yield Scenario(read_cells(truth_path), incremental, full, nights,
-                   {DAY_2, *OLD_DAYS}, (MOVED_FROM, MOVED_FROM + week), home.paths.home, seconds)
+                   {DAY_2, *OLD_DAYS}, (MOVED_FROM, MOVED_FROM + week), home.paths.home, seconds,
+                   chain_incremental, chain_full)
 
 
 # --- the assertions ---------------------------------------------------------------------------
@@ -281,6 +300,17 @@ def test_incremental_equals_full_refresh_byte_for_byte(scenario):
     full = _without_version(scenario.full)
     assert len(incremental) > 1000
     assert incremental == full
+
+
+def test_incremental_periods_and_pupil_facts_equal_a_full_rebuild(scenario):
+    """Row for row: the calendar periods the nights rebuilt piecemeal (weeks and months from
+    their days, terms and years from their months) and the pupil facts taken from them."""
+    for table, full in scenario.chain_full.items():
+        incremental = scenario.chain_incremental[table]
+        assert len(full) > 100, table
+        pd.testing.assert_frame_equal(incremental, full, check_exact=True, obj=table)
+    periods = scenario.chain_full["int_ss12000__attendance_periods"]
+    assert set(periods["period_type"]) == {"vecka", "manad", "termin", "ar"}
 
 
 def test_incremental_publication_equals_the_ground_truth(scenario):

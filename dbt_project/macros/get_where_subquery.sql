@@ -5,6 +5,8 @@
       __pending_attendance_ids__   the attendance record ids those batches changed or deleted
       __rebuilt_lesson_days__      a condition: the row's lesson_date is a day those batches
                                    touched, or every day after a full rebuild of the bookkeeping
+      __rebuilt_attendance_periods__  a condition: the row's period_start begins the week, month,
+                                   term or year of such a day (or any period, likewise)
     On a full build every batch is pending, so the tests see every row. -#}
 {% macro get_where_subquery(relation) -%}
     {%- set where = config.get('where') -%}
@@ -18,6 +20,11 @@
         {%- if '__rebuilt_lesson_days__' in where -%}
             {%- set where = where.replace('__rebuilt_lesson_days__',
                 '(lesson_date in (' ~ pending_lesson_days(via_graph=true) ~ ') or '
+                ~ pending_rebuild_of_all_days(via_graph=true) ~ ')') -%}
+        {%- endif -%}
+        {%- if '__rebuilt_attendance_periods__' in where -%}
+            {%- set where = where.replace('__rebuilt_attendance_periods__',
+                '(period_start in (' ~ pending_period_starts(via_graph=true) ~ ') or '
                 ~ pending_rebuild_of_all_days(via_graph=true) ~ ')') -%}
         {%- endif -%}
         {%- set filtered -%}

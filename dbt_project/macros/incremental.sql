@@ -70,8 +70,9 @@
 {%- endmacro %}
 
 {#- The lesson days int_ss12000__attendance_days rebuilds on an incremental run: the days the
-    pending batches touched, or every day when the bookkeeping asks for it. -#}
-{% macro rebuilt_attendance_days() -%}
+    pending batches touched, or every day when the bookkeeping asks for it (the days of every
+    lesson, and every day of `days`: int_ss12000__attendance_days itself unless given). -#}
+{% macro rebuilt_attendance_days(days=none) -%}
     select lesson_date
     from ({{ pending_lesson_days() }}) as touched
     union
@@ -80,6 +81,61 @@
     where {{ pending_rebuild_of_all_days() }}
     union
     select lesson_date
+    from {{ days if days is not none else this }}
+    where {{ pending_rebuild_of_all_days() }}
+{%- endmacro %}
+
+{#- The first day of the school term (vt 1 January, ht 1 July) that holds a date. -#}
+{% macro term_start(day) -%}
+    make_date(year({{ day }}), case when month({{ day }}) <= 6 then 1 else 7 end, 1)
+{%- endmacro %}
+
+{#- The calendar periods (period_type, period_start) int_ss12000__attendance_periods rebuilds
+    on an incremental run: the week, month, term and year of every day
+    int_ss12000__attendance_days rebuilt (`days`), and every period it holds when the
+    bookkeeping asks for every day. -#}
+{% macro rebuilt_attendance_periods(days) -%}
+    {%- set rebuilt -%}({{ rebuilt_attendance_days(days) }}){%- endset -%}
+    select 'vecka' as period_type, cast(date_trunc('week', lesson_date) as date) as period_start
+    from {{ rebuilt }} as rebuilt
+    union
+    select 'manad' as period_type, cast(date_trunc('month', lesson_date) as date) as period_start
+    from {{ rebuilt }} as rebuilt
+    union
+    select 'termin' as period_type, {{ term_start('lesson_date') }} as period_start
+    from {{ rebuilt }} as rebuilt
+    union
+    select 'ar' as period_type, cast(date_trunc('year', lesson_date) as date) as period_start
+    from {{ rebuilt }} as rebuilt
+    union
+    select period_type, period_start
     from {{ this }}
     where {{ pending_rebuild_of_all_days() }}
+{%- endmacro %}
+
+{#- The first days of the weeks, months, terms and years of the lesson days the pending
+    batches touched (a data test's `where`: see get_where_subquery). -#}
+{% macro pending_period_starts(via_graph=false) -%}
+    {%- set touched -%}({{ pending_lesson_days(via_graph) }}){%- endset -%}
+    select cast(date_trunc('week', lesson_date) as date) from {{ touched }} as touched
+    union
+    select cast(date_trunc('month', lesson_date) as date) from {{ touched }} as touched
+    union
+    select {{ term_start('lesson_date') }} from {{ touched }} as touched
+    union
+    select cast(date_trunc('year', lesson_date) as date) from {{ touched }} as touched
+{%- endmacro %}
+
+{#- Pre-hook of int_ss12000__attendance_periods: delete the periods it rebuilds, in the
+    transaction that inserts them again. Nothing on a first or full build. -#}
+{% macro delete_rebuilt_periods(periods) -%}
+    {%- if is_incremental() -%}
+        delete from {{ this }}
+        where exists (
+            select 1
+            from ({{ periods }}) as rebuilt
+            where rebuilt.period_type = {{ this }}.period_type
+                and rebuilt.period_start = {{ this }}.period_start
+        )
+    {%- endif -%}
 {%- endmacro %}

@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 NIGHT_BATCH = "ss12000-benchmark-night"
 CORRECTION_DAYS = 14
 CHAIN = ("stg_ss12000__batch_lesson_days", "stg_ss12000__attendances", "int_ss12000__attendance_days",
+         "int_ss12000__attendance_periods",
          "fct_pupil_periods")
 
 

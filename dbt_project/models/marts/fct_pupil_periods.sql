@@ -9,8 +9,9 @@
 
 {#- Rebuilt every night: it applies R, the identities and linkability, so a change of any of
     them leaves nothing stale. Its post-hook marks the pending SS 12000 batches built once this
-    table is committed: the days they touched are in int_ss12000__attendance_days, its tests
-    passed on them and the periods here sum them. After the commit, not in its transaction
+    table is committed: the days they touched are in int_ss12000__attendance_days and their
+    periods in int_ss12000__attendance_periods, their tests passed on them and the periods
+    here take them. After the commit, not in its transaction
     (this table is in the analytics database, the bookkeeping in the restricted one, and a
     DuckDB transaction writes to one database): a build that stops before or in between
     leaves the batches pending, and the next night rebuilds their days again, which changes
@@ -36,9 +37,9 @@ enrolment_periods as (
 
 ),
 
--- attendance per SS 12000 person id and day up to R, of linkable persons only: summed per
--- person id and period first, and mapped to pseudonyms after, on far fewer rows (a table of
--- days per pseudonym would be rewritten whole every night: about 10 M rows at Stockholm's size)
+-- linkable persons only: attendance is summed per SS 12000 person id and period first, and
+-- mapped to pseudonyms after, on far fewer rows (a table of days per pseudonym would be
+-- rewritten whole every night: about 10 M rows at Stockholm's size)
 people as (
 
     select person_id, person_pseudonym
@@ -53,22 +54,6 @@ attendance_days as (
     from {{ ref('int_ss12000__attendance_days') }} as attendance_days
     semi join people
         on people.person_id = attendance_days.person_id
-    where attendance_days.lesson_date <= {{ reference_date() }}
-
-),
-
--- every day of every period (a few thousand rows): the range [period_start, period_end]
--- spelled out, so that the (person, day) rows join their periods by equality, which is
--- several times faster at Stockholm scale than an inequality join
-period_days as (
-
-    select
-        period_type,
-        period_start,
-        cast(unnest(generate_series(
-            cast(period_start as timestamp), cast(period_end as timestamp), interval 1 day
-        )) as date) as period_day
-    from periods
 
 ),
 
@@ -80,34 +65,105 @@ reporting_lag as (
     from (
         select distinct lesson_date
         from attendance_days
+        where lesson_date <= {{ reference_date() }}
         order by lesson_date desc
         limit {{ var_int('reporting_lag_school_days', 0) }}
     ) as lag_days
 
 ),
 
+-- the sums over every day of each period of int_periods (int_ss12000__attendance_periods,
+-- built incrementally: no table of days is summed whole every night) ...
+whole_periods as (
+
+    select attendance_periods.*
+    from {{ ref('int_ss12000__attendance_periods') }} as attendance_periods
+    semi join people
+        on people.person_id = attendance_periods.person_id
+    semi join periods
+        on periods.period_type = attendance_periods.period_type
+        and periods.period_start = attendance_periods.period_start
+
+),
+
+-- ... less the days that do not count: after R (not yet happened), and, for the settled
+-- sums, the reporting lag. A handful of days, found by the days' dates alone.
+recent_days as (
+
+    select attendance_days.*
+    from attendance_days
+    cross join reporting_lag
+    where attendance_days.lesson_date > {{ reference_date() }}
+        or attendance_days.lesson_date >= reporting_lag.first_lag_day
+
+),
+
+-- every day of every period that holds a recent day: the range [period_start, period_end]
+-- spelled out, so that the days join their periods by equality
+period_days as (
+
+    select
+        period_type,
+        period_start,
+        cast(unnest(generate_series(
+            cast(period_start as timestamp), cast(period_end as timestamp), interval 1 day
+        )) as date) as period_day
+    from periods
+    where period_end >= (
+        select coalesce(min(lesson_date), {{ reference_date() }} + 1) from recent_days
+    )
+
+),
+
+left_out as (
+
+    select
+        recent_days.person_id,
+        period_days.period_type,
+        period_days.period_start,
+        sum(recent_days.offered_minutes) filter (where recent_days.lesson_date > {{ reference_date() }})
+            as future_offered_minutes,
+        sum(recent_days.valid_absence_minutes) filter (where recent_days.lesson_date > {{ reference_date() }})
+            as future_valid_absence_minutes,
+        sum(recent_days.invalid_absence_minutes) filter (where recent_days.lesson_date > {{ reference_date() }})
+            as future_invalid_absence_minutes,
+        sum(recent_days.scheduled_records) filter (where recent_days.lesson_date > {{ reference_date() }})
+            as future_scheduled_records,
+        sum(recent_days.reported_records) filter (where recent_days.lesson_date > {{ reference_date() }})
+            as future_reported_records,
+        sum(recent_days.scheduled_records) as unsettled_scheduled_records,
+        sum(recent_days.reported_records) as unsettled_reported_records
+    from recent_days
+    inner join period_days
+        on period_days.period_day = recent_days.lesson_date
+    group by 1, 2, 3
+
+),
+
 person_id_periods as (
 
     select
-        attendance_days.person_id,
-        period_days.period_type,
-        period_days.period_start,
-        sum(attendance_days.offered_minutes) as offered_minutes,
-        sum(attendance_days.valid_absence_minutes) as valid_absence_minutes,
-        sum(attendance_days.invalid_absence_minutes) as invalid_absence_minutes,
-        sum(attendance_days.scheduled_records) as scheduled_records,
-        sum(attendance_days.reported_records) as reported_records,
-        sum(attendance_days.scheduled_records)
-            filter (where attendance_days.lesson_date < reporting_lag.first_lag_day)
+        whole_periods.person_id,
+        whole_periods.period_type,
+        whole_periods.period_start,
+        whole_periods.offered_minutes - coalesce(left_out.future_offered_minutes, 0) as offered_minutes,
+        whole_periods.valid_absence_minutes - coalesce(left_out.future_valid_absence_minutes, 0)
+            as valid_absence_minutes,
+        whole_periods.invalid_absence_minutes - coalesce(left_out.future_invalid_absence_minutes, 0)
+            as invalid_absence_minutes,
+        whole_periods.scheduled_records - coalesce(left_out.future_scheduled_records, 0) as scheduled_records,
+        whole_periods.reported_records - coalesce(left_out.future_reported_records, 0) as reported_records,
+        whole_periods.scheduled_records - coalesce(left_out.unsettled_scheduled_records, 0)
             as settled_scheduled_records,
-        sum(attendance_days.reported_records)
-            filter (where attendance_days.lesson_date < reporting_lag.first_lag_day)
+        whole_periods.reported_records - coalesce(left_out.unsettled_reported_records, 0)
             as settled_reported_records
-    from attendance_days
-    inner join period_days
-        on period_days.period_day = attendance_days.lesson_date
-    cross join reporting_lag
-    group by 1, 2, 3
+    from whole_periods
+    left join left_out
+        on left_out.person_id = whole_periods.person_id
+        and left_out.period_type = whole_periods.period_type
+        and left_out.period_start = whole_periods.period_start
+    -- a person id whose days in the period all lie after R has no row (every day has records)
+    where whole_periods.scheduled_records > coalesce(left_out.future_scheduled_records, 0)
 
 ),
 

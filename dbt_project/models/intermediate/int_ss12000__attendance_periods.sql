@@ -1,0 +1,160 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    pre_hook="{{ delete_rebuilt_periods(rebuilt_attendance_periods(ref('int_ss12000__attendance_days'))) }}",
+) }}
+
+{#- Attendance per SS 12000 person id and calendar period (vecka: ISO week, manad, termin: vt
+    1 Jan - 30 Jun / ht 1 Jul - 31 Dec, ar): the sums of int_ss12000__attendance_days over
+    every day of the period. No reference date, no identities, no reporting lag (like the
+    days, nothing here depends on the run parameters or the key): fct_pupil_periods takes the
+    periods of int_periods from here and subtracts the few days after R and in the reporting
+    lag, instead of summing every day of every period each night. Incremental: a night
+    rebuilds only the periods that hold a day int_ss12000__attendance_days rebuilt (the week,
+    month, term and year of each touched day): weeks and months from their days, terms and
+    years from their months (the rebuilt months and the other months already here). -#}
+
+-- depends_on: {{ ref('stg_ss12000__batch_lesson_days') }}
+
+with
+
+rebuilt_periods as (
+
+    {%- if is_incremental() %}
+    {{ rebuilt_attendance_periods(ref('int_ss12000__attendance_days')) }}
+    {%- else %}
+    select cast(null as varchar) as period_type, cast(null as date) as period_start
+    where false
+    {%- endif %}
+
+),
+
+days as (
+
+    select
+        attendance_days.*,
+        cast(date_trunc('week', attendance_days.lesson_date) as date) as week_start,
+        cast(date_trunc('month', attendance_days.lesson_date) as date) as month_start
+    from {{ ref('int_ss12000__attendance_days') }} as attendance_days
+    {%- if is_incremental() %}
+    where cast(date_trunc('month', attendance_days.lesson_date) as date) in (
+            select period_start from rebuilt_periods where period_type = 'manad'
+        )
+        or cast(date_trunc('week', attendance_days.lesson_date) as date) in (
+            select period_start from rebuilt_periods where period_type = 'vecka'
+        )
+    {%- endif %}
+
+),
+
+weeks as (
+
+    select
+        person_id,
+        'vecka' as period_type,
+        week_start as period_start,
+        sum(offered_minutes) as offered_minutes,
+        sum(valid_absence_minutes) as valid_absence_minutes,
+        sum(invalid_absence_minutes) as invalid_absence_minutes,
+        sum(scheduled_records) as scheduled_records,
+        sum(reported_records) as reported_records
+    from days
+    {%- if is_incremental() %}
+    where week_start in (select period_start from rebuilt_periods where period_type = 'vecka')
+    {%- endif %}
+    group by 1, 2, 3
+
+),
+
+months as (
+
+    select
+        person_id,
+        'manad' as period_type,
+        month_start as period_start,
+        sum(offered_minutes) as offered_minutes,
+        sum(valid_absence_minutes) as valid_absence_minutes,
+        sum(invalid_absence_minutes) as invalid_absence_minutes,
+        sum(scheduled_records) as scheduled_records,
+        sum(reported_records) as reported_records
+    from days
+    {%- if is_incremental() %}
+    where month_start in (select period_start from rebuilt_periods where period_type = 'manad')
+    {%- endif %}
+    group by 1, 2, 3
+
+),
+
+-- every month of the terms and years to rebuild: the rebuilt months, and the others as built
+all_months as (
+
+    select * from months
+    {%- if is_incremental() %}
+    union all
+    select
+        person_id, period_type, period_start, offered_minutes, valid_absence_minutes,
+        invalid_absence_minutes, scheduled_records, reported_records
+    from {{ this }}
+    where period_type = 'manad'
+        and period_start not in (select period_start from rebuilt_periods where period_type = 'manad')
+        and (
+            {{ term_start('period_start') }} in (
+                select period_start from rebuilt_periods where period_type = 'termin'
+            )
+            or cast(date_trunc('year', period_start) as date) in (
+                select period_start from rebuilt_periods where period_type = 'ar'
+            )
+        )
+    {%- endif %}
+
+),
+
+terms_and_years as (
+
+    {%- for period_type, start in [('termin', term_start('period_start')),
+                                   ('ar', "cast(date_trunc('year', period_start) as date)")] %}
+    select
+        person_id,
+        '{{ period_type }}' as period_type,
+        {{ start }} as period_start,
+        sum(offered_minutes) as offered_minutes,
+        sum(valid_absence_minutes) as valid_absence_minutes,
+        sum(invalid_absence_minutes) as invalid_absence_minutes,
+        sum(scheduled_records) as scheduled_records,
+        sum(reported_records) as reported_records
+    from all_months
+    {%- if is_incremental() %}
+    where {{ start }} in (select period_start from rebuilt_periods where period_type = '{{ period_type }}')
+    {%- endif %}
+    group by 1, 2, 3
+    {{ 'union all' if not loop.last }}
+    {%- endfor %}
+
+),
+
+unioned as (
+
+    select * from weeks
+    union all
+    select * from months
+    union all
+    select * from terms_and_years
+
+),
+
+final as (
+
+    select
+        person_id,
+        period_type,
+        period_start,
+        cast(offered_minutes as double) as offered_minutes,
+        cast(valid_absence_minutes as bigint) as valid_absence_minutes,
+        cast(invalid_absence_minutes as bigint) as invalid_absence_minutes,
+        cast(scheduled_records as bigint) as scheduled_records,
+        cast(reported_records as bigint) as reported_records
+    from unioned
+
+)
+
+select * from final
