@@ -13,6 +13,11 @@ and spill large results. The one connection outside this module is the simulator
 (:mod:`samverkan.simulator.ss12000_server`): it plays the municipality's school platform, not
 the pipeline, and relies on insertion order.
 
+An extract's connections (:func:`loading`: the validation of what it pulled and the load into
+the restricted warehouse) get ``load_memory_limit`` instead (default 1 GiB, or ``memory_limit``
+when that is lower): they append and scan, which streams, and a first load of a whole term
+must fit beside the Python process that pulls it (README, "Performance").
+
 Each DuckDB database instance spills into its own sub-folder of the spill folder
 (``duckdb-<pid>-<random>``), which DuckDB creates when it first spills and removes when it is
 closed: two instances sharing one folder would delete each other's files when one closes. A
@@ -26,8 +31,9 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import Mapping
-from contextlib import suppress
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -91,18 +97,47 @@ def default_memory_limit() -> str:
     return format_size(min(physical_memory() // 2, DEFAULT_MEMORY_LIMIT_CAP))
 
 
+# An extract's DuckDB connections: appends and scans stream, and DuckDB would otherwise fill
+# memory_limit with cached blocks of the load (5 GiB of process memory at Stockholm's size).
+DEFAULT_LOAD_MEMORY_LIMIT = 2**30
+
+
+def default_load_memory_limit(memory_limit: str) -> str:
+    """1 GiB, or ``memory_limit`` when that is lower."""
+    limit = parse_size(memory_limit) or DEFAULT_LOAD_MEMORY_LIMIT
+    return format_size(min(limit, DEFAULT_LOAD_MEMORY_LIMIT))
+
+
+_LOADING: ContextVar[bool] = ContextVar("samverkan_loading", default=False)
+
+
+@contextmanager
+def loading() -> Iterator[None]:
+    """DuckDB connections opened in this block (in this thread or task: one extract) get the
+    ``load_memory_limit`` of the warehouse settings instead of ``memory_limit``."""
+    token = _LOADING.set(True)
+    try:
+        yield
+    finally:
+        _LOADING.reset(token)
+
+
 @dataclass(frozen=True)
 class WarehouseSettings:
-    """How DuckDB may use this machine. ``memory_limit`` is a DuckDB size string; ``temp_directory``
-    the spill folder (each database instance spills into its own sub-folder of it)."""
+    """How DuckDB may use this machine. ``memory_limit`` is a DuckDB size string (the limit of
+    an extract's connections: ``load_memory_limit``); ``temp_directory`` the spill folder (each
+    database instance spills into its own sub-folder of it)."""
 
     memory_limit: str
     threads: int
     temp_directory: Path
+    load_memory_limit: str = format_size(DEFAULT_LOAD_MEMORY_LIMIT)
 
     @classmethod
     def defaults(cls, p: Paths) -> WarehouseSettings:
-        return cls(default_memory_limit(), cpu_count(), default_spill_directory(p))
+        memory_limit = default_memory_limit()
+        return cls(memory_limit, cpu_count(), default_spill_directory(p),
+                   default_load_memory_limit(memory_limit))
 
     def ensure_spill_root(self) -> Path:
         """The spill folder, created owner-only (0700) when missing and set to 0700 when this
@@ -118,11 +153,14 @@ class WarehouseSettings:
         creates it when it first spills and removes it when the instance closes)."""
         return self.ensure_spill_root() / f"{SPILL_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
 
-    def duckdb_config(self, spill: bool = True) -> dict[str, Any]:
+    def duckdb_config(self, spill: bool = True, loading: bool | None = None) -> dict[str, Any]:
         """The ``config`` of a new DuckDB database instance: with ``spill`` a fresh spill
-        sub-folder (the spill folder is created), else DuckDB's own temp directory."""
-        config: dict[str, Any] = {"memory_limit": self.memory_limit, "threads": self.threads,
-                                  "preserve_insertion_order": False}
+        sub-folder (the spill folder is created), else DuckDB's own temp directory; within
+        :func:`loading` (or with ``loading``) the load memory limit."""
+        loading = _LOADING.get() if loading is None else loading
+        config: dict[str, Any] = {
+            "memory_limit": self.load_memory_limit if loading else self.memory_limit,
+            "threads": self.threads, "preserve_insertion_order": False}
         if spill:
             config["temp_directory"] = str(self.new_spill_directory())
         return config

@@ -90,6 +90,7 @@ def build_extractor(settings: Settings, source: str) -> Extractor:
 def extract(settings: Settings, source: str, until: dt.date | None = None) -> ExtractResult:
     """Recover, pull, land, validate and load one source (up to the data date ``until``, for
     a backfill)."""
+    from samverkan.database import loading
     from samverkan.quality import batch_validator, remove_stale_scratch
 
     settings.paths.ensure()
@@ -101,7 +102,8 @@ def extract(settings: Settings, source: str, until: dt.date | None = None) -> Ex
         with _VALIDATION_LOCK:
             return check(manifest)
 
-    return run_extract(settings.paths, extractor, validate, until=until)
+    with loading():  # its DuckDB connections get [warehouse] load_memory_limit
+        return run_extract(settings.paths, extractor, validate, until=until)
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -162,3 +162,46 @@ def test_a_run_clears_spill_leftovers_when_it_starts_and_ends(samverkan_home: Pa
     assert exclusive("samverkan test", run) == 0
     assert seen == [[]]
     assert list(p.spill.iterdir()) == []
+
+
+def test_an_extract_gets_the_load_memory_limit_and_the_build_the_memory_limit(
+        samverkan_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An extract appends and scans (it streams): its DuckDB connections get load_memory_limit
+    (default 1 GiB, or memory_limit when lower), so that DuckDB does not cache a first load's
+    blocks up to memory_limit. Checked on the connections a real police extract opens."""
+    from samverkan import steps, warehouse
+
+    inbox = samverkan_home / "inbox"
+    inbox.mkdir()
+    p = _configured(samverkan_home, f'\n[police]\ninbox = "{inbox}"\n'
+                                    '\n[warehouse]\nmemory_limit = "3GiB"\nthreads = 1\n')
+    w = load_settings().warehouse
+    assert (w.memory_limit, w.load_memory_limit) == ("3GiB", "1024MiB")
+    limits: list[str] = []
+    real = warehouse.connect_warehouse
+
+    def observed(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - records, then the real one
+        conn = real(*args, **kwargs)
+        limits.append(conn.execute("select current_setting('memory_limit')").fetchone()[0])
+        return conn
+
+    monkeypatch.setattr(warehouse, "connect_warehouse", observed)
+    result = steps.extract(load_settings(), "police")
+    assert result.batches == [] or all(b.valid for b in result.batches)
+    assert limits and set(limits) == {"1.0 GiB"}, limits
+    conn = connect_warehouse(p.restricted_db)  # outside an extract: memory_limit
+    try:
+        assert conn.execute("select current_setting('memory_limit')").fetchone()[0] == "3.0 GiB"
+    finally:
+        conn.close()
+    with database.loading():
+        helper = database.connect()
+        try:
+            assert helper.execute("select current_setting('memory_limit')").fetchone()[0] == "1.0 GiB"
+        finally:
+            helper.close()
+    # a lower memory_limit bounds the load limit too; an explicit one is kept
+    _configured(samverkan_home, '\n[warehouse]\nmemory_limit = "512MiB"\n')
+    assert load_settings().warehouse.load_memory_limit == "512MiB"
+    _configured(samverkan_home, '\n[warehouse]\nload_memory_limit = "768MiB"\n')
+    assert load_settings().warehouse.load_memory_limit == "768MiB"

@@ -120,7 +120,8 @@ def check_warehouse(settings: Settings) -> CheckResult:
 
     w = settings.warehouse or WarehouseSettings.defaults(settings.paths)
     detail = (f"memory_limit {w.memory_limit} (this machine: {format_size(physical_memory())}), "
-              f"threads {w.threads}, spill folder {w.temp_directory}")
+              f"load_memory_limit {w.load_memory_limit}, threads {w.threads}, "
+              f"spill folder {w.temp_directory}")
     try:
         root = w.ensure_spill_root()
         with tempfile.NamedTemporaryFile(dir=root, prefix=".check-"):

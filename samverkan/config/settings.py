@@ -257,6 +257,10 @@ _WAREHOUSE = {
     "memory_limit": Option("size", "the most memory DuckDB may use (a DuckDB size: \"4GiB\", "
                            "\"8GB\"); beyond it a build spills to temp_directory (slower, not "
                            "failing). Default: half the machine's memory, at most 4 GiB", example="8GiB"),
+    "load_memory_limit": Option("size", "the most memory DuckDB may use in an extract (validating "
+                                "and loading what was pulled: it streams, so a first load of a "
+                                "whole term fits); default: 1 GiB, or memory_limit when lower",
+                                example="1GiB"),
     "threads": Option("int", "threads DuckDB may use; default: the CPUs this process may run on",
                       minimum=1, maximum=1024, example=4),
     "temp_directory": Option("path", "folder for DuckDB's spill files (they hold person-level "
@@ -643,14 +647,16 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 
 
 def _warehouse(values: Mapping[str, Any], p: Paths) -> WarehouseSettings:
-    from samverkan.database import WarehouseSettings
+    from samverkan.database import WarehouseSettings, default_load_memory_limit
 
     defaults = WarehouseSettings.defaults(p)
+    memory_limit = values.get("memory_limit", defaults.memory_limit)
     return WarehouseSettings(
-        memory_limit=values.get("memory_limit", defaults.memory_limit),
+        memory_limit=memory_limit,
         threads=values.get("threads", defaults.threads),
         # a relative folder is relative to the data directory
         temp_directory=p.home / values.get("temp_directory", defaults.temp_directory),
+        load_memory_limit=values.get("load_memory_limit", default_load_memory_limit(memory_limit)),
     )
 
 
