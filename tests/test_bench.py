@@ -38,3 +38,15 @@ def test_a_world_is_rebuilt_for_its_loads_and_refreshed_for_its_models() -> None
     assert "dbt_project" not in " ".join(LOADED)
     assert WorldSpec(1, 150, 4).name().endswith(digest(LOADED)[:12])
     assert digest(MODELS) != digest(LOADED)
+
+
+def test_the_peak_before_a_mark_leaves_out_what_came_after() -> None:
+    """A child that prints a mark, then touches 300 MiB: the peak before the mark is small,
+    the whole peak is not (a backfill's pull, then its build)."""
+    code = ("import sys, time; print('pulling', flush=True); time.sleep(0.6); "
+            "print('dbt build: starting', flush=True); b = b'x' * (300 * 2**20); time.sleep(1)")
+    m = run_measured("phases", [sys.executable, "-c", code], marks=("dbt build:", "never printed"))
+    assert m.ok
+    assert m.peak_rss_bytes >= 250 * 2**20
+    assert set(m.peak_before) == {"dbt build:"}
+    assert 0 < m.peak_before["dbt build:"] < 200 * 2**20

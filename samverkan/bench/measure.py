@@ -74,6 +74,8 @@ class Measurement:
     result: dict[str, Any] = field(default_factory=dict)
     exceeded_bytes: int | None = None
     error: str = ""
+    # for each mark (a text of the child's output): the peak up to its first line holding it
+    peak_before: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -82,7 +84,8 @@ class Measurement:
     def as_json(self) -> dict[str, Any]:
         return {"label": self.label, "wall_seconds": round(self.wall_seconds, 2),
                 "peak_rss_bytes": self.peak_rss_bytes, "returncode": self.returncode,
-                "exceeded_bytes": self.exceeded_bytes, "error": self.error, "result": self.result}
+                "exceeded_bytes": self.exceeded_bytes, "error": self.error, "result": self.result,
+                "peak_before": self.peak_before}
 
 
 def _last_json(stdout: str) -> dict[str, Any]:
@@ -103,12 +106,15 @@ def _tail(text: str, lines: int = 3) -> str:
 
 def run_measured(label: str, argv: Sequence[str], env: Mapping[str, str] | None = None,
                  cwd: Path | None = None, ceiling_bytes: int | None = None,
-                 timeout_seconds: float | None = None, log_file: Path | None = None) -> Measurement:
+                 timeout_seconds: float | None = None, log_file: Path | None = None,
+                 marks: Sequence[str] = ()) -> Measurement:
     """Run ``argv`` as a child in its own process group while this process samples the
     resident memory of the child and its descendants every :data:`SAMPLE_SECONDS`. Past
     ``ceiling_bytes`` (or ``timeout_seconds``) the group is killed. The child's stdout and
     stderr go to ``log_file`` (appended) when given; the error line of a failed child is its
-    last stderr lines."""
+    last stderr lines. For each of ``marks`` the peak up to the first output line that holds
+    it is kept (``peak_before``: a phase of the child, e.g. a backfill's pull before its
+    build)."""
     started = time.monotonic()
     child = subprocess.Popen(list(argv), env=dict(env) if env is not None else None, cwd=cwd,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -132,22 +138,42 @@ def run_measured(label: str, argv: Sequence[str], env: Mapping[str, str] | None 
                 stop_group()
             done.wait(SAMPLE_SECONDS)
 
+    peak_before: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def read(stream: Any, lines: list[str]) -> None:
+        for line in stream:
+            lines.append(line)
+            for mark in marks:
+                if mark in line and mark not in peak_before:
+                    with lock:
+                        peak_before[mark] = max(peak[0], tree_rss(child.pid))
+
+    out_lines: list[str] = []
+    err_lines: list[str] = []
+    readers = [threading.Thread(target=read, args=(child.stdout, out_lines), daemon=True),
+               threading.Thread(target=read, args=(child.stderr, err_lines), daemon=True)]
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
+    for reader in readers:
+        reader.start()
     try:
-        stdout, stderr = child.communicate()
+        for reader in readers:
+            reader.join()
+        child.wait()
     except BaseException:
         stop_group()
         raise
     finally:
         done.set()
         sampler.join()
+    stdout, stderr = "".join(out_lines), "".join(err_lines)
     wall = time.monotonic() - started
     if log_file is not None:
         with log_file.open("a", encoding="utf-8") as f:
             f.write(f"===== {label}: {' '.join(argv)}\n{stdout}\n----- stderr\n{stderr}\n")
     m = Measurement(label, wall, peak[0], child.returncode, _last_json(stdout),
-                    exceeded[0] if exceeded else None)
+                    exceeded[0] if exceeded else None, peak_before=peak_before)
     if m.exceeded_bytes is None and child.returncode != 0:
         m.error = _tail(stderr) or _tail(stdout) or f"exit code {child.returncode}"
     return m

@@ -370,14 +370,18 @@ class Bench:
         self.results["failures"] = self.failures
         width = max(len(line[0]) for line in lines)
         o = self.results["options"]
-        attendance = self.results.get("world", {}).get("raw_rows", {}).get("raw_ss12000.attendances", 0)
+        world = self.results.get("world", {})
+        attendance = world.get("raw_rows", {}).get("raw_ss12000.attendances", 0)
         out = [
             "",
             f"samverkan bench --pupils {o['pupils']} --lessons-per-day {o['lessons_per_day']} "
             f"--seed {o['seed']} --repeat {o['repeat']} (memory_limit {o['memory_limit']}; "
             f"{self.results['machine']['cpus']} cores, "
             f"{self.results['machine']['memory_bytes'] / GIB:.0f} GiB)",
-            f"raw attendance rows: {attendance:,}; "
+            f"raw attendance rows: {attendance:,}; first load (the world's backfill to R−1): "
+            f"{world.get('backfill_seconds', 0):.0f} s, "
+            f"peak {world.get('backfill_peak_rss_bytes', 0) / MIB:,.0f} MiB, "
+            f"{world.get('backfill_pull_peak_rss_bytes', 0) / MIB:,.0f} MiB before its build; "
             f"Prefect start {self.results.get('prefect_start_seconds', 0):.1f} s (not in the night); "
             f"wall: median (min–max) of {len(reps)} run(s); peak: max",
             "",

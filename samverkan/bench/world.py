@@ -49,6 +49,7 @@ MODELS = ("dbt_project/models", "dbt_project/macros", "dbt_project/dbt_project.y
           "samverkan/run_parameters.py", "samverkan/steps.py", "samverkan/quality.py",
           "expectations")
 WORLD_FILE = "world.json"
+BUILD_MARK = "dbt build:"  # the progress line that starts a run's build (samverkan.steps.transform)
 SOURCES_DIR = "simulator"   # under a data directory, as the demo lays it out
 TOKEN_ENV = "SAMVERKAN_SS12000_TOKEN"  # noqa: S105 - the name of a variable (samverkan.demo)
 
@@ -76,6 +77,9 @@ class World:
     simulator_peak_rss_bytes: int
     raw_rows: dict[str, int]
     models_version: str = ""  # digest(MODELS) of the models it was last built with
+    # the backfill's peak before its build started: the first load's pull, landing,
+    # validation and load alone (0: not measured, a world built before this was recorded)
+    backfill_pull_peak_rss_bytes: int = 0
 
     @property
     def home(self) -> Path:
@@ -98,7 +102,7 @@ class World:
         return cls(WorldSpec(**doc["spec"]), directory, dt.date.fromisoformat(doc["reference_date"]),
                    doc["built_seconds"], doc["backfill_seconds"], doc["backfill_peak_rss_bytes"],
                    doc["simulator_peak_rss_bytes"], doc["raw_rows"],
-                   doc.get("models_version", ""))
+                   doc.get("models_version", ""), doc.get("backfill_pull_peak_rss_bytes", 0))
 
     def save(self) -> None:
         (self.directory / WORLD_FILE).write_text(json.dumps(self.as_json(), indent=2),
@@ -278,7 +282,7 @@ def ensure_world(work: Path, spec: WorldSpec, prefect_api_url: str, memory_limit
             "world: backfill", [sys.executable, "-m", "samverkan.cli", "backfill", "--from", day,
                                 "--to", day],
             env=clean_env(home, **{TOKEN_ENV: token, "PREFECT_API_URL": prefect_api_url}),
-            cwd=ROOT, log_file=log_file)
+            cwd=ROOT, log_file=log_file, marks=(BUILD_MARK,))
         simulator_peak = server.peak_rss_bytes()
         reference_date = server.reference_date
     if not backfill.ok:
@@ -286,13 +290,15 @@ def ensure_world(work: Path, spec: WorldSpec, prefect_api_url: str, memory_limit
                            f"(see {log_file})")
     world = World(spec, directory, reference_date, round(time.monotonic() - started, 1),
                   round(backfill.wall_seconds, 1), backfill.peak_rss_bytes, simulator_peak,
-                  raw_rows(home), models_version)
+                  raw_rows(home), models_version, backfill.peak_before.get(BUILD_MARK, 0))
     (building / WORLD_FILE).write_text(json.dumps(world.as_json(), indent=2), encoding="utf-8")
     if directory.exists():
         shutil.rmtree(directory)
     building.rename(directory)
     say(f"World: built in {world.built_seconds:.0f} s (backfill {world.backfill_seconds:.0f} s, "
-        f"simulator peak {simulator_peak / 2**30:.1f} GiB)")
+        f"peak {world.backfill_peak_rss_bytes / 2**30:.1f} GiB, before its build "
+        f"{world.backfill_pull_peak_rss_bytes / 2**30:.1f} GiB; simulator peak "
+        f"{simulator_peak / 2**30:.1f} GiB)")
     return World.load(directory)
 
 
