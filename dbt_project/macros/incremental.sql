@@ -139,3 +139,24 @@
         )
     {%- endif -%}
 {%- endmacro %}
+
+{#- int_ss12000__attendance_periods: the `measures` of `relation` (a CTE with person_id) summed per
+    person id and period, for each (period_type, period start expression) of `periods`; on an
+    incremental run only the periods in its CTE rebuilt_periods. -#}
+{% macro sums_per_period(relation, periods, measures) -%}
+    {%- for period_type, start in periods %}
+    select
+        person_id,
+        '{{ period_type }}' as period_type,
+        {{ start }} as period_start,
+        {%- for measure in measures %}
+        sum({{ measure }}) as {{ measure }}{{ ',' if not loop.last }}
+        {%- endfor %}
+    from {{ relation }}
+    {%- if is_incremental() %}
+    where {{ start }} in (select period_start from rebuilt_periods where period_type = '{{ period_type }}')
+    {%- endif %}
+    group by 1, 2, 3
+    {{ 'union all' if not loop.last }}
+    {%- endfor %}
+{%- endmacro %}

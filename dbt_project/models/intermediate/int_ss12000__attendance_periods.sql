@@ -16,6 +16,9 @@
 
 -- depends_on: {{ ref('stg_ss12000__batch_lesson_days') }}
 
+{%- set measures = ['offered_minutes', 'valid_absence_minutes', 'invalid_absence_minutes',
+                     'scheduled_records', 'reported_records'] %}
+
 with
 
 rebuilt_periods as (
@@ -47,53 +50,19 @@ days as (
 
 ),
 
-weeks as (
+weeks_and_months as (
 
-    select
-        person_id,
-        'vecka' as period_type,
-        week_start as period_start,
-        sum(offered_minutes) as offered_minutes,
-        sum(valid_absence_minutes) as valid_absence_minutes,
-        sum(invalid_absence_minutes) as invalid_absence_minutes,
-        sum(scheduled_records) as scheduled_records,
-        sum(reported_records) as reported_records
-    from days
-    {%- if is_incremental() %}
-    where week_start in (select period_start from rebuilt_periods where period_type = 'vecka')
-    {%- endif %}
-    group by 1, 2, 3
-
-),
-
-months as (
-
-    select
-        person_id,
-        'manad' as period_type,
-        month_start as period_start,
-        sum(offered_minutes) as offered_minutes,
-        sum(valid_absence_minutes) as valid_absence_minutes,
-        sum(invalid_absence_minutes) as invalid_absence_minutes,
-        sum(scheduled_records) as scheduled_records,
-        sum(reported_records) as reported_records
-    from days
-    {%- if is_incremental() %}
-    where month_start in (select period_start from rebuilt_periods where period_type = 'manad')
-    {%- endif %}
-    group by 1, 2, 3
+    {{ sums_per_period('days', [('vecka', 'week_start'), ('manad', 'month_start')], measures) }}
 
 ),
 
 -- every month of the terms and years to rebuild: the rebuilt months, and the others as built
 all_months as (
 
-    select * from months
+    select * from weeks_and_months where period_type = 'manad'
     {%- if is_incremental() %}
     union all
-    select
-        person_id, period_type, period_start, offered_minutes, valid_absence_minutes,
-        invalid_absence_minutes, scheduled_records, reported_records
+    select person_id, period_type, period_start, {{ measures | join(', ') }}
     from {{ this }}
     where period_type = 'manad'
         and period_start not in (select period_start from rebuilt_periods where period_type = 'manad')
@@ -111,32 +80,15 @@ all_months as (
 
 terms_and_years as (
 
-    {%- for period_type, start in [('termin', term_start('period_start')),
-                                   ('ar', "cast(date_trunc('year', period_start) as date)")] %}
-    select
-        person_id,
-        '{{ period_type }}' as period_type,
-        {{ start }} as period_start,
-        sum(offered_minutes) as offered_minutes,
-        sum(valid_absence_minutes) as valid_absence_minutes,
-        sum(invalid_absence_minutes) as invalid_absence_minutes,
-        sum(scheduled_records) as scheduled_records,
-        sum(reported_records) as reported_records
-    from all_months
-    {%- if is_incremental() %}
-    where {{ start }} in (select period_start from rebuilt_periods where period_type = '{{ period_type }}')
-    {%- endif %}
-    group by 1, 2, 3
-    {{ 'union all' if not loop.last }}
-    {%- endfor %}
+    {{ sums_per_period('all_months', [('termin', term_start('period_start')),
+                                      ('ar', "cast(date_trunc('year', period_start) as date)")],
+                       measures) }}
 
 ),
 
 unioned as (
 
-    select * from weeks
-    union all
-    select * from months
+    select * from weeks_and_months
     union all
     select * from terms_and_years
 

@@ -23,6 +23,9 @@
 
 -- depends_on: {{ ref('stg_ss12000__batch_lesson_days') }}
 
+{%- set measures = ['offered_minutes', 'valid_absence_minutes', 'invalid_absence_minutes',
+                     'scheduled_records', 'reported_records'] %}
+
 with
 
 periods as (
@@ -121,16 +124,10 @@ left_out as (
         recent_days.person_id,
         period_days.period_type,
         period_days.period_start,
-        sum(recent_days.offered_minutes) filter (where recent_days.lesson_date > {{ reference_date() }})
-            as future_offered_minutes,
-        sum(recent_days.valid_absence_minutes) filter (where recent_days.lesson_date > {{ reference_date() }})
-            as future_valid_absence_minutes,
-        sum(recent_days.invalid_absence_minutes) filter (where recent_days.lesson_date > {{ reference_date() }})
-            as future_invalid_absence_minutes,
-        sum(recent_days.scheduled_records) filter (where recent_days.lesson_date > {{ reference_date() }})
-            as future_scheduled_records,
-        sum(recent_days.reported_records) filter (where recent_days.lesson_date > {{ reference_date() }})
-            as future_reported_records,
+        {%- for measure in measures %}
+        sum(recent_days.{{ measure }}) filter (where recent_days.lesson_date > {{ reference_date() }})
+            as future_{{ measure }},
+        {%- endfor %}
         sum(recent_days.scheduled_records) as unsettled_scheduled_records,
         sum(recent_days.reported_records) as unsettled_reported_records
     from recent_days
@@ -146,13 +143,9 @@ person_id_periods as (
         whole_periods.person_id,
         whole_periods.period_type,
         whole_periods.period_start,
-        whole_periods.offered_minutes - coalesce(left_out.future_offered_minutes, 0) as offered_minutes,
-        whole_periods.valid_absence_minutes - coalesce(left_out.future_valid_absence_minutes, 0)
-            as valid_absence_minutes,
-        whole_periods.invalid_absence_minutes - coalesce(left_out.future_invalid_absence_minutes, 0)
-            as invalid_absence_minutes,
-        whole_periods.scheduled_records - coalesce(left_out.future_scheduled_records, 0) as scheduled_records,
-        whole_periods.reported_records - coalesce(left_out.future_reported_records, 0) as reported_records,
+        {%- for measure in measures %}
+        whole_periods.{{ measure }} - coalesce(left_out.future_{{ measure }}, 0) as {{ measure }},
+        {%- endfor %}
         whole_periods.scheduled_records - coalesce(left_out.unsettled_scheduled_records, 0)
             as settled_scheduled_records,
         whole_periods.reported_records - coalesce(left_out.unsettled_reported_records, 0)
@@ -173,13 +166,9 @@ attendance_periods as (
         people.person_pseudonym,
         person_id_periods.period_type,
         person_id_periods.period_start,
-        sum(person_id_periods.offered_minutes) as offered_minutes,
-        sum(person_id_periods.valid_absence_minutes) as valid_absence_minutes,
-        sum(person_id_periods.invalid_absence_minutes) as invalid_absence_minutes,
-        sum(person_id_periods.scheduled_records) as scheduled_records,
-        sum(person_id_periods.reported_records) as reported_records,
-        sum(person_id_periods.settled_scheduled_records) as settled_scheduled_records,
-        sum(person_id_periods.settled_reported_records) as settled_reported_records
+        {%- for measure in measures + ['settled_scheduled_records', 'settled_reported_records'] %}
+        sum(person_id_periods.{{ measure }}) as {{ measure }}{{ ',' if not loop.last }}
+        {%- endfor %}
     from person_id_periods
     inner join people
         on people.person_id = person_id_periods.person_id
