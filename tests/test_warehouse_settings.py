@@ -167,7 +167,7 @@ def test_a_run_clears_spill_leftovers_when_it_starts_and_ends(samverkan_home: Pa
 def test_an_extract_gets_the_load_memory_limit_and_the_build_the_memory_limit(
         samverkan_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An extract appends and scans (it streams): its DuckDB connections get load_memory_limit
-    (default 1 GiB, or memory_limit when lower), so that DuckDB does not cache a first load's
+    (default 512 MiB, or memory_limit when lower), so that DuckDB does not cache a first load's
     blocks up to memory_limit. Checked on the connections a real police extract opens."""
     from samverkan import steps, warehouse
 
@@ -176,7 +176,7 @@ def test_an_extract_gets_the_load_memory_limit_and_the_build_the_memory_limit(
     p = _configured(samverkan_home, f'\n[police]\ninbox = "{inbox}"\n'
                                     '\n[warehouse]\nmemory_limit = "3GiB"\nthreads = 1\n')
     w = load_settings().warehouse
-    assert (w.memory_limit, w.load_memory_limit) == ("3GiB", "1024MiB")
+    assert (w.memory_limit, w.load_memory_limit) == ("3GiB", "512MiB")
     limits: list[str] = []
     real = warehouse.connect_warehouse
 
@@ -188,7 +188,7 @@ def test_an_extract_gets_the_load_memory_limit_and_the_build_the_memory_limit(
     monkeypatch.setattr(warehouse, "connect_warehouse", observed)
     result = steps.extract(load_settings(), "police")
     assert result.batches == [] or all(b.valid for b in result.batches)
-    assert limits and set(limits) == {"1.0 GiB"}, limits
+    assert limits and set(limits) == {"512.0 MiB"}, limits
     conn = connect_warehouse(p.restricted_db)  # outside an extract: memory_limit
     try:
         assert conn.execute("select current_setting('memory_limit')").fetchone()[0] == "3.0 GiB"
@@ -197,11 +197,11 @@ def test_an_extract_gets_the_load_memory_limit_and_the_build_the_memory_limit(
     with database.loading():
         helper = database.connect()
         try:
-            assert helper.execute("select current_setting('memory_limit')").fetchone()[0] == "1.0 GiB"
+            assert helper.execute("select current_setting('memory_limit')").fetchone()[0] == "512.0 MiB"
         finally:
             helper.close()
     # a lower memory_limit bounds the load limit too; an explicit one is kept
-    _configured(samverkan_home, '\n[warehouse]\nmemory_limit = "512MiB"\n')
-    assert load_settings().warehouse.load_memory_limit == "512MiB"
+    _configured(samverkan_home, '\n[warehouse]\nmemory_limit = "256MiB"\n')
+    assert load_settings().warehouse.load_memory_limit == "256MiB"
     _configured(samverkan_home, '\n[warehouse]\nload_memory_limit = "768MiB"\n')
     assert load_settings().warehouse.load_memory_limit == "768MiB"

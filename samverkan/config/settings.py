@@ -259,7 +259,7 @@ _WAREHOUSE = {
                            "failing). Default: half the machine's memory, at most 4 GiB", example="8GiB"),
     "load_memory_limit": Option("size", "the most memory DuckDB may use in an extract (validating "
                                 "and loading what was pulled: it streams, so a first load of a "
-                                "whole term fits); default: 1 GiB, or memory_limit when lower",
+                                "whole term fits); default: 512 MiB, or memory_limit when lower",
                                 example="1GiB"),
     "threads": Option("int", "threads DuckDB may use; default: the CPUs this process may run on",
                       minimum=1, maximum=1024, example=4),
