@@ -15,8 +15,8 @@ the pipeline, and relies on insertion order.
 
 An extract's connections (:func:`loading`: the validation of what it pulled and the load into
 the restricted warehouse) get ``load_memory_limit`` instead (default 512 MiB, or
-``memory_limit`` when that is lower): they append and scan, which streams, and a first load of a whole term
-must fit beside the Python process that pulls it (README, "Performance").
+``memory_limit`` when that is lower): they append and scan, which streams, and a first load of
+a whole term must fit beside the Python process that pulls it (README, "Performance").
 
 Each DuckDB database instance spills into its own sub-folder of the spill folder
 (``duckdb-<pid>-<random>``), which DuckDB creates when it first spills and removes when it is
