@@ -85,45 +85,49 @@
     where {{ pending_rebuild_of_all_days() }}
 {%- endmacro %}
 
-{#- The first day of the school term (vt 1 January, ht 1 July) that holds a date. -#}
-{% macro term_start(day) -%}
-    make_date(year({{ day }}), case when month({{ day }}) <= 6 then 1 else 7 end, 1)
+{#- The calendar periods of int_ss12000__attendance_periods (int_periods' four types). -#}
+{% macro calendar_period_types() -%}
+    {{ return(['vecka', 'manad', 'termin', 'ar']) }}
+{%- endmacro %}
+
+{#- The first day of the calendar period of `period_type` that holds the date `day`: the ISO
+    week's Monday (vecka), the month (manad), the term (termin: vt 1 January, ht 1 July), the
+    year (ar). -#}
+{% macro period_start(period_type, day) -%}
+    {%- set truncated_to = {'vecka': 'week', 'manad': 'month', 'ar': 'year'} -%}
+    {%- if period_type == 'termin' -%}
+        make_date(year({{ day }}), case when month({{ day }}) <= 6 then 1 else 7 end, 1)
+    {%- else -%}
+        cast(date_trunc('{{ truncated_to[period_type] }}', {{ day }}) as date)
+    {%- endif -%}
+{%- endmacro %}
+
+{#- (period_type, period_start) of every calendar period that holds a lesson_date of `days` (a
+    query); without types, the distinct period starts only. -#}
+{% macro periods_of_days(days, with_types=true) -%}
+    {%- for period_type in calendar_period_types() %}
+    select {% if with_types %}'{{ period_type }}' as period_type, {% endif -%}
+        {{ period_start(period_type, 'lesson_date') }} as period_start
+    from ({{ days }}) as of_days
+    {{ 'union' if not loop.last }}
+    {%- endfor %}
 {%- endmacro %}
 
 {#- The calendar periods (period_type, period_start) int_ss12000__attendance_periods rebuilds
-    on an incremental run: the week, month, term and year of every day
-    int_ss12000__attendance_days rebuilt (`days`), and every period it holds when the
-    bookkeeping asks for every day. -#}
+    on an incremental run: the periods of every day int_ss12000__attendance_days rebuilt
+    (`days`), and every period it holds when the bookkeeping asks for every day. -#}
 {% macro rebuilt_attendance_periods(days) -%}
-    {%- set rebuilt -%}({{ rebuilt_attendance_days(days) }}){%- endset -%}
-    select 'vecka' as period_type, cast(date_trunc('week', lesson_date) as date) as period_start
-    from {{ rebuilt }} as rebuilt
-    union
-    select 'manad' as period_type, cast(date_trunc('month', lesson_date) as date) as period_start
-    from {{ rebuilt }} as rebuilt
-    union
-    select 'termin' as period_type, {{ term_start('lesson_date') }} as period_start
-    from {{ rebuilt }} as rebuilt
-    union
-    select 'ar' as period_type, cast(date_trunc('year', lesson_date) as date) as period_start
-    from {{ rebuilt }} as rebuilt
+    {{ periods_of_days(rebuilt_attendance_days(days)) }}
     union
     select period_type, period_start
     from {{ this }}
     where {{ pending_rebuild_of_all_days() }}
 {%- endmacro %}
 
-{#- The first days of the weeks, months, terms and years of the lesson days the pending
-    batches touched (a data test's `where`: see get_where_subquery). -#}
+{#- The first days of the calendar periods of the lesson days the pending batches touched (a
+    data test's `where`: see get_where_subquery). -#}
 {% macro pending_period_starts(via_graph=false) -%}
-    {%- set touched -%}({{ pending_lesson_days(via_graph) }}){%- endset -%}
-    select cast(date_trunc('week', lesson_date) as date) from {{ touched }} as touched
-    union
-    select cast(date_trunc('month', lesson_date) as date) from {{ touched }} as touched
-    union
-    select {{ term_start('lesson_date') }} from {{ touched }} as touched
-    union
-    select cast(date_trunc('year', lesson_date) as date) from {{ touched }} as touched
+    {{ periods_of_days(pending_lesson_days(via_graph), with_types=false) }}
 {%- endmacro %}
 
 {#- Pre-hook of int_ss12000__attendance_periods: delete the periods it rebuilds, in the

@@ -36,14 +36,14 @@ days as (
 
     select
         attendance_days.*,
-        cast(date_trunc('week', attendance_days.lesson_date) as date) as week_start,
-        cast(date_trunc('month', attendance_days.lesson_date) as date) as month_start
+        {{ period_start('vecka', 'attendance_days.lesson_date') }} as week_start,
+        {{ period_start('manad', 'attendance_days.lesson_date') }} as month_start
     from {{ ref('int_ss12000__attendance_days') }} as attendance_days
     {%- if is_incremental() %}
-    where cast(date_trunc('month', attendance_days.lesson_date) as date) in (
+    where {{ period_start('manad', 'attendance_days.lesson_date') }} in (
             select period_start from rebuilt_periods where period_type = 'manad'
         )
-        or cast(date_trunc('week', attendance_days.lesson_date) as date) in (
+        or {{ period_start('vecka', 'attendance_days.lesson_date') }} in (
             select period_start from rebuilt_periods where period_type = 'vecka'
         )
     {%- endif %}
@@ -67,10 +67,10 @@ all_months as (
     where period_type = 'manad'
         and period_start not in (select period_start from rebuilt_periods where period_type = 'manad')
         and (
-            {{ term_start('period_start') }} in (
+            {{ period_start('termin', 'period_start') }} in (
                 select period_start from rebuilt_periods where period_type = 'termin'
             )
-            or cast(date_trunc('year', period_start) as date) in (
+            or {{ period_start('ar', 'period_start') }} in (
                 select period_start from rebuilt_periods where period_type = 'ar'
             )
         )
@@ -80,9 +80,8 @@ all_months as (
 
 terms_and_years as (
 
-    {{ sums_per_period('all_months', [('termin', term_start('period_start')),
-                                      ('ar', "cast(date_trunc('year', period_start) as date)")],
-                       measures) }}
+    {{ sums_per_period('all_months', [('termin', period_start('termin', 'period_start')),
+                                      ('ar', period_start('ar', 'period_start'))], measures) }}
 
 ),
 
