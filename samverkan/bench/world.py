@@ -104,9 +104,10 @@ class World:
                    doc["simulator_peak_rss_bytes"], doc["raw_rows"],
                    doc.get("models_version", ""), doc.get("backfill_pull_peak_rss_bytes", 0))
 
-    def save(self) -> None:
-        (self.directory / WORLD_FILE).write_text(json.dumps(self.as_json(), indent=2),
-                                                 encoding="utf-8")
+    def save(self, directory: Path | None = None) -> None:
+        """``world.json`` in the world's directory (or in ``directory``, while it is built)."""
+        (directory or self.directory).joinpath(WORLD_FILE).write_text(
+            json.dumps(self.as_json(), indent=2), encoding="utf-8")
 
 
 def digest(entries: tuple[str, ...]) -> str:
@@ -291,7 +292,7 @@ def ensure_world(work: Path, spec: WorldSpec, prefect_api_url: str, memory_limit
     world = World(spec, directory, reference_date, round(time.monotonic() - started, 1),
                   round(backfill.wall_seconds, 1), backfill.peak_rss_bytes, simulator_peak,
                   raw_rows(home), models_version, backfill.peak_before.get(BUILD_MARK, 0))
-    (building / WORLD_FILE).write_text(json.dumps(world.as_json(), indent=2), encoding="utf-8")
+    world.save(building)
     if directory.exists():
         shutil.rmtree(directory)
     building.rename(directory)
