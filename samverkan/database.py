@@ -155,13 +155,12 @@ class WarehouseSettings:
         creates it when it first spills and removes it when the instance closes)."""
         return self.ensure_spill_root() / f"{SPILL_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
 
-    def duckdb_config(self, spill: bool = True, loading: bool | None = None) -> dict[str, Any]:
+    def duckdb_config(self, spill: bool = True) -> dict[str, Any]:
         """The ``config`` of a new DuckDB database instance: with ``spill`` a fresh spill
         sub-folder (the spill folder is created), else DuckDB's own temp directory; within
-        :func:`loading` (or with ``loading``) the load memory limit."""
-        loading = _LOADING.get() if loading is None else loading
+        :func:`loading` the load memory limit."""
         config: dict[str, Any] = {
-            "memory_limit": self.load_memory_limit if loading else self.memory_limit,
+            "memory_limit": self.load_memory_limit if _LOADING.get() else self.memory_limit,
             "threads": self.threads, "preserve_insertion_order": False}
         if spill:
             config["temp_directory"] = str(self.new_spill_directory())
