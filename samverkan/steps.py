@@ -538,6 +538,8 @@ def _analyst_access(settings: Settings, staging: Path, version: str, ref: dt.dat
         return GateCheck("analyst_access", False, f"analytics snapshot failed: {exc}")
     except duckdb.Error as exc:
         return GateCheck("analyst_access", False, f"analytics snapshot failed ({type(exc).__name__})")
+    except OSError as exc:
+        return GateCheck("analyst_access", False, f"analytics snapshot failed: {exc.strerror or exc}")
     docs = dbt_docs_generate(settings.paths, dbt_vars(settings, version, ref), static=True)
     if not docs.success:
         return GateCheck("analyst_access", False, "dbt docs generate failed: " + docs.summary())

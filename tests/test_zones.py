@@ -315,3 +315,67 @@ def test_an_earlier_release_s_snapshot_is_removed_from_the_published_versions(tm
     removed = remove_person_level_from_published(p)
     assert {path.name for path in removed} == {"analytics.duckdb", "dbt_docs"}
     assert sorted(path.name for path in version.iterdir()) == ["indicators.csv"]
+
+
+def _analytics_warehouse(p: Paths) -> None:
+    p.warehouse.mkdir(parents=True)
+    conn = duckdb.connect(str(p.analytics_db))
+    conn.execute("create schema marts")
+    conn.execute("create table marts.fct_pupil_periods as "
+                 "select 'p' || range as person_pseudonym, range as offered_minutes from range(1000)")
+    conn.close()
+
+
+def _snapshot_rows(snapshot: Path) -> int:
+    conn = duckdb.connect(str(snapshot), read_only=True)
+    try:
+        return conn.execute("select count(*) from marts.fct_pupil_periods").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def test_the_analysts_snapshot_copies_the_warehouse_file_under_a_read_lock(tmp_path, monkeypatch) -> None:
+    """The snapshot is the warehouse file, copied while a read-only connection holds it: a
+    writer that tries to open the warehouse meanwhile is refused."""
+    from samverkan import publish
+
+    p = Paths(tmp_path / "home")
+    _analytics_warehouse(p)
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    refused: list[str] = []
+    copy = publish.shutil.copyfile
+
+    def copy_while_a_writer_tries(source, target):  # noqa: ANN001, ANN202
+        probe = subprocess.run(
+            [sys.executable, "-c", f"import duckdb; duckdb.connect({str(p.analytics_db)!r})"],
+            capture_output=True, text=True)
+        refused.append(probe.stderr)
+        return copy(source, target)
+
+    monkeypatch.setattr(publish.shutil, "copyfile", copy_while_a_writer_tries)
+    snapshot = publish.write_analytics_snapshot(p, staging)
+    assert refused and "lock" in refused[0].lower()
+    assert snapshot.read_bytes() == p.analytics_db.read_bytes()
+    assert _mode(snapshot) == 0o440
+    assert _snapshot_rows(snapshot) == 1000
+
+
+def test_the_analysts_snapshot_takes_what_a_stopped_writer_left_in_the_wal(tmp_path) -> None:
+    """A writer that stopped before its checkpoint leaves rows only in the write-ahead log: a
+    copy of the file alone would miss them, so the tables are copied through DuckDB."""
+    from samverkan import publish
+
+    p = Paths(tmp_path / "home")
+    _analytics_warehouse(p)
+    conn = duckdb.connect(str(p.analytics_db))
+    conn.execute("pragma disable_checkpoint_on_shutdown")
+    conn.execute("set wal_autocheckpoint = '1TB'")
+    conn.execute("insert into marts.fct_pupil_periods select 'q' || range, range from range(500)")
+    conn.close()
+    assert publish.wal_file(p.analytics_db).exists()
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    snapshot = publish.write_analytics_snapshot(p, staging)
+    assert _snapshot_rows(snapshot) == 1500
+    assert not publish.wal_file(snapshot).exists()
