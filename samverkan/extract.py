@@ -31,7 +31,7 @@ import duckdb
 import pyarrow as pa
 
 from samverkan.config import Paths
-from samverkan.config.settings import OWNER_ONLY_DIR
+from samverkan.config.settings import OWNER_ONLY_DIR, wal_file
 from samverkan.landing import (
     SPOOL_PREFIX,
     BatchManifest,
@@ -267,7 +267,7 @@ def _load_staged(conn: duckdb.DuckDBPyConnection) -> None:
 
 def _discard(staged_path: str | None) -> None:
     if staged_path:
-        for path in (Path(staged_path), Path(staged_path + ".wal")):
+        for path in (Path(staged_path), wal_file(Path(staged_path))):
             path.unlink(missing_ok=True)
 
 

@@ -35,9 +35,8 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from samverkan import database
 from samverkan.config import Paths
-from samverkan.config.settings import GROUP_READ_DIR, GROUP_READ_FILE
+from samverkan.config.settings import GROUP_READ_DIR, GROUP_READ_FILE, wal_file
 from samverkan.landing import file_sha256
 from samverkan.locks import connect_warehouse
 
@@ -270,33 +269,20 @@ def write_analytics_snapshot(p: Paths, staging: Path) -> Path:
     write-ahead log beside the file, which the copy would miss: then the tables are copied
     through DuckDB instead (``copy from database``), as they were before."""
     target = staging / ANALYTICS_SNAPSHOT
-    holder = connect_warehouse(p.analytics_db, read_only=True)
+    conn = connect_warehouse(p.analytics_db, read_only=True)
     try:
         if wal_file(p.analytics_db).exists():
-            _copy_tables(p, target)
+            warehouse = conn.execute("select current_database()").fetchone()[0]
+            # a read-only connection attaches read-only unless told otherwise
+            conn.execute(f"attach '{target}' as snapshot (read_only false)")
+            conn.execute(f'copy from database "{warehouse}" to snapshot')
+            conn.execute("detach snapshot")
         else:
             shutil.copyfile(p.analytics_db, target)
     finally:
-        holder.close()
+        conn.close()
     target.chmod(SNAPSHOT_MODE)
     return target
-
-
-def wal_file(database_file: Path) -> Path:
-    """DuckDB's write-ahead log of a database file: changes not yet checkpointed into it."""
-    return database_file.with_name(database_file.name + ".wal")
-
-
-def _copy_tables(p: Paths, target: Path) -> None:
-    conn = database.connect(p=p)
-    try:
-        conn.execute(f"attach '{p.analytics_db}' as warehouse (read_only)")
-        conn.execute(f"attach '{target}' as snapshot")
-        conn.execute("copy from database warehouse to snapshot")
-        conn.execute("detach snapshot")
-        conn.execute("detach warehouse")
-    finally:
-        conn.close()
 
 
 def copy_dbt_docs(target_dir: Path, staging: Path) -> Path:

@@ -50,6 +50,7 @@ import duckdb
 
 from samverkan import database
 from samverkan.config import EXPECTATIONS_DIR, Paths
+from samverkan.config.settings import wal_file
 from samverkan.extract import Extractor, ValidationOutcome
 from samverkan.landing import BatchManifest
 from samverkan.warehouse import AccountingError, ensure_restricted_schema
@@ -665,7 +666,7 @@ def _scratch_db(p: Paths, label: str, keep: Callable[[], bool] = lambda: False) 
 
 def discard_scratch(path: Path | str) -> None:
     path = Path(path)
-    for leftover in (path, path.with_name(path.name + ".wal")):
+    for leftover in (path, wal_file(path)):
         with suppress(FileNotFoundError):
             leftover.unlink()
 

@@ -25,6 +25,7 @@ import pandas as pd
 import pytest
 
 from samverkan.config import Paths
+from samverkan.config.settings import wal_file
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = 11
@@ -373,9 +374,9 @@ def test_the_analysts_snapshot_takes_what_a_stopped_writer_left_in_the_wal(tmp_p
     conn.execute("set wal_autocheckpoint = '1TB'")
     conn.execute("insert into marts.fct_pupil_periods select 'q' || range, range from range(500)")
     conn.close()
-    assert publish.wal_file(p.analytics_db).exists()
+    assert wal_file(p.analytics_db).exists()
     staging = tmp_path / "staging"
     staging.mkdir()
     snapshot = publish.write_analytics_snapshot(p, staging)
     assert _snapshot_rows(snapshot) == 1500
-    assert not publish.wal_file(snapshot).exists()
+    assert not wal_file(snapshot).exists()

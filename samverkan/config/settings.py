@@ -160,10 +160,15 @@ class Paths:
             if directory.stat().st_mode & 0o777 != mode:
                 directory.chmod(mode)
         for database in (self.restricted_db, self.analytics_db):
-            for path in (database, database.with_name(database.name + ".wal")):
+            for path in (database, wal_file(database)):
                 if path.exists() and path.stat().st_mode & 0o777 != OWNER_ONLY_FILE:
                     path.chmod(OWNER_ONLY_FILE)
         return self
+
+
+def wal_file(database: Path) -> Path:
+    """DuckDB's write-ahead log of a database file: changes not yet checkpointed into it."""
+    return database.with_name(database.name + ".wal")
 
 
 def home_dir(environ: Mapping[str, str] | None = None) -> Path:

@@ -172,11 +172,12 @@ def prepare_home(demo: Path, home: Path, scale: int, memory_limit: str | None) -
     """A data directory with the demo's configuration and reference files and the scaled raw
     warehouse (the scaled warehouse is reused when it exists)."""
     from samverkan.config import Paths
+    from samverkan.config.settings import wal_file
 
     p = Paths(home)
     if p.analytics_db.exists():  # a full build every time
         p.analytics_db.unlink()
-    for leftover in (p.analytics_db.with_name("analytics.duckdb.wal"), p.dbt_target):
+    for leftover in (wal_file(p.analytics_db), p.dbt_target):
         if leftover.is_dir():
             shutil.rmtree(leftover)
         elif leftover.exists():
@@ -190,7 +191,7 @@ def prepare_home(demo: Path, home: Path, scale: int, memory_limit: str | None) -
     marker = home / "scaled.json"
     if p.restricted_db.exists() and marker.exists():
         return json.loads(marker.read_text(encoding="utf-8"))
-    for partial in (p.restricted_db, p.restricted_db.with_name("restricted.duckdb.wal")):
+    for partial in (p.restricted_db, wal_file(p.restricted_db)):
         if partial.exists():
             partial.unlink()
     os.environ["SAMVERKAN_HOME"] = str(home)
