@@ -1,8 +1,9 @@
 """When the incremental attendance chain must be rebuilt from scratch.
 
 The large attendance models are dbt incremental models (``stg_ss12000__attendances``,
-``int_ss12000__attendance_days``, ``int_ss12000__attendance_periods``): a night rebuilds only
-the records, lesson days and calendar periods its SS 12000 batches touched, which
+``stg_ss12000__calendar_events``, ``int_ss12000__attendance_days``,
+``int_ss12000__attendance_periods``): a night rebuilds only the records, lessons, lesson days
+and calendar periods its SS 12000 batches touched, which
 ``stg_ss12000__batch_lesson_days`` records per batch (README, "Incremental nightly builds").
 They hold no pseudonym and do not depend on the reference date, the identities or the
 pseudonym key (those are applied in the tables built from them every night), so a change of
@@ -33,7 +34,8 @@ from samverkan.locks import connect_warehouse
 FINGERPRINT_VAR = "attendance_logic_fingerprint"
 BOOKKEEPING = "staging.stg_ss12000__batch_lesson_days"
 INCREMENTAL_MODELS = ("stg_ss12000__batch_lesson_days", "stg_ss12000__attendances",
-                      "int_ss12000__attendance_days", "int_ss12000__attendance_periods")
+                      "stg_ss12000__calendar_events", "int_ss12000__attendance_days",
+                      "int_ss12000__attendance_periods")
 
 # What the incremental models are built from, relative to the dbt project: every model
 # upstream of them (the SS 12000 and load-metadata staging), the models themselves, all

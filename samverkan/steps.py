@@ -397,9 +397,9 @@ def publish(settings: Settings, version: str, ref: dt.date, extract_results: lis
             source_volumes: SourceVolumes | None = None) -> PublicationResult:
     """The publication gate, then an atomic switch of published/current."""
     from samverkan.disclosure import check_disclosure
+    from samverkan.excel_files import ExcelFilesWriter
     from samverkan.quality import validate_indicators
     from samverkan.report import render_report
-    from samverkan.workbook import write_indicator_workbook, write_swedish_csv
 
     p = settings.paths.ensure()
     failed = [b for r in extract_results for b in r.batches if not b.valid]
@@ -433,46 +433,48 @@ def publish(settings: Settings, version: str, ref: dt.date, extract_results: lis
         gate = _write_gate_report(settings, version, checks, loads=loads)
         log.warning("publication blocked before export: %s", exc)
         return PublicationResult(version, False, None, checks, gate_report=gate)
-    with _VALIDATION_LOCK:
-        gx = validate_indicators(staging / "indicators.parquet", p, version)
-    checks.append(GateCheck("indicator_checkpoint", gx.success,
-                            ", ".join(gx.failed_checks) or "ok", gx.report_path))
-    disclosure = check_disclosure(staging / "indicators.csv", min_cell=settings.min_cell,
-                                  reference_dir=p.reference)
-    checks.append(GateCheck("disclosure_control", disclosure.ok, _disclosure_detail(disclosure)))
-    checks.extend(_lagesbild_checks(settings, staging / "lagesbild.parquet", version,
-                                    staging / "indicators.parquet"))
-    manifest_extra = {
-        "reference_date": ref.isoformat(),
-        "extract_batches": _loaded_batches(settings),
-        "this_run_batches": [b.batch_id for r in extract_results for b in r.batches],
-        "load_report": loads,
-        "excluded_from_indicators": _identity_exclusions(settings),
-        "reference_coverage": _reference_coverage(settings),
-        "data_coverage": _data_coverage(settings),
-        "min_cell": settings.min_cell,
-        "build_fingerprint": build_fingerprint(settings, ref),
-    }
-    analysts_staging: Path | None = None
-    if all(c.success for c in checks):
-        progress("gate passed; writing the report, the workbook and indikatorer.csv, the analysts' "
-                 "snapshot and docs …")
-        catalogue = indicator_catalogue(p.dbt_target)
-        html_report = render_report(
-            staging / "indicators.parquet", lagesbild_parquet=staging / "lagesbild.parquet",
-            version=version, reference_date=ref, catalogue=catalogue, manifest=manifest_extra,
-            min_cell=settings.min_cell, targets=p.reference / "ref_indicator_targets.csv",
-            parameters=settings.indicator_parameters)
-        (staging / "report.html").write_text(html_report, encoding="utf-8")
-        write_indicator_workbook(staging / "indicators.parquet", catalogue, staging / "indicators.xlsx",
-                                 reference_date=ref, version=version,
-                                 lagesbild_parquet=staging / "lagesbild.parquet", min_cell=settings.min_cell,
-                                 targets=p.reference / "ref_indicator_targets.csv",
-                                 parameters=settings.indicator_parameters)
-        # beside the machine-readable indicators.csv: the same cells for Swedish Excel
-        write_swedish_csv(staging / "indicators.parquet", staging / "indikatorer.csv", reference_date=ref)
-        analysts_staging = new_staging(analysts_publication(p), version)
-        checks.append(_analyst_access(settings, analysts_staging, version, ref))
+    catalogue = indicator_catalogue(p.dbt_target)
+    targets = p.reference / "ref_indicator_targets.csv"
+    # the files for Excel are written by a child process on the other core while the gate
+    # checks the candidate; it is stopped when the gate fails (samverkan.excel_files)
+    with ExcelFilesWriter(staging, catalogue, reference_date=ref, version=version,
+                          min_cell=settings.min_cell, targets=targets,
+                          parameters=settings.indicator_parameters) as excel_files:
+        with _VALIDATION_LOCK:
+            gx = validate_indicators(staging / "indicators.parquet", p, version)
+        checks.append(GateCheck("indicator_checkpoint", gx.success,
+                                ", ".join(gx.failed_checks) or "ok", gx.report_path))
+        disclosure = check_disclosure(staging / "indicators.csv", min_cell=settings.min_cell,
+                                      reference_dir=p.reference)
+        checks.append(GateCheck("disclosure_control", disclosure.ok, _disclosure_detail(disclosure)))
+        checks.extend(_lagesbild_checks(settings, staging / "lagesbild.parquet", version,
+                                        staging / "indicators.parquet"))
+        manifest_extra = {
+            "reference_date": ref.isoformat(),
+            "extract_batches": _loaded_batches(settings),
+            "this_run_batches": [b.batch_id for r in extract_results for b in r.batches],
+            "load_report": loads,
+            "excluded_from_indicators": _identity_exclusions(settings),
+            "reference_coverage": _reference_coverage(settings),
+            "data_coverage": _data_coverage(settings),
+            "min_cell": settings.min_cell,
+            "build_fingerprint": build_fingerprint(settings, ref),
+        }
+        analysts_staging: Path | None = None
+        if all(c.success for c in checks):
+            progress("gate passed; writing the report, the workbook and indikatorer.csv, the "
+                     "analysts' snapshot and docs …")
+            html_report = render_report(
+                staging / "indicators.parquet", lagesbild_parquet=staging / "lagesbild.parquet",
+                version=version, reference_date=ref, catalogue=catalogue, manifest=manifest_extra,
+                min_cell=settings.min_cell, targets=targets,
+                parameters=settings.indicator_parameters)
+            (staging / "report.html").write_text(html_report, encoding="utf-8")
+            analysts_staging = new_staging(analysts_publication(p), version)
+            checks.append(_analyst_access(settings, analysts_staging, version, ref))
+            problem = excel_files.result()
+            if problem:  # a check of its own only when it fails
+                checks.append(GateCheck("excel_files", False, problem))
     gate = _write_gate_report(settings, version, checks, loads=loads)
     result = publish_candidate(indicator_publication(p), version, staging, checks, manifest_extra)
     result.gate_report = gate

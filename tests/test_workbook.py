@@ -17,6 +17,7 @@ import report_data as rd
 import workbook_checks as wc
 from openpyxl import load_workbook
 
+from samverkan.excel_files import INDICATORS_XLSX, INDIKATORER_CSV, ExcelFilesWriter, write_excel_files
 from samverkan.report import format_version
 from samverkan.workbook import (
     SHORT_SHEET_NAMES,
@@ -24,7 +25,6 @@ from samverkan.workbook import (
     sheet_names,
     swedish_number,
     write_indicator_workbook,
-    write_swedish_csv,
 )
 
 # rd.SPECS' names, as their sheets must be named: the name when it fits in 31 characters,
@@ -44,18 +44,60 @@ VERSION_TEXT = "12 juni 2026 kl.\u00a008.00"  # rd.VERSION (06:00 UTC) in Swedis
 @pytest.fixture(scope="module")
 def published(tmp_path_factory):
     """The published-shaped tables, indicators.csv as the publication writes it (DuckDB's
-    COPY), the workbook and indikatorer.csv."""
+    COPY), the workbook and indikatorer.csv, written as the publication writes them: by the
+    child process of samverkan.excel_files."""
     directory = tmp_path_factory.mktemp("published")
     indicators, lagesbild = rd.write_tables(directory)
     csv_path = directory / "indicators.csv"
     duckdb.sql(f"copy (select * from read_parquet('{indicators}')) to '{csv_path}' (format csv, header true)")
-    workbook = write_indicator_workbook(indicators, rd.CATALOGUE, directory / "indicators.xlsx",
-                                        reference_date=rd.REFERENCE_DATE, version=rd.VERSION,
-                                        lagesbild_parquet=lagesbild, min_cell=rd.MIN_CELL, targets=rd.TARGETS)
-    swedish = write_swedish_csv(indicators, directory / "indikatorer.csv", reference_date=rd.REFERENCE_DATE)
+    with ExcelFilesWriter(directory, rd.CATALOGUE, reference_date=rd.REFERENCE_DATE, version=rd.VERSION,
+                          min_cell=rd.MIN_CELL, targets=rd.TARGETS, parameters=None) as writer:
+        assert writer.result() is None
     return {"dir": directory, "rows": pq.read_table(indicators).to_pylist(),
-            "lagesbild": pq.read_table(lagesbild).to_pylist(), "workbook": workbook, "csv": csv_path,
-            "indikatorer": swedish}
+            "lagesbild": pq.read_table(lagesbild).to_pylist(), "workbook": directory / INDICATORS_XLSX,
+            "csv": csv_path, "indikatorer": directory / INDIKATORER_CSV}
+
+
+def test_the_child_writes_the_same_files_as_this_process(published, tmp_path):
+    """The publication writes the files for Excel in a child process: the same sheets and
+    cells, and the same indikatorer.csv, as writing them here."""
+    indicators, lagesbild = rd.write_tables(tmp_path)
+    written = write_excel_files(tmp_path, rd.CATALOGUE, reference_date=rd.REFERENCE_DATE,
+                                version=rd.VERSION, min_cell=rd.MIN_CELL, targets=rd.TARGETS,
+                                parameters=None)
+    assert [p.name for p in written] == [INDICATORS_XLSX, INDIKATORER_CSV]
+    assert (tmp_path / INDIKATORER_CSV).read_bytes() == published["indikatorer"].read_bytes()
+    here, there = (load_workbook(p, read_only=True) for p in (written[0], published["workbook"]))
+    try:
+        assert here.sheetnames == there.sheetnames
+        for name in here.sheetnames:
+            rows_here = list(here[name].iter_rows(values_only=True))
+            assert rows_here == list(there[name].iter_rows(values_only=True)), name
+    finally:
+        here.close()
+        there.close()
+
+
+def test_a_failing_child_gives_one_line_and_no_traceback(tmp_path):
+    """A candidate table that is not Parquet: the child exits with one line naming the files
+    and the error."""
+    (tmp_path / "indicators.parquet").write_text("not parquet", encoding="utf-8")
+    with ExcelFilesWriter(tmp_path, rd.CATALOGUE, reference_date=rd.REFERENCE_DATE, version=rd.VERSION,
+                          min_cell=rd.MIN_CELL, targets=rd.TARGETS, parameters=None) as writer:
+        problem = writer.result()
+    assert problem is not None and "\n" not in problem and "Traceback" not in problem
+    assert problem.startswith(f"{INDICATORS_XLSX} / {INDIKATORER_CSV}: ")
+    assert "Parquet" in problem or "parquet" in problem, problem
+    assert not (tmp_path / INDICATORS_XLSX).exists()
+
+
+def test_a_child_no_longer_wanted_is_stopped(tmp_path):
+    """The gate failed while the child was writing: leaving the block stops it."""
+    indicators, _ = rd.write_tables(tmp_path)
+    with ExcelFilesWriter(tmp_path, rd.CATALOGUE, reference_date=rd.REFERENCE_DATE, version=rd.VERSION,
+                          min_cell=rd.MIN_CELL, targets=rd.TARGETS, parameters=None) as writer:
+        process = writer._process
+    assert process.poll() is not None
 
 
 def test_workbook_reads_back_with_swedish_sheets_tables_words_and_status_colours(published):

@@ -103,8 +103,7 @@ per_person as (
         period_start,
         bool_or(agency = 'school') as is_known_to_school,
         bool_or(agency = 'social_services') as is_known_to_social_services,
-        bool_or(agency = 'police') as is_known_to_police,
-        count(distinct agency) as agency_count
+        bool_or(agency = 'police') as is_known_to_police
     from known
     group by person_pseudonym, period_type, period_start
 
@@ -121,7 +120,11 @@ final as (
         per_person.is_known_to_school,
         per_person.is_known_to_social_services,
         per_person.is_known_to_police,
-        per_person.agency_count,
+        -- the agencies counted from the flags: a count(distinct agency) in per_person took
+        -- twice as long
+        cast(per_person.is_known_to_school as bigint)
+            + cast(per_person.is_known_to_social_services as bigint)
+            + cast(per_person.is_known_to_police as bigint) as agency_count,
         coalesce(pupil_periods.is_enrolled, false) as is_enrolled,
         pupil_periods.sspf_omrade_code,
         pupil_periods.stadsdelsomrade_code

@@ -42,10 +42,14 @@ enrolment_periods as (
 
 -- linkable persons only: attendance is summed per SS 12000 person id and period first, and
 -- mapped to pseudonyms after, on far fewer rows (a table of days per pseudonym would be
--- rewritten whole every night: about 10 M rows at Stockholm's size)
+-- rewritten whole every night: about 10 M rows at Stockholm's size). ids_of_pupil: the
+-- linkable person ids of the pupil (pseudonym), nearly always one
 people as (
 
-    select person_id, person_pseudonym
+    select
+        person_id,
+        person_pseudonym,
+        count(*) over (partition by person_pseudonym) as ids_of_pupil
     from {{ ref('int_ss12000__person_pseudonyms') }}
     where is_linkable
 
@@ -160,7 +164,24 @@ person_id_periods as (
 
 ),
 
+-- per pupil: the sums of a pupil with one person id are that id's, taken as they are; only
+-- the pupils with several ids are summed (a group by over every pupil-period was a third of
+-- this model's query)
 attendance_periods as (
+
+    select
+        people.person_pseudonym,
+        person_id_periods.period_type,
+        person_id_periods.period_start,
+        {%- for measure in measures + ['settled_scheduled_records', 'settled_reported_records'] %}
+        person_id_periods.{{ measure }}{{ ',' if not loop.last }}
+        {%- endfor %}
+    from person_id_periods
+    inner join people
+        on people.person_id = person_id_periods.person_id
+    where people.ids_of_pupil = 1
+
+    union all
 
     select
         people.person_pseudonym,
@@ -172,6 +193,7 @@ attendance_periods as (
     from person_id_periods
     inner join people
         on people.person_id = person_id_periods.person_id
+    where people.ids_of_pupil > 1
     group by 1, 2, 3
 
 ),
