@@ -792,21 +792,27 @@ def _protect(model: _Model, hidden: np.ndarray, found: list[tuple[int, str]],
     value of that quantity, of the smallest relation the cell is in that has one (its smallest
     such member); failing that, of a relation of the cell's component."""
     rel_size = np.bincount(model.mem_rel, minlength=model.n_rel)
-    member_of = pd.DataFrame({"rel": model.mem_rel, "cell": model.mem_cell})
+    # the memberships (positions in mem_rel / mem_cell) of each cell and of each relation
+    of_cell = _split(model.mem_cell, model.n_cells)
+    of_rel = _split(model.mem_rel, model.n_rel)
+    positive = {q: np.nan_to_num(model.values[q]) > 0 for q in {q for _, q in found}}
     new: set[int] = set()
     for cell, q in found:
-        v = np.nan_to_num(model.values[q])
-        rels = member_of.loc[member_of["cell"] == cell, "rel"].to_numpy()
+        rels = np.unique(model.mem_rel[of_cell[cell]])
         for scope in ("cell", "component"):
             if scope == "component":
                 comp_cells = np.flatnonzero(cell_component == cell_component[cell])
-                rels = member_of.loc[member_of["cell"].isin(comp_cells), "rel"].unique()
-            cand = member_of[member_of["rel"].isin(rels)]
-            cand = cand[~hidden[cand["cell"].to_numpy()]
-                        & ((v[cand["cell"].to_numpy()] > 0) | (q == "size"))]
-            if len(cand):
-                order = np.lexsort([model.rank[cand["cell"].to_numpy()], rel_size[cand["rel"].to_numpy()]])
-                new.add(int(cand["cell"].to_numpy()[order[0]]))
+                rels = np.unique(model.mem_rel[np.concatenate([of_cell[c] for c in comp_cells])])
+            if not len(rels):
+                continue
+            # the relations' memberships in their original order (ties keep it)
+            members = np.sort(np.concatenate([of_rel[r] for r in rels]))
+            cand_cell, cand_rel = model.mem_cell[members], model.mem_rel[members]
+            keep = ~hidden[cand_cell] & (positive[q][cand_cell] | (q == "size"))
+            cand_cell, cand_rel = cand_cell[keep], cand_rel[keep]
+            if len(cand_cell):
+                order = np.lexsort([model.rank[cand_cell], rel_size[cand_rel]])
+                new.add(int(cand_cell[order[0]]))
                 break
     return np.array(sorted(new), dtype=np.int64)
 
