@@ -30,6 +30,8 @@ INDICATORS_XLSX = "indicators.xlsx"
 INDIKATORER_CSV = "indikatorer.csv"
 # How long the gate waits for the child at most (it takes seconds at Stockholm's size).
 WAIT_SECONDS = 1800.0
+# The environment the child gets (and PYTHONPATH, so that it imports this samverkan).
+CHILD_ENVIRONMENT = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "TZ")
 
 
 def write_excel_files(staging: Path, catalogue: Mapping[str, Any], *, reference_date: dt.date | None,
@@ -64,8 +66,9 @@ class ExcelFilesWriter:
                    "targets": str(targets) if targets is not None else None,
                    "parameters": parameters}
         package_root = str(Path(__file__).resolve().parent.parent)
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+        # only what Python needs: not the pseudonym key, tokens or passwords of this process
+        env = {name: os.environ[name] for name in CHILD_ENVIRONMENT if name in os.environ}
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
         # its one line goes to a file, not a pipe: nothing to drain while the gate runs
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed by _finish
         self._process = subprocess.Popen(  # noqa: S603 - this interpreter, a module of ours

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import time
 import zipfile
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -91,13 +92,19 @@ def test_a_failing_child_gives_one_line_and_no_traceback(tmp_path):
     assert not (tmp_path / INDICATORS_XLSX).exists()
 
 
-def test_a_child_no_longer_wanted_is_stopped(tmp_path):
-    """The gate failed while the child was writing: leaving the block stops it."""
-    indicators, _ = rd.write_tables(tmp_path)
+def test_a_child_no_longer_wanted_is_stopped_and_never_had_the_key(tmp_path, monkeypatch):
+    """The gate failed while the child was writing: leaving the block stops it. The child's
+    environment holds nothing of this process's secrets (the pseudonym key, tokens)."""
+    monkeypatch.setenv("SAMVERKAN_PSEUDONYM_KEY", "k" * 64)
+    monkeypatch.setenv("SAMVERKAN_SS12000_TOKEN", "a-token")
+    rd.write_tables(tmp_path)
     with ExcelFilesWriter(tmp_path, rd.CATALOGUE, reference_date=rd.REFERENCE_DATE, version=rd.VERSION,
                           min_cell=rd.MIN_CELL, targets=rd.TARGETS, parameters=None) as writer:
         process = writer._process
+        environ = (Path("/proc") / str(process.pid) / "environ").read_bytes()
     assert process.poll() is not None
+    assert b"SAMVERKAN_" not in environ and b"k" * 64 not in environ and b"a-token" not in environ
+    assert b"PYTHONPATH=" in environ
 
 
 def test_workbook_reads_back_with_swedish_sheets_tables_words_and_status_colours(published):
