@@ -10,9 +10,7 @@ from prefect.states import Failed, State
 
 from flows._artifacts import load_report_artifact
 from flows._exclusive import exclusive
-from flows.extract_case_system import extract_case_system
-from flows.extract_police import extract_police
-from flows.extract_ss12000 import extract_ss12000
+from flows._extract import extract_task
 from flows.publish import publish
 from flows.transform import transform
 from samverkan import steps
@@ -20,8 +18,6 @@ from samverkan.config import load_settings
 from samverkan.extract import ExtractResult
 from samverkan.publish import PublicationResult, new_version
 
-EXTRACT_FLOWS = {"ss12000": extract_ss12000, "case_system": extract_case_system,
-                 "police": extract_police}
 log = logging.getLogger(__name__)
 
 
@@ -32,11 +28,6 @@ def _failure(state: State) -> BaseException | str | None:
     except Exception as exc:  # noqa: BLE001 - the result itself could not be read
         error = exc
     return error if isinstance(error, BaseException) else (state.message or None)
-
-
-@task(name="run-extract-flow")
-def run_extract_flow(source: str) -> ExtractResult:
-    return EXTRACT_FLOWS[source]()
 
 
 @task(name="purge-landing")
@@ -56,7 +47,11 @@ def pipeline(reference_date: str | None = None, confirm_anomalies: bool = False,
     ref = steps.reference_date(settings, reference_date).isoformat()
     version = new_version()
     steps.preload_quality_checks()
-    futures = {source: run_extract_flow.submit(source) for source in steps.SOURCES}
+    # The extracts are tasks of this flow, not the extract flows as subflows: the Prefect server
+    # takes seconds to create a subflow run, and the three started one after another.
+    extract = extract_task.with_options(retries=settings.extract_retries)
+    futures = {source: extract.with_options(task_run_name=f"extract-{source.replace('_', '-')}")
+               .submit(source) for source in steps.SOURCES}
     results: list[ExtractResult] = []
     for source, future in futures.items():
         state = future.wait() or future.state
