@@ -30,15 +30,26 @@ def extract_task(source: str) -> ExtractResult:
     return steps.extract(load_settings(), source)
 
 
+def extract_name(source: str) -> str:
+    """The name of a source's extract flow and of its task run in the pipeline."""
+    return f"extract-{source.replace('_', '-')}"
+
+
+def source_extract_task(source: str) -> Task:
+    """:func:`extract_task` for ``source``: `[general] extract_retries` retries, its run named
+    after the source."""
+    return extract_task.with_options(retries=load_settings().extract_retries,
+                                     task_run_name=extract_name(source))
+
+
 def make_extract_flow(source: str) -> Flow:
-    name = f"extract-{source.replace('_', '-')}"
+    name = extract_name(source)
 
     @flow(name=name, log_prints=False)
     @exclusive(name)
     def extract_flow() -> ExtractResult:
         """Incremental extract of one source into landing and the restricted warehouse."""
-        retries = load_settings().extract_retries
-        result = extract_task.with_options(retries=retries)(source)
+        result = source_extract_task(source)(source)
         load_report_artifact(steps.load_report([result]), key=f"load-report-{source.replace('_', '-')}")
         return result
 

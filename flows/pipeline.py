@@ -10,7 +10,7 @@ from prefect.states import Failed, State
 
 from flows._artifacts import load_report_artifact
 from flows._exclusive import exclusive
-from flows._extract import extract_task
+from flows._extract import source_extract_task
 from flows.publish import publish
 from flows.transform import transform
 from samverkan import steps
@@ -49,9 +49,7 @@ def pipeline(reference_date: str | None = None, confirm_anomalies: bool = False,
     steps.preload_quality_checks()
     # The extracts are tasks of this flow, not the extract flows as subflows: the Prefect server
     # takes seconds to create a subflow run, and the three started one after another.
-    extract = extract_task.with_options(retries=settings.extract_retries)
-    futures = {source: extract.with_options(task_run_name=f"extract-{source.replace('_', '-')}")
-               .submit(source) for source in steps.SOURCES}
+    futures = {source: source_extract_task(source).submit(source) for source in steps.SOURCES}
     results: list[ExtractResult] = []
     for source, future in futures.items():
         state = future.wait() or future.state

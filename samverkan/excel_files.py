@@ -134,7 +134,7 @@ def main() -> int:
                           version=request.get("version") or "", min_cell=int(request["min_cell"]),
                           targets=Path(targets) if targets else None, parameters=request.get("parameters"))
     except Exception as exc:  # noqa: BLE001 - one line for the gate, no traceback
-        detail = str(exc).splitlines()[0] if str(exc) else ""
+        detail = next(iter(str(exc).splitlines()), "")
         print(f"{INDICATORS_XLSX} / {INDIKATORER_CSV}: {type(exc).__name__}"
               + (f": {detail}" if detail else ""), file=sys.stderr)
         return 1
