@@ -7,15 +7,25 @@
                then 1 else 0 end)
 {%- endmacro %}
 
-{#- Normalised 12-digit number of a raw identifier (null when unusable), using the
-    identity macros installed on every connection by samverkan.dbt_plugin. -#}
-{% macro normalised_pnr(raw) -%}
-    samverkan_normalise_pnr({{ raw }}, {{ reference_date() }})
+{#- The 12-digit candidate of a raw identifier (its century resolved; null when the text has no
+    accepted format), using the identity macros installed on every connection by
+    samverkan.dbt_plugin. A model computes it once, as a column, and passes that column to
+    normalised_pnr and pnr_problem: a DuckDB macro's argument is substituted wherever the macro
+    uses it, so computing it inside them repeated it about twenty times a row. -#}
+{% macro pnr_candidate(raw) -%}
+    samverkan_pnr_candidate(samverkan_pnr_clean({{ raw }}), {{ reference_date() }})
 {%- endmacro %}
 
-{#- Why an identifier is unusable: 'missing', 'bad_format', 'bad_date', 'bad_checksum'. -#}
-{% macro pnr_problem(raw) -%}
-    samverkan_pnr_problem({{ raw }}, {{ reference_date() }})
+{#- Normalised 12-digit number of a raw identifier (null when unusable), given its candidate
+    (pnr_candidate). -#}
+{% macro normalised_pnr(raw, candidate) -%}
+    samverkan_normalise_pnr_of({{ raw }}, {{ candidate }}, {{ reference_date() }})
+{%- endmacro %}
+
+{#- Why an identifier is unusable: 'missing', 'bad_format', 'bad_date', 'bad_checksum'
+    (null when it is valid), given its candidate (pnr_candidate). -#}
+{% macro pnr_problem(raw, candidate) -%}
+    samverkan_pnr_problem_of({{ raw }}, {{ candidate }}, {{ reference_date() }})
 {%- endmacro %}
 
 {#- Keyed pseudonym (HMAC-SHA256 under the connection's key) of any text, e.g. a police

@@ -43,30 +43,47 @@ create or replace temp macro samverkan_pnr_birth_date(pnr12) as
         || lpad(cast(samverkan_pnr_day(cast(substr(pnr12, 7, 2) as integer)) as varchar), 2, '0')
         as date);
 
--- Luhn check over the 10 digits YYMMDDNNNC.
-create or replace temp macro samverkan_luhn_ok(d10) as
-    list_sum(list_transform(range(10), i ->
-        (cast(substr(d10, i + 1, 1) as integer) * (2 - i % 2)) // 10
-        + (cast(substr(d10, i + 1, 1) as integer) * (2 - i % 2)) % 10)) % 10 = 0;
+-- Luhn check over the 10 digits YYMMDDNNNC: the 1st, 3rd, 5th, 7th and 9th digits are
+-- doubled (a doubled digit counts by its digit sum: 2d, less 9 from 5 up), the others count
+-- as they are. Spelled out on the number, digit by digit: a list_transform over range(10)
+-- cost about 13 µs a row (1.3 s for 100 000 persons).
+create or replace temp macro samverkan_luhn_doubled(n, place) as
+    2 * ((n // place) % 10) - case when (n // place) % 10 >= 5 then 9 else 0 end;
 
--- Why an identifier is unusable (null when it is valid):
--- 'missing', 'bad_format', 'bad_date' (impossible or future date), 'bad_checksum'.
-create or replace temp macro samverkan_pnr_problem(raw, ref) as
+create or replace temp macro samverkan_luhn_sum(n) as
+    samverkan_luhn_doubled(n, 1000000000) + (n // 100000000) % 10
+    + samverkan_luhn_doubled(n, 10000000) + (n // 1000000) % 10
+    + samverkan_luhn_doubled(n, 100000) + (n // 10000) % 10
+    + samverkan_luhn_doubled(n, 1000) + (n // 100) % 10
+    + samverkan_luhn_doubled(n, 10) + n % 10;
+
+create or replace temp macro samverkan_luhn_ok(d10) as
+    samverkan_luhn_sum(cast(d10 as bigint)) % 10 = 0;
+
+-- Why an identifier is unusable (null when it is valid), given its 12-digit candidate
+-- (samverkan_pnr_candidate of the cleaned text): 'missing', 'bad_format', 'bad_date'
+-- (impossible or future date), 'bad_checksum'. A macro's argument is substituted wherever the
+-- macro uses it, so the models compute the candidate once, as a column, and pass that.
+create or replace temp macro samverkan_pnr_problem_of(raw, candidate, ref) as
     case
         when samverkan_pnr_clean(raw) = '' then 'missing'
-        when samverkan_pnr_candidate(samverkan_pnr_clean(raw), ref) is null then 'bad_format'
-        when samverkan_pnr_birth_date(samverkan_pnr_candidate(samverkan_pnr_clean(raw), ref)) is null
-            or samverkan_pnr_birth_date(samverkan_pnr_candidate(samverkan_pnr_clean(raw), ref)) > ref
-            then 'bad_date'
-        when not samverkan_luhn_ok(substr(samverkan_pnr_candidate(samverkan_pnr_clean(raw), ref), 3, 10))
-            then 'bad_checksum'
+        when candidate is null then 'bad_format'
+        when coalesce(samverkan_pnr_birth_date(candidate) > ref, true) then 'bad_date'
+        when not samverkan_luhn_ok(substr(candidate, 3, 10)) then 'bad_checksum'
         else null
     end;
 
--- The normalised 12-digit number, or null when the identifier is unusable.
+-- The normalised 12-digit number, or null when the identifier is unusable, given its
+-- candidate.
+create or replace temp macro samverkan_normalise_pnr_of(raw, candidate, ref) as
+    case when samverkan_pnr_problem_of(raw, candidate, ref) is null then candidate end;
+
+-- The same from the raw text alone (one identifier at a time: `samverkan pseudonym`, tests).
+create or replace temp macro samverkan_pnr_problem(raw, ref) as
+    samverkan_pnr_problem_of(raw, samverkan_pnr_candidate(samverkan_pnr_clean(raw), ref), ref);
+
 create or replace temp macro samverkan_normalise_pnr(raw, ref) as
-    case when samverkan_pnr_problem(raw, ref) is null
-         then samverkan_pnr_candidate(samverkan_pnr_clean(raw), ref) end;
+    samverkan_normalise_pnr_of(raw, samverkan_pnr_candidate(samverkan_pnr_clean(raw), ref), ref);
 
 -- HMAC-SHA256 (RFC 2104) -----------------------------------------------------------------------
 create or replace temp macro samverkan_hmac_key0(key) as

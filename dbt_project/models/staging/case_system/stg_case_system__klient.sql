@@ -11,15 +11,24 @@ newest as (
 
 ),
 
+candidates as (
+
+    select
+        newest.*,
+        {{ pnr_candidate('personnummer') }} as pnr_candidate
+    from newest
+
+),
+
 renamed as (
 
     select
         ---------- ids
         klient_id,
-        {{ normalised_pnr('personnummer') }} as pnr12,
+        {{ normalised_pnr('personnummer', 'pnr_candidate') }} as pnr12,
 
         ---------- text
-        {{ pnr_problem('personnummer') }} as pnr_problem,
+        {{ pnr_problem('personnummer', 'pnr_candidate') }} as pnr_problem,
 
         ---------- booleans
         coalesce(skyddad_identitet, false) as is_protected,
@@ -28,7 +37,7 @@ renamed as (
         andrad_tid,
         batch_id
 
-    from newest
+    from candidates
 
 )
 

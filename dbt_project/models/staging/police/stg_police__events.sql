@@ -14,6 +14,15 @@ source as (
 
 ),
 
+candidates as (
+
+    select
+        source.*,
+        {{ pnr_candidate('source.personnummer') }} as pnr_candidate
+    from source
+
+),
+
 batches as (
 
     select batch_id, loaded_at from {{ source('load_meta', 'batches') }}
@@ -23,11 +32,11 @@ batches as (
 identified as (
 
     select
-        source.*,
+        candidates.* exclude (pnr_candidate),
         batches.loaded_at,
-        {{ normalised_pnr('source.personnummer') }} as pnr12,
-        {{ pnr_problem('source.personnummer') }} as pnr_problem
-    from source
+        {{ normalised_pnr('candidates.personnummer', 'candidates.pnr_candidate') }} as pnr12,
+        {{ pnr_problem('candidates.personnummer', 'candidates.pnr_candidate') }} as pnr_problem
+    from candidates
     left join batches using (batch_id)
 
 ),

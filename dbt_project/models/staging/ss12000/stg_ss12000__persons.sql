@@ -12,15 +12,24 @@ newest as (
 
 ),
 
+candidates as (
+
+    select
+        newest.*,
+        {{ pnr_candidate('civic_no') }} as pnr_candidate
+    from newest
+
+),
+
 renamed as (
 
     select
         ---------- ids
         id as person_id,
-        {{ normalised_pnr('civic_no') }} as pnr12,
+        {{ normalised_pnr('civic_no', 'pnr_candidate') }} as pnr12,
 
         ---------- text
-        {{ pnr_problem('civic_no') }} as pnr_problem,
+        {{ pnr_problem('civic_no', 'pnr_candidate') }} as pnr_problem,
         sex,
         security_marking,
 
@@ -32,7 +41,7 @@ renamed as (
         modified_at,
         batch_id
 
-    from newest
+    from candidates
 
 )
 
