@@ -150,6 +150,10 @@ final as (
         period_type,
         period_start,
         period_end,
+        -- the period as one integer, the same in every build: the key of the tall per-pupil
+        -- tables before fct_pupil_periods (DuckDB writes integers an order faster than text)
+        (case period_type when 'vecka' then 1 when 'manad' then 2 when 'termin' then 3 else 4 end)
+            * 100000 + (period_start - date '2000-01-01') as period_key,
         lookback_end,
         -- trailing window: (trailing_window_start, lookback_end]
         cast(lookback_end - to_months({{ trailing_months }}) as date) as trailing_window_start,

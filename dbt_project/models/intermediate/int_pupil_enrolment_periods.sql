@@ -1,7 +1,12 @@
 {#- One row per pupil (linkable person with a GR enrolment in school year 1-9 that starts by
     R) and period of int_periods: the enrolment active on the period's last day, else the
     enrolment active within the period with the latest start date. An end date after R has
-    not happened yet (the enrolment is open). -#}
+    not happened yet (the enrolment is open). Keys only (pupil_key, period_key,
+    enrolment_key): fct_pupil_periods takes the pseudonym, the period and the enrolment's
+    school unit, year, Huvudman and areas from their tables. At Stockholm's size this table
+    has 5.6 M rows, and DuckDB writes text an order slower than integers: with the pseudonym,
+    the period type and the enrolment's four codes in every row, writing it took 3.5 of its
+    4.4 s. -#}
 
 with
 
@@ -19,22 +24,20 @@ people as (
 
 periods as (
 
-    select period_type, period_start, period_end from {{ ref('int_periods') }}
+    select period_key, period_start, period_end from {{ ref('int_periods') }}
 
 ),
 
 pupil_enrolments as (
 
     select
-        people.person_pseudonym,
+        people.pupil_key,
+        enrolments.enrolment_key,
         enrolments.school_unit_code,
         enrolments.school_year,
-        enrolments.huvudman_kind,
-        enrolments.sspf_omrade_code,
-        enrolments.stadsdelsomrade_code,
         enrolments.start_date,
         case when enrolments.end_date <= {{ reference_date() }} then enrolments.end_date end as end_date,
-        count(*) over (partition by people.person_pseudonym) as enrolments_of_pupil
+        count(*) over (partition by people.pupil_key) as enrolments_of_pupil
     from enrolments
     inner join people
         on people.person_id = enrolments.person_id
@@ -50,9 +53,7 @@ active_in_period as (
 
     select
         pupil_enrolments.*,
-        periods.period_type,
-        periods.period_start,
-        periods.period_end,
+        periods.period_key,
         coalesce(pupil_enrolments.end_date, date '9999-12-31') >= periods.period_end as is_active_on_last_day
     from pupil_enrolments
     inner join periods
@@ -75,13 +76,14 @@ chosen as (
     from active_in_period
     where enrolments_of_pupil > 1
     qualify row_number() over (
-        partition by person_pseudonym, period_type, period_start
+        partition by pupil_key, period_key
         order by
             is_active_on_last_day desc,
             start_date desc,
             end_date desc nulls first,
             school_unit_code nulls last,
-            school_year desc
+            school_year desc,
+            enrolment_key
     ) = 1
 
 ),
@@ -89,15 +91,9 @@ chosen as (
 final as (
 
     select
-        person_pseudonym,
-        period_type,
-        period_start,
-        period_end,
-        school_unit_code,
-        school_year,
-        huvudman_kind,
-        sspf_omrade_code,
-        stadsdelsomrade_code
+        pupil_key,
+        period_key,
+        enrolment_key
     from chosen
 
 )

@@ -61,6 +61,15 @@ distinct_enrolments as (
 final as (
 
     select
+        row_number() over (
+            order by
+                distinct_enrolments.person_id,
+                distinct_enrolments.school_unit_id,
+                distinct_enrolments.school_type,
+                distinct_enrolments.school_year,
+                distinct_enrolments.start_date,
+                distinct_enrolments.end_date
+        ) as enrolment_key,
         distinct_enrolments.person_id,
         distinct_enrolments.school_unit_id,
         units.school_unit_code,

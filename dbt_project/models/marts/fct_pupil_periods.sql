@@ -30,28 +30,50 @@ with
 
 periods as (
 
-    select period_type, period_start, period_end from {{ ref('int_periods') }}
+    select period_key, period_type, period_start, period_end from {{ ref('int_periods') }}
 
 ),
 
+-- keys only (pupil_key, period_key, enrolment_key): the enrolments give their attributes
+-- at the end
 enrolment_periods as (
 
     select * from {{ ref('int_pupil_enrolment_periods') }}
 
 ),
 
+enrolments as (
+
+    select
+        enrolment_key,
+        school_unit_code,
+        school_year,
+        huvudman_kind,
+        sspf_omrade_code,
+        stadsdelsomrade_code
+    from {{ ref('int_ss12000__current_enrolments') }}
+
+),
+
 -- linkable persons only: attendance is summed per SS 12000 person id and period first, and
--- mapped to pseudonyms after, on far fewer rows (a table of days per pseudonym would be
+-- mapped to pupils after, on far fewer rows (a table of days per pseudonym would be
 -- rewritten whole every night: about 10 M rows at Stockholm's size). ids_of_pupil: the
--- linkable person ids of the pupil (pseudonym), nearly always one
+-- linkable person ids of the pupil (pupil_key: one per pseudonym), nearly always one
 people as (
 
     select
         person_id,
+        pupil_key,
         person_pseudonym,
-        count(*) over (partition by person_pseudonym) as ids_of_pupil
+        count(*) over (partition by pupil_key) as ids_of_pupil
     from {{ ref('int_ss12000__person_pseudonyms') }}
     where is_linkable
+
+),
+
+pupils as (
+
+    select distinct pupil_key, person_pseudonym from people
 
 ),
 
@@ -83,13 +105,15 @@ reporting_lag as (
 -- built incrementally: no table of days is summed whole every night) ...
 whole_periods as (
 
-    select attendance_periods.*
+    select
+        attendance_periods.*,
+        periods.period_key
     from {{ ref('int_ss12000__attendance_periods') }} as attendance_periods
-    semi join people
-        on people.person_id = attendance_periods.person_id
-    semi join periods
+    inner join periods
         on periods.period_type = attendance_periods.period_type
         and periods.period_start = attendance_periods.period_start
+    semi join people
+        on people.person_id = attendance_periods.person_id
 
 ),
 
@@ -110,8 +134,7 @@ recent_days as (
 period_days as (
 
     select
-        period_type,
-        period_start,
+        period_key,
         cast(unnest(generate_series(
             cast(period_start as timestamp), cast(period_end as timestamp), interval 1 day
         )) as date) as period_day
@@ -126,8 +149,7 @@ left_out as (
 
     select
         recent_days.person_id,
-        period_days.period_type,
-        period_days.period_start,
+        period_days.period_key,
         {%- for measure in measures %}
         sum(recent_days.{{ measure }}) filter (where recent_days.lesson_date > {{ reference_date() }})
             as future_{{ measure }},
@@ -137,7 +159,7 @@ left_out as (
     from recent_days
     inner join period_days
         on period_days.period_day = recent_days.lesson_date
-    group by 1, 2, 3
+    group by 1, 2
 
 ),
 
@@ -145,8 +167,7 @@ person_id_periods as (
 
     select
         whole_periods.person_id,
-        whole_periods.period_type,
-        whole_periods.period_start,
+        whole_periods.period_key,
         {%- for measure in measures %}
         whole_periods.{{ measure }} - coalesce(left_out.future_{{ measure }}, 0) as {{ measure }},
         {%- endfor %}
@@ -157,8 +178,7 @@ person_id_periods as (
     from whole_periods
     left join left_out
         on left_out.person_id = whole_periods.person_id
-        and left_out.period_type = whole_periods.period_type
-        and left_out.period_start = whole_periods.period_start
+        and left_out.period_key = whole_periods.period_key
     -- a person id whose days in the period all lie after R has no row (every day has records)
     where whole_periods.scheduled_records > coalesce(left_out.future_scheduled_records, 0)
 
@@ -170,9 +190,8 @@ person_id_periods as (
 attendance_periods as (
 
     select
-        people.person_pseudonym,
-        person_id_periods.period_type,
-        person_id_periods.period_start,
+        people.pupil_key,
+        person_id_periods.period_key,
         {%- for measure in measures + ['settled_scheduled_records', 'settled_reported_records'] %}
         person_id_periods.{{ measure }}{{ ',' if not loop.last }}
         {%- endfor %}
@@ -184,9 +203,8 @@ attendance_periods as (
     union all
 
     select
-        people.person_pseudonym,
-        person_id_periods.period_type,
-        person_id_periods.period_start,
+        people.pupil_key,
+        person_id_periods.period_key,
         {%- for measure in measures + ['settled_scheduled_records', 'settled_reported_records'] %}
         sum(person_id_periods.{{ measure }}) as {{ measure }}{{ ',' if not loop.last }}
         {%- endfor %}
@@ -194,22 +212,19 @@ attendance_periods as (
     inner join people
         on people.person_id = person_id_periods.person_id
     where people.ids_of_pupil > 1
-    group by 1, 2, 3
+    group by 1, 2
 
 ),
 
+-- pupil and period, by their keys: every enrolled pupil-period and every pupil-period with
+-- attendance
 joined as (
 
     select
-        coalesce(enrolment_periods.person_pseudonym, attendance_periods.person_pseudonym) as person_pseudonym,
-        coalesce(enrolment_periods.period_type, attendance_periods.period_type) as period_type,
-        coalesce(enrolment_periods.period_start, attendance_periods.period_start) as period_start,
-        enrolment_periods.person_pseudonym is not null as is_enrolled,
-        enrolment_periods.school_unit_code,
-        enrolment_periods.school_year,
-        enrolment_periods.huvudman_kind,
-        enrolment_periods.sspf_omrade_code,
-        enrolment_periods.stadsdelsomrade_code,
+        coalesce(enrolment_periods.pupil_key, attendance_periods.pupil_key) as pupil_key,
+        coalesce(enrolment_periods.period_key, attendance_periods.period_key) as period_key,
+        enrolment_periods.enrolment_key,
+        enrolment_periods.pupil_key is not null as is_enrolled,
         coalesce(attendance_periods.offered_minutes, 0) as offered_minutes,
         coalesce(attendance_periods.valid_absence_minutes, 0) as valid_absence_minutes,
         coalesce(attendance_periods.invalid_absence_minutes, 0) as invalid_absence_minutes,
@@ -219,9 +234,8 @@ joined as (
         coalesce(attendance_periods.settled_reported_records, 0) as settled_reported_records
     from enrolment_periods
     full outer join attendance_periods
-        on attendance_periods.person_pseudonym = enrolment_periods.person_pseudonym
-        and attendance_periods.period_type = enrolment_periods.period_type
-        and attendance_periods.period_start = enrolment_periods.period_start
+        on attendance_periods.pupil_key = enrolment_periods.pupil_key
+        and attendance_periods.period_key = enrolment_periods.period_key
 
 ),
 
@@ -244,16 +258,16 @@ measured as (
 final as (
 
     select
-        measured.person_pseudonym,
-        measured.period_type,
-        measured.period_start,
+        pupils.person_pseudonym,
+        periods.period_type,
+        periods.period_start,
         periods.period_end,
         measured.is_enrolled,
-        measured.school_unit_code,
-        measured.school_year,
-        measured.huvudman_kind,
-        measured.sspf_omrade_code,
-        measured.stadsdelsomrade_code,
+        enrolments.school_unit_code,
+        enrolments.school_year,
+        enrolments.huvudman_kind,
+        enrolments.sspf_omrade_code,
+        enrolments.stadsdelsomrade_code,
         cast(measured.offered_minutes as double) as offered_minutes,
         cast(measured.valid_absence_minutes as bigint) as valid_absence_minutes,
         cast(measured.invalid_absence_minutes as bigint) as invalid_absence_minutes,
@@ -270,8 +284,11 @@ final as (
             and measured.absence_share >= {{ var_share('very_high_absence_threshold') }} as is_very_high_absence
     from measured
     inner join periods
-        on periods.period_type = measured.period_type
-        and periods.period_start = measured.period_start
+        on periods.period_key = measured.period_key
+    inner join pupils
+        on pupils.pupil_key = measured.pupil_key
+    left join enrolments
+        on enrolments.enrolment_key = measured.enrolment_key
 
 )
 
