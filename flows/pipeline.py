@@ -1,4 +1,10 @@
-"""The nightly pipeline: the three extracts concurrently, then transform, then publish."""
+"""The nightly pipeline: the three extracts concurrently, then transform, then publish.
+
+Each step is a task of this flow (the extract flows' task per source, the transform flow's
+``dbt-build``, the publish flow's ``gate-and-publish``), not those flows as subflows: the
+Prefect server took seconds to create each subflow run (the three extracts started one after
+another), and each subflow waited up to a second for its heartbeat thread when it ended. The
+flows stay for running one step alone; all hold the same run lock."""
 
 from __future__ import annotations
 
@@ -8,11 +14,11 @@ import logging
 from prefect import flow, task
 from prefect.states import Failed, State
 
-from flows._artifacts import load_report_artifact
+from flows._artifacts import gate_artifact, load_report_artifact
 from flows._exclusive import exclusive
 from flows._extract import source_extract_task
-from flows.publish import publish
-from flows.transform import transform
+from flows.publish import publish_task
+from flows.transform import dbt_build_task
 from samverkan import steps
 from samverkan.config import load_settings
 from samverkan.extract import ExtractResult
@@ -47,8 +53,6 @@ def pipeline(reference_date: str | None = None, confirm_anomalies: bool = False,
     ref = steps.reference_date(settings, reference_date).isoformat()
     version = new_version()
     steps.preload_quality_checks()
-    # The extracts are tasks of this flow, not the extract flows as subflows: the Prefect server
-    # takes seconds to create a subflow run, and the three started one after another.
     futures = {source: source_extract_task(source).submit(source) for source in steps.SOURCES}
     results: list[ExtractResult] = []
     for source, future in futures.items():
@@ -77,11 +81,11 @@ def pipeline(reference_date: str | None = None, confirm_anomalies: bool = False,
         return PublicationResult(standing, True, settings.paths.current_publication,
                                  [volumes.check], unchanged=True)
     else:
-        dbt_success, dbt_detail = transform(version=version, reference_date=ref,
-                                            full_refresh=full_refresh)
-    # The publish flow leaves the load report and gate artifacts of this run.
-    publication = publish(version=version, reference_date=ref, extract_results=results,
-                          dbt_success=dbt_success, dbt_detail=dbt_detail, source_volumes=volumes)
+        dbt_success, dbt_detail = dbt_build_task(version, ref, full_refresh)
+    publication = publish_task(version, ref, results, dbt_success, dbt_detail, volumes)
+    # the run's load report and gate artifacts, as the publish flow leaves them
+    load_report_artifact(steps.load_report(results))
+    gate_artifact(publication)
     purge_landing_task()
     if not publication.published:
         return Failed(message="publication gate failed: "

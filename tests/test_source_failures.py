@@ -576,8 +576,8 @@ def test_a_pipeline_run_reports_why_each_source_failed(served, samverkan_home, m
         assert cause in json.dumps(gate, ensure_ascii=False) and cause in gate_html, cause
 
     with get_client(sync_client=True) as client:
-        # the pipeline's publish subflow leaves the run's load report and gate artifacts
-        (run,) = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["publish"])),
+        # the pipeline leaves the run's load report and gate artifacts
+        (run,) = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["pipeline"])),
                                        sort=FlowRunSort.START_TIME_DESC, limit=1)
         artifacts = {a.key: a for a in client.read_artifacts(
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id])))}
