@@ -45,11 +45,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import linprog
 from scipy.sparse import block_diag, coo_matrix, csr_matrix, hstack, vstack
 from scipy.sparse.csgraph import connected_components
 
 from samverkan.config.reference import csv_rows
+from samverkan.linear_programmes import minimise
 
 KEYS = ("indicator_id", "period_type", "period_start", "area_level", "area_code", "breakdown",
         "breakdown_value")
@@ -389,14 +389,6 @@ def _programme(cells: pd.DataFrame, pairs: pd.DataFrame, var_size: np.ndarray, v
     return _Programme(n_vars, a_eq, b_eq, a_ub, np.concatenate(ub_rhs), lower, upper, relaxable)
 
 
-def _lp(objective, a_eq, b_eq, a_ub, b_ub, lower, upper) -> np.ndarray | None:
-    result = linprog(objective,
-                     A_eq=a_eq if a_eq.shape[0] else None, b_eq=b_eq if a_eq.shape[0] else None,
-                     A_ub=a_ub if a_ub.shape[0] else None, b_ub=b_ub if a_ub.shape[0] else None,
-                     bounds=np.column_stack([lower, upper]), method="highs", options={"presolve": False})
-    return result.x if result.status == 0 else None
-
-
 @dataclass
 class _Component:
     cols: np.ndarray
@@ -479,7 +471,7 @@ class _Auditor:
             obj = np.concatenate([obj, -np.abs(weight)])
             lower = np.concatenate([lower, np.full(k, -np.inf)])
             upper = np.concatenate([upper, np.ones(k)])
-        x = _lp(obj, a_eq, b_eq, a_ub, b_ub, lower, upper)
+        x = minimise(obj, a_eq, b_eq, a_ub, b_ub, lower, upper)
         if x is None:
             return None
         full = np.zeros(self.p.n_vars)

@@ -51,11 +51,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import linprog
 from scipy.sparse import coo_matrix, csr_matrix, vstack
 from scipy.sparse.csgraph import connected_components
 
 from samverkan.config.reference import csv_rows
+from samverkan.linear_programmes import minimise
 
 log = logging.getLogger(__name__)
 
@@ -591,13 +591,6 @@ def _row_component(a: csr_matrix, component: np.ndarray) -> np.ndarray:
     return np.where(empty, -1, component[first])
 
 
-def _solve(objective: np.ndarray, a_eq, b_eq, a_ub, b_ub, lower, upper) -> np.ndarray | None:
-    res = linprog(objective, A_ub=a_ub if a_ub.shape[0] else None, b_ub=b_ub if a_ub.shape[0] else None,
-                  A_eq=a_eq if a_eq.shape[0] else None, b_eq=b_eq if a_eq.shape[0] else None,
-                  bounds=np.column_stack([lower, upper]), method="highs", options={"presolve": False})
-    return res.x if res.status == 0 else None
-
-
 def _one_integer(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """Whether [lo, hi] holds at most one whole number (the true one): the value is known. For
     large sums (minutes) a range only as wide as the solver's rounding counts as one value."""
@@ -678,7 +671,7 @@ class _Solver:
             obj = np.concatenate([obj, -np.abs(weight)])
             lower = np.concatenate([lower, np.full(k, -np.inf)])     # t_e ≥ 0 would forbid moving back
             upper = np.concatenate([upper, np.ones(k)])
-        x = _solve(obj, a_eq, s.b_eq[eq], a_ub, b_ub, lower, upper)
+        x = minimise(obj, a_eq, s.b_eq[eq], a_ub, b_ub, lower, upper)
         if x is None:
             raise RuntimeError("secondary suppression: a linear programme over the published cells "
                                "failed (do the relations hold on the true values?)")
