@@ -165,8 +165,9 @@ class Pipeline:
         self.conn.register("distinct_raw", distinct)
         try:
             table = self.conn.execute(
-                "select raw, samverkan_normalise_pnr(raw, ?::date) as pnr12 from distinct_raw",
-                [self.params["reference_date"]]).df()
+                "select raw, samverkan_normalise_pnr_of(raw, candidate, ?::date) as pnr12 from ("
+                "select raw, samverkan_pnr_candidate(samverkan_pnr_clean(raw), ?::date) as candidate "
+                "from distinct_raw)", [self.params["reference_date"]] * 2).df()
         finally:
             self.conn.unregister("distinct_raw")
         return raw.map(dict(zip(table["raw"], table["pnr12"], strict=True)))

@@ -90,17 +90,19 @@ def common_ctes(params: dict[str, Any]) -> str:
     ),
     persons as materialized (
         select p.id as person_id, p.batch_id, p.modified_at,
-               samverkan_normalise_pnr(p.civic_no, {r}) as pnr12,
+               samverkan_normalise_pnr_of(p.civic_no, p.candidate, {r}) as pnr12,
                coalesce(p.security_marking, '') <> 'Ingen' as is_protected
-        from {RAW}.raw_ss12000.persons as p left join batches using (batch_id)
+        from (select *, samverkan_pnr_candidate(samverkan_pnr_clean(civic_no), {r}) as candidate
+              from {RAW}.raw_ss12000.persons) as p left join batches using (batch_id)
         where p.id not in (select id from ss_deleted where entity = 'persons')
         qualify row_number() over (partition by p.id order by p.modified_at desc nulls last,
                                    loaded_at desc nulls last, p.batch_id desc) = 1
     ),
     clients as materialized (
-        select k.klient_id, samverkan_normalise_pnr(k.personnummer, {r}) as pnr12,
+        select k.klient_id, samverkan_normalise_pnr_of(k.personnummer, k.candidate, {r}) as pnr12,
                coalesce(k.skyddad_identitet, false) as is_protected
-        from {RAW}.raw_case_system.klient as k left join batches using (batch_id)
+        from (select *, samverkan_pnr_candidate(samverkan_pnr_clean(personnummer), {r}) as candidate
+              from {RAW}.raw_case_system.klient) as k left join batches using (batch_id)
         where k.klient_id not in (select rad_id from {RAW}.raw_case_system.gallring
                                   where lower(trim(tabell)) = 'klient')
         qualify row_number() over (partition by k.klient_id order by k.andrad_tid desc nulls last,

@@ -78,7 +78,8 @@ create or replace temp macro samverkan_pnr_problem_of(raw, candidate, ref) as
 create or replace temp macro samverkan_normalise_pnr_of(raw, candidate, ref) as
     case when samverkan_pnr_problem_of(raw, candidate, ref) is null then candidate end;
 
--- The same from the raw text alone (one identifier at a time: `samverkan pseudonym`, tests).
+-- The same from the raw text alone, for a few identifiers at a time (`samverkan pseudonym`,
+-- tests): over a table, compute the candidate once, as a column, and use the _of forms.
 create or replace temp macro samverkan_pnr_problem(raw, ref) as
     samverkan_pnr_problem_of(raw, samverkan_pnr_candidate(samverkan_pnr_clean(raw), ref), ref);
 
