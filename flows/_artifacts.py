@@ -11,6 +11,7 @@ from typing import Any
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from samverkan.extract import ExtractResult
 from samverkan.publish import PublicationResult
 
 
@@ -58,3 +59,11 @@ def gate_artifact(publication: PublicationResult, what: str = "indicators",
                      f"{_link(check.report_path)} |")
     create_markdown_artifact(markdown="\n".join(lines), key=key,
                              description=f"Publication gate and version ({what})")
+
+
+def publication_artifacts(extract_results: list[ExtractResult], publication: PublicationResult) -> None:
+    """What a run that went through the gate leaves: its load report and the gate's outcome."""
+    from samverkan.steps import load_report
+
+    load_report_artifact(load_report(extract_results))
+    gate_artifact(publication)

@@ -14,7 +14,7 @@ import logging
 from prefect import flow, task
 from prefect.states import Failed, State
 
-from flows._artifacts import gate_artifact, load_report_artifact
+from flows._artifacts import load_report_artifact, publication_artifacts
 from flows._exclusive import exclusive
 from flows._extract import source_extract_task
 from flows.publish import publish_task
@@ -83,9 +83,7 @@ def pipeline(reference_date: str | None = None, confirm_anomalies: bool = False,
     else:
         dbt_success, dbt_detail = dbt_build_task(version, ref, full_refresh)
     publication = publish_task(version, ref, results, dbt_success, dbt_detail, volumes)
-    # the run's load report and gate artifacts, as the publish flow leaves them
-    load_report_artifact(steps.load_report(results))
-    gate_artifact(publication)
+    publication_artifacts(results, publication)
     purge_landing_task()
     if not publication.published:
         return Failed(message="publication gate failed: "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prefect import flow, task
 
-from flows._artifacts import gate_artifact, load_report_artifact
+from flows._artifacts import publication_artifacts
 from flows._exclusive import exclusive
 from samverkan import steps
 from samverkan.config import load_settings
@@ -31,8 +31,7 @@ def publish(version: str | None = None, reference_date: str | None = None,
     ref = steps.reference_date(load_settings(), reference_date)
     publication = publish_task(version or new_version(), ref.isoformat(), extract_results or [],
                                dbt_success, dbt_detail, source_volumes)
-    load_report_artifact(steps.load_report(extract_results or []))
-    gate_artifact(publication)
+    publication_artifacts(extract_results or [], publication)
     return publication
 
 
