@@ -4,6 +4,10 @@ the disclosure audit make, checked on programmes with known answers and against 
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from scipy.optimize import linprog
@@ -59,3 +63,16 @@ def test_the_same_optimum_as_scipy_linprog(seed):
     assert objective @ x == pytest.approx(expected.fun, rel=1e-9, abs=1e-7)
     assert a_eq @ x == pytest.approx(b_eq, abs=1e-7)
     assert np.all(a_ub @ x <= b_ub + 1e-7) and np.all(x >= lower - 1e-9) and np.all(x <= upper + 1e-9)
+
+
+def test_solving_prints_nothing():
+    """The solver writes nothing on the console of a run (highspy 1.16 printed a banner on
+    stdout when the first solver was made: pinned below it)."""
+    program = ("import numpy as np; from scipy.sparse import csr_matrix; "
+               "from samverkan.linear_programmes import minimise; "
+               "print(minimise(np.array([1.0]), csr_matrix((0, 1)), np.zeros(0), "
+               "csr_matrix([[-1.0]]), np.array([-2.0]), np.zeros(1), np.full(1, 5.0)))")
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                            timeout=60, cwd=Path(__file__).resolve().parent.parent)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "[2.]\n" and result.stderr == ""
