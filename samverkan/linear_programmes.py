@@ -6,7 +6,7 @@ one publication at Stockholm's size). Through ``scipy.optimize.linprog`` most of
 scipy's own work around the solver (checking and converting the inputs, stacking the
 constraint matrices, checking every option): 5 of the 7 s the programmes took, the solving
 itself 0.9 s. Here the programme goes to HiGHS (``highspy``, the same solver, presolve off as
-before) in row-wise form as it is built, without copies.
+before) as one row-wise matrix, concatenated from the arrays of the two it is given.
 """
 
 from __future__ import annotations
