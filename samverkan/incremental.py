@@ -6,8 +6,10 @@ The large attendance models are dbt incremental models (``stg_ss12000__attendanc
 and calendar periods its SS 12000 batches touched, which
 ``stg_ss12000__batch_lesson_days`` records per batch (README, "Incremental nightly builds").
 They hold no pseudonym and do not depend on the reference date, the identities or the
-pseudonym key (those are applied in the tables built from them every night), so a change of
-any of these leaves nothing stale in them. What can leave stale rows is checked here before
+pseudonym key, so a change of any of these leaves nothing stale in them. ``fct_pupil_periods``,
+which applies them, is incremental too: it keeps beside it what it was built from (the
+pupils' states, R, the reporting lag, the thresholds, the periods) and rebuilds what changed
+(``dbt_project/macros/pupil_periods.sql``). What can leave stale rows is checked here before
 each build, and answered with a full rebuild (dbt's ``--full-refresh``):
 
 - the SQL the chain is built from changed (its models, the macros, the project file, the raw
@@ -15,7 +17,8 @@ each build, and answered with a full rebuild (dbt's ``--full-refresh``):
   built it (:func:`logic_fingerprint`, passed as the dbt var ``attendance_logic_fingerprint``);
 - rows the chain was built from were removed from the warehouse (a batch that is no longer in
   ``load_meta.batches``, raw rows removed from a loaded batch): deletions the bookkeeping
-  cannot see as a new batch.
+  cannot see as a new batch;
+- ``fct_pupil_periods`` is there without the tables that say what it was built from.
 
 Reasons name tables, counts and batch ids only.
 """
@@ -33,18 +36,19 @@ from samverkan.locks import connect_warehouse
 
 FINGERPRINT_VAR = "attendance_logic_fingerprint"
 BOOKKEEPING = "staging.stg_ss12000__batch_lesson_days"
+PUPIL_PERIODS = "marts.fct_pupil_periods"
+PUPIL_PERIODS_AS_BUILT = ("marts.fct_pupil_periods__as_built_pupils",
+                          "marts.fct_pupil_periods__as_built_parameters")
 INCREMENTAL_MODELS = ("stg_ss12000__batch_lesson_days", "stg_ss12000__attendances",
                       "stg_ss12000__calendar_events", "int_ss12000__attendance_days",
-                      "int_ss12000__attendance_periods")
+                      "int_ss12000__attendance_periods", "fct_pupil_periods")
 
 # What the incremental models are built from, relative to the dbt project: every model
-# upstream of them (the SS 12000 and load-metadata staging), the models themselves, all
-# macros and the project file. tests/test_incremental_nightly.py checks this list against dbt's
-# lineage.
-LOGIC_FILES = ("models/staging/ss12000", "models/staging/load_meta",
-               "models/intermediate/int_ss12000__attendance_days.sql",
-               "models/intermediate/int_ss12000__attendance_periods.sql", "macros",
-               "dbt_project.yml")
+# upstream of them (fct_pupil_periods reads the identities, so every staging and
+# intermediate model), the models themselves, all macros and the project file.
+# tests/test_incremental_nightly.py checks this list against dbt's lineage.
+LOGIC_FILES = ("models/staging", "models/intermediate", "models/marts/fct_pupil_periods.sql",
+               "macros", "dbt_project.yml")
 # Raw tables the chain reads, with their entity name in load_meta.batch_entities.
 RAW_TABLES = {"raw_ss12000.attendances": "attendances",
               "raw_ss12000.calendar_events": "calendar_events",
@@ -105,4 +109,18 @@ def rebuild_reason(paths: Paths, fingerprint: str | None = None) -> str | None:
                 return f"{loaded - held} rows of {table} were removed after they were loaded"
     finally:
         conn.close()
+    return _pupil_periods_reason(paths)
+
+
+def _pupil_periods_reason(paths: Paths) -> str | None:
+    if not paths.analytics_db.exists():
+        return None
+    conn = connect_warehouse(paths.analytics_db, read_only=True)
+    try:
+        tables = {f"{schema}.{name}" for schema, name in conn.execute(
+            "select schema_name, table_name from duckdb_tables()").fetchall()}
+    finally:
+        conn.close()
+    if PUPIL_PERIODS in tables and not set(PUPIL_PERIODS_AS_BUILT) <= tables:
+        return f"{PUPIL_PERIODS} is there without the tables that say what it was built from"
     return None

@@ -5,17 +5,27 @@ end of a day, as a backfill pulls them) followed by ``steps.transform``, which b
 attendance chain incrementally (only the records and lesson days the night's SS 12000 batches
 touched):
 
-- night 1: everything up to ``DAY_1``;
-- night 2: one more school day, plus a late correction of an old day's attendance record (a
-  new version, stamped within that day) and the deletion of another old record;
-- night 3: the rest of the term, plus a lesson moved to another week (its records move with
-  it: the old and the new day must both be rebuilt), another correction and a deletion.
+- night 1: everything up to ``DAY_1``, at R = ``DAY_1`` - 7 days (the days after R are in
+  the warehouse but do not count yet); then the same night's build at R = ``DAY_1``, with
+  nothing new (the week before ``DAY_1``'s must be rebuilt: days in it moved past R), and
+  again with another high-absence threshold (every pupil-period must be rebuilt, and again
+  the next night when the threshold is back);
+- night 2: one more school day, at R = ``DAY_2``, plus a late correction of an old day's
+  attendance record (a new version, stamped within that day), the deletion of another old
+  record, and a pupil's enrolment given an end date between R of night 2 and night 3;
+- night 3: the rest of the term, at R = the term's end (a new month: new periods, the lag
+  moves), plus a lesson moved to another week (its records move with it: the old and the
+  new day must both be rebuilt), another correction and a deletion, a pupil who moves to
+  another school unit and a pupil who becomes protected.
 
 The same changes are applied to a copy of the simulator's frames and the ground truth is
-recomputed. After night 3 the incremental build is published; then ``steps.transform`` with
-``full_refresh=True`` rebuilds everything from scratch and is published too. The two
-``indicators.csv`` must be byte-identical apart from ``data_version``, and equal the ground
-truth. A touched-days rule that misses a day leaves stale attendance in it and fails both.
+recomputed. ``fct_pupil_periods`` is incremental too: night 3 must rebuild every period of
+the pupils whose enrolments, protection or R-dependent enrolment state changed, and keep the
+rows of the other pupils in periods no change reached. After night 3 the incremental build
+is published; then ``steps.transform`` with ``full_refresh=True`` rebuilds everything from
+scratch and is published too. The two ``indicators.csv`` must be byte-identical apart from
+``data_version``, and equal the ground truth. A touched-days rule that misses a day leaves
+stale attendance in it and fails both.
 
 Plain step functions (no Prefect): extract → transform → publish.
 """
@@ -49,6 +59,8 @@ DAY_1 = dt.date(2026, 5, 27)   # night 1 pulls up to here (a Wednesday)
 DAY_2 = dt.date(2026, 5, 28)   # night 2: one more school day
 OLD_DAYS = (dt.date(2026, 5, 4), dt.date(2026, 5, 12))  # corrected and deleted on night 2
 MOVED_FROM = dt.date(2026, 5, 6)  # night 3 moves a lesson of this day one week on
+FIRST_R = DAY_1 - dt.timedelta(days=7)  # night 1's first build: R a week before DAY_1
+PAST_WEEK = dt.date(2026, 5, 18)         # FIRST_R's week (Monday)
 STOCKHOLM = TZ
 
 
@@ -90,6 +102,38 @@ def _deleted(pop: Population, record_id: str) -> Population:
     return dataclasses.replace(pop, attendances=att[att["id"] != record_id])
 
 
+def _enrolments_changed(pop: Population, person_key: int, rows: list[dict[str, Any]]) -> Population:
+    enrolments = pop.enrolments[pop.enrolments["person_key"] != person_key]
+    new = pd.DataFrame([{"person_key": person_key, **row} for row in rows])
+    enrolments = pd.concat([enrolments, new.astype(enrolments.dtypes.to_dict())], ignore_index=True)
+    return dataclasses.replace(pop, enrolments=enrolments)
+
+
+def _protected(pop: Population, person_key: int) -> Population:
+    persons = pop.persons.copy()
+    hit = persons["person_key"] == person_key
+    assert hit.sum() == 1
+    persons.loc[hit, "protected"] = True
+    persons.loc[hit, "security_marking"] = "Sekretessmarkering"
+    return dataclasses.replace(pop, persons=persons)
+
+
+def _plain_pupils(pop: Population, day: dt.date) -> list[int]:
+    """Linkable pupils (valid number, no security marking) present on ``day``, with one open
+    enrolment, whose person record is served by then."""
+    from samverkan.pseudonymisation import pseudonymise
+
+    one = pop.enrolments.groupby("person_key").filter(
+        lambda e: len(e) == 1 and e["end_date"].isna().all())["person_key"]
+    persons = pop.persons[pop.persons["person_key"].isin(set(one))
+                          & pop.persons["person_key"].isin(set(_present_records(pop, day)["person_key"]))
+                          & (pop.persons["security_marking"] == "Ingen")
+                          & (pd.to_datetime(pop.persons["modified_at"], utc=True) < _noon(day))
+                          ].sort_values("person_key")
+    valid = pseudonymise(persons["pnr"].tolist(), TEST_KEY.encode(), pop.reference_date)
+    return [int(k) for k, v in zip(persons["person_key"], valid, strict=True) if v]
+
+
 def _moved(pop: Population, event_id: str, by: dt.timedelta) -> Population:
     ev = pop.calendar_events.copy()
     hit = ev["id"] == event_id
@@ -114,6 +158,21 @@ def _served_absent(data: Any, record_id: str, minutes: int, at: dt.datetime | No
         data.upsert("attendances", record, verbatim=True)
 
 
+def _served_person(data: Any, ss12000_id: str, at: dt.datetime | None, *,
+                   enrolments: list[dict[str, Any]] | None = None,
+                   security_marking: str | None = None) -> None:
+    record = data.get("persons", ss12000_id)
+    if enrolments is not None:
+        record["enrolments"] = enrolments
+    if security_marking is not None:
+        record["securityMarking"] = security_marking
+    if at is None:
+        data.upsert("persons", record)
+    else:
+        record["meta"]["modified"] = at.isoformat()
+        data.upsert("persons", record, verbatim=True)
+
+
 def _served_moved(data: Any, event_id: str, by: dt.timedelta) -> None:
     record = data.get("calendarEvents", event_id)
     for key in ("startTime", "endTime"):
@@ -131,10 +190,11 @@ def _night(settings: Any, until: dt.date | None) -> list[Any]:
     return results
 
 
-def _build_chain(settings: Any, ref: dt.date) -> float:
+def _build_chain(settings: Any, ref: dt.date, **changed_vars: Any) -> float:
     """The night's build of the attendance chain only (the models up to fct_pupil_periods,
     whose post-hook marks the batches built, with their data tests), as steps.transform runs
-    it: the same vars and logic fingerprint. The nights before the last need nothing more."""
+    it: the same vars (but ``changed_vars``) and logic fingerprint. The nights before the
+    last need nothing more."""
     import time
 
     from samverkan import steps
@@ -144,7 +204,7 @@ def _build_chain(settings: Any, ref: dt.date) -> float:
     started = time.monotonic()
     assert rebuild_reason(settings.paths) is None
     outcome = dbt_build(settings.paths, {**steps.dbt_vars(settings, "night", ref),
-                                         FINGERPRINT_VAR: logic_fingerprint()},
+                                         FINGERPRINT_VAR: logic_fingerprint(), **changed_vars},
                         extra_args=("--select", "+fct_pupil_periods",
                                     "--indirect-selection", "cautious",
                                     *steps.PIPELINE_DBT_ARGS))
@@ -192,6 +252,75 @@ def _bookkeeping(settings: Any) -> pd.DataFrame:
         conn.close()
 
 
+def _mark_kept_rows(settings: Any) -> set[str]:
+    """Mark every row of fct_pupil_periods (settled_reported_records x -> -1 - x, negative, no
+    data test constrains its sign) before a build: the rows the build keeps stay marked, the
+    rows it writes are not. Returns the pupils in it."""
+    conn = duckdb.connect(str(settings.paths.analytics_db))
+    try:
+        conn.execute("update marts.fct_pupil_periods "
+                     "set settled_reported_records = -1 - settled_reported_records")
+        return {p for (p,) in conn.execute(
+            "select distinct person_pseudonym from marts.fct_pupil_periods").fetchall()}
+    finally:
+        conn.close()
+
+
+def _rewritten_and_unmarked(settings: Any) -> pd.DataFrame:
+    """The rows of fct_pupil_periods with is_rewritten (not marked); then the marks undone."""
+    conn = duckdb.connect(str(settings.paths.analytics_db))
+    try:
+        rows = conn.execute(
+            "select person_pseudonym, period_type, period_start, period_end, "
+            "settled_reported_records >= 0 as is_rewritten from marts.fct_pupil_periods").df()
+        conn.execute("update marts.fct_pupil_periods "
+                     "set settled_reported_records = -1 - settled_reported_records "
+                     "where settled_reported_records < 0")
+        return rows
+    finally:
+        conn.close()
+
+
+def _week_not_summed_whole(settings: Any, week_start: dt.date) -> int:
+    """Pupils whose fct_pupil_periods row of the week does not hold the offered minutes of all
+    of its days in int_ss12000__attendance_periods (a week before R and the reporting lag)."""
+    conn = duckdb.connect(str(settings.paths.analytics_db), read_only=True)
+    try:
+        conn.execute(f"attach '{settings.paths.restricted_db}' as restricted (read_only)")
+        return conn.execute(
+            """
+            with days as (
+                select pupils.person_pseudonym, sum(periods.offered_minutes) as offered_minutes
+                from restricted.intermediate.int_ss12000__attendance_periods as periods
+                join restricted.intermediate.int_ss12000__person_pseudonyms as pupils
+                    using (person_id)
+                where pupils.is_linkable and periods.period_type = 'vecka'
+                    and periods.period_start = $week
+                group by 1
+            ),
+            facts as (
+                select person_pseudonym, offered_minutes from marts.fct_pupil_periods
+                where period_type = 'vecka' and period_start = $week
+            )
+            select count(*) filter (where coalesce(days.offered_minutes, 0)
+                                    <> coalesce(facts.offered_minutes, 0))
+            from days full join facts using (person_pseudonym)
+            """, {"week": week_start}).fetchone()[0]
+    finally:
+        conn.close()
+
+
+def _high_absence_misclassified(settings: Any, threshold: float) -> int:
+    """Rows of fct_pupil_periods whose is_high_absence does not follow ``threshold``."""
+    conn = duckdb.connect(str(settings.paths.analytics_db), read_only=True)
+    try:
+        return conn.execute(
+            "select count(*) from marts.fct_pupil_periods where is_high_absence "
+            "is distinct from (is_assessed and absence_share >= ?)", [threshold]).fetchone()[0]
+    finally:
+        conn.close()
+
+
 def _chain_tables(settings: Any) -> dict[str, pd.DataFrame]:
     """The incremental attendance periods and the pupil facts built from them, sorted."""
     tables = {"int_ss12000__attendance_periods": (settings.paths.restricted_db, "intermediate"),
@@ -218,6 +347,11 @@ class Scenario:
     build_seconds: list[float]
     chain_incremental: dict[str, pd.DataFrame]  # after the last incremental night
     chain_full: dict[str, pd.DataFrame]         # after the full refresh
+    rewritten_on_night_3: pd.DataFrame  # fct_pupil_periods after night 3, with is_rewritten
+    pupils_before_night_3: set[str]
+    misclassified: list[int]  # after the threshold's change and after it is back
+    week_short: list[int]     # PAST_WEEK's rows short of its days: R in it, then R after it
+    changed_pupils: dict[str, str]      # 'moved', 'protected', 'ended' -> pseudonym
 
 
 @pytest.fixture(scope="module")
@@ -242,45 +376,100 @@ def scenario(tmp_path_factory) -> Iterator[Scenario]:
     corrected_3 = _present_records(pop, OLD_DAYS[1]).iloc[1]
     deleted_3 = _present_records(pop, DAY_2).iloc[0]
     assert len({corrected_2["id"], deleted_2["id"], corrected_3["id"], deleted_3["id"]}) == 4
+    # pupils whose own state changes: one whose enrolment ends between night 2's R and night
+    # 3's (the record changes on night 2, what it means on night 3), one who moves to another
+    # school unit and one who becomes protected (night 3)
+    plain = _plain_pupils(pop, DAY_1)
+    enrolment = pop.enrolments.set_index("person_key")
+    ended = plain[0]
+    moved = next(k for k in plain[1:] if enrolment.at[k, "school_unit_code"]
+                 != enrolment.at[plain[0], "school_unit_code"])
+    protected = plain[-1]
+    assert len({ended, moved, protected}) == 3
+    ends_on = DAY_2 + dt.timedelta(days=8)
+    assert DAY_2 < ends_on < pop.reference_date
+    moves_on = dt.date(2026, 6, 2)
+    new_unit = enrolment.at[ended, "school_unit_code"]
+
+    def _row(key: int, **changes: Any) -> dict[str, Any]:
+        row = enrolment.loc[key]
+        return {"school_unit_code": row["school_unit_code"], "school_year": row["school_year"],
+                "school_type": row["school_type"], "start_date": row["start_date"],
+                "end_date": row["end_date"], **changes}
+
     week = dt.timedelta(days=7)
     changed = _absent(pop, corrected_2["id"], int(corrected_2["length"]))
     changed = _deleted(changed, deleted_2["id"])
+    changed = _enrolments_changed(changed, ended, [_row(ended, end_date=ends_on)])
     changed = _moved(changed, moved_event, week)
     changed = _absent(changed, corrected_3["id"], int(corrected_3["length"]))
     changed = _deleted(changed, deleted_3["id"])
+    changed = _enrolments_changed(changed, moved, [
+        _row(moved, end_date=moves_on - dt.timedelta(days=1)),
+        _row(moved, school_unit_code=new_unit, start_date=moves_on)])
+    changed = _protected(changed, protected)
     truth_path = sim / "ground_truth.csv"
     write_ground_truth(compute_ground_truth(changed), truth_path)
 
     data = SS12000Data.from_population(pop)
+    ss12000_id = pop.persons.set_index("person_key")["ss12000_id"]
+    served_enrolments = {k: data.get("persons", ss12000_id[k])["enrolments"]
+                         for k in (ended, moved)}
     nights: list[pd.DataFrame] = []
     seconds: list[float] = []
     with serving(home, pop, data, TEST_KEY, truth_path):
         settings = load_settings()
         ref = pop.reference_date
+        high = float(settings.indicator_parameters["high_absence_threshold"])
 
         _night(settings, DAY_1)
-        seconds.append(_build_chain(settings, ref))
+        seconds.append(_build_chain(settings, FIRST_R))
+        week_short = [_week_not_summed_whole(settings, PAST_WEEK)]
+        seconds.append(_build_chain(settings, DAY_1))
+        week_short.append(_week_not_summed_whole(settings, PAST_WEEK))
+        seconds.append(_build_chain(settings, DAY_1, high_absence_threshold=high + 0.05))
+        misclassified = [_high_absence_misclassified(settings, high + 0.05)]
         nights.append(_bookkeeping(settings))
 
         _served_absent(data, corrected_2["id"], int(corrected_2["length"]), _noon(DAY_2))
         # a deletion is listed from the moment it is made (no `before` bound on it)
         data.delete("attendances", deleted_2["id"])
+        [item] = served_enrolments[ended]
+        _served_person(data, ss12000_id[ended], _noon(DAY_2),
+                       enrolments=[{**item, "endDate": ends_on.isoformat()}])
         _night(settings, DAY_2)
-        seconds.append(_build_chain(settings, ref))
+        seconds.append(_build_chain(settings, DAY_2))
+        misclassified.append(_high_absence_misclassified(settings, high))
         nights.append(_bookkeeping(settings))
 
         _served_moved(data, moved_event, week)
         _served_absent(data, corrected_3["id"], int(corrected_3["length"]), None)
         data.delete("attendances", deleted_3["id"])
+        [item] = served_enrolments[moved]
+        [elsewhere] = served_enrolments[ended]
+        _served_person(data, ss12000_id[moved], None, enrolments=[
+            {**item, "endDate": (moves_on - dt.timedelta(days=1)).isoformat()},
+            {**item, "enroledAt": elsewhere["enroledAt"], "startDate": moves_on.isoformat()}])
+        _served_person(data, ss12000_id[protected], None, security_marking="Sekretessmarkering")
         results = _night(settings, None)
+        pupils_before = _mark_kept_rows(settings)
+        seconds.append(_build_chain(settings, ref))
+        rewritten = _rewritten_and_unmarked(settings)
+        # the pipeline's night: nothing new for the chain, the rest built and published
         incremental = _publish(settings, ref, results)
         nights.append(_bookkeeping(settings))
         chain_incremental = _chain_tables(settings)
         full = _full_refresh(settings, ref)
         chain_full = _chain_tables(settings)
+    from samverkan.pseudonymisation import pseudonymise
+
+    pnr = pop.persons.set_index("person_key")["pnr"]
+    pseudonyms = pseudonymise([pnr[k] for k in (moved, protected, ended)], TEST_KEY.encode(), ref)
     yield Scenario(read_cells(truth_path), incremental, full, nights,
                    {DAY_2, *OLD_DAYS}, (MOVED_FROM, MOVED_FROM + week), home.paths.home, seconds,
-                   chain_incremental, chain_full)
+                   chain_incremental, chain_full, rewritten, pupils_before, misclassified,
+                   week_short,
+                   dict(zip(("moved", "protected", "ended"), pseudonyms, strict=True)))
 
 
 # --- the assertions ---------------------------------------------------------------------------
@@ -311,6 +500,49 @@ def test_incremental_periods_and_pupil_facts_equal_a_full_rebuild(scenario):
         pd.testing.assert_frame_equal(incremental, full, check_exact=True, obj=table)
     periods = scenario.chain_full["int_ss12000__attendance_periods"]
     assert set(periods["period_type"]) == {"vecka", "manad", "termin", "ar"}
+
+
+def test_night_3_rebuilt_the_changed_pupils_and_periods_and_kept_the_rest(scenario):
+    """fct_pupil_periods on night 3 (marks tell the rows it wrote from those it kept): every
+    row of the pupil who moved and of the pupil whose enrolment ended between the nights'
+    R is new; the protected pupil has none. Pupils whose person record first came on night
+    3 are new whole, and the simulator's own changes of the term's last weeks (enrolments
+    that end or start by the new R) rebuild a few more pupils whole; the other pupils' rows
+    of 2025 (no change reached that year) were kept, those of the spring term (new days,
+    corrections) are new."""
+    rows = scenario.rewritten_on_night_3
+    pupils = scenario.changed_pupils
+    assert {pupils["moved"], pupils["ended"], pupils["protected"]} <= scenario.pupils_before_night_3
+    mine = rows[rows["person_pseudonym"].isin([pupils["moved"], pupils["ended"]])]
+    assert len(mine) > 20 and mine["is_rewritten"].all()
+    assert not (rows["person_pseudonym"] == pupils["protected"]).any()
+    rows = rows[rows["person_pseudonym"].isin(scenario.pupils_before_night_3)]
+    whole = rows.groupby("person_pseudonym")["is_rewritten"].all()
+    rebuilt_whole = set(whole[whole].index)
+    assert len(rebuilt_whole) < 0.05 * len(whole), len(rebuilt_whole)
+    others = rows[~rows["person_pseudonym"].isin(rebuilt_whole)]
+    year = others[(others["period_type"] == "ar") & (others["period_start"] == pd.Timestamp(2025, 1, 1))]
+    term = others[(others["period_type"] == "termin")
+                  & (others["period_start"] == pd.Timestamp(2026, 1, 1))]
+    assert len(year) > 100 and not year["is_rewritten"].any()
+    assert len(term) > 100 and term["is_rewritten"].all()
+    print(f"night 3 rewrote {rows['is_rewritten'].mean():.0%} of fct_pupil_periods, "
+          f"{len(rebuilt_whole)} of {len(whole)} pupils whole")
+    assert 0.05 < rows["is_rewritten"].mean() < 0.95
+
+
+def test_a_later_r_rebuilds_the_periods_whose_days_it_passed(scenario):
+    """At R = FIRST_R the days after it in its week do not count (most pupils' rows are short
+    of the week's sums); at R = DAY_1, with nothing new loaded, the week is rebuilt whole."""
+    short_at_first_r, short_after = scenario.week_short
+    assert short_at_first_r > 100
+    assert short_after == 0
+
+
+def test_a_changed_threshold_rebuilds_every_pupil_period(scenario):
+    """After the build with another high-absence threshold, and after the next night's with
+    the threshold back, every row follows the threshold of its build."""
+    assert scenario.misclassified == [0, 0]
 
 
 def test_incremental_publication_equals_the_ground_truth(scenario):

@@ -7,21 +7,34 @@
     out the reporting lag (the last reporting_lag_school_days school days up to R, still being
     reported): what the reporting rate counts. -#}
 
-{#- Rebuilt every night: it applies R, the identities and linkability, so a change of any of
-    them leaves nothing stale. Its post-hook marks the pending SS 12000 batches built once this
-    table is committed: the days they touched are in int_ss12000__attendance_days and their
-    periods in int_ss12000__attendance_periods, their tests passed on them and the periods
-    here take them. After the commit, not in its transaction
-    (this table is in the analytics database, the bookkeeping in the restricted one, and a
-    DuckDB transaction writes to one database): a build that stops before or in between
-    leaves the batches pending, and the next night rebuilds their days again, which changes
-    nothing. -#}
+{#- Incremental (macros/pupil_periods.sql): a night rebuilds every pupil in the periods whose
+    sums can have changed (those holding a day the pending SS 12000 batches touched, a day
+    that moved into or out of the reporting lag or past R, new periods; all of them when a
+    threshold changed) and every period of the pupils whose state (int_pupil_states: ids,
+    enrolments, areas, pseudonym) is new or changed; the pre-hook deletes those rows and the
+    rows of pupils who are gone and of periods no longer computed. A new key changes every
+    pseudonym, so every pupil is rebuilt. The post-hooks keep what the table was built from
+    (in its transaction), then mark the pending SS 12000 batches built once it is committed:
+    the days they touched are in int_ss12000__attendance_days and their periods in
+    int_ss12000__attendance_periods, their tests passed on them and the periods here take
+    them. After the commit, not in its transaction (this table is in the analytics database,
+    the bookkeeping in the restricted one, and a DuckDB transaction writes to one database):
+    a build that stops before or in between leaves the batches pending, and the next night
+    rebuilds their days and periods again, which changes nothing. -#}
 
 {{ config(
-    post_hook=after_commit("update {{ ref('stg_ss12000__batch_lesson_days') }} set is_built = true where not is_built"),
+    materialized='incremental',
+    incremental_strategy='append',
+    pre_hook="{{ delete_rebuilt_pupil_periods() }}",
+    post_hook=[
+        "{{ record_pupil_periods_as_built('pupils') }}",
+        "{{ record_pupil_periods_as_built('parameters') }}",
+        after_commit("update {{ ref('stg_ss12000__batch_lesson_days') }} set is_built = true where not is_built"),
+    ],
 ) }}
 
 -- depends_on: {{ ref('stg_ss12000__batch_lesson_days') }}
+-- depends_on: {{ ref('int_pupil_states') }}
 
 {%- set measures = ['offered_minutes', 'valid_absence_minutes', 'invalid_absence_minutes',
                      'scheduled_records', 'reported_records'] %}
@@ -34,11 +47,38 @@ periods as (
 
 ),
 
+-- what this build computes: on a full build every pupil and period; else every pupil in the
+-- rebuilt periods, and the changed pupils in every period
+rebuilt_periods as (
+
+    {%- if is_incremental() %}
+    {{ pupil_periods_rebuilt_periods() }}
+    {%- else %}
+    select period_key from periods
+    {%- endif %}
+
+),
+
+changed_pupils as (
+
+    {%- if is_incremental() %}
+    {{ pupil_periods_changed_pupils() }}
+    {%- else %}
+    select cast(null as bigint) as pupil_key where false
+    {%- endif %}
+
+),
+
 -- keys only (pupil_key, period_key, enrolment_key): the enrolments give their attributes
 -- at the end
 enrolment_periods as (
 
-    select * from {{ ref('int_pupil_enrolment_periods') }}
+    select enrolment_periods.*
+    from {{ ref('int_pupil_enrolment_periods') }} as enrolment_periods
+    {%- if is_incremental() %}
+    where enrolment_periods.period_key in (select period_key from rebuilt_periods)
+        or enrolment_periods.pupil_key in (select pupil_key from changed_pupils)
+    {%- endif %}
 
 ),
 
@@ -90,14 +130,7 @@ attendance_days as (
 -- pupil's attendance record) are still being reported; the first of them starts the lag
 reporting_lag as (
 
-    select coalesce(min(lesson_date), date '9999-12-31') as first_lag_day
-    from (
-        select distinct lesson_date
-        from attendance_days
-        where lesson_date <= {{ reference_date() }}
-        order by lesson_date desc
-        limit {{ var_int('reporting_lag_school_days', 0) }}
-    ) as lag_days
+    select first_lag_day from {{ ref('int_pupil_period_parameters') }}
 
 ),
 
@@ -114,6 +147,15 @@ whole_periods as (
         and periods.period_start = attendance_periods.period_start
     semi join people
         on people.person_id = attendance_periods.person_id
+    {%- if is_incremental() %}
+    where periods.period_key in (select period_key from rebuilt_periods)
+        or attendance_periods.person_id in (
+            select people.person_id
+            from people
+            semi join changed_pupils
+                on changed_pupils.pupil_key = people.pupil_key
+        )
+    {%- endif %}
 
 ),
 

@@ -1,0 +1,94 @@
+{#- Incremental fct_pupil_periods (README "Incremental nightly builds"). The table keeps,
+    beside it in the same database, what it was built from: the per-pupil states of
+    int_pupil_states (fct_pupil_periods__as_built_pupils) and the build-wide row of
+    int_pupil_period_parameters (fct_pupil_periods__as_built_parameters), written by its
+    post-hook in the transaction that writes its rows, so the table and what it was built
+    from never disagree. A night compares them with this build's and rebuilds the rows of
+
+    - every pupil whose state is new or changed, in every period (pupil_periods_changed_pupils);
+    - every pupil in the periods whose sums can have changed (pupil_periods_rebuilt_periods).
+
+    Nothing on a first or full build. -#}
+
+{#- The table beside fct_pupil_periods that holds what it was built from ('pupils' or
+    'parameters'). -#}
+{% macro pupil_periods_as_built(kind) -%}
+    {{ return(api.Relation.create(database=this.database, schema=this.schema,
+                                  identifier=this.identifier ~ '__as_built_' ~ kind)) }}
+{%- endmacro %}
+
+{#- The periods of int_periods rebuilt for every pupil (period_key, period_type,
+    period_start): every period when a threshold changed or the attendance chain was rebuilt
+    from scratch; else the periods that are new, those that hold a lesson day the pending SS
+    12000 batches touched (their sums changed), and those that hold a day between the earlier
+    first lag day (or the day after the earlier R) and the later R: the days that moved into
+    or out of the reporting lag or past R. -#}
+{% macro pupil_periods_rebuilt_periods() -%}
+    select periods.period_key, periods.period_type, periods.period_start
+    from {{ ref('int_periods') }} as periods
+    cross join {{ ref('int_pupil_period_parameters') }} as now
+    cross join {{ pupil_periods_as_built('parameters') }} as built
+    where (now.min_offered_minutes, now.high_absence_threshold, now.very_high_absence_threshold)
+            is distinct from
+            (built.min_offered_minutes, built.high_absence_threshold, built.very_high_absence_threshold)
+        or {{ pending_rebuild_of_all_days() }}
+        or not list_contains(built.period_keys, periods.period_key)
+        or (
+            periods.period_end >= least(now.first_lag_day, built.first_lag_day,
+                                        least(now.reference_date, built.reference_date) + 1)
+            and periods.period_start <= greatest(now.reference_date, built.reference_date)
+        )
+        or exists (
+            select 1
+            from ({{ periods_of_days(pending_lesson_days()) }}) as touched
+            where touched.period_type = periods.period_type
+                and touched.period_start = periods.period_start
+        )
+{%- endmacro %}
+
+{#- The pupils (pupil_key of this build) whose state is new or changed since the last build:
+    all their periods are rebuilt. -#}
+{% macro pupil_periods_changed_pupils() -%}
+    select now.pupil_key
+    from {{ ref('int_pupil_states') }} as now
+    left join {{ pupil_periods_as_built('pupils') }} as built
+        on built.person_pseudonym = now.person_pseudonym
+    where built.pupil_state is distinct from now.pupil_state
+{%- endmacro %}
+
+{#- Pre-hook of fct_pupil_periods: delete the rows it rebuilds (the pupils whose state changed
+    or who are gone, and the rebuilt periods) and the rows of periods no longer computed, in
+    the transaction that inserts them again. Nothing on a first or full build. -#}
+{% macro delete_rebuilt_pupil_periods() -%}
+    {%- if is_incremental() -%}
+        delete from {{ this }}
+        where person_pseudonym in (
+                select built.person_pseudonym
+                from {{ pupil_periods_as_built('pupils') }} as built
+                left join {{ ref('int_pupil_states') }} as now
+                    on now.person_pseudonym = built.person_pseudonym
+                where now.pupil_state is distinct from built.pupil_state
+            )
+            or not exists (
+                select 1
+                from {{ ref('int_periods') }} as kept
+                where kept.period_type = {{ this }}.period_type
+                    and kept.period_start = {{ this }}.period_start
+                    and kept.period_key not in (
+                        select period_key from ({{ pupil_periods_rebuilt_periods() }}) as rebuilt
+                    )
+            )
+    {%- endif -%}
+{%- endmacro %}
+
+{#- Post-hook of fct_pupil_periods, in its transaction: keep what this build was made from
+    (`kind`: 'pupils' or 'parameters'), on every build, full or not. -#}
+{% macro record_pupil_periods_as_built(kind) -%}
+    {%- if kind == 'pupils' -%}
+        create or replace table {{ pupil_periods_as_built('pupils') }} as
+        select person_pseudonym, pupil_state from {{ ref('int_pupil_states') }}
+    {%- else -%}
+        create or replace table {{ pupil_periods_as_built('parameters') }} as
+        select * from {{ ref('int_pupil_period_parameters') }}
+    {%- endif -%}
+{%- endmacro %}
