@@ -594,6 +594,20 @@ def test_a_change_of_the_models_or_removed_batches_force_a_full_rebuild(scenario
         assert reason in rebuild_reason(p)
 
 
+def test_pupil_periods_without_their_as_built_tables_force_a_full_rebuild(scenario, tmp_path):
+    from samverkan.config import Paths
+    from samverkan.incremental import rebuild_reason
+
+    p = Paths(tmp_path / "home")
+    (p.home / "warehouse").mkdir(parents=True)
+    for db in ("restricted_db", "analytics_db"):
+        shutil.copyfile(getattr(Paths(scenario.home), db), getattr(p, db))
+    assert rebuild_reason(p) is None
+    with duckdb.connect(str(p.analytics_db)) as conn:
+        conn.execute("drop table marts.fct_pupil_periods__as_built_parameters")
+    assert "without the tables that say what it was built from" in rebuild_reason(p)
+
+
 def test_bookkeeping_holds_no_person_data(scenario):
     columns = set(scenario.nights[-1].columns)
     assert columns == {"batch_id", "loaded_at", "lesson_date", "rebuilds_all_days", "is_built",
