@@ -17,6 +17,14 @@
                                   identifier=this.identifier ~ '__as_built_' ~ kind)) }}
 {%- endmacro %}
 
+{#- The thresholds fct_pupil_periods applies, as this build renders them (min_offered_minutes,
+    high_absence_threshold, very_high_absence_threshold). -#}
+{% macro pupil_periods_thresholds() -%}
+    cast({{ var_number('min_offered_minutes') }} as double),
+    {{ var_share('high_absence_threshold') }},
+    {{ var_share('very_high_absence_threshold') }}
+{%- endmacro %}
+
 {#- The periods of int_periods rebuilt for every pupil (period_key, period_type,
     period_start): every period when a threshold changed or the attendance chain was rebuilt
     from scratch; else the periods that are new, those that hold a lesson day the pending SS
@@ -28,8 +36,7 @@
     from {{ ref('int_periods') }} as periods
     cross join {{ ref('int_pupil_period_parameters') }} as now
     cross join {{ pupil_periods_as_built('parameters') }} as built
-    where (now.min_offered_minutes, now.high_absence_threshold, now.very_high_absence_threshold)
-            is distinct from
+    where ({{ pupil_periods_thresholds() }}) is distinct from
             (built.min_offered_minutes, built.high_absence_threshold, built.very_high_absence_threshold)
         or {{ pending_rebuild_of_all_days() }}
         or not list_contains(built.period_keys, periods.period_key)
@@ -88,7 +95,10 @@
         create or replace table {{ pupil_periods_as_built('pupils') }} as
         select person_pseudonym, pupil_state from {{ ref('int_pupil_states') }}
     {%- else -%}
+        {%- set thresholds = ['min_offered_minutes', 'high_absence_threshold', 'very_high_absence_threshold'] -%}
         create or replace table {{ pupil_periods_as_built('parameters') }} as
-        select * from {{ ref('int_pupil_period_parameters') }}
+        select parameters.*, thresholds.*
+        from {{ ref('int_pupil_period_parameters') }} as parameters
+        cross join (select {{ pupil_periods_thresholds() }}) as thresholds({{ thresholds | join(', ') }})
     {%- endif -%}
 {%- endmacro %}

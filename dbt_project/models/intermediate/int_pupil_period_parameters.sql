@@ -34,9 +34,6 @@ final as (
     select
         {{ reference_date() }} as reference_date,
         (select coalesce(min(lesson_date), date '9999-12-31') from lag_days) as first_lag_day,
-        cast({{ var_number('min_offered_minutes') }} as double) as min_offered_minutes,
-        {{ var_share('high_absence_threshold') }} as high_absence_threshold,
-        {{ var_share('very_high_absence_threshold') }} as very_high_absence_threshold,
         (select list(period_key order by period_key) from {{ ref('int_periods') }}) as period_keys
 
 )
