@@ -230,10 +230,13 @@ def configure(home: Path, spec: WorldSpec, base_url: str, reference_date: dt.dat
 
 
 def copy_home(source: Path, target: Path) -> None:
-    """A fresh copy of a data directory (symbolic links copied as links)."""
+    """A fresh copy of a data directory (symbolic links copied as links), written to disk
+    before it returns: at 100 000 pupils the copy is 7 GB, and its writeback otherwise ran
+    into the measured night."""
     if target.exists():
         shutil.rmtree(target)
     shutil.copytree(source, target, symlinks=True)
+    os.sync()
 
 
 def raw_rows(home: Path) -> dict[str, int]:
