@@ -18,7 +18,11 @@
 {%- endmacro %}
 
 {#- The thresholds fct_pupil_periods applies, as this build renders them (min_offered_minutes,
-    high_absence_threshold, very_high_absence_threshold). -#}
+    high_absence_threshold, very_high_absence_threshold). Like R, they are compared and
+    recorded as fct_pupil_periods renders them, not as int_pupil_period_parameters was
+    built: a run of fct_pupil_periods alone with other thresholds rebuilds every row. (Its
+    reporting lag it takes from int_pupil_period_parameters: run them together, as the
+    pipeline and `--select +fct_pupil_periods` do, when R changes.) -#}
 {% macro pupil_periods_thresholds() -%}
     cast({{ var_number('min_offered_minutes') }} as double),
     {{ var_share('high_absence_threshold') }},
@@ -42,8 +46,8 @@
         or not list_contains(built.period_keys, periods.period_key)
         or (
             periods.period_end >= least(now.first_lag_day, built.first_lag_day,
-                                        least(now.reference_date, built.reference_date) + 1)
-            and periods.period_start <= greatest(now.reference_date, built.reference_date)
+                                        least({{ reference_date() }}, built.reference_date) + 1)
+            and periods.period_start <= greatest({{ reference_date() }}, built.reference_date)
         )
         or exists (
             select 1
@@ -97,7 +101,7 @@
     {%- else -%}
         {%- set thresholds = ['min_offered_minutes', 'high_absence_threshold', 'very_high_absence_threshold'] -%}
         create or replace table {{ pupil_periods_as_built('parameters') }} as
-        select parameters.*, thresholds.*
+        select parameters.* replace ({{ reference_date() }} as reference_date), thresholds.*
         from {{ ref('int_pupil_period_parameters') }} as parameters
         cross join (select {{ pupil_periods_thresholds() }}) as thresholds({{ thresholds | join(', ') }})
     {%- endif -%}
