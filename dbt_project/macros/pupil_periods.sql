@@ -17,16 +17,18 @@
                                   identifier=this.identifier ~ '__as_built_' ~ kind)) }}
 {%- endmacro %}
 
-{#- The thresholds fct_pupil_periods applies, as this build renders them (min_offered_minutes,
-    high_absence_threshold, very_high_absence_threshold). Like R, they are compared and
-    recorded as fct_pupil_periods renders them, not as int_pupil_period_parameters was
-    built: a run of fct_pupil_periods alone with other thresholds rebuilds every row. (Its
-    reporting lag it takes from int_pupil_period_parameters: run them together, as the
-    pipeline and `--select +fct_pupil_periods` do, when R changes.) -#}
+{#- The thresholds fct_pupil_periods applies, as one struct, as this build renders them. Like
+    R, they are compared and recorded as fct_pupil_periods renders them, not as
+    int_pupil_period_parameters was built: a run of fct_pupil_periods alone with other
+    thresholds rebuilds every row. (Its reporting lag it takes from
+    int_pupil_period_parameters: run them together, as the pipeline and `--select
+    +fct_pupil_periods` do, when R changes.) -#}
 {% macro pupil_periods_thresholds() -%}
-    cast({{ var_number('min_offered_minutes') }} as double),
-    {{ var_share('high_absence_threshold') }},
-    {{ var_share('very_high_absence_threshold') }}
+    struct_pack(
+        min_offered_minutes := cast({{ var_number('min_offered_minutes') }} as double),
+        high_absence_threshold := {{ var_share('high_absence_threshold') }},
+        very_high_absence_threshold := {{ var_share('very_high_absence_threshold') }}
+    )
 {%- endmacro %}
 
 {#- The periods of int_periods rebuilt for every pupil (period_key, period_type,
@@ -40,8 +42,7 @@
     from {{ ref('int_periods') }} as periods
     cross join {{ ref('int_pupil_period_parameters') }} as now
     cross join {{ pupil_periods_as_built('parameters') }} as built
-    where ({{ pupil_periods_thresholds() }}) is distinct from
-            (built.min_offered_minutes, built.high_absence_threshold, built.very_high_absence_threshold)
+    where {{ pupil_periods_thresholds() }} is distinct from built.thresholds
         or {{ pending_rebuild_of_all_days() }}
         or not list_contains(built.period_keys, periods.period_key)
         or (
@@ -57,12 +58,13 @@
         )
 {%- endmacro %}
 
-{#- The pupils (pupil_key of this build) whose state is new or changed since the last build:
-    all their periods are rebuilt. -#}
+{#- The pupils whose state is new, changed or gone since the last build: pupil_key of this
+    build (null when gone; all their periods are rebuilt) and the pseudonym they were built
+    under (null when new; their rows are deleted). -#}
 {% macro pupil_periods_changed_pupils() -%}
-    select now.pupil_key
+    select now.pupil_key, built.person_pseudonym as built_pseudonym
     from {{ ref('int_pupil_states') }} as now
-    left join {{ pupil_periods_as_built('pupils') }} as built
+    full join {{ pupil_periods_as_built('pupils') }} as built
         on built.person_pseudonym = now.person_pseudonym
     where built.pupil_state is distinct from now.pupil_state
 {%- endmacro %}
@@ -74,11 +76,7 @@
     {%- if is_incremental() -%}
         delete from {{ this }}
         where person_pseudonym in (
-                select built.person_pseudonym
-                from {{ pupil_periods_as_built('pupils') }} as built
-                left join {{ ref('int_pupil_states') }} as now
-                    on now.person_pseudonym = built.person_pseudonym
-                where now.pupil_state is distinct from built.pupil_state
+                select built_pseudonym from ({{ pupil_periods_changed_pupils() }}) as changed
             )
             or not exists (
                 select 1
@@ -99,10 +97,11 @@
         create or replace table {{ pupil_periods_as_built('pupils') }} as
         select person_pseudonym, pupil_state from {{ ref('int_pupil_states') }}
     {%- else -%}
-        {%- set thresholds = ['min_offered_minutes', 'high_absence_threshold', 'very_high_absence_threshold'] -%}
         create or replace table {{ pupil_periods_as_built('parameters') }} as
-        select parameters.* replace ({{ reference_date() }} as reference_date), thresholds.*
+        select
+            {{ reference_date() }} as reference_date,
+            parameters.*,
+            {{ pupil_periods_thresholds() }} as thresholds
         from {{ ref('int_pupil_period_parameters') }} as parameters
-        cross join (select {{ pupil_periods_thresholds() }}) as thresholds({{ thresholds | join(', ') }})
     {%- endif -%}
 {%- endmacro %}

@@ -1,11 +1,11 @@
-{#- One row: what fct_pupil_periods takes from the build as a whole. The reference date R,
-    the first day of the reporting lag (the first of the last reporting_lag_school_days
-    school days up to R: dates with a linkable person's attendance record; 9999-12-31 when
-    there is none), the thresholds that classify a pupil-period, and the periods of
-    int_periods by key. fct_pupil_periods keeps the row it was built from
-    (fct_pupil_periods__as_built_parameters): a night rebuilds the periods that hold a day
-    between the earlier first lag day (or the day after the earlier R) and the later R, the
-    periods that are new, and every period when a threshold changed. -#}
+{#- One row: what fct_pupil_periods takes from the build as a whole. The first day of the
+    reporting lag (the first of the last reporting_lag_school_days school days up to R:
+    dates with a linkable person's attendance record; 9999-12-31 when there is none) and the
+    periods of int_periods by key. fct_pupil_periods keeps the row it was built from, with R
+    and the thresholds it applied (fct_pupil_periods__as_built_parameters): a night rebuilds
+    the periods that hold a day between the earlier first lag day (or the day after the
+    earlier R) and the later R, the periods that are new, and every period when a threshold
+    changed. -#}
 
 with
 
@@ -32,7 +32,6 @@ lag_days as (
 final as (
 
     select
-        {{ reference_date() }} as reference_date,
         (select coalesce(min(lesson_date), date '9999-12-31') from lag_days) as first_lag_day,
         (select list(period_key order by period_key) from {{ ref('int_periods') }}) as period_keys
 

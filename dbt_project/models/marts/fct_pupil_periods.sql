@@ -47,27 +47,24 @@ periods as (
 
 ),
 
--- what this build computes: on a full build every pupil and period; else every pupil in the
--- rebuilt periods, and the changed pupils in every period
+{%- if is_incremental() %}
+
+-- what an incremental build computes: every pupil in the rebuilt periods, and the changed
+-- pupils in every period (a full build computes every pupil and period)
 rebuilt_periods as (
 
-    {%- if is_incremental() %}
     {{ pupil_periods_rebuilt_periods() }}
-    {%- else %}
-    select period_key from periods
-    {%- endif %}
 
 ),
 
 changed_pupils as (
 
-    {%- if is_incremental() %}
-    {{ pupil_periods_changed_pupils() }}
-    {%- else %}
-    select cast(null as bigint) as pupil_key where false
-    {%- endif %}
+    select pupil_key
+    from ({{ pupil_periods_changed_pupils() }}) as changed
+    where pupil_key is not null
 
 ),
+{%- endif %}
 
 -- keys only (pupil_key, period_key, enrolment_key): the enrolments give their attributes
 -- at the end
