@@ -56,11 +56,13 @@ LAGESBILD_GATE_TITLE = "Publiceringsgrind lägesbild"
 _VALIDATION_LOCK = threading.Lock()
 
 
-def preload_quality_checks() -> None:
-    """Import Great Expectations in the background while the sources are being pulled."""
+def preload_libraries() -> threading.Thread:
+    """Import Great Expectations, then dbt, in the background while the sources are being
+    pulled: the extracts' validations need GX first, the build dbt after them."""
     from samverkan.quality import preload
+    from samverkan.transform import preload_dbt
 
-    preload()
+    return preload(preload_dbt)
 
 
 def build_extractor(settings: Settings, source: str) -> Extractor:

@@ -846,6 +846,58 @@ def test_oauth2_extract_refreshes_once_after_a_401_mid_run(oauth_served, home):
             data.served_checksum(ENDPOINT_OF[entity]), entity
 
 
+def _attendance_requests(server) -> int:
+    return sum(1 for r in server.requests if r.path == "/attendances")
+
+
+def _wait_for(condition, seconds: float = 10.0) -> bool:
+    ends = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > ends:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_prefetch_asks_for_the_next_page_while_the_caller_works_on_this_one(served):
+    """The extractor's pages: page 2 is asked for as soon as page 1's pageToken is known, while
+    the caller still holds page 1; without prefetch only when the caller asks. Both read the
+    same pages."""
+    data, server = served
+    config = SS12000Config(base_url=server.base_url, token=TOKEN, page_size=7, timeout_seconds=5)
+    with SS12000Client(config) as client:
+        pages = client.pages("attendances")
+        first = next(pages)
+        time.sleep(0.3)
+        assert _attendance_requests(server) == 1
+        plain = [first.body["data"], *(page.body["data"] for page in pages)]
+    before = _attendance_requests(server)
+    with SS12000Client(config) as client:
+        pages = client.pages("attendances", prefetch=True)
+        first = next(pages)
+        assert _wait_for(lambda: _attendance_requests(server) == before + 2)
+        prefetched = [first.body["data"], *(page.body["data"] for page in pages)]
+    assert prefetched == plain and len(plain) > 2
+    assert sum(map(len, plain)) == data.count("attendances")
+
+
+def test_a_prefetched_page_left_unread_asks_for_nothing_more(served):
+    """A caller that stops after page 1 (the pull failed on it) leaves page 2's request
+    behind: it is not retried and the caller does not wait for it."""
+    _, server = served
+    server.stall_next(0.0)           # page 1: answered
+    server.fail_next(503, count=20)  # page 2 and any retry of it: refused
+    config = SS12000Config(base_url=server.base_url, token=TOKEN, page_size=7, timeout_seconds=5)
+    with SS12000Client(config, backoff_seconds=0.2, max_attempts=10) as client:
+        pages = client.pages("attendances", prefetch=True)
+        next(pages)
+        started = time.monotonic()
+        pages.close()
+        assert time.monotonic() - started < 0.2
+        time.sleep(1.5)  # retries would have come at 0.2, 0.6 and 1.4 s
+        assert _attendance_requests(server) <= 2 and client.retries <= 1
+
+
 def test_oauth2_token_is_renewed_before_it_expires(pop):
     data = SS12000Data.from_population(pop)
     with serve(data, client_id=CLIENT_ID, client_secret=CLIENT_SECRET, token_lifetime=1) as server, \

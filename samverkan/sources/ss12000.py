@@ -756,6 +756,39 @@ def page_records(body: dict[str, Any]) -> int:
     return 0
 
 
+class _Fetch:
+    """``call(*args, **kwargs)``, in a daemon thread of its own when ``thread`` (the caller
+    goes on meanwhile), else at once; :meth:`result` waits for it and returns its value or
+    raises its exception. The thread runs in a copy of the caller's context (its log lines
+    belong to the caller's Prefect run), and as a daemon a request left behind by a caller
+    that stopped never holds up the process's exit."""
+
+    def __init__(self, call: Callable[..., Any], *args: Any, thread: bool, **kwargs: Any) -> None:
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self._done = threading.Event()
+        if thread:
+            threading.Thread(target=contextvars.copy_context().run,
+                             args=(self._run, call, args, kwargs),
+                             name="ss12000-next-page", daemon=True).start()
+        else:
+            self._run(call, args, kwargs)
+
+    def _run(self, call: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        try:
+            self._value = call(*args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - handed to the reader in result()
+            self._error = exc
+        finally:
+            self._done.set()
+
+    def result(self) -> Any:
+        self._done.wait()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
 class SS12000Client:
     """GET + paging against an SS 12000 server, with retries for 429, 5xx and timeouts, within
     the limits of a pull (see RECORD_BYTES_BOUND above): one overall deadline, a page cap, a
@@ -812,44 +845,74 @@ class SS12000Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def pages(self, endpoint: str, params: dict[str, str] | None = None) -> Iterator[Page]:
+    def pages(self, endpoint: str, params: dict[str, str] | None = None, *,
+              prefetch: bool = False) -> Iterator[Page]:
         """All pages of ``/endpoint``: the first request carries the filters and ``limit``,
-        follow-ups only ``pageToken`` and ``limit`` (the spec forbids combining them)."""
+        follow-ups only ``pageToken`` and ``limit`` (the spec forbids combining them).
+
+        With ``prefetch`` the next page is asked for as soon as this one's ``pageToken`` is
+        known, in a thread of its own, while the caller works on this page: the server
+        prepares and sends it meanwhile. Still one request at a time, in the same order, and
+        every failure surfaces where it did without (after the pages before it); a caller that
+        stops early leaves at most that one request, which asks for nothing more."""
         query: dict[str, Any] = {**(params or {}), "limit": self.page_size}
-        number = 0
+        number = 1
         empty_in_a_row = 0
         seen_tokens: set[str] = set()
-        while True:
-            number += 1
-            where = f"server {self.server}: GET /{endpoint} page {number}"
-            if number > self.max_pages:
-                raise SS12000ResponseError(
-                    f"{where}: more than {self.max_pages:,} pages, more than {self.max_records:,} "
-                    f"records ([ss12000] max_records) at {self.page_size:,} a page could need; the "
-                    "server keeps returning a pageToken")
-            body, server_date = self._get_json(endpoint, query, number)
-            records = page_records(body)
-            if records > self.page_size:
-                raise SS12000ResponseError(
-                    f"{where}: the page holds {records:,} records, more than the limit of "
-                    f"{self.page_size:,} asked for ([ss12000] page_size)")
-            token = body.get("pageToken")
-            more = token is not None and token != ""
-            empty_in_a_row = empty_in_a_row + 1 if records == 0 and more else 0
-            if empty_in_a_row >= self.max_empty_pages:
-                raise SS12000ResponseError(
-                    f"{where}: {empty_in_a_row} pages in a row without a record, each with a new "
-                    "pageToken: the server pages without progress (paging would never end)")
-            yield Page(number, body, server_date)
-            if not more:
-                return
-            if not isinstance(token, str):
-                raise SS12000ResponseError(f"{where}: pageToken is not a string")
-            if token in seen_tokens:
-                raise SS12000ResponseError(f"{where}: the server repeated a "
-                                           "pageToken (paging would never end)")
-            seen_tokens.add(token)
-            query = {"pageToken": token, "limit": self.page_size}
+        stop = threading.Event()
+        fetch = _Fetch(self._get_json, endpoint, query, number, stop=stop, thread=False)
+        try:
+            while True:
+                where = f"server {self.server}: GET /{endpoint} page {number}"
+                body, server_date = fetch.result()
+                records = page_records(body)
+                if records > self.page_size:
+                    raise SS12000ResponseError(
+                        f"{where}: the page holds {records:,} records, more than the limit of "
+                        f"{self.page_size:,} asked for ([ss12000] page_size)")
+                token = body.get("pageToken")
+                more = token is not None and token != ""
+                empty_in_a_row = empty_in_a_row + 1 if records == 0 and more else 0
+                if empty_in_a_row >= self.max_empty_pages:
+                    raise SS12000ResponseError(
+                        f"{where}: {empty_in_a_row} pages in a row without a record, each with a "
+                        "new pageToken: the server pages without progress (paging would never end)")
+                problem = self._next_page_problem(where, endpoint, token, number + 1,
+                                                  seen_tokens) if more else None
+                follow_up = {"pageToken": token, "limit": self.page_size}
+                if more and problem is None:
+                    seen_tokens.add(token)
+                    if prefetch:
+                        fetch = _Fetch(self._get_json, endpoint, follow_up, number + 1, stop=stop,
+                                       thread=True)
+                yield Page(number, body, server_date)
+                if not more:
+                    return
+                if problem is not None:
+                    raise problem
+                number += 1
+                if not prefetch:
+                    fetch = _Fetch(self._get_json, endpoint, follow_up, number, stop=stop,
+                                   thread=False)
+        finally:
+            stop.set()
+
+    def _next_page_problem(self, where: str, endpoint: str, token: Any, number: int,
+                           seen_tokens: set[str]) -> SS12000ResponseError | None:
+        """Why the page after the one at ``where`` must not be asked for (``token`` is its
+        pageToken, ``number`` its number), or None."""
+        if not isinstance(token, str):
+            return SS12000ResponseError(f"{where}: pageToken is not a string")
+        if token in seen_tokens:
+            return SS12000ResponseError(f"{where}: the server repeated a "
+                                        "pageToken (paging would never end)")
+        if number > self.max_pages:
+            return SS12000ResponseError(
+                f"server {self.server}: GET /{endpoint} page {number}: more than "
+                f"{self.max_pages:,} pages, more than {self.max_records:,} records ([ss12000] "
+                f"max_records) at {self.page_size:,} a page could need; the server keeps "
+                "returning a pageToken")
+        return None
 
     def _backoff(self, attempt: int) -> float:
         return min(self.max_backoff_seconds, self.backoff_seconds * (2 ** (attempt - 1)))
@@ -887,8 +950,10 @@ class SS12000Client:
         parts = [str(doc[k]) for k in ("code", "message") if isinstance(doc.get(k), str | int)]
         return f" ({_redact(': '.join(parts), self._auth.secrets())})" if parts else ""
 
-    def _get_json(self, endpoint: str, query: dict[str, Any],
-                  number: int) -> tuple[dict[str, Any], dt.datetime | None]:
+    def _get_json(self, endpoint: str, query: dict[str, Any], number: int,
+                  stop: threading.Event | None = None) -> tuple[dict[str, Any], dt.datetime | None]:
+        """One page, parsed, with retries; ``stop`` set: no further attempt (the caller has
+        stopped reading pages)."""
         url = f"{self.base_url}/{endpoint}"
         params: dict[str, Any] | None = query
         where = f"server {self.server}: GET /{endpoint} page {number}"
@@ -897,6 +962,8 @@ class SS12000Client:
         redirects = 0
         while True:
             attempt += 1
+            if stop is not None and stop.is_set():
+                raise SS12000Error(f"{where}: not asked for (the pages are no longer read)")
             if self.deadline.passed():
                 raise self.deadline.error(where, "not yet read")
             self.requests_made += 1
@@ -1273,7 +1340,7 @@ class SS12000Extractor:
                 skipped[entity] = 0
                 last_progress = time.monotonic()
                 with self._spool(state, entity, RECORD_SCHEMA) as spool:
-                    for page in client.pages(endpoint, params):
+                    for page in client.pages(endpoint, params, prefetch=True):
                         data = page.body["data"]
                         if not isinstance(data, list):
                             raise SS12000ResponseError(f"GET /{endpoint} page {page.number}: 'data' "
@@ -1297,7 +1364,8 @@ class SS12000Extractor:
             started = dt.datetime.now(dt.UTC)
             first_date: dt.datetime | None = None
             with self._spool(state, DELETED_ENTITY, DELETED_SCHEMA) as spool:
-                for page in client.pages(DELETED_ENDPOINT, {"after": after} if after else {}):
+                for page in client.pages(DELETED_ENDPOINT, {"after": after} if after else {},
+                                         prefetch=True):
                     if page.number == 1:
                         first_date = page.server_date
                     data = page.body["data"]
