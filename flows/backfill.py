@@ -47,7 +47,7 @@ def backfill(date_from: str, date_to: str, confirm_anomalies: bool = False) -> B
     settings = load_settings()
     days = backfill_steps.days_in_range(dt.date.fromisoformat(date_from),
                                         dt.date.fromisoformat(date_to))
-    steps.preload_libraries()
+    steps.preload_quality_checks()
     extract_day = extract_day_task.with_options(retries=settings.extract_retries)
     loaded_days = [backfill_steps.BackfillDay(day, extract_day(day.isoformat())) for day in days]
     results = backfill_steps.merge_results(loaded_days)

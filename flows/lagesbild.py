@@ -38,7 +38,7 @@ def lagesbild(reference_date: str | None = None) -> PublicationResult:
     settings = load_settings()
     ref = steps.lagesbild_reference_date(settings, reference_date).isoformat()
     version = new_version()
-    steps.preload_libraries()
+    steps.preload_quality_checks()
     dbt_success, dbt_detail = build_lagesbild_task(version, ref)
     publication = publish_lagesbild_task(version, ref, dbt_success, dbt_detail)
     gate_artifact(publication, what="lägesbild", key="lagesbild-gate")

@@ -52,7 +52,7 @@ def pipeline(reference_date: str | None = None, confirm_anomalies: bool = False,
     settings = load_settings()
     ref = steps.reference_date(settings, reference_date).isoformat()
     version = new_version()
-    steps.preload_libraries()
+    steps.preload_quality_checks()
     futures = {source: source_extract_task(source).submit(source) for source in steps.SOURCES}
     results: list[ExtractResult] = []
     for source, future in futures.items():

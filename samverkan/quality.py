@@ -301,19 +301,12 @@ def _preload() -> None:
             log.debug("importing great_expectations in the background failed", exc_info=True)
 
 
-def preload(*then: Callable[[], None]) -> threading.Thread:
+def preload() -> threading.Thread:
     """Start importing Great Expectations in the background (it takes seconds), so the first
     validation does not wait for it; the import lock makes a concurrent caller wait instead.
-    ``then``: what the same thread does next, in order (other imports the caller needs after
-    the validations). The thread runs in a copy of the caller's context: its log line belongs
-    to the caller's Prefect run (a new thread has no run context, and Prefect warns about such
-    a line)."""
-    def run() -> None:
-        _preload()
-        for step in then:
-            step()
-
-    thread = threading.Thread(target=contextvars.copy_context().run, args=(run,),
+    The thread runs in a copy of the caller's context: its log line belongs to the caller's
+    Prefect run (a new thread has no run context, and Prefect warns about such a line)."""
+    thread = threading.Thread(target=contextvars.copy_context().run, args=(_preload,),
                               name="gx-preload", daemon=True)
     thread.start()
     return thread

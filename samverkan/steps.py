@@ -56,13 +56,11 @@ LAGESBILD_GATE_TITLE = "Publiceringsgrind lägesbild"
 _VALIDATION_LOCK = threading.Lock()
 
 
-def preload_libraries() -> threading.Thread:
-    """Import Great Expectations, then dbt, in the background while the sources are being
-    pulled: the extracts' validations need GX first, the build dbt after them."""
+def preload_quality_checks() -> None:
+    """Import Great Expectations in the background while the sources are being pulled."""
     from samverkan.quality import preload
-    from samverkan.transform import preload_dbt
 
-    return preload(preload_dbt)
+    preload()
 
 
 def build_extractor(settings: Settings, source: str) -> Extractor:

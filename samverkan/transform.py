@@ -147,17 +147,6 @@ def load_reference_tables(paths: Paths) -> None:
         conn.close()
 
 
-def preload_dbt() -> None:
-    """Import dbt ahead of the build (2-4 s of CPU that the build otherwise starts with), best
-    effort: a run that failed fast exits while the import is still going, and the build imports
-    it again and reports what goes wrong there."""
-    try:
-        import dbt.cli.main  # noqa: F401
-    except Exception:  # noqa: BLE001 - see above
-        if threading.main_thread().is_alive():
-            log.debug("importing dbt in the background failed", exc_info=True)
-
-
 def run_dbt(
     args: list[str],
     paths: Paths,

@@ -719,28 +719,6 @@ def test_a_run_that_fails_fast_exits_without_a_logging_traceback() -> None:
     assert "Logging error" not in result.stderr and "Traceback" not in result.stderr, result.stderr[-3000:]
 
 
-LIBRARY_PRELOAD = """
-import sys
-from samverkan import steps
-print(sorted(m for m in ("dbt.cli.main", "great_expectations") if m in sys.modules))
-steps.preload_libraries().join()
-print(sorted(m for m in ("dbt.cli.main", "great_expectations") if m in sys.modules))
-"""
-
-
-def test_a_run_imports_great_expectations_then_dbt_in_the_background() -> None:
-    """The pipeline, the backfill and the lägesbild start both imports while the sources are
-    pulled (the validations need GX first, the build dbt after them), instead of the build
-    starting with dbt's import."""
-    import subprocess
-    import sys
-
-    result = subprocess.run([sys.executable, "-c", LIBRARY_PRELOAD], capture_output=True,
-                            text=True, timeout=180, cwd=Path(__file__).resolve().parent.parent)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.splitlines() == ["[]", "['dbt.cli.main', 'great_expectations']"]
-
-
 GX_DEFERRED = """
 import sys, types
 from samverkan import quality
