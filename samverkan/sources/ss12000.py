@@ -756,12 +756,12 @@ def page_records(body: dict[str, Any]) -> int:
     return 0
 
 
-class _Fetch:
-    """``call(*args, **kwargs)``, in a daemon thread of its own when ``thread`` (the caller
-    goes on meanwhile), else at once; :meth:`result` waits for it and returns its value or
-    raises its exception. The thread runs in a copy of the caller's context (its log lines
-    belong to the caller's Prefect run), and as a daemon a request left behind by a caller
-    that stopped never holds up the process's exit."""
+class _PageRequest:
+    """The request for one page: ``call(*args, **kwargs)``, in a daemon thread of its own when
+    ``thread`` (the caller goes on meanwhile), else at once; :meth:`result` waits for it and
+    returns its value or raises its exception. The thread runs in a copy of the caller's
+    context (its log lines belong to the caller's Prefect run), and as a daemon a request left
+    behind by a caller that stopped never holds up the process's exit."""
 
     def __init__(self, call: Callable[..., Any], *args: Any, thread: bool, **kwargs: Any) -> None:
         self._value: Any = None
@@ -860,11 +860,11 @@ class SS12000Client:
         empty_in_a_row = 0
         seen_tokens: set[str] = set()
         stop = threading.Event()
-        fetch = _Fetch(self._get_json, endpoint, query, number, stop=stop, thread=False)
+        request = _PageRequest(self._get_json, endpoint, query, number, stop=stop, thread=False)
         try:
             while True:
                 where = f"server {self.server}: GET /{endpoint} page {number}"
-                body, server_date = fetch.result()
+                body, server_date = request.result()
                 records = page_records(body)
                 if records > self.page_size:
                     raise SS12000ResponseError(
@@ -883,8 +883,8 @@ class SS12000Client:
                 if more and problem is None:
                     seen_tokens.add(token)
                     if prefetch:
-                        fetch = _Fetch(self._get_json, endpoint, follow_up, number + 1, stop=stop,
-                                       thread=True)
+                        request = _PageRequest(self._get_json, endpoint, follow_up, number + 1,
+                                               stop=stop, thread=True)
                 yield Page(number, body, server_date)
                 if not more:
                     return
@@ -892,8 +892,8 @@ class SS12000Client:
                     raise problem
                 number += 1
                 if not prefetch:
-                    fetch = _Fetch(self._get_json, endpoint, follow_up, number, stop=stop,
-                                   thread=False)
+                    request = _PageRequest(self._get_json, endpoint, follow_up, number,
+                                           stop=stop, thread=False)
         finally:
             stop.set()
 
