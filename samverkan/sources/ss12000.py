@@ -863,7 +863,7 @@ class SS12000Client:
         request = _PageRequest(self._get_json, endpoint, query, number, stop=stop, thread=False)
         try:
             while True:
-                where = f"server {self.server}: GET /{endpoint} page {number}"
+                where = self._where(endpoint, number)
                 body, server_date = request.result()
                 records = page_records(body)
                 if records > self.page_size:
@@ -877,7 +877,7 @@ class SS12000Client:
                     raise SS12000ResponseError(
                         f"{where}: {empty_in_a_row} pages in a row without a record, each with a "
                         "new pageToken: the server pages without progress (paging would never end)")
-                problem = self._next_page_problem(where, endpoint, token, number + 1,
+                problem = self._next_page_problem(endpoint, token, number + 1,
                                                   seen_tokens) if more else None
                 follow_up = {"pageToken": token, "limit": self.page_size}
                 if more and problem is None:
@@ -897,21 +897,25 @@ class SS12000Client:
         finally:
             stop.set()
 
-    def _next_page_problem(self, where: str, endpoint: str, token: Any, number: int,
+    def _where(self, endpoint: str, number: int) -> str:
+        """A page as errors and logs name it."""
+        return f"server {self.server}: GET /{endpoint} page {number}"
+
+    def _next_page_problem(self, endpoint: str, token: Any, number: int,
                            seen_tokens: set[str]) -> SS12000ResponseError | None:
-        """Why the page after the one at ``where`` must not be asked for (``token`` is its
-        pageToken, ``number`` its number), or None."""
+        """Why page ``number`` must not be asked for (``token``: the pageToken of the page
+        before it), or None."""
         if not isinstance(token, str):
-            return SS12000ResponseError(f"{where}: pageToken is not a string")
+            return SS12000ResponseError(f"{self._where(endpoint, number - 1)}: pageToken is not a "
+                                        "string")
         if token in seen_tokens:
-            return SS12000ResponseError(f"{where}: the server repeated a "
-                                        "pageToken (paging would never end)")
+            return SS12000ResponseError(f"{self._where(endpoint, number - 1)}: the server "
+                                        "repeated a pageToken (paging would never end)")
         if number > self.max_pages:
             return SS12000ResponseError(
-                f"server {self.server}: GET /{endpoint} page {number}: more than "
-                f"{self.max_pages:,} pages, more than {self.max_records:,} records ([ss12000] "
-                f"max_records) at {self.page_size:,} a page could need; the server keeps "
-                "returning a pageToken")
+                f"{self._where(endpoint, number)}: more than {self.max_pages:,} pages, more than "
+                f"{self.max_records:,} records ([ss12000] max_records) at {self.page_size:,} a "
+                "page could need; the server keeps returning a pageToken")
         return None
 
     def _backoff(self, attempt: int) -> float:
@@ -956,7 +960,7 @@ class SS12000Client:
         stopped reading pages)."""
         url = f"{self.base_url}/{endpoint}"
         params: dict[str, Any] | None = query
-        where = f"server {self.server}: GET /{endpoint} page {number}"
+        where = self._where(endpoint, number)
         refreshed = False
         attempt = 0
         redirects = 0
