@@ -49,7 +49,7 @@ from scipy.sparse import block_diag, coo_matrix, csr_matrix, hstack, vstack
 from scipy.sparse.csgraph import connected_components
 
 from samverkan.config.reference import csv_rows
-from samverkan.linear_programmes import minimise
+from samverkan.linear_programmes import component_rows, minimise
 
 KEYS = ("indicator_id", "period_type", "period_start", "area_level", "area_code", "breakdown",
         "breakdown_value")
@@ -440,12 +440,18 @@ class _Auditor:
               push: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray | None:
         """One programme over ``comps``; ``push`` = (expression indices, signed weights): maximise
         Σ |w| t_e with t_e ≤ 1 and t_e ≤ ±(e − a point already seen)."""
-        parts = [self._matrices(self.components[c]) for c in comps]
         cols = np.concatenate([self.components[c].cols for c in comps])
-        a_eq = _block_diag([m[0] for m in parts])
-        a_ub = _block_diag([m[2] for m in parts])
-        b_eq = np.concatenate([m[1] for m in parts])
-        b_ub = np.concatenate([m[3] for m in parts])
+        if any(self.components[c].relaxed for c in comps):
+            parts = [self._matrices(self.components[c]) for c in comps]
+            a_eq = _block_diag([m[0] for m in parts])
+            a_ub = _block_diag([m[2] for m in parts])
+            b_eq = np.concatenate([m[1] for m in parts])
+            b_ub = np.concatenate([m[3] for m in parts])
+        else:  # the same programme, without a slice per component
+            eq = np.concatenate([self.components[c].eq_rows for c in comps])
+            ub = np.concatenate([self.components[c].ub_rows for c in comps])
+            a_eq, b_eq = component_rows(self.p.a_eq, eq, cols), self.p.b_eq[eq]
+            a_ub, b_ub = component_rows(self.p.a_ub, ub, cols), self.p.b_ub[ub]
         obj = objective[cols]
         lower, upper = self.p.lower[cols], self.p.upper[cols]
         if push is not None:

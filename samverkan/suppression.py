@@ -55,7 +55,7 @@ from scipy.sparse import coo_matrix, csr_matrix, vstack
 from scipy.sparse.csgraph import connected_components
 
 from samverkan.config.reference import csv_rows
-from samverkan.linear_programmes import minimise
+from samverkan.linear_programmes import component_rows, minimise
 
 log = logging.getLogger(__name__)
 
@@ -651,9 +651,9 @@ class _Solver:
         cols = np.concatenate([self.cols[c] for c in comps])
         eq = np.concatenate([self.eq_rows[c] for c in comps])
         ub = np.concatenate([self.ub_rows[c] for c in comps])
-        a_ub, b_ub = s.a_ub[ub][:, cols], s.b_ub[ub]
+        a_ub, b_ub = component_rows(s.a_ub, ub, cols), s.b_ub[ub]
         obj, lower, upper = objective[cols], s.lower[cols], s.upper[cols]
-        a_eq = s.a_eq[eq][:, cols]
+        a_eq = component_rows(s.a_eq, eq, cols)
         if push is not None:
             plus, minus, base, weight = push
             k, n = len(plus), len(cols)

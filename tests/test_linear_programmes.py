@@ -1,6 +1,7 @@
-"""samverkan.linear_programmes.minimise: the one call into HiGHS that secondary suppression and
-the disclosure audit make, checked on programmes with known answers and against scipy's
-``linprog`` (what both used before) on random feasible programmes."""
+"""samverkan.linear_programmes: ``minimise``, the one call into HiGHS that secondary suppression
+and the disclosure audit make, checked on programmes with known answers and against scipy's
+``linprog`` (what both used before) on random feasible programmes; ``component_rows``, the
+rows and columns of some connected components, against scipy's slicing."""
 
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scipy.optimize import linprog
-from scipy.sparse import csr_matrix
+from scipy.sparse import block_diag, csr_matrix
 from scipy.sparse import random as sparse_random
 
-from samverkan.linear_programmes import minimise
+from samverkan.linear_programmes import component_rows, minimise
 
 NONE = csr_matrix((0, 2))
 
@@ -69,10 +70,39 @@ def test_solving_prints_nothing():
     """The solver writes nothing on the console of a run (highspy 1.16 printed a banner on
     stdout when the first solver was made: pinned below it)."""
     program = ("import numpy as np; from scipy.sparse import csr_matrix; "
-               "from samverkan.linear_programmes import minimise; "
+               "from samverkan.linear_programmes import component_rows, minimise; "
                "print(minimise(np.array([1.0]), csr_matrix((0, 1)), np.zeros(0), "
                "csr_matrix([[-1.0]]), np.array([-2.0]), np.zeros(1), np.full(1, 5.0)))")
     result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
                             timeout=60, cwd=Path(__file__).resolve().parent.parent)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "[2.]\n" and result.stderr == ""
+
+
+def test_component_rows_is_the_slice_of_those_components():
+    # five components (blocks of random size), their rows and columns shuffled in the matrix
+    rng = np.random.default_rng(7)
+    blocks = [sparse_random(int(rng.integers(1, 6)), int(rng.integers(1, 6)), density=0.7,
+                            random_state=int(rng.integers(1_000_000)), format="csr") for _ in range(5)]
+    whole = block_diag(blocks, format="csr")
+    row_order, col_order = rng.permutation(whole.shape[0]), rng.permutation(whole.shape[1])
+    a = whole[row_order][:, col_order].tocsr()
+    row_of = np.argsort(row_order)  # where each row of `whole` went
+    col_of = np.argsort(col_order)
+    row_starts = np.cumsum([0] + [b.shape[0] for b in blocks])
+    col_starts = np.cumsum([0] + [b.shape[1] for b in blocks])
+    for chosen in ([3], [0, 2], [4, 1, 3], list(range(5))):
+        # each component's rows and columns in ascending order, the components in the order asked
+        rows = np.concatenate([np.sort(row_of[row_starts[c]:row_starts[c + 1]]) for c in chosen])
+        cols = np.concatenate([np.sort(col_of[col_starts[c]:col_starts[c + 1]]) for c in chosen])
+        got, expected = component_rows(a, rows, cols), a[rows][:, cols]
+        assert got.shape == expected.shape
+        assert (got != expected).nnz == 0
+        assert np.array_equal(got.indptr, expected.indptr)
+        assert np.array_equal(got.indices, expected.indices)   # the same order of the entries
+
+
+def test_component_rows_refuses_columns_that_leave_out_a_nonzero():
+    a = csr_matrix(np.array([[1.0, 2.0, 0.0], [0.0, 0.0, 3.0]]))
+    with pytest.raises(ValueError, match="outside the given columns"):
+        component_rows(a, np.array([0]), np.array([0]))

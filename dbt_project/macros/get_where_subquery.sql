@@ -2,7 +2,6 @@
     test's config is rendered when the project is parsed, before anything is built, so it
     cannot ask the warehouse; the placeholders are replaced here, when the test runs):
       __pending_ss12000_batches__  the SS 12000 batches not yet built into the attendance chain
-      __pending_attendance_ids__   the attendance record ids those batches changed or deleted
       __pending_calendar_event_ids__  the calendar event ids those batches changed or deleted
       __rebuilt_lesson_days__      a condition: the row's lesson_date is a day those batches
                                    touched, or every day after a full rebuild of the bookkeeping
@@ -14,9 +13,6 @@
     {%- if where -%}
         {%- if '__pending_ss12000_batches__' in where -%}
             {%- set where = where.replace('__pending_ss12000_batches__', pending_ss12000_batches(via_graph=true)) -%}
-        {%- endif -%}
-        {%- if '__pending_attendance_ids__' in where -%}
-            {%- set where = where.replace('__pending_attendance_ids__', pending_ss12000_ids('attendances', via_graph=true)) -%}
         {%- endif -%}
         {%- if '__pending_calendar_event_ids__' in where -%}
             {%- set where = where.replace('__pending_calendar_event_ids__', pending_ss12000_ids('calendar_events', via_graph=true)) -%}
