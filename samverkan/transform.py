@@ -53,6 +53,7 @@ _MAX_MESSAGE_CHARS = 500
 
 # dbt's parsed project in a target directory (partial parsing), and the shared cache of them
 PARTIAL_PARSE_FILE = "partial_parse.msgpack"
+PARSE_PROJECT_FILE = "partial_parse.project"  # beside it: the project folder it was parsed from
 PARSE_CACHE_ENV = "SAMVERKAN_DBT_PARSE_CACHE"
 PARSE_CACHE_KEEP = 16
 PROFILE_NAME = "samverkan"  # profiles.yml, dbt_project.yml
@@ -317,13 +318,24 @@ class _ParseSeed:
     parse does not read: the database names it does use are part of the key. So the seed is
     given this data directory's profile hash (:func:`_profile_hash`, computed by dbt's own
     profile code) in place of the one it was parsed with. Best effort: a cache that cannot be
-    read or written, or a seed dbt does not accept, costs a full parse and nothing else."""
+    read or written, or a seed dbt does not accept, costs a full parse and nothing else.
+
+    A parse is reused only by the project folder it was parsed from (``partial_parse.project``
+    beside it): a data directory built from another checkout (an upgrade installed in a new
+    folder, a second checkout) starts from the cache's parse of that project, or a full parse.
+    An edit in the same folder is dbt's to see, file by file. dbt's partial parsing, given the parse of
+    another checkout with other test configs, kept the old `where` of a data test (seen twice
+    building one data directory from two checkouts in turn; not reproducible on demand)."""
 
     def __init__(self, target: Path, paths: Paths, cli_vars: Mapping[str, Any]) -> None:
         self.file = target / PARTIAL_PARSE_FILE
+        self.project_file = target / PARSE_PROJECT_FILE
+        self.project = str(DBT_PROJECT_DIR.resolve())
         self.cache: Path | None = None
         self.before: tuple[int, int] | None = None
         try:
+            if self.file.exists() and _read_text(self.project_file) != self.project:
+                self.file.unlink()
             cache = parse_cache_dir()  # Path.home() raises without a home directory
             if cache is None:
                 return
@@ -337,8 +349,14 @@ class _ParseSeed:
             self.cache = None
 
     def keep(self) -> None:
-        """Put the target's parse into the cache when dbt wrote a new one (it does not rewrite
-        a parse it reused unchanged, nor write one when parsing failed)."""
+        """Note the project folder the target's parse is of, and put the parse into the cache
+        when dbt wrote a new one (it does not rewrite a parse it reused unchanged, nor write one
+        when parsing failed)."""
+        try:
+            if self.file.exists() and _read_text(self.project_file) != self.project:
+                _write_atomically(self.project_file, self.project.encode())
+        except OSError:
+            pass
         if self.cache is None:
             return
         try:
@@ -381,6 +399,13 @@ def _with_profile_hash(parsed: bytes, profile_hash: str) -> bytes:
     manifest = msgpack.unpackb(parsed, strict_map_key=False)
     manifest["state_check"]["profile_hash"]["checksum"] = profile_hash
     return msgpack.packb(manifest)
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def _signature(path: Path) -> tuple[int, int] | None:

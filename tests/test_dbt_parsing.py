@@ -1,7 +1,8 @@
 """dbt parses the project once per project version (samverkan/run_parameters.py,
 samverkan/transform.py): a build with a new reference date or data version reuses the parse
 (the per-run values reach the models through the connection, not dbt's --vars), a new data
-directory starts from the parse cache, and an edited model is parsed again.
+directory starts from the parse cache, an edited model is parsed again, and a data directory
+built from another checkout does not reuse that checkout's parse.
 
 Real dbt builds of one model (int_periods, which reads nothing but the run parameters) on a
 copy of the dbt project, so that the test can edit a model without touching the project the
@@ -116,6 +117,32 @@ def test_new_run_values_reuse_the_parse_and_an_edited_model_is_parsed_again(
         data = parsed.read_bytes()
         assert TEST_KEY.encode() not in data
         assert str(tmp_path / "first").encode() not in data
+
+
+def test_a_parse_of_another_checkout_is_not_reused(project: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "home"
+    build(home, "2026-03-20", "v1")
+    # the same data directory built from another checkout (an upgrade in a new folder), whose
+    # model differs: not a partial parse of the first checkout's parse
+    other = tmp_path / "other" / "dbt_project"
+    shutil.copytree(project, other)
+    model = other / "models" / "intermediate" / "int_periods.sql"
+    model.write_text(model.read_text(encoding="utf-8") + f"\n{EDIT}\n", encoding="utf-8")
+    monkeypatch.setattr(transform, "DBT_PROJECT_DIR", other)
+    log = build(home, "2026-04-02", "v2")
+    assert f"{FULL_PARSE} because saved manifest not found" in log
+    assert EDIT in compiled_model(home)
+    assert (Paths(home).dbt_target / transform.PARSE_PROJECT_FILE).read_text(encoding="utf-8") == \
+        str(other.resolve())
+    # back to the first checkout: the cache's parse of it, without the edit
+    monkeypatch.setattr(transform, "DBT_PROJECT_DIR", project)
+    log = build(home, "2026-04-03", "v3")
+    assert FULL_PARSE not in log
+    assert EDIT not in compiled_model(home)
+    # and the next run from it reuses the data directory's own parse
+    log = build(home, "2026-04-04", "v4")
+    assert NO_CHANGES in log
 
 
 def test_run_parameters_are_constants_on_the_connection() -> None:
