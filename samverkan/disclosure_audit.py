@@ -442,6 +442,7 @@ class _Auditor:
         Σ |w| t_e with t_e ≤ 1 and t_e ≤ ±(e − a point already seen)."""
         cols = np.concatenate([self.components[c].cols for c in comps])
         if any(self.components[c].relaxed for c in comps):
+            # a relaxed component's relaxable equalities go among its inequalities (_matrices)
             parts = [self._matrices(self.components[c]) for c in comps]
             a_eq = _block_diag([m[0] for m in parts])
             a_ub = _block_diag([m[2] for m in parts])
