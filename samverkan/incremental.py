@@ -9,7 +9,9 @@ They hold no pseudonym and do not depend on the reference date, the identities o
 pseudonym key, so a change of any of these leaves nothing stale in them. ``fct_pupil_periods``,
 which applies them, is incremental too: it keeps beside it what it was built from (the
 pupils' states, R, the reporting lag, the thresholds, the periods) and rebuilds what changed
-(``dbt_project/macros/pupil_periods.sql``). What can leave stale rows is checked here before
+(``dbt_project/macros/pupil_periods.sql``), and so is ``fct_child_agency_periods``, which
+keeps a digest of each person's rows and the report periods' windows
+(``dbt_project/macros/child_agency_periods.sql``). What can leave stale rows is checked here before
 each build, and answered with a full rebuild (dbt's ``--full-refresh``):
 
 - the SQL the chain is built from changed (its models, the macros, the project file, the raw
@@ -18,7 +20,8 @@ each build, and answered with a full rebuild (dbt's ``--full-refresh``):
 - rows the chain was built from were removed from the warehouse (a batch that is no longer in
   ``load_meta.batches``, raw rows removed from a loaded batch): deletions the bookkeeping
   cannot see as a new batch;
-- ``fct_pupil_periods`` is there without the tables that say what it was built from.
+- ``fct_pupil_periods`` or ``fct_child_agency_periods`` is there without the tables that say
+  what it was built from.
 
 Reasons name tables, counts and batch ids only.
 """
@@ -36,18 +39,28 @@ from samverkan.locks import connect_warehouse
 
 FINGERPRINT_VAR = "attendance_logic_fingerprint"
 BOOKKEEPING = "staging.stg_ss12000__batch_lesson_days"
-PUPIL_PERIODS = "marts.fct_pupil_periods"
-PUPIL_PERIODS_AS_BUILT = ("marts.fct_pupil_periods__as_built_pupils",
-                          "marts.fct_pupil_periods__as_built_parameters")
+# The incremental marts and the tables beside each that say what it was built from.
+AS_BUILT = {
+    "marts.fct_pupil_periods": ("marts.fct_pupil_periods__as_built_pupils",
+                                "marts.fct_pupil_periods__as_built_parameters"),
+    "marts.fct_child_agency_periods": ("marts.fct_child_agency_periods__as_built_persons",
+                                       "marts.fct_child_agency_periods__as_built_periods"),
+}
 INCREMENTAL_MODELS = ("stg_ss12000__batch_lesson_days", "stg_ss12000__attendances",
                       "stg_ss12000__calendar_events", "int_ss12000__attendance_days",
-                      "int_ss12000__attendance_periods", "fct_pupil_periods")
+                      "int_ss12000__attendance_periods", "fct_pupil_periods",
+                      "fct_child_agency_periods")
 
 # What the incremental models are built from, relative to the dbt project: every model
 # upstream of them (fct_pupil_periods reads the identities, so every staging and
-# intermediate model), the models themselves, all macros and the project file.
+# intermediate model; fct_child_agency_periods the social services' and police facts), the
+# models themselves, all macros and the project file.
 # tests/test_incremental_nightly.py checks this list against dbt's lineage.
-LOGIC_FILES = ("models/staging", "models/intermediate", "models/marts/fct_pupil_periods.sql",
+LOGIC_FILES = ("models/staging", "models/intermediate",
+               *(f"models/marts/{model}.sql" for model in (
+                   "fct_pupil_periods", "fct_child_agency_periods",
+                   "fct_social_services_involvement", "fct_reports_of_concern",
+                   "fct_investigations", "fct_interventions", "fct_police_events")),
                "macros", "dbt_project.yml")
 # Raw tables the chain reads, with their entity name in load_meta.batch_entities.
 RAW_TABLES = {"raw_ss12000.attendances": "attendances",
@@ -109,10 +122,10 @@ def rebuild_reason(paths: Paths, fingerprint: str | None = None) -> str | None:
                 return f"{loaded - held} rows of {table} were removed after they were loaded"
     finally:
         conn.close()
-    return _pupil_periods_reason(paths)
+    return _as_built_reason(paths)
 
 
-def _pupil_periods_reason(paths: Paths) -> str | None:
+def _as_built_reason(paths: Paths) -> str | None:
     if not paths.analytics_db.exists():
         return None
     conn = connect_warehouse(paths.analytics_db, read_only=True)
@@ -121,6 +134,7 @@ def _pupil_periods_reason(paths: Paths) -> str | None:
             "select schema_name, table_name from duckdb_tables()").fetchall()}
     finally:
         conn.close()
-    if PUPIL_PERIODS in tables and not set(PUPIL_PERIODS_AS_BUILT) <= tables:
-        return f"{PUPIL_PERIODS} is there without the tables that say what it was built from"
+    for table, as_built in AS_BUILT.items():
+        if table in tables and not set(as_built) <= tables:
+            return f"{table} is there without the tables that say what it was built from"
     return None

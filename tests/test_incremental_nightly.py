@@ -21,7 +21,11 @@ touched):
 The same changes are applied to a copy of the simulator's frames and the ground truth is
 recomputed. ``fct_pupil_periods`` is incremental too: night 3 must rebuild every period of
 the pupils whose enrolments, protection or R-dependent enrolment state changed, and keep the
-rows of the other pupils in periods no change reached. After night 3 the incremental build
+rows of the other pupils in periods no change reached. ``fct_child_agency_periods`` is built
+with the chain every time: after each build its school flags must follow that build's high
+absence (the threshold's change reaches kept rows of periods that have ended), night 3 must
+rebuild the running periods whole and keep most rows of the periods that ended before, and
+it must equal a full rebuild row for row at the end. After night 3 the incremental build
 is published; then ``steps.transform`` with ``full_refresh=True`` rebuilds everything from
 scratch and is published too. The two ``indicators.csv`` must be byte-identical apart from
 ``data_version``, and equal the ground truth. A touched-days rule that misses a day leaves
@@ -191,10 +195,10 @@ def _night(settings: Any, until: dt.date | None) -> list[Any]:
 
 
 def _build_chain(settings: Any, ref: dt.date, **changed_vars: Any) -> float:
-    """The night's build of the attendance chain only (the models up to fct_pupil_periods,
-    whose post-hook marks the batches built, with their data tests), as steps.transform runs
-    it: the same vars (but ``changed_vars``) and logic fingerprint. The nights before the
-    last need nothing more."""
+    """The night's build of the incremental models only (the models up to fct_pupil_periods,
+    whose post-hook marks the batches built, and fct_child_agency_periods, with their data
+    tests), as steps.transform runs it: the same vars (but ``changed_vars``) and logic
+    fingerprint. The nights before the last need nothing more."""
     import time
 
     from samverkan import steps
@@ -205,7 +209,7 @@ def _build_chain(settings: Any, ref: dt.date, **changed_vars: Any) -> float:
     assert rebuild_reason(settings.paths) is None
     outcome = dbt_build(settings.paths, {**steps.dbt_vars(settings, "night", ref),
                                          FINGERPRINT_VAR: logic_fingerprint(), **changed_vars},
-                        extra_args=("--select", "+fct_pupil_periods",
+                        extra_args=("--select", "+fct_pupil_periods", "+fct_child_agency_periods",
                                     "--indirect-selection", "cautious",
                                     *steps.PIPELINE_DBT_ARGS))
     assert outcome.success, outcome.failures
@@ -252,31 +256,68 @@ def _bookkeeping(settings: Any) -> pd.DataFrame:
         conn.close()
 
 
+# The incremental marts and the column marked in their rows (x -> -1 - x, negative; no data
+# test constrains its sign)
+MARKED = {"fct_pupil_periods": "settled_reported_records",
+          "fct_child_agency_periods": "age_on_period_end"}
+
+
 def _mark_kept_rows(settings: Any) -> set[str]:
-    """Mark every row of fct_pupil_periods (settled_reported_records x -> -1 - x, negative, no
-    data test constrains its sign) before a build: the rows the build keeps stay marked, the
-    rows it writes are not. Returns the pupils in it."""
+    """Mark every row of the incremental marts before a build: the rows the build keeps stay
+    marked, the rows it writes are not. Returns the pupils in fct_pupil_periods."""
     conn = duckdb.connect(str(settings.paths.analytics_db))
     try:
-        conn.execute("update marts.fct_pupil_periods "
-                     "set settled_reported_records = -1 - settled_reported_records")
+        for table, column in MARKED.items():
+            conn.execute(f"update marts.{table} set {column} = -1 - {column}")
         return {p for (p,) in conn.execute(
             "select distinct person_pseudonym from marts.fct_pupil_periods").fetchall()}
     finally:
         conn.close()
 
 
-def _rewritten_and_unmarked(settings: Any) -> pd.DataFrame:
-    """The rows of fct_pupil_periods with is_rewritten (not marked); then the marks undone."""
+def _rewritten_and_unmarked(settings: Any) -> dict[str, pd.DataFrame]:
+    """The rows of each incremental mart with is_rewritten (not marked); then the marks
+    undone."""
     conn = duckdb.connect(str(settings.paths.analytics_db))
     try:
-        rows = conn.execute(
-            "select person_pseudonym, period_type, period_start, period_end, "
-            "settled_reported_records >= 0 as is_rewritten from marts.fct_pupil_periods").df()
-        conn.execute("update marts.fct_pupil_periods "
-                     "set settled_reported_records = -1 - settled_reported_records "
-                     "where settled_reported_records < 0")
-        return rows
+        out = {}
+        for table, column in MARKED.items():
+            out[table] = conn.execute(
+                "select person_pseudonym, period_type, period_start, period_end, "
+                f"{column} >= 0 as is_rewritten from marts.{table}").df()
+            conn.execute(f"update marts.{table} set {column} = -1 - {column} where {column} < 0")
+        return out
+    finally:
+        conn.close()
+
+
+def _school_flags_astray(settings: Any) -> int:
+    """Rows of fct_child_agency_periods whose is_known_to_school disagrees with the high
+    absence months of fct_pupil_periods in the period's window (either way): after each
+    build, every kept row must still follow the months of that build."""
+    conn = duckdb.connect(str(settings.paths.analytics_db), read_only=True)
+    try:
+        return conn.execute(
+            """
+            with expected as (
+                select distinct months.person_pseudonym, periods.period_type, periods.period_start
+                from marts.fct_pupil_periods as months
+                inner join marts.fct_child_agency_periods__as_built_periods as periods
+                    on least(months.period_end, periods.reference_date) > periods.trailing_window_start
+                    and least(months.period_end, periods.reference_date) <= periods.lookback_end
+                where months.period_type = 'manad' and months.is_high_absence
+            ),
+            flagged as (
+                select person_pseudonym, period_type, period_start
+                from marts.fct_child_agency_periods
+                where is_known_to_school
+            )
+            select count(*) from (
+                (select * from expected except select * from flagged)
+                union all
+                (select * from flagged except select * from expected)
+            )
+            """).fetchone()[0]
     finally:
         conn.close()
 
@@ -324,7 +365,8 @@ def _high_absence_misclassified(settings: Any, threshold: float) -> int:
 def _chain_tables(settings: Any) -> dict[str, pd.DataFrame]:
     """The incremental attendance periods and the pupil facts built from them, sorted."""
     tables = {"int_ss12000__attendance_periods": (settings.paths.restricted_db, "intermediate"),
-              "fct_pupil_periods": (settings.paths.analytics_db, "marts")}
+              "fct_pupil_periods": (settings.paths.analytics_db, "marts"),
+              "fct_child_agency_periods": (settings.paths.analytics_db, "marts")}
     out = {}
     for table, (db, schema) in tables.items():
         conn = duckdb.connect(str(db), read_only=True)
@@ -347,11 +389,13 @@ class Scenario:
     build_seconds: list[float]
     chain_incremental: dict[str, pd.DataFrame]  # after the last incremental night
     chain_full: dict[str, pd.DataFrame]         # after the full refresh
-    rewritten_on_night_3: pd.DataFrame  # fct_pupil_periods after night 3, with is_rewritten
+    rewritten_on_night_3: dict[str, pd.DataFrame]  # the incremental marts, with is_rewritten
     pupils_before_night_3: set[str]
     misclassified: list[int]  # after the threshold's change and after it is back
     week_short: list[int]     # PAST_WEEK's rows short of its days: R in it, then R after it
     changed_pupils: dict[str, str]      # 'moved', 'protected', 'ended' -> pseudonym
+    school_flags_astray: list[int]      # after each build of the chain
+    night_3_reference_dates: tuple[dt.date, dt.date]  # R of night 2, R of night 3
 
 
 @pytest.fixture(scope="module")
@@ -417,17 +461,23 @@ def scenario(tmp_path_factory) -> Iterator[Scenario]:
                          for k in (ended, moved)}
     nights: list[pd.DataFrame] = []
     seconds: list[float] = []
+    astray: list[int] = []
+
+    def build(ref: dt.date, **changed_vars: Any) -> None:
+        seconds.append(_build_chain(settings, ref, **changed_vars))
+        astray.append(_school_flags_astray(settings))
+
     with serving(home, pop, data, TEST_KEY, truth_path):
         settings = load_settings()
         ref = pop.reference_date
         high = float(settings.indicator_parameters["high_absence_threshold"])
 
         _night(settings, DAY_1)
-        seconds.append(_build_chain(settings, FIRST_R))
+        build(FIRST_R)
         week_short = [_week_not_summed_whole(settings, PAST_WEEK)]
-        seconds.append(_build_chain(settings, DAY_1))
+        build(DAY_1)
         week_short.append(_week_not_summed_whole(settings, PAST_WEEK))
-        seconds.append(_build_chain(settings, DAY_1, high_absence_threshold=high + 0.05))
+        build(DAY_1, high_absence_threshold=high + 0.05)
         misclassified = [_high_absence_misclassified(settings, high + 0.05)]
         nights.append(_bookkeeping(settings))
 
@@ -438,7 +488,7 @@ def scenario(tmp_path_factory) -> Iterator[Scenario]:
         _served_person(data, ss12000_id[ended], _noon(DAY_2),
                        enrolments=[{**item, "endDate": ends_on.isoformat()}])
         _night(settings, DAY_2)
-        seconds.append(_build_chain(settings, DAY_2))
+        build(DAY_2)
         misclassified.append(_high_absence_misclassified(settings, high))
         nights.append(_bookkeeping(settings))
 
@@ -453,10 +503,11 @@ def scenario(tmp_path_factory) -> Iterator[Scenario]:
         _served_person(data, ss12000_id[protected], None, security_marking="Sekretessmarkering")
         results = _night(settings, None)
         pupils_before = _mark_kept_rows(settings)
-        seconds.append(_build_chain(settings, ref))
+        build(ref)
         rewritten = _rewritten_and_unmarked(settings)
         # the pipeline's night: nothing new for the chain, the rest built and published
         incremental = _publish(settings, ref, results)
+        astray.append(_school_flags_astray(settings))
         nights.append(_bookkeeping(settings))
         chain_incremental = _chain_tables(settings)
         full = _full_refresh(settings, ref)
@@ -469,7 +520,8 @@ def scenario(tmp_path_factory) -> Iterator[Scenario]:
                    {DAY_2, *OLD_DAYS}, (MOVED_FROM, MOVED_FROM + week), home.paths.home, seconds,
                    chain_incremental, chain_full, rewritten, pupils_before, misclassified,
                    week_short,
-                   dict(zip(("moved", "protected", "ended"), pseudonyms, strict=True)))
+                   dict(zip(("moved", "protected", "ended"), pseudonyms, strict=True)),
+                   astray, (DAY_2, ref))
 
 
 # --- the assertions ---------------------------------------------------------------------------
@@ -510,7 +562,7 @@ def test_night_3_rebuilt_the_changed_pupils_and_periods_and_kept_the_rest(scenar
     that end or start by the new R) rebuild a few more pupils whole; the other pupils' rows
     of 2025 (no change reached that year) were kept, those of the spring term (new days,
     corrections) are new."""
-    rows = scenario.rewritten_on_night_3
+    rows = scenario.rewritten_on_night_3["fct_pupil_periods"]
     pupils = scenario.changed_pupils
     assert {pupils["moved"], pupils["ended"], pupils["protected"]} <= scenario.pupils_before_night_3
     mine = rows[rows["person_pseudonym"].isin([pupils["moved"], pupils["ended"]])]
@@ -529,6 +581,30 @@ def test_night_3_rebuilt_the_changed_pupils_and_periods_and_kept_the_rest(scenar
     print(f"night 3 rewrote {rows['is_rewritten'].mean():.0%} of fct_pupil_periods, "
           f"{len(rebuilt_whole)} of {len(whole)} pupils whole")
     assert 0.05 < rows["is_rewritten"].mean() < 0.95
+
+
+def test_night_3_rebuilt_the_running_periods_and_changed_persons_of_child_agency_periods(scenario):
+    """fct_child_agency_periods on night 3: every row of a period that ends on or after
+    night 2's R (running then or now) is new, the protected pupil has none, and most rows of
+    the periods that ended before it were kept (only persons whose rows changed are rebuilt
+    there)."""
+    rows = scenario.rewritten_on_night_3["fct_child_agency_periods"]
+    earlier_r, _ = scenario.night_3_reference_dates
+    assert not (rows["person_pseudonym"] == scenario.changed_pupils["protected"]).any()
+    running = rows[rows["period_end"] >= pd.Timestamp(earlier_r)]
+    ended = rows[rows["period_end"] < pd.Timestamp(earlier_r)]
+    assert len(running) > 100 and running["is_rewritten"].all()
+    assert len(ended) > 1000
+    print(f"night 3 rewrote {rows['is_rewritten'].mean():.0%} of fct_child_agency_periods, "
+          f"{ended['is_rewritten'].mean():.0%} of the periods that had ended")
+    assert ended["is_rewritten"].mean() < 0.5
+
+
+def test_every_build_flags_school_by_the_high_absence_of_that_build(scenario):
+    """After each build (R moving, the threshold changed and back, corrections, the night's
+    publication) the school flags of fct_child_agency_periods, kept or rebuilt, follow the
+    high absence months of fct_pupil_periods in each period's window."""
+    assert scenario.school_flags_astray == [0] * 6
 
 
 def test_a_later_r_rebuilds_the_periods_whose_days_it_passed(scenario):
@@ -594,7 +670,10 @@ def test_a_change_of_the_models_or_removed_batches_force_a_full_rebuild(scenario
         assert reason in rebuild_reason(p)
 
 
-def test_pupil_periods_without_their_as_built_tables_force_a_full_rebuild(scenario, tmp_path):
+@pytest.mark.parametrize("table", ["fct_pupil_periods__as_built_parameters",
+                                   "fct_child_agency_periods__as_built_persons"])
+def test_incremental_marts_without_their_as_built_tables_force_a_full_rebuild(
+        scenario, tmp_path, table):
     from samverkan.config import Paths
     from samverkan.incremental import rebuild_reason
 
@@ -604,8 +683,10 @@ def test_pupil_periods_without_their_as_built_tables_force_a_full_rebuild(scenar
         shutil.copyfile(getattr(Paths(scenario.home), db), getattr(p, db))
     assert rebuild_reason(p) is None
     with duckdb.connect(str(p.analytics_db)) as conn:
-        conn.execute("drop table marts.fct_pupil_periods__as_built_parameters")
-    assert "without the tables that say what it was built from" in rebuild_reason(p)
+        conn.execute(f"drop table marts.{table}")
+    mart = table.split("__")[0]
+    assert f"{mart} is there without the tables that say what it was built from" \
+        in rebuild_reason(p)
 
 
 def test_bookkeeping_holds_no_person_data(scenario):

@@ -69,6 +69,45 @@
     {%- endif -%}
 {%- endmacro %}
 
+{#- The table beside the incremental mart being built (`this`) that holds what it was built
+    from: <mart>__as_built_<kind> (fct_pupil_periods: 'pupils', 'parameters';
+    fct_child_agency_periods: 'persons', 'periods'). -#}
+{% macro as_built(kind) -%}
+    {{ return(api.Relation.create(database=this.database, schema=this.schema,
+                                  identifier=this.identifier ~ '__as_built_' ~ kind)) }}
+{%- endmacro %}
+
+{#- Pre-hook of an incremental mart with a row per person and period (fct_pupil_periods,
+    fct_child_agency_periods): delete the rows it rebuilds, in the transaction that inserts
+    them again: every row of the persons `changed_persons` lists (a query with the column
+    built_pseudonym: the pseudonym the rows were built under), and every row of a period
+    that `rebuilt_periods` lists (a query with period_type and period_start) or that
+    int_periods no longer holds (with `reported_only`: no longer reports). Nothing on a first
+    or full build. -#}
+{% macro delete_rebuilt_person_periods(changed_persons, rebuilt_periods, reported_only=false) -%}
+    {%- if is_incremental() -%}
+        delete from {{ this }}
+        where person_pseudonym in (
+                select built_pseudonym from ({{ changed_persons }}) as changed
+            )
+            or not exists (
+                select 1
+                from {{ ref('int_periods') }} as kept
+                where kept.period_type = {{ this }}.period_type
+                    and kept.period_start = {{ this }}.period_start
+                    {%- if reported_only %}
+                    and kept.is_report_period
+                    {%- endif %}
+                    and not exists (
+                        select 1
+                        from ({{ rebuilt_periods }}) as rebuilt
+                        where rebuilt.period_type = kept.period_type
+                            and rebuilt.period_start = kept.period_start
+                    )
+            )
+    {%- endif -%}
+{%- endmacro %}
+
 {#- The lesson days int_ss12000__attendance_days rebuilds on an incremental run: the days the
     pending batches touched, or every day when the bookkeeping asks for it (the days of every
     lesson, and every day of `days`: int_ss12000__attendance_days itself unless given). -#}

@@ -10,13 +10,6 @@
 
     Nothing on a first or full build. -#}
 
-{#- The table beside fct_pupil_periods that holds what it was built from ('pupils' or
-    'parameters'). -#}
-{% macro pupil_periods_as_built(kind) -%}
-    {{ return(api.Relation.create(database=this.database, schema=this.schema,
-                                  identifier=this.identifier ~ '__as_built_' ~ kind)) }}
-{%- endmacro %}
-
 {#- The thresholds fct_pupil_periods applies, as one struct, as this build renders them. Like
     R, they are compared and recorded as fct_pupil_periods renders them, not as
     int_pupil_period_parameters was built: a run of fct_pupil_periods alone with other
@@ -41,7 +34,7 @@
     select periods.period_key, periods.period_type, periods.period_start
     from {{ ref('int_periods') }} as periods
     cross join {{ ref('int_pupil_period_parameters') }} as now
-    cross join {{ pupil_periods_as_built('parameters') }} as built
+    cross join {{ as_built('parameters') }} as built
     where {{ pupil_periods_thresholds() }} is distinct from built.thresholds
         or {{ pending_rebuild_of_all_days() }}
         or not list_contains(built.period_keys, periods.period_key)
@@ -64,40 +57,19 @@
 {% macro pupil_periods_changed_pupils() -%}
     select now.pupil_key, built.person_pseudonym as built_pseudonym
     from {{ ref('int_pupil_states') }} as now
-    full join {{ pupil_periods_as_built('pupils') }} as built
+    full join {{ as_built('pupils') }} as built
         on built.person_pseudonym = now.person_pseudonym
     where built.pupil_state is distinct from now.pupil_state
-{%- endmacro %}
-
-{#- Pre-hook of fct_pupil_periods: delete the rows it rebuilds (the pupils whose state changed
-    or who are gone, and the rebuilt periods) and the rows of periods no longer computed, in
-    the transaction that inserts them again. Nothing on a first or full build. -#}
-{% macro delete_rebuilt_pupil_periods() -%}
-    {%- if is_incremental() -%}
-        delete from {{ this }}
-        where person_pseudonym in (
-                select built_pseudonym from ({{ pupil_periods_changed_pupils() }}) as changed
-            )
-            or not exists (
-                select 1
-                from {{ ref('int_periods') }} as kept
-                where kept.period_type = {{ this }}.period_type
-                    and kept.period_start = {{ this }}.period_start
-                    and kept.period_key not in (
-                        select period_key from ({{ pupil_periods_rebuilt_periods() }}) as rebuilt
-                    )
-            )
-    {%- endif -%}
 {%- endmacro %}
 
 {#- Post-hook of fct_pupil_periods, in its transaction: keep what this build was made from
     (`kind`: 'pupils' or 'parameters'), on every build, full or not. -#}
 {% macro record_pupil_periods_as_built(kind) -%}
     {%- if kind == 'pupils' -%}
-        create or replace table {{ pupil_periods_as_built('pupils') }} as
+        create or replace table {{ as_built('pupils') }} as
         select person_pseudonym, pupil_state from {{ ref('int_pupil_states') }}
     {%- else -%}
-        create or replace table {{ pupil_periods_as_built('parameters') }} as
+        create or replace table {{ as_built('parameters') }} as
         select
             {{ reference_date() }} as reference_date,
             parameters.*,

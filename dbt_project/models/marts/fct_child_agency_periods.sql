@@ -9,6 +9,27 @@
     lookback_end, end null or after the window's start). Police: a suspicion or victim row
     with offence date in the window. -#}
 
+{#- Incremental (macros/child_agency_periods.sql): a night rebuilds every person in the periods
+    that are new, whose window moved or that hold R (now or at the last build), and every
+    period of the persons whose rows (identity, enrolments, high absence in ended months,
+    involvement, police events) are new, changed or gone; the pre-hook deletes those rows and
+    those of periods no longer reported, the post-hooks keep what the table was built from,
+    in its transaction. -#}
+
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    pre_hook="{{ delete_rebuilt_person_periods(child_agency_changed_persons(),
+                                                child_agency_rebuilt_periods(),
+                                                reported_only=true) }}",
+    post_hook=[
+        "{{ record_child_agency_periods_as_built('persons') }}",
+        "{{ record_child_agency_periods_as_built('periods') }}",
+    ],
+) }}
+
+-- depends_on: {{ ref('int_pupil_states') }}
+
 with
 
 periods as (
@@ -16,6 +37,42 @@ periods as (
     select period_type, period_start, period_end, lookback_end, trailing_window_start
     from {{ ref('int_periods') }}
     where is_report_period
+
+),
+{%- if is_incremental() %}
+
+-- what an incremental build computes: every person in the rebuilt periods, and the changed
+-- persons in every other period (a full build computes every person and period)
+rebuilt_periods as (
+
+    {{ child_agency_rebuilt_periods() }}
+
+),
+
+changed_persons as (
+
+    select person_pseudonym
+    from ({{ child_agency_changed_persons() }}) as changed
+    where person_pseudonym is not null
+
+),
+{%- endif %}
+
+scoped_periods as (
+
+    select
+        periods.*,
+        {%- if is_incremental() %}
+        exists (
+            select 1
+            from rebuilt_periods
+            where rebuilt_periods.period_type = periods.period_type
+                and rebuilt_periods.period_start = periods.period_start
+        ) as is_rebuilt
+        {%- else %}
+        true as is_rebuilt
+        {%- endif %}
+    from periods
 
 ),
 
@@ -45,53 +102,73 @@ identities as (
 
 ),
 
-high_absence_months as (
+-- what made a person known to an agency, as the days [first_day, last_day] it covers: known
+-- in a period when it overlaps the window (first_day <= lookback_end, last_day >
+-- trailing_window_start)
+known_for as (
 
-    select person_pseudonym, least(period_end, {{ reference_date() }}) as month_end
+    -- school: high absence in a calendar month, dated on its last day (R for the month that
+    -- holds R)
+    select
+        person_pseudonym,
+        'school' as agency,
+        least(period_end, {{ reference_date() }}) as first_day,
+        least(period_end, {{ reference_date() }}) as last_day
     from pupil_periods
     where period_type = 'manad'
         and is_high_absence
 
-),
+    union all
 
-known_to_school as (
-
-    select distinct high_absence_months.person_pseudonym, periods.period_type, periods.period_start
-    from high_absence_months
-    inner join periods
-        on high_absence_months.month_end > periods.trailing_window_start
-        and high_absence_months.month_end <= periods.lookback_end
-
-),
-
-known_to_social_services as (
-
-    select distinct involvement.person_pseudonym, periods.period_type, periods.period_start
+    select
+        person_pseudonym,
+        'social_services' as agency,
+        start_date as first_day,
+        coalesce(end_date, date '9999-12-31') as last_day
     from involvement
-    inner join periods
-        on involvement.start_date <= periods.lookback_end
-        and coalesce(involvement.end_date, date '9999-12-31') > periods.trailing_window_start
 
-),
+    union all
 
-known_to_police as (
-
-    select distinct police_events.person_pseudonym, periods.period_type, periods.period_start
+    select
+        person_pseudonym,
+        'police' as agency,
+        brottsdatum as first_day,
+        brottsdatum as last_day
     from police_events
-    inner join periods
-        on police_events.brottsdatum > periods.trailing_window_start
-        and police_events.brottsdatum <= periods.lookback_end
-    where police_events.roll in ('Misstänkt', 'Målsägande')
+    where roll in ('Misstänkt', 'Målsägande')
 
 ),
 
 known as (
 
-    select *, 'school' as agency from known_to_school
+    select
+        known_for.person_pseudonym,
+        known_for.agency,
+        scoped_periods.period_type,
+        scoped_periods.period_start
+    from known_for
+    inner join scoped_periods
+        on known_for.first_day <= scoped_periods.lookback_end
+        and known_for.last_day > scoped_periods.trailing_window_start
+    where scoped_periods.is_rebuilt
+    {%- if is_incremental() %}
+
     union all
-    select *, 'social_services' as agency from known_to_social_services
-    union all
-    select *, 'police' as agency from known_to_police
+
+    select
+        known_for.person_pseudonym,
+        known_for.agency,
+        scoped_periods.period_type,
+        scoped_periods.period_start
+    from (
+        select * from known_for
+        where person_pseudonym in (select person_pseudonym from changed_persons)
+    ) as known_for
+    inner join scoped_periods
+        on known_for.first_day <= scoped_periods.lookback_end
+        and known_for.last_day > scoped_periods.trailing_window_start
+    where not scoped_periods.is_rebuilt
+    {%- endif %}
 
 ),
 

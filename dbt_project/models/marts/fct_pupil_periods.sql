@@ -25,7 +25,8 @@
 {{ config(
     materialized='incremental',
     incremental_strategy='append',
-    pre_hook="{{ delete_rebuilt_pupil_periods() }}",
+    pre_hook="{{ delete_rebuilt_person_periods(pupil_periods_changed_pupils(),
+                                                pupil_periods_rebuilt_periods()) }}",
     post_hook=[
         "{{ record_pupil_periods_as_built('pupils') }}",
         "{{ record_pupil_periods_as_built('parameters') }}",
