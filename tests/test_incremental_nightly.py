@@ -12,7 +12,9 @@ touched):
   the next night when the threshold is back);
 - night 2: one more school day, at R = ``DAY_2``, plus a late correction of an old day's
   attendance record (a new version, stamped within that day), the deletion of another old
-  record, and a pupil's enrolment given an end date between R of night 2 and night 3;
+  record, and a pupil's enrolment given an end date between R of night 2 and night 3; then,
+  with nothing new, a build at R = ``MONTH_END`` (a Sunday and May's last day: May and its
+  last week hold R and have ended before night 3's R, with the same window);
 - night 3: the rest of the term, at R = the term's end (a new month: new periods, the lag
   moves), plus a lesson moved to another week (its records move with it: the old and the
   new day must both be rebuilt), another correction and a deletion, a pupil who moves to
@@ -65,6 +67,7 @@ OLD_DAYS = (dt.date(2026, 5, 4), dt.date(2026, 5, 12))  # corrected and deleted 
 MOVED_FROM = dt.date(2026, 5, 6)  # night 3 moves a lesson of this day one week on
 FIRST_R = DAY_1 - dt.timedelta(days=7)  # night 1's first build: R a week before DAY_1
 PAST_WEEK = dt.date(2026, 5, 18)         # FIRST_R's week (Monday)
+MONTH_END = dt.date(2026, 5, 31)  # a Sunday, May's last day: R on the last day of periods
 STOCKHOLM = TZ
 
 
@@ -395,7 +398,7 @@ class Scenario:
     week_short: list[int]     # PAST_WEEK's rows short of its days: R in it, then R after it
     changed_pupils: dict[str, str]      # 'moved', 'protected', 'ended' -> pseudonym
     school_flags_astray: list[int]      # after each build of the chain
-    night_3_reference_dates: tuple[dt.date, dt.date]  # R of night 2, R of night 3
+    night_3_reference_dates: tuple[dt.date, dt.date]  # R of the build before night 3, of night 3
 
 
 @pytest.fixture(scope="module")
@@ -491,6 +494,9 @@ def scenario(tmp_path_factory) -> Iterator[Scenario]:
         build(DAY_2)
         misclassified.append(_high_absence_misclassified(settings, high))
         nights.append(_bookkeeping(settings))
+        # a weekend night: nothing new, R on the last day of May and of its last week (they
+        # still hold R, and end before the next R)
+        build(MONTH_END)
 
         _served_moved(data, moved_event, week)
         _served_absent(data, corrected_3["id"], int(corrected_3["length"]), None)
@@ -521,7 +527,7 @@ def scenario(tmp_path_factory) -> Iterator[Scenario]:
                    chain_incremental, chain_full, rewritten, pupils_before, misclassified,
                    week_short,
                    dict(zip(("moved", "protected", "ended"), pseudonyms, strict=True)),
-                   astray, (DAY_2, ref))
+                   astray, (MONTH_END, ref))
 
 
 # --- the assertions ---------------------------------------------------------------------------
@@ -584,10 +590,10 @@ def test_night_3_rebuilt_the_changed_pupils_and_periods_and_kept_the_rest(scenar
 
 
 def test_night_3_rebuilt_the_running_periods_and_changed_persons_of_child_agency_periods(scenario):
-    """fct_child_agency_periods on night 3: every row of a period that ends on or after
-    night 2's R (running then or now) is new, the protected pupil has none, and most rows of
-    the periods that ended before it were kept (only persons whose rows changed are rebuilt
-    there)."""
+    """fct_child_agency_periods on night 3: every row of a period that ends on or after the
+    previous build's R (May and its last week end on it: they held R then) is new, the
+    protected pupil has none, and most rows of the periods that ended before it were kept
+    (only persons whose rows changed are rebuilt there)."""
     rows = scenario.rewritten_on_night_3["fct_child_agency_periods"]
     earlier_r, _ = scenario.night_3_reference_dates
     assert not (rows["person_pseudonym"] == scenario.changed_pupils["protected"]).any()
@@ -604,7 +610,7 @@ def test_every_build_flags_school_by_the_high_absence_of_that_build(scenario):
     """After each build (R moving, the threshold changed and back, corrections, the night's
     publication) the school flags of fct_child_agency_periods, kept or rebuilt, follow the
     high absence months of fct_pupil_periods in each period's window."""
-    assert scenario.school_flags_astray == [0] * 6
+    assert scenario.school_flags_astray == [0] * 7
 
 
 def test_a_later_r_rebuilds_the_periods_whose_days_it_passed(scenario):
