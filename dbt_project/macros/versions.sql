@@ -24,7 +24,9 @@
 
 {#- The live rows of an append-only raw table: the newest version of each id (keep_newest)
     with the loaded_at of its batch, minus the ids that removed_ids (a query with one
-    column `id`) lists as deleted. The window runs over the few columns that choose the
+    column `id`) lists as deleted (an anti join: DuckDB 1.5 planned the `not exists` it
+    replaced so that, with no deleted ids at all, it took 7.6 s over 37.9 M attendance records
+    instead of 0.6 s). The window runs over the few columns that choose the
     version (id, modification time, batch) and the row's position (rowid); the chosen rows
     are then read with all their columns, so the window never holds whole rows (the raw
     attendance table has every version of every record). With only_ids (a query with one
@@ -41,24 +43,19 @@
         left join (
             select batch_id, loaded_at from {{ source('load_meta', 'batches') }}
         ) as batches using (batch_id)
-        where
+        anti join (
+            {%- for line in (removed_ids | string).strip().splitlines() %}
+            {{ line.strip() }}
+            {%- endfor %}
+        ) as removed
+            on removed.id = candidates.{{ id_column }}
         {%- if only_ids is not none %}
-            candidates.{{ id_column }} in (
-                {%- for line in (only_ids | string).strip().splitlines() %}
-                {{ line.strip() }}
-                {%- endfor %}
-            )
-            and
-        {%- endif %}
-            not exists (
-            select 1
-            from (
-                {%- for line in (removed_ids | string).strip().splitlines() %}
-                {{ line.strip() }}
-                {%- endfor %}
-            ) as removed
-            where removed.id = candidates.{{ id_column }}
+        where candidates.{{ id_column }} in (
+            {%- for line in (only_ids | string).strip().splitlines() %}
+            {{ line.strip() }}
+            {%- endfor %}
         )
+        {%- endif %}
         {{ keep_newest('candidates.' ~ id_column, 'candidates.' ~ modified_at) }}
     ) as newest
         on newest.version_row = versions.rowid
