@@ -6,6 +6,7 @@ publication: tests/test_end_to_end.py.)"""
 from __future__ import annotations
 
 import re
+import subprocess
 import time
 import zipfile
 from pathlib import Path
@@ -92,6 +93,18 @@ def test_a_failing_child_gives_one_line_and_no_traceback(tmp_path):
     assert not (tmp_path / INDICATORS_XLSX).exists()
 
 
+def _environment_of(process: subprocess.Popen) -> bytes:
+    """A running child's environment. Right after it starts, /proc/<pid>/environ can read
+    empty (seen once in the suite, under load): read again until it is not."""
+    deadline = time.monotonic() + 10
+    while process.poll() is None and time.monotonic() < deadline:
+        environ = (Path("/proc") / str(process.pid) / "environ").read_bytes()
+        if environ:
+            return environ
+        time.sleep(0.01)
+    raise AssertionError("the child's environment could not be read while it ran")
+
+
 def test_a_child_no_longer_wanted_is_stopped_and_never_had_the_key(tmp_path, monkeypatch):
     """The gate failed while the child was writing: leaving the block stops it. The child's
     environment holds nothing of this process's secrets (the pseudonym key, tokens)."""
@@ -101,7 +114,7 @@ def test_a_child_no_longer_wanted_is_stopped_and_never_had_the_key(tmp_path, mon
     with ExcelFilesWriter(tmp_path, rd.CATALOGUE, reference_date=rd.REFERENCE_DATE, version=rd.VERSION,
                           min_cell=rd.MIN_CELL, targets=rd.TARGETS, parameters=None) as writer:
         process = writer._process
-        environ = (Path("/proc") / str(process.pid) / "environ").read_bytes()
+        environ = _environment_of(process)
     assert process.poll() is not None
     assert b"SAMVERKAN_" not in environ and b"k" * 64 not in environ and b"a-token" not in environ
     assert b"PYTHONPATH=" in environ
