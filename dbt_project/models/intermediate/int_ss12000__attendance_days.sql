@@ -39,8 +39,11 @@ per_person_day as (
         attendances.person_id,
         lessons.lesson_date,
         sum(lessons.lesson_minutes) filter (where attendances.is_reported) as offered_minutes,
-        sum(attendances.valid_absence_minutes) filter (where attendances.is_reported) as valid_absence_minutes,
-        sum(attendances.invalid_absence_minutes) filter (where attendances.is_reported) as invalid_absence_minutes,
+        -- summed as doubles (exact for whole minutes; cast back to bigint below): DuckDB sums
+        -- an integer column into a 128-bit integer, and the model's full build at Stockholm's
+        -- size (37.9 M records) took 8.3-8.7 s that way against 7.1-7.2 s
+        sum(cast(attendances.valid_absence_minutes as double)) filter (where attendances.is_reported) as valid_absence_minutes,
+        sum(cast(attendances.invalid_absence_minutes as double)) filter (where attendances.is_reported) as invalid_absence_minutes,
         count(*) as scheduled_records,
         count(*) filter (where attendances.is_reported) as reported_records
     from attendances
